@@ -1,0 +1,111 @@
+// swift-tools-version:6.0
+//
+// One target per architectural part; dependencies point inward to EdgetrailCore,
+// which holds the domain vocabulary and does no I/O.
+import PackageDescription
+
+let package = Package(
+    name: "edgetrail",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "edgetrail", targets: ["edgetrail"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+    ],
+    targets: [
+        // MARK: C libraries (Debian packages, found through pkg-config)
+        .systemLibrary(
+            name: "CRdKafka", path: "Sources/CRdKafka", pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(
+            name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]),
+
+        // MARK: Core: vocabulary shared by every part, no I/O
+        .target(name: "EdgetrailCore"),
+
+        // MARK: Wire schema (generated; `make proto`)
+        .target(
+            name: "EdgetrailProto",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            exclude: ["Generated/SOURCES.sha256"]),
+
+        // MARK: CNF specification: model, YAML reader, validation
+        .target(
+            name: "EdgetrailCNF",
+            dependencies: ["EdgetrailCore", .product(name: "Yams", package: "Yams")]),
+
+        // MARK: Blocking socket helpers shared by the clients and the service manager
+        .target(name: "EdgetrailNet", dependencies: ["EdgetrailCore"]),
+
+        // MARK: Clients of the real parts
+        .target(
+            name: "EdgetrailKafka",
+            dependencies: ["EdgetrailCore", "CRdKafka", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "EdgetrailRedis",
+            dependencies: ["EdgetrailCore", "CHiredis"]),
+        .target(
+            name: "EdgetrailClamAV",
+            dependencies: ["EdgetrailNet"]),
+
+        // MARK: Local services (redis-server, the broker, clamd, PostgreSQL)
+        .target(
+            name: "EdgetrailServices",
+            dependencies: ["EdgetrailCore", "EdgetrailNet"]),
+
+        // MARK: Command line
+        .target(
+            name: "EdgetrailCLI",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka",
+                "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(name: "edgetrail", dependencies: ["EdgetrailCLI"]),
+
+        // MARK: Test support: starts the real services tests need, in a private run directory
+        .target(
+            name: "EdgetrailTesting",
+            dependencies: ["EdgetrailServices"],
+            path: "Tests/EdgetrailTesting"),
+
+        // MARK: Tests
+        .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
+        .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
+        .testTarget(
+            name: "EdgetrailProtoTests",
+            dependencies: ["EdgetrailProto", "EdgetrailCore"]),
+        .testTarget(
+            name: "EdgetrailServicesTests",
+            dependencies: ["EdgetrailServices", "EdgetrailTesting"]),
+        .testTarget(
+            name: "EdgetrailKafkaTests",
+            dependencies: [
+                "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        .testTarget(
+            name: "EdgetrailRedisTests",
+            dependencies: ["EdgetrailRedis", "EdgetrailTesting"]),
+        .testTarget(
+            name: "EdgetrailClamAVTests",
+            dependencies: ["EdgetrailClamAV", "EdgetrailTesting"]),
+        .testTarget(
+            name: "EdgetrailCLITests",
+            dependencies: ["EdgetrailCLI"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

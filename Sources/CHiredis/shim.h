@@ -1,0 +1,4 @@
+#ifndef EDGETRAIL_CHIREDIS_SHIM_H
+#define EDGETRAIL_CHIREDIS_SHIM_H
+#include <hiredis/hiredis.h>
+#endif

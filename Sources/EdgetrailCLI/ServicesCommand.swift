@@ -1,0 +1,97 @@
+import ArgumentParser
+import EdgetrailServices
+import Foundation
+
+/// Options every `services` subcommand shares: where the run directory is and which ports.
+struct ServicesOptions: ParsableArguments {
+    @Option(help: "Folder for pid files, logs, sockets and data (default: ./.run or $EDGETRAIL_RUN_DIR).")
+    var runDir: String?
+
+    @Option(help: "Redis port on 127.0.0.1 (default 16379 or $EDGETRAIL_REDIS_PORT).")
+    var redisPort: Int?
+
+    @Option(help: "Kafka-protocol broker port on 127.0.0.1 (default 19092 or $EDGETRAIL_BROKER_PORT).")
+    var brokerPort: Int?
+
+    @Option(help: "PostgreSQL port on 127.0.0.1 (default 15432 or $EDGETRAIL_POSTGRES_PORT).")
+    var postgresPort: Int?
+
+    var configuration: ServicesConfiguration {
+        var configuration = ServicesConfiguration.fromEnvironment()
+        if let runDir {
+            configuration.runDirectory = URL(fileURLWithPath: runDir).standardizedFileURL.path
+        }
+        if let redisPort { configuration.redisPort = redisPort }
+        if let brokerPort { configuration.brokerPort = brokerPort }
+        if let postgresPort { configuration.postgresPort = postgresPort }
+        return configuration
+    }
+}
+
+extension ServiceKind: ExpressibleByArgument {}
+
+struct ServicesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "services",
+        abstract: "Start, stop and list the local services: Redis, the Kafka-protocol broker, clamd, PostgreSQL.",
+        discussion: """
+            Services run as detached processes under the run directory (pid files, logs/, sockets),
+            listening on 127.0.0.1 only. 'up' is safe to repeat; a port taken by another program is
+            reported, not waited on. The broker (tansu) keeps topics in memory: stopping it empties it.
+            """,
+        subcommands: [Up.self, Down.self, Status.self])
+
+    struct Up: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start redis, broker and clamd (and postgres with --with-postgres).")
+
+        @OptionGroup var options: ServicesOptions
+
+        @Flag(help: "Also start a PostgreSQL cluster (for the central store).")
+        var withPostgres = false
+
+        @Option(
+            name: .customLong("only"), parsing: .upToNextOption,
+            help: "Start only these: \(ServiceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var only: [ServiceKind] = []
+
+        func run() throws {
+            let services = LocalServices(configuration: options.configuration)
+            let kinds = only.isEmpty ? ServiceKind.defaults + (withPostgres ? [.postgres] : []) : only
+            do {
+                try services.up(kinds) { print($0) }
+            } catch {
+                printError("error: \(error)")
+                throw ExitCode.failure
+            }
+        }
+    }
+
+    struct Down: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every service started from the run directory.")
+
+        @OptionGroup var options: ServicesOptions
+
+        func run() throws {
+            let stopped = LocalServices(configuration: options.configuration).down { print($0) }
+            if stopped.isEmpty { print("nothing was running") }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One line per service: its name, up or down, and its address.")
+
+        @OptionGroup var options: ServicesOptions
+
+        func run() throws {
+            for line in LocalServices(configuration: options.configuration).status() {
+                print(line)
+            }
+        }
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,447 @@
+import EdgetrailCore
+import Yams
+
+/// Reads a CNF spec from YAML and validates it, collecting every problem with its
+/// `file:line:column` rather than stopping at the first.
+///
+/// ```yaml
+/// name: edgesecurity
+/// node: edge-1
+/// microservices:
+///   - { name: http-proxy, kind: http-proxy }
+/// handlers:
+///   - { microservice: http-proxy, event: request_received, file: handlers/on_request.py }
+/// datapath:
+///   - "10.201.0.2 80 : redirect => [http-proxy]"
+/// ```
+public struct CNFSpecReader: Sendable {
+    /// Answers whether a handler file (as resolved against the spec's folder) can be read;
+    /// `nil` means yes, otherwise the reason.
+    public typealias FileCheck = @Sendable (_ path: String) -> String?
+
+    /// The name reported in diagnostics (usually the path the operator gave).
+    public var fileName: String
+    /// The folder handler paths are relative to.
+    public var baseDirectory: String
+    public var checkFile: FileCheck
+
+    public init(fileName: String, baseDirectory: String, checkFile: @escaping FileCheck) {
+        self.fileName = fileName
+        self.baseDirectory = baseDirectory
+        self.checkFile = checkFile
+    }
+
+    /// Parses and validates; throws `DiagnosticsError` listing every problem found.
+    public func read(_ yaml: String) throws(DiagnosticsError) -> CNFSpec {
+        var context = Context(fileName: fileName)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw DiagnosticsError([context.diagnostic(forYAMLError: error)])
+        }
+        guard let root, let mapping = context.mapping(root, what: "a CNF spec") else {
+            if root == nil {
+                context.report("the file is empty; a CNF spec needs name, node and microservices", at: nil)
+            }
+            throw DiagnosticsError(context.diagnostics)
+        }
+        let spec = readSpec(mapping, root: root, context: &context)
+        guard context.diagnostics.isEmpty, let spec else { throw DiagnosticsError(context.diagnostics) }
+        return spec
+    }
+
+    private func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : (baseDirectory.isEmpty ? path : baseDirectory + "/" + path)
+    }
+
+    // MARK: Top level
+
+    private func readSpec(_ mapping: Node.Mapping, root: Node, context: inout Context) -> CNFSpec? {
+        let fields = context.fields(
+            of: mapping, allowed: ["name", "node", "microservices", "handlers", "datapath"], what: "the CNF spec")
+        let name = context.requiredName(fields["name"], field: "name", in: root, what: "the CNF")
+        let node = context.requiredString(fields["node"], field: "node", in: root, what: "the CNF")
+            .flatMap { value -> String? in
+                value.isEmpty ? nil : value
+            }
+
+        var microservices: [(Microservice, Node)] = []
+        if let list = fields["microservices"] {
+            for item in context.sequence(list, what: "microservices") {
+                if let microservice = readMicroservice(item, context: &context) {
+                    microservices.append((microservice, item))
+                }
+            }
+            if context.sequence(list, what: nil).isEmpty, list.sequence != nil {
+                context.report("a CNF needs at least one μsrv under 'microservices'", at: list)
+            }
+        } else {
+            context.report("missing required field 'microservices'", at: root)
+        }
+        var seenNames: [String: Node] = [:]
+        for (microservice, node) in microservices {
+            if let first = seenNames[microservice.name] {
+                context.report(
+                    "duplicate μsrv name '\(microservice.name)' (first defined at \(context.position(first)))",
+                    at: node.mapping?["name"] ?? node)
+            } else {
+                seenNames[microservice.name] = node
+            }
+        }
+        let byName = Dictionary(microservices.map { ($0.0.name, $0.0) }, uniquingKeysWith: { first, _ in first })
+
+        var handlers: [Handler] = []
+        if let list = fields["handlers"] {
+            var seen: [String: Node] = [:]
+            for item in context.sequence(list, what: "handlers") {
+                guard let handler = readHandler(item, microservices: byName, context: &context) else { continue }
+                let key = "\(handler.microservice)/\(handler.event)"
+                if let first = seen[key] {
+                    context.report(
+                        "a second handler for \(handler.microservice)'s '\(handler.event)' (the first is at \(context.position(first))); bind one handler per event",
+                        at: item)
+                } else {
+                    seen[key] = item
+                }
+                handlers.append(handler)
+            }
+        }
+
+        var rules: [DatapathRule] = []
+        if let list = fields["datapath"] {
+            let labels = Set(microservices.flatMap(\.0.labels))
+            var seen: [String: Node] = [:]
+            for item in context.sequence(list, what: "datapath") {
+                guard let rule = readRule(item, knownLabels: labels, context: &context) else { continue }
+                let key = "\(rule.destination?.description ?? "*") \(rule.port.map(String.init) ?? "*")"
+                if let first = seen[key] {
+                    context.report(
+                        "a second rule for \(key) (the first is at \(context.position(first))); one rule per address and port",
+                        at: item)
+                } else {
+                    seen[key] = item
+                }
+                rules.append(rule)
+            }
+        }
+
+        guard let name, let node else { return nil }
+        return CNFSpec(
+            name: name, node: node, microservices: microservices.map(\.0), handlers: handlers, datapath: rules)
+    }
+
+    // MARK: Microservices
+
+    private func readMicroservice(_ item: Node, context: inout Context) -> Microservice? {
+        guard let mapping = context.mapping(item, what: "a μsrv") else { return nil }
+        let fields = context.fields(of: mapping, allowed: ["name", "kind", "labels", "events"], what: "a μsrv")
+        let name = context.requiredName(fields["name"], field: "name", in: item, what: "a μsrv")
+        var kind: MicroserviceKind?
+        if let kindText = context.requiredString(fields["kind"], field: "kind", in: item, what: "a μsrv") {
+            kind = MicroserviceKind(rawValue: kindText)
+            if kind == nil {
+                let known = MicroserviceKind.allCases.map(\.rawValue).joined(separator: ", ")
+                context.report("unknown μsrv kind '\(kindText)' (expected one of: \(known))", at: fields["kind"])
+            }
+        }
+        var labels: [String] = []
+        if let labelList = fields["labels"] {
+            for labelNode in context.sequence(labelList, what: "labels") {
+                if let label = context.name(labelNode, what: "a label") { labels.append(label) }
+            }
+        }
+        var events: [String] = []
+        if let eventList = fields["events"] {
+            for eventNode in context.sequence(eventList, what: "events") {
+                guard let event = context.string(eventNode, what: "an event name") else { continue }
+                if let kind, !kind.events.contains(event) {
+                    context.report(
+                        "a \(kind.rawValue) does not publish '\(event)' (it publishes: \(kind.events.joined(separator: ", ")))",
+                        at: eventNode)
+                    continue
+                }
+                events.append(event)
+            }
+        }
+        guard let name, let kind else { return nil }
+        return Microservice(
+            name: name, kind: kind, labels: fields["labels"] == nil ? [name] : labels,
+            events: fields["events"] == nil ? kind.events : events)
+    }
+
+    // MARK: Handlers
+
+    private func readHandler(
+        _ item: Node, microservices: [String: Microservice], context: inout Context
+    ) -> Handler? {
+        guard let mapping = context.mapping(item, what: "a handler") else { return nil }
+        let fields = context.fields(
+            of: mapping, allowed: ["microservice", "event", "file", "timeout"], what: "a handler")
+        let owner = context.requiredString(fields["microservice"], field: "microservice", in: item, what: "a handler")
+        let event = context.requiredString(fields["event"], field: "event", in: item, what: "a handler")
+        let file = context.requiredString(fields["file"], field: "file", in: item, what: "a handler")
+        var timeout = 1000
+        if let timeoutNode = fields["timeout"], let text = context.string(timeoutNode, what: "a timeout") {
+            if let milliseconds = parseMilliseconds(text) {
+                timeout = milliseconds
+            } else {
+                context.report("'\(text)' is not a timeout; write it like 500ms or 2s", at: timeoutNode)
+            }
+        }
+        if let owner {
+            if let microservice = microservices[owner] {
+                if let event, !microservice.events.contains(event) {
+                    let published = microservice.events.isEmpty ? "none" : microservice.events.joined(separator: ", ")
+                    context.report(
+                        "μsrv '\(owner)' does not publish '\(event)' (it publishes: \(published))",
+                        at: fields["event"])
+                }
+            } else {
+                let known = microservices.keys.sorted().joined(separator: ", ")
+                context.report(
+                    "no μsrv named '\(owner)' in this CNF (its μsrvs: \(known.isEmpty ? "none" : known))",
+                    at: fields["microservice"])
+            }
+        }
+        if let file {
+            if file.isEmpty {
+                context.report("the handler's 'file' is empty; name a Python file", at: fields["file"])
+            } else if let problem = checkFile(resolve(file)) {
+                context.report("cannot read handler file '\(file)': \(problem)", at: fields["file"])
+            }
+        }
+        guard let owner, let event, let file else { return nil }
+        return Handler(microservice: owner, event: event, file: file, timeoutMilliseconds: timeout)
+    }
+
+    private func parseMilliseconds(_ text: String) -> Int? {
+        if text.hasSuffix("ms"), let value = Int(text.dropLast(2)), value > 0 { return value }
+        if text.hasSuffix("s"), let value = Double(text.dropLast()), value > 0 { return Int(value * 1000) }
+        return nil
+    }
+
+    // MARK: Datapath rules
+
+    private func readRule(_ item: Node, knownLabels: Set<String>, context: inout Context) -> DatapathRule? {
+        let rule: DatapathRule
+        var labelNodes: [Node?] = []
+        if let scalar = item.scalar {
+            do {
+                rule = try DatapathRule.parse(shorthand: scalar.string)
+            } catch {
+                context.report(error.message, at: item, offset: error.offset)
+                return nil
+            }
+            labelNodes = Array(repeating: item, count: rule.labels.count)
+        } else if let mapping = context.mapping(item, what: "a datapath rule (shorthand string or mapping)") {
+            guard let (parsed, nodes) = readLongRule(mapping, item: item, context: &context) else { return nil }
+            rule = parsed
+            labelNodes = nodes
+        } else {
+            return nil
+        }
+        var valid = true
+        for (label, node) in zip(rule.labels, labelNodes) where !knownLabels.contains(label) {
+            let known = knownLabels.sorted().joined(separator: ", ")
+            context.report(
+                "no μsrv carries the label '\(label)' (labels in this CNF: \(known.isEmpty ? "none" : known))",
+                at: node ?? item)
+            valid = false
+        }
+        switch rule.action {
+        case .redirect, .copy:
+            if rule.labels.isEmpty {
+                context.report(
+                    "a \(rule.action.rawValue) rule needs the label of the pod to send traffic to, e.g. '=> [http-proxy]'",
+                    at: item)
+                valid = false
+            }
+        case .ratelimit:
+            if rule.rateBytesPerSecond == nil {
+                context.report("a ratelimit rule needs a rate, e.g. 'ratelimit 1MB/s' or 'rate: 1MB/s'", at: item)
+                valid = false
+            }
+        case .deny:
+            break
+        }
+        if rule.action != .ratelimit, rule.rateBytesPerSecond != nil {
+            context.report("a rate applies to ratelimit rules only, not \(rule.action.rawValue)", at: item)
+            valid = false
+        }
+        return valid ? rule : nil
+    }
+
+    private func readLongRule(
+        _ mapping: Node.Mapping, item: Node, context: inout Context
+    ) -> (DatapathRule, [Node?])? {
+        let fields = context.fields(
+            of: mapping, allowed: ["ip", "port", "action", "labels", "rate"], what: "a datapath rule")
+        var ok = true
+        var destination: IPPrefix?
+        if let text = context.requiredString(fields["ip"], field: "ip", in: item, what: "a datapath rule") {
+            do { destination = try DatapathRule.parseDestination(text) } catch {
+                context.report(error.message, at: fields["ip"])
+                ok = false
+            }
+        } else {
+            ok = false
+        }
+        var port: UInt16?
+        if let text = context.requiredString(fields["port"], field: "port", in: item, what: "a datapath rule") {
+            do { port = try DatapathRule.parsePort(text) } catch {
+                context.report(error.message, at: fields["port"])
+                ok = false
+            }
+        } else {
+            ok = false
+        }
+        var action: DatapathAction?
+        if let text = context.requiredString(fields["action"], field: "action", in: item, what: "a datapath rule") {
+            do { action = try DatapathRule.parseAction(text) } catch {
+                context.report(error.message, at: fields["action"])
+            }
+        }
+        var labels: [String] = []
+        var labelNodes: [Node?] = []
+        if let list = fields["labels"] {
+            for node in context.sequence(list, what: "labels") {
+                if let label = context.name(node, what: "a label") {
+                    labels.append(label)
+                    labelNodes.append(node)
+                }
+            }
+        }
+        var rate: UInt64?
+        if let rateNode = fields["rate"], let text = context.string(rateNode, what: "a rate") {
+            do { rate = try DatapathRule.parseRate(text) } catch {
+                context.report(error.message, at: rateNode)
+                ok = false
+            }
+        }
+        guard ok, let action else { return nil }
+        let rule = DatapathRule(
+            destination: destination, port: port, action: action, labels: labels, rateBytesPerSecond: rate)
+        return (rule, labelNodes)
+    }
+}
+
+/// Collects diagnostics while walking the YAML tree.
+private struct Context {
+    let fileName: String
+    var diagnostics: [Diagnostic] = []
+
+    init(fileName: String) { self.fileName = fileName }
+
+    func location(_ node: Node?, offset: Int = 0) -> SourceLocation {
+        guard let mark = node?.mark else { return SourceLocation(file: fileName, line: 1, column: 1) }
+        var column = mark.column
+        if let scalar = node?.scalar {
+            // Offsets count from the first character of the value, past an opening quote.
+            let quoted = scalar.style == .singleQuoted || scalar.style == .doubleQuoted
+            column += offset + (quoted ? 1 : 0)
+        }
+        return SourceLocation(file: fileName, line: mark.line, column: column)
+    }
+
+    func position(_ node: Node) -> String {
+        let location = location(node)
+        return "line \(location.line)"
+    }
+
+    mutating func report(_ message: String, at node: Node?, offset: Int = 0) {
+        diagnostics.append(Diagnostic(message, at: location(node, offset: offset)))
+    }
+
+    func diagnostic(forYAMLError error: Error) -> Diagnostic {
+        func at(_ mark: Mark) -> SourceLocation {
+            SourceLocation(file: fileName, line: mark.line, column: mark.column)
+        }
+        switch error as? YamlError {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let detail = context.map { "\($0.text) " } ?? ""
+            return Diagnostic("malformed YAML: \(detail)\(problem)", at: at(mark))
+        case .reader(let problem, _, _, _):
+            return Diagnostic(
+                "malformed YAML: \(problem)", at: SourceLocation(file: fileName, line: 1, column: 1))
+        default:
+            return Diagnostic(
+                "malformed YAML: \(error)", at: SourceLocation(file: fileName, line: 1, column: 1))
+        }
+    }
+
+    mutating func mapping(_ node: Node, what: String) -> Node.Mapping? {
+        if let mapping = node.mapping { return mapping }
+        report("expected \(what) as a mapping of 'field: value'", at: node)
+        return nil
+    }
+
+    /// The items of a sequence; reports (when `what` is given) anything else.
+    mutating func sequence(_ node: Node, what: String?) -> [Node] {
+        if let sequence = node.sequence { return Array(sequence) }
+        if let what { report("expected '\(what)' to be a list ('- item' lines or [a, b])", at: node) }
+        return []
+    }
+
+    mutating func string(_ node: Node, what: String) -> String? {
+        if let scalar = node.scalar { return scalar.string }
+        report("expected \(what) as a single value", at: node)
+        return nil
+    }
+
+    /// A name: lowercase letters, digits and '-', starting with a letter.
+    mutating func name(_ node: Node, what: String) -> String? {
+        guard let text = string(node, what: what) else { return nil }
+        let valid =
+            !text.isEmpty && text.count <= 63 && text.first!.isLetter
+            && text.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "_" }
+        if !valid {
+            report(
+                "'\(text)' is not a valid name for \(what): use 1-63 lowercase letters, digits, '-' or '_', starting with a letter",
+                at: node)
+            return nil
+        }
+        return text
+    }
+
+    mutating func requiredString(_ node: Node?, field: String, in parent: Node, what: String) -> String? {
+        guard let node else {
+            report("\(what) is missing the required field '\(field)'", at: parent)
+            return nil
+        }
+        return string(node, what: "'\(field)'")
+    }
+
+    mutating func requiredName(_ node: Node?, field: String, in parent: Node, what: String) -> String? {
+        guard let node else {
+            report("\(what) is missing the required field '\(field)'", at: parent)
+            return nil
+        }
+        return name(node, what: "'\(field)'")
+    }
+
+    /// The fields of a mapping by key; reports unknown and repeated keys.
+    mutating func fields(of mapping: Node.Mapping, allowed: [String], what: String) -> [String: Node] {
+        var result: [String: Node] = [:]
+        var keys: [String: Node] = [:]
+        for (key, value) in mapping {
+            guard let name = key.scalar?.string else {
+                report("expected a field name", at: key)
+                continue
+            }
+            if !allowed.contains(name) {
+                report(
+                    "unknown field '\(name)' in \(what) (expected one of: \(allowed.joined(separator: ", ")))", at: key)
+                continue
+            }
+            if let first = keys[name] {
+                report("field '\(name)' given twice (first at \(position(first)))", at: key)
+                continue
+            }
+            keys[name] = key
+            result[name] = value
+        }
+        return result
+    }
+}

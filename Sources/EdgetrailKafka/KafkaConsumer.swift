@@ -1,0 +1,79 @@
+import CRdKafka
+
+/// One message read from a topic.
+public struct KafkaMessage: Sendable, Hashable {
+    public var topic: String
+    public var partition: Int32
+    public var offset: Int64
+    public var key: [UInt8]
+    public var value: [UInt8]
+}
+
+/// A librdkafka consumer in a consumer group, subscribed to the configured topics.
+public final class KafkaConsumer: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private var closed = false
+
+    public init(configuration: KafkaConsumerConfiguration) throws(KafkaError) {
+        try KafkaRuntime.check()
+        let conf = try makeConfiguration(configuration.librdkafkaProperties)
+        var errorText = [CChar](repeating: 0, count: 512)
+        guard let handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errorText, errorText.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw KafkaError("could not create a Kafka consumer: \(cString(errorText))")
+        }
+        self.handle = handle
+        rd_kafka_poll_set_consumer(handle)
+        let list = rd_kafka_topic_partition_list_new(Int32(configuration.topics.count))
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for topic in configuration.topics {
+            rd_kafka_topic_partition_list_add(list, topic, RD_KAFKA_PARTITION_UA)
+        }
+        let error = rd_kafka_subscribe(handle, list)
+        guard error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            rd_kafka_destroy(handle)
+            throw KafkaError(code: error, context: "could not subscribe to \(configuration.topics)")
+        }
+    }
+
+    deinit {
+        close()
+        rd_kafka_destroy(handle)
+    }
+
+    /// The next message, or `nil` when none arrived within the timeout. Transient conditions
+    /// (end of partition, rebalances) return `nil`; errors the client cannot recover from throw.
+    public func poll(timeoutMilliseconds: Int32) throws(KafkaError) -> KafkaMessage? {
+        guard let message = rd_kafka_consumer_poll(handle, timeoutMilliseconds) else { return nil }
+        defer { rd_kafka_message_destroy(message) }
+        let value = message.pointee
+        if value.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if value.err == RD_KAFKA_RESP_ERR__PARTITION_EOF || value.err == RD_KAFKA_RESP_ERR__TRANSPORT {
+                return nil
+            }
+            if value.err == RD_KAFKA_RESP_ERR__FATAL || value.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC {
+                throw KafkaError(code: value.err, context: "consumer")
+            }
+            return nil
+        }
+        let topic = value.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+        let key = value.key.map { Array(UnsafeRawBufferPointer(start: $0, count: value.key_len)) } ?? []
+        let payload = value.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: value.len)) } ?? []
+        return KafkaMessage(topic: topic, partition: value.partition, offset: value.offset, key: key, value: payload)
+    }
+
+    /// Commits the offsets of the messages handed out so far, synchronously.
+    public func commit() throws(KafkaError) {
+        let error = rd_kafka_commit(handle, nil, 0)
+        if error != RD_KAFKA_RESP_ERR_NO_ERROR && error != RD_KAFKA_RESP_ERR__NO_OFFSET {
+            throw KafkaError(code: error, context: "commit")
+        }
+    }
+
+    /// Leaves the group (committing when auto-commit is on). Called by deinit if not before.
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        rd_kafka_consumer_close(handle)
+    }
+}

@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EdgetrailCore
+
+/// Small blocking socket checks used to tell whether a service is listening.
+public enum SocketProbe {
+    /// True when something accepts a connection at `endpoint` right now.
+    public static func isListening(_ endpoint: Endpoint) -> Bool {
+        let fd = connect(to: endpoint)
+        guard fd >= 0 else { return false }
+        close(fd)
+        return true
+    }
+
+    /// A connected socket or -1.
+    static func connect(to endpoint: Endpoint) -> Int32 {
+        switch endpoint {
+        case .tcp(let host, let port):
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return -1 }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+                close(fd)
+                return -1
+            }
+            let result = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            if result != 0 {
+                close(fd)
+                return -1
+            }
+            return fd
+        case .unix(let path):
+            return UnixSocket.connect(path: path)
+        }
+    }
+
+    /// True when a TCP port on `host` can be bound (nothing else holds it).
+    public static func isPortFree(host: String, port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var reuse: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        return result == 0
+    }
+
+    /// A port the kernel reports free on `host` at this moment (for tests that run side by side).
+    public static func freePort(host: String = "127.0.0.1") -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        inet_pton(AF_INET, host, &address.sin_addr)
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: bound.sin_port))
+    }
+}
+
+/// Unix-domain stream sockets (clamd, and the control plane later).
+public enum UnixSocket {
+    /// The longest path a Unix socket address holds on Linux (sun_path is 108 bytes with the NUL).
+    public static let maximumPathLength = 107
+
+    /// A connected socket or -1.
+    public static func connect(path: String) -> Int32 {
+        guard path.utf8.count <= maximumPathLength else { return -1 }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in path.utf8.enumerated() { buffer[index] = byte }
+            buffer[path.utf8.count] = 0
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if result != 0 {
+            close(fd)
+            return -1
+        }
+        return fd
+    }
+}
+
+/// Blocking reads and writes with a deadline, for short request/response protocols.
+public enum SocketIO {
+    /// Applies a receive and send timeout to a socket.
+    public static func setTimeout(_ fd: Int32, seconds: Double) {
+        var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Writes every byte; false on error or timeout.
+    public static func writeAll(_ fd: Int32, _ bytes: some Collection<UInt8>) -> Bool {
+        let array = Array(bytes)
+        var sent = 0
+        while sent < array.count {
+            let result = array.withUnsafeBytes { buffer in
+                send(fd, buffer.baseAddress! + sent, array.count - sent, Int32(MSG_NOSIGNAL))
+            }
+            if result < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            sent += result
+        }
+        return true
+    }
+
+    /// Reads until `terminator` arrives (excluded from the result), the peer closes, or an error.
+    public static func readUntil(_ fd: Int32, terminator: UInt8, limit: Int = 1 << 20) -> [UInt8]? {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while result.count < limit {
+            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if count == 0 { return result.isEmpty ? nil : result }
+            if let end = buffer[0..<count].firstIndex(of: terminator) {
+                result += buffer[0..<end]
+                return result
+            }
+            result += buffer[0..<count]
+        }
+        return result
+    }
+}

@@ -1,0 +1,158 @@
+import CHiredis
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A reply from Redis.
+public indirect enum RedisValue: Sendable, Hashable {
+    case string([UInt8])
+    case integer(Int64)
+    case array([RedisValue])
+    case null
+    case status(String)
+    case error(String)
+
+    /// The value as UTF-8 text, for strings and statuses.
+    public var text: String? {
+        switch self {
+        case .string(let bytes): String(decoding: bytes, as: UTF8.self)
+        case .status(let text): text
+        default: nil
+        }
+    }
+}
+
+/// Redis could not be reached, or the connection broke.
+public struct RedisError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One blocking connection to Redis through hiredis. Not for sharing between tasks: use one
+/// connection per task (a subscribed connection can only wait for messages).
+public final class RedisConnection: @unchecked Sendable {
+    private let context: UnsafeMutablePointer<redisContext>
+    public let host: String
+    public let port: Int
+
+    /// Connects, failing after `timeoutSeconds`.
+    public init(host: String, port: Int, timeoutSeconds: Double = 5) throws(RedisError) {
+        self.host = host
+        self.port = port
+        let timeout = timeval(
+            tv_sec: Int(timeoutSeconds), tv_usec: Int((timeoutSeconds - Double(Int(timeoutSeconds))) * 1e6))
+        guard let context = redisConnectWithTimeout(host, Int32(port), timeout) else {
+            throw RedisError("could not allocate a Redis connection")
+        }
+        if context.pointee.err != 0 {
+            let reason = Self.errorText(context)
+            redisFree(context)
+            throw RedisError("could not connect to Redis at \(host):\(port): \(reason)")
+        }
+        redisSetTimeout(context, timeout)
+        self.context = context
+    }
+
+    deinit {
+        redisFree(context)
+    }
+
+    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: context.pointee.errstr) { buffer in
+            String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+        }
+    }
+
+    /// Sends one command (binary-safe arguments) and waits for its reply.
+    @discardableResult
+    public func command(_ arguments: [[UInt8]]) throws(RedisError) -> RedisValue {
+        let reply = withArgv(arguments) { argc, argv, lengths in
+            redisCommandArgv(context, argc, argv, lengths)
+        }
+        guard let reply else {
+            throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+        }
+        defer { freeReplyObject(reply) }
+        return Self.convert(reply.assumingMemoryBound(to: redisReply.self))
+    }
+
+    /// Sends one command given as text arguments.
+    @discardableResult
+    public func command(_ arguments: String...) throws(RedisError) -> RedisValue {
+        try command(arguments.map { Array($0.utf8) })
+    }
+
+    /// Waits up to `timeoutMilliseconds` for the next pushed reply (a pub/sub message);
+    /// `nil` when none arrived in time.
+    public func nextReply(timeoutMilliseconds: Int32) throws(RedisError) -> RedisValue? {
+        var reply: UnsafeMutableRawPointer?
+        if redisGetReplyFromReader(context, &reply) != REDIS_OK {
+            throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+        }
+        if reply == nil {
+            var descriptor = pollfd(fd: context.pointee.fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, timeoutMilliseconds)
+            if ready == 0 { return nil }
+            if ready < 0 { throw RedisError("waiting for Redis failed: \(String(cString: strerror(errno)))") }
+            if redisGetReply(context, &reply) != REDIS_OK {
+                throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+            }
+        }
+        guard let reply else { return nil }
+        defer { freeReplyObject(reply) }
+        return Self.convert(reply.assumingMemoryBound(to: redisReply.self))
+    }
+
+    private func withArgv<Result>(
+        _ arguments: [[UInt8]],
+        _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> Result
+    ) -> Result {
+        // Copies keep each argument's bytes alive and contiguous for the call.
+        let copies = arguments.map { bytes -> UnsafeMutablePointer<CChar> in
+            let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: max(bytes.count, 1))
+            bytes.withUnsafeBytes { source in
+                if let base = source.baseAddress {
+                    UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: bytes.count)
+                }
+            }
+            return pointer
+        }
+        defer { copies.forEach { $0.deallocate() } }
+        var argv: [UnsafePointer<CChar>?] = copies.map { UnsafePointer($0) }
+        let lengths = arguments.map(\.count)
+        return argv.withUnsafeMutableBufferPointer { argvBuffer in
+            lengths.withUnsafeBufferPointer { lengthBuffer in
+                body(Int32(arguments.count), argvBuffer.baseAddress!, lengthBuffer.baseAddress!)
+            }
+        }
+    }
+
+    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisValue {
+        let value = reply.pointee
+        switch value.type {
+        case REDIS_REPLY_STRING:
+            return .string(bytes(value.str, value.len))
+        case REDIS_REPLY_INTEGER:
+            return .integer(value.integer)
+        case REDIS_REPLY_ARRAY:
+            var items: [RedisValue] = []
+            items.reserveCapacity(value.elements)
+            for index in 0..<value.elements {
+                if let element = value.element[index] { items.append(convert(element)) }
+            }
+            return .array(items)
+        case REDIS_REPLY_STATUS:
+            return .status(String(decoding: bytes(value.str, value.len), as: UTF8.self))
+        case REDIS_REPLY_ERROR:
+            return .error(String(decoding: bytes(value.str, value.len), as: UTF8.self))
+        default:
+            return .null
+        }
+    }
+
+    private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> [UInt8] {
+        guard let pointer, length > 0 else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: length))
+    }
+}

