@@ -79,7 +79,7 @@ let package = Package(
         // MARK: Test support: starts the real services tests need, in a private run directory
         .target(
             name: "EdgetrailTesting",
-            dependencies: ["EdgetrailServices"],
+            dependencies: ["EdgetrailServices", "EdgetrailNet"],
             path: "Tests/EdgetrailTesting"),
 
         // MARK: Tests

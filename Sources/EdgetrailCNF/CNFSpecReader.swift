@@ -113,7 +113,7 @@ public struct CNFSpecReader: Sendable {
             let labels = Set(microservices.flatMap(\.0.labels))
             var seen: [String: Node] = [:]
             for item in context.sequence(list, what: "datapath") {
-                guard let rule = readRule(item, knownLabels: labels, context: &context) else { continue }
+                guard let (rule, valid) = readRule(item, knownLabels: labels, context: &context) else { continue }
                 let key = "\(rule.destination?.description ?? "*") \(rule.port.map(String.init) ?? "*")"
                 if let first = seen[key] {
                     context.report(
@@ -122,7 +122,7 @@ public struct CNFSpecReader: Sendable {
                 } else {
                     seen[key] = item
                 }
-                rules.append(rule)
+                if valid { rules.append(rule) }
             }
         }
 
@@ -223,9 +223,13 @@ public struct CNFSpecReader: Sendable {
 
     // MARK: Datapath rules
 
-    private func readRule(_ item: Node, knownLabels: Set<String>, context: inout Context) -> DatapathRule? {
+    /// The rule as written (nil when unreadable) and whether it passed the semantic checks.
+    private func readRule(
+        _ item: Node, knownLabels: Set<String>, context: inout Context
+    ) -> (DatapathRule, Bool)? {
         let rule: DatapathRule
-        var labelNodes: [Node?] = []
+        // Where each label is written: its own node (long form) or an offset in the string.
+        var labelPlaces: [(node: Node, offset: Int)] = []
         if let scalar = item.scalar {
             do {
                 rule = try DatapathRule.parse(shorthand: scalar.string)
@@ -233,20 +237,31 @@ public struct CNFSpecReader: Sendable {
                 context.report(error.message, at: item, offset: error.offset)
                 return nil
             }
-            labelNodes = Array(repeating: item, count: rule.labels.count)
+            let characters = Array(scalar.string)
+            let arrow = Array("=>")
+            let labelsStart =
+                (0..<max(characters.count - 1, 0)).first { Array(characters[$0..<$0 + 2]) == arrow } ?? 0
+            labelPlaces = rule.labels.map { label in
+                let target = Array(label)
+                let offset = (labelsStart..<characters.count).first { start in
+                    start + target.count <= characters.count
+                        && Array(characters[start..<start + target.count]) == target
+                }
+                return (item, offset ?? 0)
+            }
         } else if let mapping = context.mapping(item, what: "a datapath rule (shorthand string or mapping)") {
             guard let (parsed, nodes) = readLongRule(mapping, item: item, context: &context) else { return nil }
             rule = parsed
-            labelNodes = nodes
+            labelPlaces = nodes.map { ($0, 0) }
         } else {
             return nil
         }
         var valid = true
-        for (label, node) in zip(rule.labels, labelNodes) where !knownLabels.contains(label) {
+        for (label, place) in zip(rule.labels, labelPlaces) where !knownLabels.contains(label) {
             let known = knownLabels.sorted().joined(separator: ", ")
             context.report(
                 "no μsrv carries the label '\(label)' (labels in this CNF: \(known.isEmpty ? "none" : known))",
-                at: node ?? item)
+                at: place.node, offset: place.offset)
             valid = false
         }
         switch rule.action {
@@ -269,12 +284,12 @@ public struct CNFSpecReader: Sendable {
             context.report("a rate applies to ratelimit rules only, not \(rule.action.rawValue)", at: item)
             valid = false
         }
-        return valid ? rule : nil
+        return (rule, valid)
     }
 
     private func readLongRule(
         _ mapping: Node.Mapping, item: Node, context: inout Context
-    ) -> (DatapathRule, [Node?])? {
+    ) -> (DatapathRule, [Node])? {
         let fields = context.fields(
             of: mapping, allowed: ["ip", "port", "action", "labels", "rate"], what: "a datapath rule")
         var ok = true
@@ -303,7 +318,7 @@ public struct CNFSpecReader: Sendable {
             }
         }
         var labels: [String] = []
-        var labelNodes: [Node?] = []
+        var labelNodes: [Node] = []
         if let list = fields["labels"] {
             for node in context.sequence(list, what: "labels") {
                 if let label = context.name(node, what: "a label") {

@@ -11,7 +11,9 @@ public struct Cookie: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     /// Parses exactly 16 hex digits (either case); anything else is `nil`.
     public init?(hex: some StringProtocol) {
-        guard hex.utf8.count == 16, let value = UInt64(hex, radix: 16) else { return nil }
+        guard hex.utf8.count == 16, hex.allSatisfy(\.isHexDigit), let value = UInt64(hex, radix: 16) else {
+            return nil
+        }
         self.rawValue = value
     }
 

@@ -17,6 +17,7 @@ public enum SocketProbe {
     static func connect(to endpoint: Endpoint) -> Int32 {
         switch endpoint {
         case .tcp(let host, let port):
+            guard (1...65535).contains(port) else { return -1 }
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { return -1 }
             var address = sockaddr_in()
@@ -43,6 +44,7 @@ public enum SocketProbe {
 
     /// True when a TCP port on `host` can be bound (nothing else holds it).
     public static func isPortFree(host: String, port: Int) -> Bool {
+        guard (1...65535).contains(port) else { return false }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }

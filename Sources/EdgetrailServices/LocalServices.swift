@@ -86,6 +86,9 @@ public struct LocalServices: Sendable {
     private func checkAddressFree(_ kind: ServiceKind) throws(ServiceError) {
         switch configuration.endpoint(of: kind) {
         case .tcp(let host, let port):
+            guard (1...65535).contains(port) else {
+                throw ServiceError("\(kind.rawValue): port \(port) is not a TCP port (1-65535)")
+            }
             if !SocketProbe.isPortFree(host: host, port: port) {
                 let option = kind == .broker ? "broker" : kind.rawValue
                 throw ServiceError(
@@ -248,5 +251,16 @@ func makeDirectory(_ path: String) throws(ServiceError) {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     } catch {
         throw ServiceError("cannot create \(path): \(error.localizedDescription)")
+    }
+}
+
+extension LocalServices {
+    /// Deletes what the services stored (the run directory and the PostgreSQL cluster of this
+    /// run directory). Call after `down`.
+    public func removeData() {
+        if let cluster = try? PostgresCluster(configuration: configuration) {
+            try? FileManager.default.removeItem(atPath: cluster.stateDirectory)
+        }
+        try? FileManager.default.removeItem(atPath: configuration.runDirectory)
     }
 }

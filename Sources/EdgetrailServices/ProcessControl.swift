@@ -8,6 +8,10 @@ enum ProcessControl {
     /// glibc's POSIX_SPAWN_SETSID: the child leads a new session, so it survives the
     /// command that started it and a Ctrl-C in that terminal.
     private static let spawnSetSID: Int16 = 0x80
+    /// POSIX_SPAWN_SETSIGDEF and POSIX_SPAWN_SETSIGMASK: the Swift runtime's threads block and
+    /// ignore signals a daemon must see (SIGTERM among them), and a spawned child inherits both.
+    private static let spawnSetSignalDefaults: Int16 = 0x04
+    private static let spawnSetSignalMask: Int16 = 0x08
 
     /// Starts `executable` detached, stdin from /dev/null, stdout and stderr appended to `logPath`.
     static func spawnDetached(
@@ -17,7 +21,13 @@ enum ProcessControl {
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, spawnSetSID)
+        posix_spawnattr_setflags(&attributes, spawnSetSID | spawnSetSignalDefaults | spawnSetSignalMask)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

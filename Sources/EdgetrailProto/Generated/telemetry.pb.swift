@@ -436,12 +436,13 @@ public nonisolated struct Edgetrail_V1_Snapshot: Sendable {
     set {value = .stringValue(newValue)}
   }
 
-  public var hashValue_p: Edgetrail_V1_HashValue {
+  /// A Redis hash: field name to value.
+  public var hashFields: Edgetrail_V1_HashFields {
     get {
-      if case .hashValue_p(let v)? = value {return v}
-      return Edgetrail_V1_HashValue()
+      if case .hashFields(let v)? = value {return v}
+      return Edgetrail_V1_HashFields()
     }
-    set {value = .hashValue_p(newValue)}
+    set {value = .hashFields(newValue)}
   }
 
   /// True when the change removed the key (del, expired, evicted).
@@ -459,14 +460,15 @@ public nonisolated struct Edgetrail_V1_Snapshot: Sendable {
 
   public nonisolated enum OneOf_Value: Equatable, Sendable {
     case stringValue(Data)
-    case hashValue_p(Edgetrail_V1_HashValue)
+    /// A Redis hash: field name to value.
+    case hashFields(Edgetrail_V1_HashFields)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Edgetrail_V1_HashValue: Sendable {
+public nonisolated struct Edgetrail_V1_HashFields: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -961,7 +963,7 @@ nonisolated extension Edgetrail_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}string_value\0\u{3}hash_value\0\u{1}deleted\0\u{1}event\0\u{3}at_ns\0\u{1}source\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}string_value\0\u{3}hash_fields\0\u{1}deleted\0\u{1}event\0\u{3}at_ns\0\u{1}source\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -979,16 +981,16 @@ nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobu
         }
       }()
       case 3: try {
-        var v: Edgetrail_V1_HashValue?
+        var v: Edgetrail_V1_HashFields?
         var hadOneofValue = false
         if let current = self.value {
           hadOneofValue = true
-          if case .hashValue_p(let m) = current {v = m}
+          if case .hashFields(let m) = current {v = m}
         }
         try decoder.decodeSingularMessageField(value: &v)
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.value = .hashValue_p(v)
+          self.value = .hashFields(v)
         }
       }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.deleted) }()
@@ -1013,8 +1015,8 @@ nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobu
       guard case .stringValue(let v)? = self.value else { preconditionFailure() }
       try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
     }()
-    case .hashValue_p?: try {
-      guard case .hashValue_p(let v)? = self.value else { preconditionFailure() }
+    case .hashFields?: try {
+      guard case .hashFields(let v)? = self.value else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     }()
     case nil: break
@@ -1046,8 +1048,8 @@ nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobu
   }
 }
 
-nonisolated extension Edgetrail_V1_HashValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".HashValue"
+nonisolated extension Edgetrail_V1_HashFields: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HashFields"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fields\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -1069,7 +1071,7 @@ nonisolated extension Edgetrail_V1_HashValue: SwiftProtobuf.Message, SwiftProtob
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Edgetrail_V1_HashValue, rhs: Edgetrail_V1_HashValue) -> Bool {
+  public static func ==(lhs: Edgetrail_V1_HashFields, rhs: Edgetrail_V1_HashFields) -> Bool {
     if lhs.fields != rhs.fields {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -162,24 +162,24 @@ class FlowEvent(_message.Message):
     def __init__(self, phase: _Optional[_Union[FlowPhase, str]] = ..., tuple: _Optional[_Union[_common_pb2.FiveTuple, _Mapping]] = ..., action: _Optional[_Union[_common_pb2.DatapathAction, str]] = ..., rule_id: _Optional[int] = ..., packets_in: _Optional[int] = ..., packets_out: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., drops: _Optional[int] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., end_reason: _Optional[_Union[FlowEndReason, str]] = ..., lost_events: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("key", "string_value", "hash_value", "deleted", "event", "at_ns", "source")
+    __slots__ = ("key", "string_value", "hash_fields", "deleted", "event", "at_ns", "source")
     KEY_FIELD_NUMBER: _ClassVar[int]
     STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
-    HASH_VALUE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELDS_FIELD_NUMBER: _ClassVar[int]
     DELETED_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     AT_NS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     key: str
     string_value: bytes
-    hash_value: HashValue
+    hash_fields: HashFields
     deleted: bool
     event: str
     at_ns: int
     source: str
-    def __init__(self, key: _Optional[str] = ..., string_value: _Optional[bytes] = ..., hash_value: _Optional[_Union[HashValue, _Mapping]] = ..., deleted: _Optional[bool] = ..., event: _Optional[str] = ..., at_ns: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., string_value: _Optional[bytes] = ..., hash_fields: _Optional[_Union[HashFields, _Mapping]] = ..., deleted: _Optional[bool] = ..., event: _Optional[str] = ..., at_ns: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
 
-class HashValue(_message.Message):
+class HashFields(_message.Message):
     __slots__ = ("fields",)
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")

@@ -1,0 +1,88 @@
+import EdgetrailKafka
+import EdgetrailProto
+import EdgetrailServices
+import EdgetrailTesting
+import Foundation
+import SwiftProtobuf
+import Testing
+
+@Suite("Kafka through librdkafka and the broker", .serialized)
+struct KafkaRoundTripTests {
+    @Test("10,000 batches keyed by 500 cookies all come back, in order per cookie")
+    func tenThousandRecordsInOrderPerKey() async throws {
+        try await TestServices.with([.broker]) { configuration in
+            let topic = "edgetrail.test.\(UInt32.random(in: 0...UInt32.max))"
+            let cookies = (0..<500).map { _ in UInt64.random(in: 1...UInt64.max) }
+            let perCookie = 20
+
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: configuration.brokers))
+            var acknowledged = 0
+            var failures: [String] = []
+            var id: UInt64 = 0
+            for seq in 0..<perCookie {
+                for cookie in cookies {
+                    var batch = Edgetrail_V1_CookieBatch()
+                    batch.cookie = cookie
+                    batch.seq = UInt32(seq)
+                    var record = Edgetrail_V1_Record()
+                    record.cookie = cookie
+                    record.service = "http-proxy"
+                    record.span.operation = "request \(seq)"
+                    batch.records = [record]
+                    id += 1
+                    try producer.send(
+                        topic: topic, key: Array(String(format: "%016llx", cookie).utf8),
+                        value: try batch.serializedBytes(), id: id)
+                    for report in producer.poll() {
+                        if let error = report.error { failures.append(error) } else { acknowledged += 1 }
+                    }
+                }
+            }
+            for report in producer.flush(timeoutMilliseconds: 30_000) {
+                if let error = report.error { failures.append(error) } else { acknowledged += 1 }
+            }
+            #expect(failures.isEmpty, "delivery failures: \(failures.prefix(3))")
+            #expect(acknowledged == 500 * perCookie)
+
+            let consumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    brokers: configuration.brokers, groupID: "test-\(topic)", topics: [topic]))
+            defer { consumer.close() }
+            var seen: [UInt64: [UInt32]] = [:]
+            var count = 0
+            var keyMismatches = 0
+            let deadline = Date().addingTimeInterval(90)
+            while count < 500 * perCookie, Date() < deadline {
+                guard let message = try consumer.poll(timeoutMilliseconds: 500) else { continue }
+                let batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
+                if String(decoding: message.key, as: UTF8.self) != String(format: "%016llx", batch.cookie) {
+                    keyMismatches += 1
+                }
+                seen[batch.cookie, default: []].append(batch.seq)
+                count += 1
+            }
+            #expect(count == 500 * perCookie)
+            #expect(keyMismatches == 0)
+            #expect(Set(seen.keys) == Set(cookies))
+            let outOfOrder = seen.filter { $0.value != (0..<UInt32(perCookie)).map { $0 } }
+            #expect(outOfOrder.isEmpty, "\(outOfOrder.count) cookies arrived out of order or incomplete")
+        }
+    }
+
+    @Test("a bad client setting is refused with its name")
+    func badSetting() {
+        var configuration = KafkaProducerConfiguration(brokers: "127.0.0.1:1")
+        configuration.compression = "brotli"
+        #expect {
+            _ = try KafkaProducer(configuration: configuration)
+        } throws: { error in
+            "\(error)".contains("bad Kafka client setting compression.type=brotli")
+        }
+    }
+
+    @Test("the loaded librdkafka is the 2.16 runtime the broker needs")
+    func runtimeVersion() throws {
+        try KafkaRuntime.check()
+        #expect(KafkaRuntime.versionString.hasPrefix("2.16"))
+    }
+}

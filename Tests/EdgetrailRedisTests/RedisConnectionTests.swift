@@ -1,0 +1,70 @@
+import EdgetrailRedis
+import EdgetrailServices
+import EdgetrailTesting
+import Testing
+
+@Suite("Redis through hiredis", .serialized)
+struct RedisConnectionTests {
+    @Test("a value written under a cookie key reads back, strings and hashes, binary-safe")
+    func writeAndRead() async throws {
+        try await TestServices.with([.redis]) { configuration in
+            let redis = try RedisConnection(host: configuration.host, port: configuration.redisPort)
+            #expect(try redis.command("SET", "cookie:00000000000000aa:http-proxy:state", "open") == .status("OK"))
+            #expect(try redis.command("GET", "cookie:00000000000000aa:http-proxy:state").text == "open")
+            let binary: [UInt8] = [0, 1, 2, 255, 0x0D, 0x0A]
+            try redis.command([Array("SET".utf8), Array("cookie:00000000000000aa:raw".utf8), binary])
+            #expect(try redis.command("GET", "cookie:00000000000000aa:raw") == .string(binary))
+            try redis.command("HSET", "cookie:00000000000000aa:policy-mgr:verdict", "decision", "allow", "rule", "r7")
+            let all = try redis.command("HGETALL", "cookie:00000000000000aa:policy-mgr:verdict")
+            guard case .array(let items) = all else {
+                Issue.record("HGETALL answered \(all)")
+                return
+            }
+            let pairs = stride(from: 0, to: items.count, by: 2).map { (items[$0].text ?? "", items[$0 + 1].text ?? "") }
+            #expect(Dictionary(uniqueKeysWithValues: pairs) == ["decision": "allow", "rule": "r7"])
+            #expect(try redis.command("GET", "cookie:00000000000000aa:missing") == .null)
+            if case .error(let message) = try redis.command("NOSUCHCOMMAND") {
+                #expect(message.contains("unknown command"))
+            } else {
+                Issue.record("an unknown command did not answer with an error")
+            }
+        }
+    }
+
+    @Test("a change under cookie:* arrives as a keyspace notification")
+    func keyspaceNotification() async throws {
+        try await TestServices.with([.redis]) { configuration in
+            let subscriber = try RedisConnection(host: configuration.host, port: configuration.redisPort)
+            let confirmation = try subscriber.command("PSUBSCRIBE", "__keyspace@0__:cookie:*")
+            guard case .array(let parts) = confirmation else {
+                Issue.record("PSUBSCRIBE answered \(confirmation)")
+                return
+            }
+            #expect(parts.first?.text == "psubscribe")
+            let writer = try RedisConnection(host: configuration.host, port: configuration.redisPort)
+            try writer.command("SET", "unrelated:key", "x")
+            try writer.command("HSET", "cookie:00000000000000bb:http-proxy:session", "state", "open")
+            try writer.command("DEL", "cookie:00000000000000bb:http-proxy:session")
+
+            var events: [String] = []
+            while let message = try subscriber.nextReply(timeoutMilliseconds: 2000) {
+                guard case .array(let fields) = message, fields.count == 4 else { continue }
+                #expect(fields[2].text == "__keyspace@0__:cookie:00000000000000bb:http-proxy:session")
+                events.append(fields[3].text ?? "")
+                if events.count == 2 { break }
+            }
+            #expect(events == ["hset", "del"])
+        }
+    }
+
+    @Test("connecting where nothing listens fails with the address in the message")
+    func connectFailure() throws {
+        let port = EdgetrailTestingPorts.free()
+        #expect {
+            _ = try RedisConnection(host: "127.0.0.1", port: port, timeoutSeconds: 1)
+        } throws: { error in
+            "\(error)".contains("could not connect to Redis at 127.0.0.1:\(port)")
+        }
+    }
+}
+

@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EdgetrailNet
+import EdgetrailServices
+import Foundation
+
+/// Real local services for one test: a private run directory under /tmp (short, so clamd's
+/// socket path fits), free ports, started with the same code as `edgetrail services up`, and
+/// stopped and removed afterwards whatever the test did.
+public struct TestServices: Sendable {
+    public let configuration: ServicesConfiguration
+    public let services: LocalServices
+
+    /// Runs `body` with `kinds` up; stops them and removes the run directory after.
+    public static func with<Result>(
+        _ kinds: [ServiceKind], _ body: (ServicesConfiguration) async throws -> Result
+    ) async throws -> Result {
+        let fixture = try TestServices()
+        defer { fixture.tearDown() }
+        try fixture.services.up(kinds)
+        return try await body(fixture.configuration)
+    }
+
+    public init() throws {
+        var template = Array("/tmp/et-XXXXXX".utf8CString)
+        guard let created = mkdtemp(&template) else {
+            throw ServiceError("cannot create a run directory under /tmp: \(String(cString: strerror(errno)))")
+        }
+        let runDirectory = String(cString: created)
+        chmod(runDirectory, 0o755)
+        var configuration = ServicesConfiguration(
+            runDirectory: runDirectory,
+            depsDirectory: ProcessInfo.processInfo.environment["EDGETRAIL_DEPS"]
+                ?? ServicesConfiguration.findDepsDirectory(from: Self.packageRoot))
+        configuration.redisPort = SocketProbe.freePort()
+        configuration.brokerPort = SocketProbe.freePort()
+        configuration.postgresPort = SocketProbe.freePort()
+        self.configuration = configuration
+        self.services = LocalServices(configuration: configuration)
+    }
+
+    public func tearDown() {
+        services.down()
+        services.removeData()
+    }
+
+    /// The checkout this test was built from.
+    public static var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }
+
+    /// True when running as root (needed for PostgreSQL, namespaces and eBPF).
+    public static var isRoot: Bool { geteuid() == 0 }
+}
+
+/// Ports for tests that need one nothing listens on.
+public enum EdgetrailTestingPorts {
+    /// A port the kernel just handed out and took back: nothing listens there.
+    public static func free() -> Int { SocketProbe.freePort() }
+}
