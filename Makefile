@@ -1,0 +1,50 @@
+# Edgetrail: two commands do everything on a fresh Debian 12 machine of this kind.
+#   make demo   set up, build, start the local services, run the demo, stop them
+#   make test   set up, build, run every test (Swift and Python) against real services
+# Other targets: setup, build, proto (regenerate committed code), services-up/-down, clean-run.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT := $(CURDIR)
+# The librdkafka 2.16 runtime (unpacked by setup) must be found before Debian's 2.0.2.
+export EDGETRAIL_DEPS := $(ROOT)/.deps
+export LD_LIBRARY_PATH := $(ROOT)/.deps/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+export PATH := $(ROOT)/.deps/bin:/opt/swift/usr/bin:$(PATH)
+
+EDGETRAIL := $(ROOT)/.build/debug/edgetrail
+
+.PHONY: help setup build demo test test-swift test-python proto services-up services-down clean-run
+
+help:
+	@echo "make demo    - set up, build, bring services up, run the demo, stop them"
+	@echo "make test    - set up, build and run all tests against real services"
+	@echo "make setup   - install Debian packages, pinned wheels (sha256-checked) and the Python venv"
+	@echo "make build   - swift build (debug)"
+	@echo "make proto   - regenerate Swift and Python code from proto/ (builds the protoc plugins)"
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@echo "==> swift build (the first build compiles the dependencies: ~8 minutes on 2 cores)"
+	@swift build
+	@echo "==> built $(EDGETRAIL)"
+
+demo: build
+	@$(EDGETRAIL) demo
+
+test: build
+	@scripts/test.sh
+
+proto: setup
+	@scripts/gen-proto.sh
+
+services-up: build
+	@$(EDGETRAIL) services up
+
+services-down:
+	@$(EDGETRAIL) services down
+
+clean-run: services-down
+	rm -rf .run

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+
+/// Runs the built `edgetrail` executable the way an operator would.
+private func edgetrail(_ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        .appendingPathComponent("edgetrail")
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+        throw CLITestError("no edgetrail executable at \(binary.path); run 'swift build' first")
+    }
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+private struct CLITestError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+private let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+@Suite("edgetrail command line")
+struct CLITests {
+    @Test("cnf validate prints ok and exits 0 for the example CNF")
+    func validateExample() throws {
+        let result = try edgetrail(["cnf", "validate", "examples/edgesecurity/cnf.yaml"], in: packageRoot)
+        #expect(result.status == 0)
+        #expect(result.output == "ok\n")
+    }
+
+    @Test("cnf validate prints every problem as FILE:LINE:COLUMN: message and exits 1")
+    func validateReportsProblems() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cnf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let spec = """
+            name: demo
+            node: edge-1
+            microservices:
+              - name: proxy
+                kind: http-proxy
+            handlers:
+              - microservice: proxy
+                event: request_received
+                file: handlers/missing.py
+            datapath:
+              - "10.201.0.2 80 : bounce => [proxy]"
+              - "10.201.0.3 80 : redirect => [ghost]"
+            """
+        try spec.write(to: directory.appendingPathComponent("cnf.yaml"), atomically: true, encoding: .utf8)
+        let result = try edgetrail(["cnf", "validate", "cnf.yaml"], in: directory.path)
+        #expect(result.status == 1)
+        #expect(result.output.split(separator: "\n") == [
+            "cnf.yaml:9:11: cannot read handler file 'handlers/missing.py': no such file",
+            "cnf.yaml:11:22: unknown action 'bounce' (expected redirect, copy, deny, ratelimit)",
+            "cnf.yaml:12:35: no μsrv carries the label 'ghost' (labels in this CNF: proxy)",
+        ])
+    }
+
+    @Test("cnf validate on a file that does not exist says so and exits 1")
+    func validateMissingFile() throws {
+        let result = try edgetrail(["cnf", "validate", "/nonexistent/cnf.yaml"])
+        #expect(result.status == 1)
+        #expect(result.output == "/nonexistent/cnf.yaml:1:1: cannot read the CNF spec: no such file\n")
+    }
+
+    @Test("services status prints one line per service with down and its address when nothing runs")
+    func statusWhenDown() throws {
+        let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: runDirectory) }
+        let result = try edgetrail([
+            "services", "status", "--run-dir", runDirectory.path, "--redis-port", "16001", "--broker-port", "16002",
+            "--postgres-port", "16003",
+        ])
+        #expect(result.status == 0)
+        #expect(result.output.split(separator: "\n") == [
+            "redis    down 127.0.0.1:16001",
+            "broker   down 127.0.0.1:16002",
+            "clamd    down \(runDirectory.path)/clamd.sock",
+            "postgres down 127.0.0.1:16003",
+        ])
+    }
+
+    @Test("--help explains the subcommands")
+    func help() throws {
+        let result = try edgetrail(["--help"])
+        #expect(result.status == 0)
+        for subcommand in ["demo", "services", "cnf"] {
+            #expect(result.output.contains(subcommand))
+        }
+    }
+}
