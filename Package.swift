@@ -59,6 +59,9 @@ let package = Package(
             name: "EdgetrailClamAV",
             dependencies: ["EdgetrailNet"]),
 
+        // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
+        .target(name: "EdgetrailSpool"),
+
         // MARK: Local services (redis-server, the broker, clamd, PostgreSQL)
         .target(
             name: "EdgetrailServices",
@@ -85,6 +88,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
+        .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
         .testTarget(
             name: "EdgetrailProtoTests",
             dependencies: ["EdgetrailProto", "EdgetrailCore"]),
