@@ -59,6 +59,9 @@ let package = Package(
             name: "EdgetrailClamAV",
             dependencies: ["EdgetrailNet"]),
 
+        // MARK: Telemetry processing without I/O: the cookie join
+        .target(name: "EdgetrailTelemetry", dependencies: ["EdgetrailCore", "EdgetrailProto"]),
+
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool"),
 
@@ -89,6 +92,7 @@ let package = Package(
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
+        .testTarget(name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTelemetry", "EdgetrailProto"]),
         .testTarget(
             name: "EdgetrailProtoTests",
             dependencies: ["EdgetrailProto", "EdgetrailCore"]),

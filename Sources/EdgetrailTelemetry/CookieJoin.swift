@@ -1,0 +1,237 @@
+import EdgetrailCore
+import EdgetrailProto
+
+/// How long the join holds a cookie's records and how much it may hold.
+public struct CookieJoinConfiguration: Sendable, Hashable {
+    /// The CNF and node stamped on every batch.
+    public var cnf: String
+    public var node: String
+    /// A cookie with no new record for this long is closed (its batch goes out, `final`).
+    public var idleTimeoutNanoseconds: UInt64 = 30_000_000_000
+    /// Once a session looks ended (a root span finished and every flow closed), the join still
+    /// waits this long after the cookie's last record, so stragglers join the same batch.
+    public var settleNanoseconds: UInt64 = 500_000_000
+    /// After a cookie is closed, records for it within this period go out as the next batch
+    /// (`seq` + 1); after it, the cookie is forgotten.
+    public var graceNanoseconds: UInt64 = 10_000_000_000
+    /// Records held across all cookies; past it the cookie idle the longest is released early.
+    public var maxOpenRecords: Int = 1_000_000
+    /// Records held for one cookie; past it they go out as a non-final batch.
+    public var maxRecordsPerCookie: Int = 10_000
+
+    public init(cnf: String, node: String) {
+        self.cnf = cnf
+        self.node = node
+    }
+}
+
+/// Why the join released a batch.
+public enum JoinRelease: String, Sendable, CaseIterable {
+    /// Root span finished and every flow closed.
+    case sessionEnded = "session_ended"
+    case idleTimeout = "idle_timeout"
+    /// Records that arrived within the grace period after the cookie closed.
+    case late
+    /// The cookie reached `maxRecordsPerCookie`.
+    case cookieFull = "cookie_full"
+    /// Released early to keep the join within `maxOpenRecords`.
+    case evicted
+    /// The collector is shutting down.
+    case shutdown
+}
+
+/// A batch the join released, and why.
+public struct JoinedBatch: Sendable {
+    public var batch: Edgetrail_V1_CookieBatch
+    public var reason: JoinRelease
+}
+
+/// Holds records per cookie until the session ends or goes idle, then releases them together as
+/// a `CookieBatch`. Pure logic: time is passed in, nothing is done in the background.
+public struct CookieJoin: Sendable {
+    public let configuration: CookieJoinConfiguration
+
+    private struct Open {
+        var records: [Edgetrail_V1_Record] = []
+        var seq: UInt32 = 0
+        var lastSeen: UInt64
+        var rootSpanSeen = false
+        var openFlows = Set<[UInt8]>()
+        /// Set once the cookie closed; records after it are late.
+        var closedAt: UInt64?
+
+        var looksEnded: Bool { rootSpanSeen && openFlows.isEmpty }
+    }
+
+    private var cookies: [UInt64: Open] = [:]
+    private var deadlines = DeadlineHeap()
+    /// Records held now, over all cookies.
+    public private(set) var openRecords = 0
+
+    public init(configuration: CookieJoinConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Cookies with records held or inside their grace period.
+    public var trackedCookies: Int { cookies.count }
+
+    /// Takes one record at time `now`; returns any batches that must go out because of it.
+    public mutating func add(_ record: Edgetrail_V1_Record, now: UInt64) -> [JoinedBatch] {
+        var released: [JoinedBatch] = []
+        let cookie = record.cookie
+        let existing = cookies[cookie]
+        var state = existing ?? Open(lastSeen: now)
+        state.lastSeen = now
+        switch record.kind {
+        case .span(let span):
+            if span.parentSpanID.isEmpty { state.rootSpanSeen = true }
+        case .flow(let flow):
+            let key = Self.flowKey(flow.tuple)
+            if flow.phase == .end { state.openFlows.remove(key) } else { state.openFlows.insert(key) }
+        default:
+            break
+        }
+        state.records.append(record)
+        openRecords += 1
+        if state.records.count >= configuration.maxRecordsPerCookie {
+            released.append(release(&state, cookie: cookie, final: false, reason: .cookieFull))
+        }
+        cookies[cookie] = state
+        // The heap may hold a later deadline than the cookie now has (the session just looked
+        // ended); entries that are too late are re-checked on pop, but one too early is needed.
+        let due = deadline(of: state)
+        if existing == nil || due < deadline(of: existing!) { deadlines.push(due, cookie) }
+        while openRecords > configuration.maxOpenRecords, let victim = oldestOpenCookie(excluding: cookie) {
+            released.append(closeCookie(victim, reason: .evicted, now: now))
+        }
+        return released
+    }
+
+    /// Releases every cookie whose time has come at `now` (session ended and settled, idle, or
+    /// grace period over). Call it regularly, e.g. every 100 ms.
+    public mutating func tick(now: UInt64) -> [JoinedBatch] {
+        var released: [JoinedBatch] = []
+        while let (due, cookie) = deadlines.peek(), due <= now {
+            deadlines.pop()
+            guard let state = cookies[cookie] else { continue }
+            let actual = deadline(of: state)
+            if actual > now {
+                deadlines.push(actual, cookie)
+                continue
+            }
+            if state.closedAt != nil {
+                // Grace over: late records (if any) go out, then the cookie is forgotten.
+                var closing = state
+                if !closing.records.isEmpty {
+                    released.append(release(&closing, cookie: cookie, final: true, reason: .late))
+                }
+                cookies[cookie] = nil
+                continue
+            }
+            released.append(closeCookie(cookie, reason: state.looksEnded ? .sessionEnded : .idleTimeout, now: now))
+        }
+        return released
+    }
+
+    /// Releases everything held (on shutdown).
+    public mutating func drain() -> [JoinedBatch] {
+        var released: [JoinedBatch] = []
+        for cookie in cookies.keys.sorted() {
+            guard var state = cookies[cookie], !state.records.isEmpty else { continue }
+            released.append(release(&state, cookie: cookie, final: true, reason: .shutdown))
+        }
+        cookies.removeAll()
+        deadlines = DeadlineHeap()
+        return released
+    }
+
+    // MARK: Internals
+
+    private mutating func closeCookie(_ cookie: UInt64, reason: JoinRelease, now: UInt64) -> JoinedBatch {
+        var state = cookies[cookie]!
+        let batch = release(&state, cookie: cookie, final: true, reason: reason)
+        state.closedAt = now
+        state.lastSeen = now
+        cookies[cookie] = state
+        deadlines.push(deadline(of: state), cookie)
+        return batch
+    }
+
+    private mutating func release(
+        _ state: inout Open, cookie: UInt64, final: Bool, reason: JoinRelease
+    ) -> JoinedBatch {
+        var batch = Edgetrail_V1_CookieBatch()
+        batch.cookie = cookie
+        batch.seq = state.seq
+        batch.final = final
+        batch.cnf = configuration.cnf
+        batch.node = configuration.node
+        batch.createdAtNs = state.lastSeen
+        batch.records = state.records
+        openRecords -= state.records.count
+        state.records.removeAll(keepingCapacity: false)
+        state.seq += 1
+        return JoinedBatch(batch: batch, reason: reason)
+    }
+
+    private func deadline(of state: Open) -> UInt64 {
+        if let closedAt = state.closedAt { return closedAt &+ configuration.graceNanoseconds }
+        let wait = state.looksEnded ? configuration.settleNanoseconds : configuration.idleTimeoutNanoseconds
+        return state.lastSeen &+ wait
+    }
+
+    /// The open (not closed) cookie seen least recently, other than `excluding`.
+    private func oldestOpenCookie(excluding: UInt64) -> UInt64? {
+        var best: (UInt64, UInt64)?
+        for (cookie, state) in cookies where cookie != excluding && state.closedAt == nil && !state.records.isEmpty {
+            if best == nil || state.lastSeen < best!.1 { best = (cookie, state.lastSeen) }
+        }
+        return best?.0
+    }
+
+    static func flowKey(_ tuple: Edgetrail_V1_FiveTuple) -> [UInt8] {
+        var key = [UInt8](tuple.srcIp)
+        key += tuple.dstIp
+        key += [
+            UInt8(truncatingIfNeeded: tuple.srcPort >> 8), UInt8(truncatingIfNeeded: tuple.srcPort),
+            UInt8(truncatingIfNeeded: tuple.dstPort >> 8), UInt8(truncatingIfNeeded: tuple.dstPort),
+            UInt8(truncatingIfNeeded: tuple.protocol),
+        ]
+        return key
+    }
+}
+
+/// A min-heap of (deadline, cookie). Entries may be stale; the join re-checks on pop.
+struct DeadlineHeap: Sendable {
+    private var items: [(UInt64, UInt64)] = []
+
+    func peek() -> (UInt64, UInt64)? { items.first }
+
+    mutating func push(_ deadline: UInt64, _ cookie: UInt64) {
+        items.append((deadline, cookie))
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].0 < items[parent].0 else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() {
+        guard !items.isEmpty else { return }
+        items.swapAt(0, items.count - 1)
+        items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left].0 < items[smallest].0 { smallest = left }
+            if right < items.count, items[right].0 < items[smallest].0 { smallest = right }
+            if smallest == parent { return }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+}
