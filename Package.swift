@@ -65,6 +65,16 @@ let package = Package(
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool"),
 
+        // MARK: The edge collector: sources -> join -> filters -> Kafka sink
+        .target(
+            name: "EdgetrailCollector",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailSpool", "EdgetrailKafka",
+                "EdgetrailRedis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+
         // MARK: Local services (redis-server, the broker, clamd, PostgreSQL)
         .target(
             name: "EdgetrailServices",
@@ -92,6 +102,13 @@ let package = Package(
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
+        .testTarget(
+            name: "EdgetrailCollectorTests",
+            dependencies: [
+                "EdgetrailCollector", "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
         .testTarget(name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTelemetry", "EdgetrailProto"]),
         .testTarget(
             name: "EdgetrailProtoTests",

@@ -32,7 +32,7 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     deinit {
-        rd_kafka_flush(handle, 5000)
+        rd_kafka_flush(handle, 1000)
         topics.withLock { topics in
             for topic in topics.values { rd_kafka_topic_destroy(topic) }
         }
@@ -81,6 +81,22 @@ public final class KafkaProducer: @unchecked Sendable {
     public func poll(timeoutMilliseconds: Int32 = 0) -> [DeliveryReport] {
         rd_kafka_poll(handle, timeoutMilliseconds)
         return reports.take()
+    }
+
+    /// The fatal error librdkafka raised, if any: the producer cannot continue (e.g. an idempotent
+    /// producer whose sequence the broker no longer knows) and must be replaced.
+    public var fatalError: String? {
+        var errorText = [CChar](repeating: 0, count: 512)
+        let code = rd_kafka_fatal_error(handle, &errorText, errorText.count)
+        return code == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : cString(errorText)
+    }
+
+    /// True when a broker answers a metadata request within the timeout.
+    public func brokerReachable(timeoutMilliseconds: Int32) -> Bool {
+        var metadata: UnsafePointer<rd_kafka_metadata>?
+        let error = rd_kafka_metadata(handle, 0, nil, &metadata, timeoutMilliseconds)
+        if let metadata { rd_kafka_metadata_destroy(metadata) }
+        return error == RD_KAFKA_RESP_ERR_NO_ERROR
     }
 
     /// Messages queued or in flight that the broker has not answered yet.

@@ -1,0 +1,209 @@
+import EdgetrailCore
+import EdgetrailKafka
+import EdgetrailProto
+import EdgetrailSpool
+import Logging
+import SwiftProtobuf
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the sink ships batches and where it spools them until the broker acknowledges.
+public struct KafkaSinkConfiguration: Sendable {
+    public var brokers: String
+    public var topic: String = "edgetrail.telemetry"
+    /// `lz4` or `zstd` (or `none`).
+    public var compression: String = "lz4"
+    public var spool: SpoolConfiguration
+    /// When batches are outstanding, no acknowledgement came for this long, and yet the broker
+    /// answers, the producer is taken to be stuck (e.g. a broker restarted empty no longer knows
+    /// its idempotent sequence) and is replaced; every unacknowledged batch is sent again.
+    public var stallMilliseconds: Int = 10_000
+
+    public init(brokers: String, spoolDirectory: String) {
+        self.brokers = brokers
+        self.spool = SpoolConfiguration(directory: spoolDirectory)
+    }
+}
+
+/// Counts the sink keeps; the collector exports them on /metrics.
+public struct KafkaSinkCounters: Sendable, Hashable {
+    /// Batches handed to the producer (including resends after a restart or a new producer).
+    public var sent = 0
+    /// Batches the broker acknowledged.
+    public var acknowledged = 0
+    /// Records in acknowledged batches.
+    public var acknowledgedRecords = 0
+    /// Batches refused because the spool was full, and the records in them.
+    public var refusedBatches = 0
+    public var refusedRecords = 0
+    /// Batches sent again: recovered from the spool on start, or after the producer was replaced.
+    public var resent = 0
+    /// Times the producer hit a fatal error and was replaced.
+    public var producerRestarts = 0
+    /// Seconds from spooling to acknowledgement, summed, and how many were timed.
+    public var deliverySecondsTotal = 0.0
+}
+
+/// Ships `CookieBatch`es to Kafka, keyed by the cookie as 16 hex digits, through a durable spool:
+/// a batch is written to disk before it is handed to librdkafka and removed only when the broker
+/// acknowledged it. Batches found in the spool on start (after a crash) are sent again.
+///
+/// Not thread-safe: one task drives it with `ship` and `pump`.
+public final class KafkaSink {
+    public let configuration: KafkaSinkConfiguration
+    public private(set) var counters = KafkaSinkCounters()
+    private let spool: Spool
+    private var producer: KafkaProducer
+    private let logger: Logger
+    private let clock: @Sendable () -> UInt64
+    /// Spooled and not yet acknowledged: what to send again if the producer must be replaced.
+    private var inFlight: [UInt64: (payload: [UInt8], records: Int, spooledAt: UInt64)] = [:]
+    /// When the last acknowledgement arrived (or the sink last had nothing outstanding).
+    private var lastProgress: UInt64 = 0
+
+    public init(
+        configuration: KafkaSinkConfiguration, logger: Logger,
+        clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.clock = clock
+        self.spool = try Spool(configuration: configuration.spool)
+        self.producer = try Self.makeProducer(configuration)
+        for path in spool.repairedSegments {
+            logger.warning("cut off a torn entry at the end of the spool segment", metadata: ["segment": "\(path)"])
+        }
+        if !spool.recovered.isEmpty {
+            logger.notice(
+                "sending batches recovered from the spool",
+                metadata: ["batches": "\(spool.recovered.count)", "bytes": "\(spool.usedBytes)"])
+        }
+        let now = clock()
+        lastProgress = now
+        for entry in spool.recovered {
+            inFlight[entry.id] = (entry.payload, Self.recordCount(entry.payload), now)
+            try send(id: entry.id, payload: entry.payload)
+            counters.resent += 1
+        }
+    }
+
+    private static func makeProducer(_ configuration: KafkaSinkConfiguration) throws -> KafkaProducer {
+        var producerConfiguration = KafkaProducerConfiguration(brokers: configuration.brokers)
+        producerConfiguration.compression = configuration.compression
+        producerConfiguration.idempotent = true
+        // Never give up on a message: the spool holds it until the broker takes it.
+        producerConfiguration.messageTimeoutMilliseconds = 0
+        return try KafkaProducer(configuration: producerConfiguration)
+    }
+
+    /// Bytes the spool holds for batches not yet acknowledged.
+    public var spoolBytes: Int { spool.usedBytes }
+    /// Batches spooled and not yet acknowledged.
+    public var pendingBatches: Int { spool.pendingCount }
+
+    /// Spools and sends one batch. Throws `SpoolError.full` (after counting and logging what it
+    /// refused) when the spool has no room; nothing is lost silently.
+    public func ship(_ batch: Edgetrail_V1_CookieBatch) throws {
+        let value: [UInt8] = try batch.serializedBytes()
+        var payload = Array(Cookie(batch.cookie).hex.utf8)
+        payload += value
+        let id: UInt64
+        do {
+            id = try spool.append(payload)
+        } catch {
+            counters.refusedBatches += 1
+            counters.refusedRecords += batch.records.count
+            logger.warning(
+                "spool full: refused a batch",
+                metadata: [
+                    "cookie": "\(Cookie(batch.cookie))", "seq": "\(batch.seq)", "records": "\(batch.records.count)",
+                    "error": "\(error)",
+                ])
+            throw error
+        }
+        inFlight[id] = (payload, batch.records.count, clock())
+        try send(id: id, payload: payload)
+    }
+
+    private func send(id: UInt64, payload: [UInt8]) throws {
+        try producer.send(
+            topic: configuration.topic, key: Array(payload.prefix(16)), value: Array(payload.dropFirst(16)), id: id)
+        counters.sent += 1
+    }
+
+    /// Collects acknowledgements (waiting up to `timeoutMilliseconds`), removes acknowledged
+    /// batches from the spool, and replaces the producer if it failed fatally.
+    public func pump(timeoutMilliseconds: Int32 = 0) throws {
+        handle(producer.poll(timeoutMilliseconds: timeoutMilliseconds))
+        if let fatal = producer.fatalError {
+            try replaceProducer(reason: fatal)
+            return
+        }
+        let now = clock()
+        if inFlight.isEmpty {
+            lastProgress = now
+        } else if now &- lastProgress > UInt64(configuration.stallMilliseconds) * 1_000_000 {
+            lastProgress = now
+            if producer.brokerReachable(timeoutMilliseconds: 2000) {
+                try replaceProducer(
+                    reason: "no acknowledgement for \(configuration.stallMilliseconds) ms although the broker answers")
+            }
+        }
+    }
+
+    private func replaceProducer(reason: String) throws {
+        logger.warning(
+            "Kafka producer stuck or failed; replacing it and sending every unacknowledged batch again",
+            metadata: ["reason": "\(reason)", "batches": "\(inFlight.count)"])
+        counters.producerRestarts += 1
+        producer = try Self.makeProducer(configuration)
+        lastProgress = clock()
+        for id in inFlight.keys.sorted() {
+            try send(id: id, payload: inFlight[id]!.payload)
+            counters.resent += 1
+        }
+    }
+
+    /// Waits until every spooled batch is acknowledged or `timeoutMilliseconds` pass; true when
+    /// nothing is pending.
+    public func drain(timeoutMilliseconds: Int) throws -> Bool {
+        let deadline = clock() + UInt64(timeoutMilliseconds) * 1_000_000
+        while !inFlight.isEmpty, clock() < deadline {
+            try pump(timeoutMilliseconds: 50)
+        }
+        return inFlight.isEmpty
+    }
+
+    private func handle(_ reports: [DeliveryReport]) {
+        guard !reports.isEmpty else { return }
+        var acknowledged: [UInt64] = []
+        let now = clock()
+        for report in reports {
+            if let error = report.error {
+                // With no message timeout this is rare (a purge or a fatal error); the batch
+                // stays spooled and in flight, and goes out again with the next producer.
+                logger.warning("the broker refused a batch; it stays spooled", metadata: ["error": "\(error)"])
+                continue
+            }
+            guard let entry = inFlight.removeValue(forKey: report.id) else { continue }
+            lastProgress = now
+            acknowledged.append(report.id)
+            counters.acknowledged += 1
+            counters.acknowledgedRecords += entry.records
+            counters.deliverySecondsTotal += Double(now &- entry.spooledAt) / 1e9
+        }
+        spool.acknowledge(acknowledged)
+    }
+
+    private static func recordCount(_ payload: [UInt8]) -> Int {
+        (try? Edgetrail_V1_CookieBatch(serializedBytes: Array(payload.dropFirst(16))))?.records.count ?? 0
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+@Sendable public func wallClockNanoseconds() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_REALTIME, &spec)
+    return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+}
