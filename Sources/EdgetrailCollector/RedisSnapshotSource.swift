@@ -1,0 +1,196 @@
+import EdgetrailCore
+import EdgetrailProto
+import EdgetrailRedis
+import Foundation
+import Logging
+
+/// Which Redis the snapshot source watches.
+public struct RedisSnapshotSourceConfiguration: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var database: Int = 0
+    /// Keys to capture; μsrvs keep session state under `cookie:<hex>:<μsrv>:…`.
+    public var keyPattern: String = "cookie:*"
+    /// Wait between reconnection attempts after Redis went away.
+    public var reconnectDelayMilliseconds: Int = 500
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+}
+
+/// What the snapshot source has seen; exported on /metrics.
+public struct RedisSnapshotCounters: Sendable, Hashable {
+    public var captured = 0
+    /// Keys under the pattern whose second part is not a 16-hex-digit cookie.
+    public var malformedKeys = 0
+    /// Keys of a type other than string or hash: recorded with their event, without a value.
+    public var unsupportedTypes = 0
+    public var reconnects = 0
+}
+
+/// Captures the value of every key under `cookie:*` at each change: it subscribes to Redis
+/// keyspace notifications and reads the key (GET for strings, HGETALL for hashes) right after
+/// the change. Survives Redis restarts by reconnecting and subscribing again.
+///
+/// Blocking: drive it from one thread with `step`.
+public final class RedisSnapshotSource {
+    public let configuration: RedisSnapshotSourceConfiguration
+    public private(set) var counters = RedisSnapshotCounters()
+    private let logger: Logger
+    private let clock: @Sendable () -> UInt64
+    private var subscriber: RedisConnection?
+    private var reader: RedisConnection?
+    private var nextAttempt: UInt64 = 0
+    private var connectedOnce = false
+
+    public init(
+        configuration: RedisSnapshotSourceConfiguration, logger: Logger,
+        clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.clock = clock
+    }
+
+    /// True while subscribed.
+    public var isConnected: Bool { subscriber != nil }
+
+    private var channelPrefix: String { "__keyspace@\(configuration.database)__:" }
+
+    private var source: String { "redis://\(configuration.host):\(configuration.port)/\(configuration.database)" }
+
+    /// Waits up to `timeoutMilliseconds` for changes and returns their snapshots. Connection
+    /// problems are handled here (logged, retried after the reconnect delay), never thrown.
+    public func step(timeoutMilliseconds: Int32) -> [Edgetrail_V1_Record] {
+        guard let subscriber = connectIfNeeded() else {
+            usleep(useconds_t(min(Int(timeoutMilliseconds), configuration.reconnectDelayMilliseconds)) * 1000)
+            return []
+        }
+        var records: [Edgetrail_V1_Record] = []
+        var wait = timeoutMilliseconds
+        do {
+            while let message = try subscriber.nextReply(timeoutMilliseconds: wait) {
+                wait = 0
+                if let record = try capture(message) { records.append(record) }
+                if records.count >= 1000 { break }
+            }
+        } catch {
+            disconnect(reason: "\(error)")
+        }
+        return records
+    }
+
+    private func connectIfNeeded() -> RedisConnection? {
+        if let subscriber { return subscriber }
+        let now = clock()
+        guard now >= nextAttempt else { return nil }
+        nextAttempt = now + UInt64(configuration.reconnectDelayMilliseconds) * 1_000_000
+        do {
+            let reader = try RedisConnection(host: configuration.host, port: configuration.port)
+            try ensureNotifications(reader)
+            if configuration.database != 0 { try reader.command("SELECT", String(configuration.database)) }
+            let subscriber = try RedisConnection(host: configuration.host, port: configuration.port)
+            let reply = try subscriber.command("PSUBSCRIBE", channelPrefix + configuration.keyPattern)
+            guard case .array = reply else { throw RedisError("PSUBSCRIBE answered \(reply)") }
+            self.reader = reader
+            self.subscriber = subscriber
+            if connectedOnce {
+                counters.reconnects += 1
+                logger.notice("reconnected to Redis", metadata: ["redis": "\(source)"])
+            }
+            connectedOnce = true
+            return subscriber
+        } catch {
+            logger.warning(
+                "cannot subscribe to Redis; retrying",
+                metadata: ["redis": "\(source)", "error": "\(error)",
+                           "retry_ms": "\(configuration.reconnectDelayMilliseconds)"])
+            return nil
+        }
+    }
+
+    /// Keyspace events must be on for key events (K), generic (g), strings ($), hashes (h),
+    /// expired (x) and evicted (e); turn on what is missing.
+    private func ensureNotifications(_ connection: RedisConnection) throws {
+        guard case .array(let parts) = try connection.command("CONFIG", "GET", "notify-keyspace-events"),
+            parts.count == 2, let current = parts[1].text
+        else { return }
+        let flags = Set(current)
+        var wanted = current
+        for flag in "Kg$hxe" where !flags.contains(flag) && !(flag != "K" && flags.contains("A")) {
+            wanted.append(flag)
+        }
+        guard wanted != current else { return }
+        if case .error(let message) = try connection.command("CONFIG", "SET", "notify-keyspace-events", wanted) {
+            throw RedisError("keyspace notifications are off and cannot be turned on: \(message)")
+        }
+        logger.notice("turned on Redis keyspace notifications", metadata: ["flags": "\(wanted)"])
+    }
+
+    private func disconnect(reason: String) {
+        if subscriber != nil {
+            logger.warning("lost the Redis connection; reconnecting", metadata: ["redis": "\(source)", "error": "\(reason)"])
+        }
+        subscriber = nil
+        reader = nil
+        nextAttempt = clock() + UInt64(configuration.reconnectDelayMilliseconds) * 1_000_000
+    }
+
+    /// A keyspace message `[pmessage, pattern, __keyspace@0__:KEY, EVENT]` to a snapshot.
+    private func capture(_ message: RedisValue) throws -> Edgetrail_V1_Record? {
+        guard case .array(let parts) = message, parts.count == 4, parts[0].text == "pmessage",
+            let channel = parts[2].text, let event = parts[3].text, channel.hasPrefix(channelPrefix)
+        else { return nil }
+        let key = String(channel.dropFirst(channelPrefix.count))
+        let pieces = key.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+        guard pieces.count >= 2, pieces[0] == "cookie", let cookie = Cookie(hex: pieces[1]) else {
+            counters.malformedKeys += 1
+            logger.trace("key under the pattern without a cookie", metadata: ["key": "\(key)"])
+            return nil
+        }
+        var record = Edgetrail_V1_Record()
+        record.cookie = cookie.rawValue
+        record.service = pieces.count >= 3 ? String(pieces[2]) : ""
+        record.acceptedAtNs = clock()
+        record.snapshot.key = key
+        record.snapshot.event = event
+        record.snapshot.atNs = record.acceptedAtNs
+        record.snapshot.source = source
+        switch event {
+        case "del", "expired", "evicted", "rename_from":
+            record.snapshot.deleted = true
+        default:
+            try readValue(key, into: &record.snapshot)
+        }
+        counters.captured += 1
+        return record
+    }
+
+    private func readValue(_ key: String, into snapshot: inout Edgetrail_V1_Snapshot) throws {
+        guard let reader else { return }
+        let type = try reader.command("TYPE", key).text ?? "none"
+        switch type {
+        case "string":
+            if case .string(let bytes) = try reader.command("GET", key) { snapshot.stringValue = Data(bytes) }
+        case "hash":
+            if case .array(let items) = try reader.command("HGETALL", key) {
+                var fields = Edgetrail_V1_HashFields()
+                var index = 0
+                while index + 1 < items.count {
+                    if let name = items[index].text, case .string(let value) = items[index + 1] {
+                        fields.fields[name] = Data(value)
+                    }
+                    index += 2
+                }
+                snapshot.hashFields = fields
+            }
+        case "none":
+            // Changed and gone again before it could be read.
+            snapshot.deleted = true
+        default:
+            counters.unsupportedTypes += 1
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import EdgetrailCollector
+import EdgetrailProto
+import EdgetrailRedis
+import EdgetrailServices
+import EdgetrailTesting
+import Foundation
+import Logging
+import Testing
+
+private var quietLogger: Logger {
+    var logger = Logger(label: "test.snapshots")
+    logger.logLevel = .critical
+    return logger
+}
+
+/// Steps the source until `count` snapshots arrived or `seconds` passed.
+private func collect(_ source: RedisSnapshotSource, count: Int, seconds: Double = 5) -> [Edgetrail_V1_Record] {
+    var records: [Edgetrail_V1_Record] = []
+    let deadline = Date().addingTimeInterval(seconds)
+    while records.count < count, Date() < deadline {
+        records += source.step(timeoutMilliseconds: 100)
+    }
+    return records
+}
+
+@Suite("Redis snapshot source, against a real redis-server", .serialized)
+struct RedisSnapshotSourceTests {
+    @Test("each change under cookie:* is captured with the key's value at that moment, strings and hashes")
+    func capturesChanges() async throws {
+        try await TestServices.with([.redis]) { services in
+            let source = RedisSnapshotSource(
+                configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
+                logger: quietLogger)
+            _ = source.step(timeoutMilliseconds: 10)
+            #expect(source.isConnected)
+            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            try redis.command("SET", "cookie:00000000000000c1:http-proxy:state", "open")
+            try redis.command("HSET", "cookie:00000000000000c1:anti-virus:verdict", "infected", "no", "engine", "clamav")
+            try redis.command("SET", "other:key", "ignored")
+            // The source reads a key right after its notification, so let it see the value
+            // before the key goes away.
+            var records = collect(source, count: 2)
+            try redis.command("DEL", "cookie:00000000000000c1:http-proxy:state")
+            records += collect(source, count: 1)
+            #expect(records.count == 3)
+            guard records.count == 3 else { return }
+            #expect(records.allSatisfy { $0.cookie == 0xC1 })
+            #expect(records[0].service == "http-proxy")
+            #expect(records[0].snapshot.key == "cookie:00000000000000c1:http-proxy:state")
+            #expect(records[0].snapshot.event == "set")
+            #expect(records[0].snapshot.stringValue == Data("open".utf8))
+            #expect(records[1].service == "anti-virus")
+            #expect(records[1].snapshot.hashFields.fields == ["infected": Data("no".utf8), "engine": Data("clamav".utf8)])
+            #expect(records[2].snapshot.event == "del" && records[2].snapshot.deleted)
+            #expect(records.allSatisfy { $0.snapshot.atNs > 0 && $0.snapshot.source.hasPrefix("redis://127.0.0.1:") })
+            #expect(source.counters.captured == 3)
+        }
+    }
+
+    @Test("keys without a valid cookie and values of other types are counted, and capture goes on")
+    func malformedKeysAndTypes() async throws {
+        try await TestServices.with([.redis]) { services in
+            let source = RedisSnapshotSource(
+                configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
+                logger: quietLogger)
+            _ = source.step(timeoutMilliseconds: 10)
+            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            try redis.command("SET", "cookie:not-a-cookie:x", "1")
+            try redis.command("RPUSH", "cookie:00000000000000c2:queue", "a", "b")
+            try redis.command([Array("SET".utf8), Array("cookie:00000000000000c2:blob".utf8), [0xFF, 0x00, 0xFE]])
+            let records = collect(source, count: 2)
+            #expect(records.map(\.snapshot.key) == ["cookie:00000000000000c2:queue", "cookie:00000000000000c2:blob"])
+            #expect(records.last?.snapshot.stringValue == Data([0xFF, 0x00, 0xFE]))
+            #expect(source.counters.malformedKeys == 1)
+            #expect(source.counters.unsupportedTypes == 1)
+        }
+    }
+
+    @Test("after Redis restarts the source reconnects and captures again")
+    func reconnectsAfterRestart() async throws {
+        try await TestServices.with([.redis]) { services in
+            var configuration = RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort)
+            configuration.reconnectDelayMilliseconds = 100
+            let source = RedisSnapshotSource(configuration: configuration, logger: quietLogger)
+            _ = source.step(timeoutMilliseconds: 10)
+            let local = LocalServices(configuration: services)
+            local.down([.redis])
+            _ = collect(source, count: 1, seconds: 1)
+            #expect(!source.isConnected)
+            try local.up([.redis])
+            let deadline = Date().addingTimeInterval(5)
+            while !source.isConnected, Date() < deadline { _ = source.step(timeoutMilliseconds: 100) }
+            #expect(source.isConnected)
+            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            try redis.command("SET", "cookie:00000000000000c3:policy-mgr:decision", "allow")
+            let records = collect(source, count: 1)
+            #expect(records.map(\.snapshot.key) == ["cookie:00000000000000c3:policy-mgr:decision"])
+            #expect(source.counters.reconnects == 1)
+        }
+    }
+
+    @Test("keyspace notifications that are off are turned on")
+    func turnsOnNotifications() async throws {
+        try await TestServices.with([.redis]) { services in
+            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            try redis.command("CONFIG", "SET", "notify-keyspace-events", "")
+            let source = RedisSnapshotSource(
+                configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
+                logger: quietLogger)
+            _ = source.step(timeoutMilliseconds: 10)
+            try redis.command("SET", "cookie:00000000000000c4:http-proxy:state", "open")
+            #expect(collect(source, count: 1).count == 1)
+        }
+    }
+}
