@@ -39,6 +39,7 @@ test: build
 
 proto: setup
 	@scripts/gen-proto.sh
+	@scripts/gen-otlp.sh
 
 services-up: build
 	@$(EDGETRAIL) services up

@@ -17,6 +17,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found through pkg-config)
@@ -40,10 +43,25 @@ let package = Package(
             ],
             exclude: ["Generated/SOURCES.sha256"]),
 
+        // MARK: OTLP trace schema (generated from the pinned opentelemetry-proto; `make proto`)
+        .target(
+            name: "EdgetrailOTLP",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            exclude: ["Generated/SOURCE"]),
+
+        // MARK: Reading operator-written YAML with file:line:column diagnostics
+        .target(
+            name: "EdgetrailYAML",
+            dependencies: ["EdgetrailCore", .product(name: "Yams", package: "Yams")]),
+
         // MARK: CNF specification: model, YAML reader, validation
         .target(
             name: "EdgetrailCNF",
-            dependencies: ["EdgetrailCore", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["EdgetrailCore", "EdgetrailYAML", .product(name: "Yams", package: "Yams")]),
 
         // MARK: Blocking socket helpers shared by the clients and the service manager
         .target(name: "EdgetrailNet", dependencies: ["EdgetrailCore"]),
@@ -60,7 +78,7 @@ let package = Package(
             dependencies: ["EdgetrailNet"]),
 
         // MARK: Telemetry processing without I/O: the cookie join
-        .target(name: "EdgetrailTelemetry", dependencies: ["EdgetrailCore", "EdgetrailProto"]),
+        .target(name: "EdgetrailTelemetry", dependencies: ["EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP"]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool"),
@@ -69,10 +87,16 @@ let package = Package(
         .target(
             name: "EdgetrailCollector",
             dependencies: [
-                "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailSpool", "EdgetrailKafka",
-                "EdgetrailRedis",
+                "EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP", "EdgetrailTelemetry", "EdgetrailSpool",
+                "EdgetrailKafka", "EdgetrailRedis", "EdgetrailYAML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
 
         // MARK: Local services (redis-server, the broker, clamd, PostgreSQL)
@@ -84,7 +108,7 @@ let package = Package(
         .target(
             name: "EdgetrailCLI",
             dependencies: [
-                "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka",
+                "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector",
                 "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -109,7 +133,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
-        .testTarget(name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTelemetry", "EdgetrailProto"]),
+        .testTarget(
+            name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTelemetry", "EdgetrailProto", "EdgetrailOTLP"]),
         .testTarget(
             name: "EdgetrailProtoTests",
             dependencies: ["EdgetrailProto", "EdgetrailCore"]),

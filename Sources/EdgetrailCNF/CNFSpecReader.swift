@@ -1,4 +1,5 @@
 import EdgetrailCore
+import EdgetrailYAML
 import Yams
 
 /// Reads a CNF spec from YAML and validates it, collecting every problem with its
@@ -33,7 +34,7 @@ public struct CNFSpecReader: Sendable {
 
     /// Parses and validates; throws `DiagnosticsError` listing every problem found.
     public func read(_ yaml: String) throws(DiagnosticsError) -> CNFSpec {
-        var context = Context(fileName: fileName)
+        var context = YAMLContext(fileName: fileName)
         let root: Node?
         do {
             root = try Yams.compose(yaml: yaml)
@@ -57,7 +58,7 @@ public struct CNFSpecReader: Sendable {
 
     // MARK: Top level
 
-    private func readSpec(_ mapping: Node.Mapping, root: Node, context: inout Context) -> CNFSpec? {
+    private func readSpec(_ mapping: Node.Mapping, root: Node, context: inout YAMLContext) -> CNFSpec? {
         let fields = context.fields(
             of: mapping, allowed: ["name", "node", "microservices", "handlers", "datapath"], what: "the CNF spec")
         let name = context.requiredName(fields["name"], field: "name", in: root, what: "the CNF")
@@ -133,7 +134,7 @@ public struct CNFSpecReader: Sendable {
 
     // MARK: Microservices
 
-    private func readMicroservice(_ item: Node, context: inout Context) -> Microservice? {
+    private func readMicroservice(_ item: Node, context: inout YAMLContext) -> Microservice? {
         guard let mapping = context.mapping(item, what: "a μsrv") else { return nil }
         let fields = context.fields(of: mapping, allowed: ["name", "kind", "labels", "events"], what: "a μsrv")
         let name = context.requiredName(fields["name"], field: "name", in: item, what: "a μsrv")
@@ -173,7 +174,7 @@ public struct CNFSpecReader: Sendable {
     // MARK: Handlers
 
     private func readHandler(
-        _ item: Node, microservices: [String: Microservice], context: inout Context
+        _ item: Node, microservices: [String: Microservice], context: inout YAMLContext
     ) -> Handler? {
         guard let mapping = context.mapping(item, what: "a handler") else { return nil }
         let fields = context.fields(
@@ -225,7 +226,7 @@ public struct CNFSpecReader: Sendable {
 
     /// The rule as written (nil when unreadable) and whether it passed the semantic checks.
     private func readRule(
-        _ item: Node, knownLabels: Set<String>, context: inout Context
+        _ item: Node, knownLabels: Set<String>, context: inout YAMLContext
     ) -> (DatapathRule, Bool)? {
         let rule: DatapathRule
         // Where each label is written: its own node (long form) or an offset in the string.
@@ -288,7 +289,7 @@ public struct CNFSpecReader: Sendable {
     }
 
     private func readLongRule(
-        _ mapping: Node.Mapping, item: Node, context: inout Context
+        _ mapping: Node.Mapping, item: Node, context: inout YAMLContext
     ) -> (DatapathRule, [Node])? {
         let fields = context.fields(
             of: mapping, allowed: ["ip", "port", "action", "labels", "rate"], what: "a datapath rule")
@@ -341,122 +342,3 @@ public struct CNFSpecReader: Sendable {
     }
 }
 
-/// Collects diagnostics while walking the YAML tree.
-private struct Context {
-    let fileName: String
-    var diagnostics: [Diagnostic] = []
-
-    init(fileName: String) { self.fileName = fileName }
-
-    func location(_ node: Node?, offset: Int = 0) -> SourceLocation {
-        guard let mark = node?.mark else { return SourceLocation(file: fileName, line: 1, column: 1) }
-        var column = mark.column
-        if let scalar = node?.scalar {
-            // Offsets count from the first character of the value, past an opening quote.
-            let quoted = scalar.style == .singleQuoted || scalar.style == .doubleQuoted
-            column += offset + (quoted ? 1 : 0)
-        }
-        return SourceLocation(file: fileName, line: mark.line, column: column)
-    }
-
-    func position(_ node: Node) -> String {
-        let location = location(node)
-        return "line \(location.line)"
-    }
-
-    mutating func report(_ message: String, at node: Node?, offset: Int = 0) {
-        diagnostics.append(Diagnostic(message, at: location(node, offset: offset)))
-    }
-
-    func diagnostic(forYAMLError error: Error) -> Diagnostic {
-        func at(_ mark: Mark) -> SourceLocation {
-            SourceLocation(file: fileName, line: mark.line, column: mark.column)
-        }
-        switch error as? YamlError {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
-            let detail = context.map { "\($0.text) " } ?? ""
-            return Diagnostic("malformed YAML: \(detail)\(problem)", at: at(mark))
-        case .reader(let problem, _, _, _):
-            return Diagnostic(
-                "malformed YAML: \(problem)", at: SourceLocation(file: fileName, line: 1, column: 1))
-        default:
-            return Diagnostic(
-                "malformed YAML: \(error)", at: SourceLocation(file: fileName, line: 1, column: 1))
-        }
-    }
-
-    mutating func mapping(_ node: Node, what: String) -> Node.Mapping? {
-        if let mapping = node.mapping { return mapping }
-        report("expected \(what) as a mapping of 'field: value'", at: node)
-        return nil
-    }
-
-    /// The items of a sequence; reports (when `what` is given) anything else.
-    mutating func sequence(_ node: Node, what: String?) -> [Node] {
-        if let sequence = node.sequence { return Array(sequence) }
-        if let what { report("expected '\(what)' to be a list ('- item' lines or [a, b])", at: node) }
-        return []
-    }
-
-    mutating func string(_ node: Node, what: String) -> String? {
-        if let scalar = node.scalar { return scalar.string }
-        report("expected \(what) as a single value", at: node)
-        return nil
-    }
-
-    /// A name: lowercase letters, digits and '-', starting with a letter.
-    mutating func name(_ node: Node, what: String) -> String? {
-        guard let text = string(node, what: what) else { return nil }
-        let valid =
-            !text.isEmpty && text.count <= 63 && text.first!.isLetter
-            && text.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" || $0 == "_" }
-        if !valid {
-            report(
-                "'\(text)' is not a valid name for \(what): use 1-63 lowercase letters, digits, '-' or '_', starting with a letter",
-                at: node)
-            return nil
-        }
-        return text
-    }
-
-    mutating func requiredString(_ node: Node?, field: String, in parent: Node, what: String) -> String? {
-        guard let node else {
-            report("\(what) is missing the required field '\(field)'", at: parent)
-            return nil
-        }
-        return string(node, what: "'\(field)'")
-    }
-
-    mutating func requiredName(_ node: Node?, field: String, in parent: Node, what: String) -> String? {
-        guard let node else {
-            report("\(what) is missing the required field '\(field)'", at: parent)
-            return nil
-        }
-        return name(node, what: "'\(field)'")
-    }
-
-    /// The fields of a mapping by key; reports unknown and repeated keys.
-    mutating func fields(of mapping: Node.Mapping, allowed: [String], what: String) -> [String: Node] {
-        var result: [String: Node] = [:]
-        var keys: [String: Node] = [:]
-        for (key, value) in mapping {
-            guard let name = key.scalar?.string else {
-                report("expected a field name", at: key)
-                continue
-            }
-            if !allowed.contains(name) {
-                report(
-                    "unknown field '\(name)' in \(what) (expected one of: \(allowed.joined(separator: ", ")))", at: key)
-                continue
-            }
-            if let first = keys[name] {
-                report("field '\(name)' given twice (first at \(position(first)))", at: key)
-                continue
-            }
-            keys[name] = key
-            result[name] = value
-        }
-        return result
-    }
-}

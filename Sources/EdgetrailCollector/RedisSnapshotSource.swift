@@ -35,7 +35,7 @@ public struct RedisSnapshotCounters: Sendable, Hashable {
 /// the change. Survives Redis restarts by reconnecting and subscribing again.
 ///
 /// Blocking: drive it from one thread with `step`.
-public final class RedisSnapshotSource {
+public final class RedisSnapshotSource: @unchecked Sendable {
     public let configuration: RedisSnapshotSourceConfiguration
     public private(set) var counters = RedisSnapshotCounters()
     private let logger: Logger

@@ -44,6 +44,8 @@ public enum JoinRelease: String, Sendable, CaseIterable {
 public struct JoinedBatch: Sendable {
     public var batch: Edgetrail_V1_CookieBatch
     public var reason: JoinRelease
+    /// For each record, the origin tag it was added with (e.g. its intake journal entry).
+    public var origins: [UInt64]
 }
 
 /// Holds records per cookie until the session ends or goes idle, then releases them together as
@@ -53,6 +55,7 @@ public struct CookieJoin: Sendable {
 
     private struct Open {
         var records: [Edgetrail_V1_Record] = []
+        var origins: [UInt64] = []
         var seq: UInt32 = 0
         var lastSeen: UInt64
         var rootSpanSeen = false
@@ -76,7 +79,8 @@ public struct CookieJoin: Sendable {
     public var trackedCookies: Int { cookies.count }
 
     /// Takes one record at time `now`; returns any batches that must go out because of it.
-    public mutating func add(_ record: Edgetrail_V1_Record, now: UInt64) -> [JoinedBatch] {
+    /// `origin` is handed back with the record when its batch is released.
+    public mutating func add(_ record: Edgetrail_V1_Record, origin: UInt64 = 0, now: UInt64) -> [JoinedBatch] {
         var released: [JoinedBatch] = []
         let cookie = record.cookie
         let existing = cookies[cookie]
@@ -92,6 +96,7 @@ public struct CookieJoin: Sendable {
             break
         }
         state.records.append(record)
+        state.origins.append(origin)
         openRecords += 1
         if state.records.count >= configuration.maxRecordsPerCookie {
             released.append(release(&state, cookie: cookie, final: false, reason: .cookieFull))
@@ -168,10 +173,12 @@ public struct CookieJoin: Sendable {
         batch.node = configuration.node
         batch.createdAtNs = state.lastSeen
         batch.records = state.records
+        let origins = state.origins
         openRecords -= state.records.count
         state.records.removeAll(keepingCapacity: false)
+        state.origins.removeAll(keepingCapacity: false)
         state.seq += 1
-        return JoinedBatch(batch: batch, reason: reason)
+        return JoinedBatch(batch: batch, reason: reason, origins: origins)
     }
 
     private func deadline(of state: Open) -> UInt64 {

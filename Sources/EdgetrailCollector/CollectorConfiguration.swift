@@ -1,0 +1,244 @@
+import EdgetrailCore
+import EdgetrailSpool
+import EdgetrailTelemetry
+import EdgetrailYAML
+import Foundation
+import Yams
+
+/// The OTLP/gRPC span receiver's settings.
+public struct OTLPSourceConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 4317
+    /// Also listen on this Unix socket (crosses network namespaces); `nil` for none.
+    public var socketPath: String?
+    /// Larger export requests are refused (RESOURCE_EXHAUSTED) without reading them whole.
+    public var maxRequestBytes = 4 << 20
+    public var noCookie: NoCookiePolicy = .bucket
+
+    public init() {}
+}
+
+/// The replay flow source: flow events recorded as JSON lines of `FlowEventMessage`.
+public struct FlowReplaySourceConfiguration: Sendable {
+    public var path: String
+    /// Events per second; 0 replays as fast as the pipeline takes them.
+    public var eventsPerSecond: Double = 0
+
+    public init(path: String) { self.path = path }
+}
+
+/// A whole collector: what it listens to, how it joins, where it ships.
+public struct CollectorConfiguration: Sendable {
+    public var dataDirectory: String
+    public var intakeJournalBytes = 256 << 20
+    public var intakeQueueRecords = 100_000
+    public var shutdownDrainMilliseconds = 10_000
+    public var join: CookieJoinConfiguration
+    public var kafka: KafkaSinkConfiguration
+    public var otlp: OTLPSourceConfiguration?
+    public var flows: FlowReplaySourceConfiguration?
+    public var snapshots: RedisSnapshotSourceConfiguration?
+    /// Where /metrics is served; `nil` for nowhere.
+    public var metricsHost: String? = "127.0.0.1"
+    public var metricsPort = 9464
+    /// Filter rule files (applied once the rule language lands; listed files must exist).
+    public var filterFiles: [String] = []
+
+    public init(cnf: String, node: String, brokers: String, dataDirectory: String) {
+        self.dataDirectory = dataDirectory
+        self.join = CookieJoinConfiguration(cnf: cnf, node: node)
+        self.kafka = KafkaSinkConfiguration(brokers: brokers, spoolDirectory: dataDirectory + "/spool")
+    }
+}
+
+extension CollectorConfiguration {
+    /// Reads and validates a pipeline file (e.g. `collectors/edge.yaml`); every problem is
+    /// reported as `FILE:LINE:COLUMN: message`. Nothing is half-applied: it is all or nothing.
+    public static func load(path: String) throws(DiagnosticsError) -> CollectorConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw DiagnosticsError([
+                Diagnostic(
+                    "cannot read the collector configuration: no such file or not UTF-8 text",
+                    at: SourceLocation(file: path, line: 1, column: 1))
+            ])
+        }
+        return try parse(text, fileName: path)
+    }
+
+    public static func parse(_ yaml: String, fileName: String) throws(DiagnosticsError) -> CollectorConfiguration {
+        var context = YAMLContext(fileName: fileName)
+        guard let (root, top) = context.document(yaml, what: "a collector pipeline (collector, sources, sinks, …)")
+        else { throw DiagnosticsError(context.diagnostics) }
+        let fields = context.fields(
+            of: top, allowed: ["collector", "sources", "join", "filters", "sinks", "metrics"],
+            what: "the collector configuration")
+
+        var cnf = "default"
+        var node = ProcessInfo.processInfo.hostName
+        var dataDirectory = ".run/collector"
+        var journalBytes: Int?
+        if let collector = fields["collector"], let mapping = context.mapping(collector, what: "'collector'") {
+            let collectorFields = context.fields(
+                of: mapping, allowed: ["cnf", "node", "data_dir", "intake_journal_bytes"], what: "'collector'")
+            if let value = collectorFields["cnf"] { cnf = context.string(value, what: "'cnf'") ?? cnf }
+            if let value = collectorFields["node"] { node = context.string(value, what: "'node'") ?? node }
+            if let value = collectorFields["data_dir"] {
+                dataDirectory = context.string(value, what: "'data_dir'") ?? dataDirectory
+            }
+            if let value = collectorFields["intake_journal_bytes"] {
+                journalBytes = context.byteSize(value, what: "'intake_journal_bytes'")
+            }
+        }
+
+        // Sinks: exactly one Kafka sink.
+        var brokers: String?
+        var topic: String?
+        var compression: String?
+        var spoolBytes: Int?
+        if let sinks = fields["sinks"], let mapping = context.mapping(sinks, what: "'sinks'") {
+            let sinkFields = context.fields(of: mapping, allowed: ["kafka"], what: "'sinks'")
+            if let kafka = sinkFields["kafka"], let kafkaMapping = context.mapping(kafka, what: "'kafka'") {
+                let kafkaFields = context.fields(
+                    of: kafkaMapping, allowed: ["brokers", "topic", "compression", "spool_bytes"], what: "'kafka'")
+                if let value = kafkaFields["brokers"] {
+                    if let parsed = context.hostPort(value, what: "'brokers'") { brokers = "\(parsed.host):\(parsed.port)" }
+                } else {
+                    context.report("the kafka sink is missing the required field 'brokers'", at: kafka)
+                }
+                if let value = kafkaFields["topic"] { topic = context.string(value, what: "'topic'") }
+                if let value = kafkaFields["compression"] {
+                    compression = context.choice(value, what: "compression", from: ["lz4", "zstd", "none"])
+                }
+                if let value = kafkaFields["spool_bytes"] { spoolBytes = context.byteSize(value, what: "'spool_bytes'") }
+            } else if sinkFields["kafka"] == nil {
+                context.report("'sinks' needs a 'kafka' sink", at: sinks)
+            }
+        } else {
+            context.report("missing required section 'sinks' (a kafka sink with its brokers)", at: root)
+        }
+
+        var configuration = CollectorConfiguration(
+            cnf: cnf, node: node, brokers: brokers ?? "127.0.0.1:19092", dataDirectory: dataDirectory)
+        if let journalBytes { configuration.intakeJournalBytes = journalBytes }
+        if let topic { configuration.kafka.topic = topic }
+        if let compression { configuration.kafka.compression = compression }
+        if let spoolBytes { configuration.kafka.spool.capacityBytes = spoolBytes }
+
+        if let sources = fields["sources"], let mapping = context.mapping(sources, what: "'sources'") {
+            let sourceFields = context.fields(of: mapping, allowed: ["otlp", "flows", "snapshots"], what: "'sources'")
+            if let otlp = sourceFields["otlp"], let otlpMapping = context.mapping(otlp, what: "'otlp'") {
+                var settings = OTLPSourceConfiguration()
+                let otlpFields = context.fields(
+                    of: otlpMapping, allowed: ["listen", "socket", "max_request_bytes", "no_cookie"], what: "'otlp'")
+                if let value = otlpFields["listen"], let parsed = context.hostPort(value, what: "'listen'") {
+                    settings.host = parsed.host
+                    settings.port = parsed.port
+                }
+                if let value = otlpFields["socket"] { settings.socketPath = context.string(value, what: "'socket'") }
+                if let value = otlpFields["max_request_bytes"],
+                    let size = context.byteSize(value, what: "'max_request_bytes'")
+                {
+                    settings.maxRequestBytes = size
+                }
+                if let value = otlpFields["no_cookie"],
+                    let choice = context.choice(value, what: "no_cookie policy", from: NoCookiePolicy.allCases.map(\.rawValue))
+                {
+                    settings.noCookie = NoCookiePolicy(rawValue: choice)!
+                }
+                configuration.otlp = settings
+            }
+            if let flows = sourceFields["flows"], let flowMapping = context.mapping(flows, what: "'flows'") {
+                let flowFields = context.fields(of: flowMapping, allowed: ["replay", "rate"], what: "'flows'")
+                if let value = flowFields["replay"], let path = context.string(value, what: "'replay'") {
+                    var settings = FlowReplaySourceConfiguration(path: path)
+                    if !FileManager.default.isReadableFile(atPath: path) {
+                        context.report("cannot read the flow recording '\(path)'", at: value)
+                    }
+                    if let rate = flowFields["rate"] {
+                        settings.eventsPerSecond = Double(context.integer(rate, what: "'rate'", in: 0...10_000_000) ?? 0)
+                    }
+                    configuration.flows = settings
+                } else if flowFields["replay"] == nil {
+                    context.report("the flows source needs 'replay: FILE' (recorded flow events, JSON lines)", at: flows)
+                }
+            }
+            if let snapshots = sourceFields["snapshots"],
+                let snapshotMapping = context.mapping(snapshots, what: "'snapshots'")
+            {
+                let snapshotFields = context.fields(
+                    of: snapshotMapping, allowed: ["redis", "pattern", "database"], what: "'snapshots'")
+                if let value = snapshotFields["redis"], let parsed = context.hostPort(value, what: "'redis'") {
+                    var settings = RedisSnapshotSourceConfiguration(host: parsed.host, port: parsed.port)
+                    if let pattern = snapshotFields["pattern"] {
+                        settings.keyPattern = context.string(pattern, what: "'pattern'") ?? settings.keyPattern
+                    }
+                    if let database = snapshotFields["database"] {
+                        settings.database = context.integer(database, what: "'database'", in: 0...15) ?? 0
+                    }
+                    configuration.snapshots = settings
+                } else if snapshotFields["redis"] == nil {
+                    context.report("the snapshots source needs 'redis: HOST:PORT'", at: snapshots)
+                }
+            }
+        }
+
+        if let join = fields["join"], let mapping = context.mapping(join, what: "'join'") {
+            let joinFields = context.fields(
+                of: mapping, allowed: ["idle_timeout", "settle", "grace", "max_open_records", "max_records_per_cookie"],
+                what: "'join'")
+            if let value = joinFields["idle_timeout"], let duration = context.duration(value, what: "'idle_timeout'") {
+                configuration.join.idleTimeoutNanoseconds = duration
+            }
+            if let value = joinFields["settle"], let duration = context.duration(value, what: "'settle'") {
+                configuration.join.settleNanoseconds = duration
+            }
+            if let value = joinFields["grace"], let duration = context.duration(value, what: "'grace'") {
+                configuration.join.graceNanoseconds = duration
+            }
+            if let value = joinFields["max_open_records"],
+                let number = context.integer(value, what: "'max_open_records'", in: 1...100_000_000)
+            {
+                configuration.join.maxOpenRecords = number
+            }
+            if let value = joinFields["max_records_per_cookie"],
+                let number = context.integer(value, what: "'max_records_per_cookie'", in: 1...10_000_000)
+            {
+                configuration.join.maxRecordsPerCookie = number
+            }
+        }
+
+        if let filters = fields["filters"], let mapping = context.mapping(filters, what: "'filters'") {
+            let filterFields = context.fields(of: mapping, allowed: ["files"], what: "'filters'")
+            if let files = filterFields["files"] {
+                for node in context.sequence(files, what: "files") {
+                    guard let path = context.string(node, what: "a rule file") else { continue }
+                    if !FileManager.default.isReadableFile(atPath: path) {
+                        context.report("cannot read the filter rule file '\(path)'", at: node)
+                    }
+                    configuration.filterFiles.append(path)
+                }
+            }
+        }
+
+        if let metrics = fields["metrics"], let mapping = context.mapping(metrics, what: "'metrics'") {
+            let metricsFields = context.fields(of: mapping, allowed: ["listen"], what: "'metrics'")
+            if let value = metricsFields["listen"] {
+                if value.scalar?.string == "off" {
+                    configuration.metricsHost = nil
+                } else if let parsed = context.hostPort(value, what: "'listen'") {
+                    configuration.metricsHost = parsed.host
+                    configuration.metricsPort = parsed.port
+                }
+            }
+        }
+
+        if configuration.otlp == nil, configuration.flows == nil, configuration.snapshots == nil {
+            context.report("no sources: configure at least one of otlp, flows, snapshots under 'sources'", at: root)
+        }
+        guard context.diagnostics.isEmpty else { throw DiagnosticsError(context.diagnostics) }
+        return configuration
+    }
+}

@@ -1,0 +1,297 @@
+import EdgetrailCore
+import EdgetrailProto
+import EdgetrailSpool
+import EdgetrailTelemetry
+import Foundation
+import Logging
+import SwiftProtobuf
+
+/// The answer a source gets when it hands records to the pipeline.
+public enum IntakeResult: Sendable, Equatable {
+    /// Journaled on disk and queued: the records survive a crash from here on.
+    case accepted
+    /// The pipeline is full; the sender should retry later. Nothing was kept.
+    case full(String)
+}
+
+/// The collector's processing path: intake journal → filters (record rules) → cookie join →
+/// filters (cookie rules) → Kafka sink with its spool. One thread runs it; sources hand records
+/// in through `accept` from any thread.
+///
+/// Crash safety: records are journaled before `accept` returns. A journal entry is released
+/// once every record in it has been spooled by the sink (or dropped by a rule), so a SIGKILL at
+/// any point loses nothing accepted: on restart the journal's unreleased entries are joined
+/// again (a record may then ship twice; central stores each record once).
+public final class CollectorPipeline: @unchecked Sendable {
+    public let configuration: CollectorConfiguration
+    public let metrics: MetricsRegistry
+    private let logger: Logger
+    private let clock: @Sendable () -> UInt64
+    private let journal: Spool
+    private let queue: IntakeQueue
+    private var join: CookieJoin
+    private var filters: FilterStage
+    private let sink: KafkaSink
+    /// Records of each journal entry not yet spooled or dropped.
+    private var remaining: [UInt64: Int] = [:]
+    private let stopLock = NSLock()
+    private var stopRequested = false
+    private var pendingRules: FilterRules?
+    private let counterLock = NSLock()
+    private var acceptedBySource: [String: Int] = [:]
+    private var refusedBySource: [String: Int] = [:]
+    private var releasedByReason: [JoinRelease: Int] = [:]
+    private var lastPublish: UInt64 = 0
+    /// Extra figures sources report (dropped without cookie, lost datapath events, …).
+    private var sourceCounters: [String: [String: Int]] = [:]
+
+    public init(
+        configuration: CollectorConfiguration, logger: Logger, metrics: MetricsRegistry = MetricsRegistry(),
+        clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
+    ) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+        self.clock = clock
+        var journalConfiguration = SpoolConfiguration(directory: configuration.dataDirectory + "/intake")
+        journalConfiguration.capacityBytes = configuration.intakeJournalBytes
+        journal = try Spool(configuration: journalConfiguration)
+        queue = IntakeQueue(capacity: configuration.intakeQueueRecords)
+        join = CookieJoin(configuration: configuration.join)
+        filters = FilterStage()
+        var sinkLogger = logger
+        sinkLogger[metadataKey: "component"] = "kafka-sink"
+        sink = try KafkaSink(configuration: configuration.kafka, logger: sinkLogger, clock: clock)
+        Self.declareMetrics(metrics)
+        // Records accepted before a crash come first.
+        for entry in journal.recovered {
+            guard let container = try? Edgetrail_V1_CookieBatch(serializedBytes: entry.payload) else {
+                logger.warning("unreadable intake journal entry skipped", metadata: ["id": "\(entry.id)"])
+                journal.acknowledge([entry.id])
+                continue
+            }
+            queue.put(IntakeItem(records: container.records, origin: entry.id, source: "journal"))
+        }
+        if !journal.recovered.isEmpty {
+            logger.notice(
+                "joining records recovered from the intake journal",
+                metadata: ["entries": "\(journal.recovered.count)"])
+        }
+    }
+
+    // MARK: Intake (any thread)
+
+    /// Journals and queues `records` from `source`. With `wait`, waits for room in the queue
+    /// (for sources that cannot ask their sender to retry).
+    public func accept(_ records: [Edgetrail_V1_Record], source: String, wait: Bool = false) -> IntakeResult {
+        guard !records.isEmpty else { return .accepted }
+        if !wait, queue.isFull {
+            countRefused(source, records.count)
+            return .full("the collector's intake queue is full; retry shortly")
+        }
+        var container = Edgetrail_V1_CookieBatch()
+        container.records = records
+        let id: UInt64
+        do {
+            id = try journal.append(try container.serializedBytes())
+        } catch {
+            countRefused(source, records.count)
+            logger.warning(
+                "intake journal refused records", metadata: ["source": "\(source)", "records": "\(records.count)",
+                                                              "error": "\(error)"])
+            return .full("\(error)")
+        }
+        let item = IntakeItem(records: records, origin: id, source: source)
+        let queued = wait ? queue.put(item) : queue.offer(item)
+        if !queued {
+            // Shutting down (or filled meanwhile): the journal keeps the records for the next start.
+            if !wait { countRefused(source, 0) }
+            return wait ? .accepted : .full("the collector is shutting down or full; retry")
+        }
+        counterLock.withLock { acceptedBySource[source, default: 0] += records.count }
+        return .accepted
+    }
+
+    /// Adds to a source's own counter (published as edgetrail_collector_source_events_total).
+    public func count(_ source: String, _ event: String, _ amount: Int = 1) {
+        guard amount != 0 else { return }
+        counterLock.withLock { sourceCounters[source, default: [:]][event, default: 0] += amount }
+    }
+
+    private func countRefused(_ source: String, _ amount: Int) {
+        counterLock.withLock { refusedBySource[source, default: 0] += amount }
+    }
+
+    /// Installs new filter rules; they take effect between cookies, on the pipeline thread.
+    public func replaceRules(_ rules: FilterRules) {
+        stopLock.withLock { pendingRules = rules }
+    }
+
+    // MARK: Processing (the pipeline thread)
+
+    /// Runs until `stop`; then releases everything the join holds and waits (bounded) for the
+    /// broker to acknowledge what is spooled.
+    public func run() {
+        while !stopLock.withLock({ stopRequested }) {
+            step(timeout: 0.05)
+        }
+        // Sources are stopped: take what they queued last, then empty the join.
+        step(timeout: 0)
+        ship(join.drain())
+        let drained = (try? sink.drain(timeoutMilliseconds: configuration.shutdownDrainMilliseconds)) ?? false
+        if !drained {
+            logger.warning(
+                "shutting down with batches not yet acknowledged; they stay spooled and go out on the next start",
+                metadata: ["batches": "\(sink.pendingBatches)", "spool_bytes": "\(sink.spoolBytes)"])
+        }
+        publishMetrics(force: true)
+    }
+
+    public func stop() {
+        stopLock.withLock { stopRequested = true }
+        queue.close()
+    }
+
+    /// One round: take queued records, filter and join them, release due cookies, ship, collect
+    /// acknowledgements.
+    func step(timeout: Double) {
+        if let rules = stopLock.withLock({ () -> FilterRules? in
+            defer { pendingRules = nil }
+            return pendingRules
+        }) {
+            filters.replace(with: rules)
+            logger.notice("filter rules now active", metadata: ["version": "\(rules.version)"])
+        }
+        let items = queue.take(timeout: timeout)
+        let now = clock()
+        var released: [JoinedBatch] = []
+        for item in items {
+            remaining[item.origin, default: 0] += item.records.count
+            for var record in item.records {
+                guard filters.admit(&record) else {
+                    finished([item.origin])
+                    continue
+                }
+                released += join.add(record, origin: item.origin, now: now)
+            }
+        }
+        released += join.tick(now: now)
+        ship(released)
+        do {
+            try sink.pump()
+        } catch {
+            logger.warning("Kafka sink error", metadata: ["error": "\(error)"])
+        }
+        publishMetrics(force: false)
+    }
+
+    private func ship(_ released: [JoinedBatch]) {
+        for joined in released {
+            counterLock.withLock { releasedByReason[joined.reason, default: 0] += 1 }
+            if filters.keep(joined.batch) {
+                do {
+                    try sink.ship(joined.batch)
+                } catch {
+                    // Counted and logged by the sink (spool full).
+                }
+            }
+            finished(joined.origins)
+        }
+    }
+
+    /// Marks records of these journal entries as done; entries with nothing left are released.
+    private func finished(_ origins: [UInt64]) {
+        var done: [UInt64] = []
+        for origin in origins {
+            guard let left = remaining[origin] else { continue }
+            if left <= 1 {
+                remaining[origin] = nil
+                done.append(origin)
+            } else {
+                remaining[origin] = left - 1
+            }
+        }
+        if !done.isEmpty { journal.acknowledge(done) }
+    }
+
+    // MARK: Metrics
+
+    static func declareMetrics(_ metrics: MetricsRegistry) {
+        metrics.declare("edgetrail_collector_records_in_total", .counter, help: "Records accepted, by source.")
+        metrics.declare(
+            "edgetrail_collector_records_refused_total", .counter,
+            help: "Records a source could not hand in (intake full); the sender was told to retry.")
+        metrics.declare(
+            "edgetrail_collector_records_dropped_total", .counter,
+            help: "Records dropped, by stage and reason. Nothing is dropped without being counted here.")
+        metrics.declare("edgetrail_collector_records_out_total", .counter, help: "Records the broker acknowledged.")
+        metrics.declare("edgetrail_collector_batches_out_total", .counter, help: "CookieBatches the broker acknowledged.")
+        metrics.declare(
+            "edgetrail_collector_batches_released_total", .counter, help: "Batches the join released, by reason.")
+        metrics.declare("edgetrail_collector_open_cookies", .gauge, help: "Cookies the join holds records for.")
+        metrics.declare("edgetrail_collector_open_records", .gauge, help: "Records the join holds.")
+        metrics.declare("edgetrail_collector_spool_bytes", .gauge, help: "Bytes spooled and not yet acknowledged.")
+        metrics.declare("edgetrail_collector_spool_batches", .gauge, help: "Batches spooled and not yet acknowledged.")
+        metrics.declare("edgetrail_collector_intake_journal_bytes", .gauge, help: "Bytes of accepted records not yet spooled.")
+        metrics.declare(
+            "edgetrail_collector_delivery_seconds_sum", .counter, help: "Seconds from spooling to acknowledgement, summed.")
+        metrics.declare("edgetrail_collector_delivery_seconds_count", .counter, help: "Acknowledged batches timed.")
+        metrics.declare("edgetrail_collector_producer_restarts_total", .counter, help: "Kafka producers replaced.")
+        metrics.declare(
+            "edgetrail_collector_filter_rule_matches_total", .counter, help: "Records or cookies each filter rule matched.")
+        metrics.declare(
+            "edgetrail_collector_source_events_total", .counter,
+            help: "What sources saw besides records: spans without cookie, lost datapath events, reconnects, …")
+    }
+
+    private func publishMetrics(force: Bool) {
+        let now = clock()
+        guard force || now &- lastPublish > 250_000_000 else { return }
+        lastPublish = now
+        let (accepted, refused, releasedCounts, sourceEvents) = counterLock.withLock {
+            (acceptedBySource, refusedBySource, releasedByReason, sourceCounters)
+        }
+        for (source, value) in accepted {
+            metrics.set("edgetrail_collector_records_in_total", [("source", source)], to: Double(value))
+        }
+        for (source, value) in refused {
+            metrics.set("edgetrail_collector_records_refused_total", [("source", source)], to: Double(value))
+        }
+        for (reason, value) in releasedCounts {
+            metrics.set("edgetrail_collector_batches_released_total", [("reason", reason.rawValue)], to: Double(value))
+        }
+        for (source, events) in sourceEvents {
+            for (event, value) in events {
+                metrics.set(
+                    "edgetrail_collector_source_events_total", [("source", source), ("event", event)], to: Double(value))
+            }
+        }
+        let counters = sink.counters
+        metrics.set(
+            "edgetrail_collector_records_dropped_total", [("stage", "filter"), ("reason", "record_rule")],
+            to: Double(filters.droppedRecords))
+        metrics.set(
+            "edgetrail_collector_records_dropped_total", [("stage", "filter"), ("reason", "cookie_rule")],
+            to: Double(filters.droppedCookieRecords))
+        metrics.set(
+            "edgetrail_collector_records_dropped_total", [("stage", "sink"), ("reason", "spool_full")],
+            to: Double(counters.refusedRecords))
+        let noCookie = sourceEvents["otlp"]?["span_without_cookie_dropped"] ?? 0
+        metrics.set(
+            "edgetrail_collector_records_dropped_total", [("stage", "source"), ("reason", "no_cookie")],
+            to: Double(noCookie))
+        metrics.set("edgetrail_collector_records_out_total", to: Double(counters.acknowledgedRecords))
+        metrics.set("edgetrail_collector_batches_out_total", to: Double(counters.acknowledged))
+        metrics.set("edgetrail_collector_open_cookies", to: Double(join.trackedCookies))
+        metrics.set("edgetrail_collector_open_records", to: Double(join.openRecords))
+        metrics.set("edgetrail_collector_spool_bytes", to: Double(sink.spoolBytes))
+        metrics.set("edgetrail_collector_spool_batches", to: Double(sink.pendingBatches))
+        metrics.set("edgetrail_collector_intake_journal_bytes", to: Double(journal.usedBytes))
+        metrics.set("edgetrail_collector_delivery_seconds_sum", to: counters.deliverySecondsTotal)
+        metrics.set("edgetrail_collector_delivery_seconds_count", to: Double(counters.acknowledged))
+        metrics.set("edgetrail_collector_producer_restarts_total", to: Double(counters.producerRestarts))
+        for (rule, value) in filters.matches {
+            metrics.set("edgetrail_collector_filter_rule_matches_total", [("rule", rule)], to: Double(value))
+        }
+    }
+}

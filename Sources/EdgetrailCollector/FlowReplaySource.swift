@@ -1,0 +1,79 @@
+import EdgetrailCore
+import EdgetrailProto
+import Foundation
+import Logging
+import SwiftProtobuf
+
+/// Replays recorded flow events: a file of JSON lines, each a `FlowEventMessage` in protobuf's
+/// JSON form (what `edgetrail datapath events --json` records). Stands in for the Datapath
+/// Manager's event stream until the datapath exists, and replays captures for tests.
+///
+/// The datapath's lost-event counts (`lost_events`) are carried through: summed into the
+/// `datapath_lost_events` source counter, and kept on each record.
+public struct FlowReplaySource: Sendable {
+    public let configuration: FlowReplaySourceConfiguration
+
+    public init(configuration: FlowReplaySourceConfiguration) {
+        self.configuration = configuration
+    }
+
+    /// Reads the file and hands each event to `deliver` (blocking), paced to the configured rate.
+    /// A malformed line is reported with its line number and skipped.
+    public func run(
+        cnf: String, node: String, logger: Logger, clock: @Sendable () -> UInt64,
+        shouldStop: () -> Bool, deliver: ([Edgetrail_V1_Record], _ lost: Int, _ malformed: Int) -> Void
+    ) {
+        guard let text = try? String(contentsOfFile: configuration.path, encoding: .utf8) else {
+            logger.error("cannot read the flow recording", metadata: ["path": "\(configuration.path)"])
+            return
+        }
+        let started = Date()
+        var sent = 0
+        var batch: [Edgetrail_V1_Record] = []
+        var lost = 0
+        var malformed = 0
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if shouldStop() { break }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+            let message: Edgetrail_V1_FlowEventMessage
+            do {
+                message = try Edgetrail_V1_FlowEventMessage(jsonString: trimmed)
+            } catch {
+                malformed += 1
+                logger.warning(
+                    "skipped a malformed flow event",
+                    metadata: ["location": "\(configuration.path):\(index + 1)", "error": "\(error)"])
+                continue
+            }
+            var record = Edgetrail_V1_Record()
+            record.cookie = message.cookie
+            record.cnf = cnf
+            record.node = message.node.isEmpty ? node : message.node
+            record.acceptedAtNs = clock()
+            record.flow = message.event
+            lost += Int(message.event.lostEvents)
+            batch.append(record)
+            sent += 1
+            if configuration.eventsPerSecond > 0 {
+                let due = started.addingTimeInterval(Double(sent) / configuration.eventsPerSecond)
+                let wait = due.timeIntervalSinceNow
+                if wait > 0 {
+                    deliver(batch, lost, malformed)
+                    batch.removeAll()
+                    lost = 0
+                    malformed = 0
+                    Thread.sleep(forTimeInterval: wait)
+                }
+            }
+            if batch.count >= 500 {
+                deliver(batch, lost, malformed)
+                batch.removeAll()
+                lost = 0
+                malformed = 0
+            }
+        }
+        if !batch.isEmpty || lost > 0 || malformed > 0 { deliver(batch, lost, malformed) }
+        logger.info("flow recording replayed", metadata: ["events": "\(sent)", "path": "\(configuration.path)"])
+    }
+}

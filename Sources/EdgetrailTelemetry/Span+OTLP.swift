@@ -1,0 +1,200 @@
+import EdgetrailCore
+import EdgetrailOTLP
+import EdgetrailProto
+import Foundation
+
+/// The attribute (and W3C baggage entry) that carries the session cookie.
+public let cookieAttributeKey = "edgetrail.cookie"
+
+/// What to do with a span that carries no cookie (and whose trace has none either).
+public enum NoCookiePolicy: String, Sendable, CaseIterable {
+    /// Drop it (counted).
+    case drop
+    /// Keep it under cookie 0000000000000000, the "no cookie" bucket (counted).
+    case bucket
+}
+
+/// Remembers which cookie each recent trace belongs to, so a span that lacks the attribute
+/// (a child span in handler code, say) still joins its session. Bounded: oldest traces go first.
+public struct TraceCookieCache: Sendable {
+    private var cookies: [Data: UInt64] = [:]
+    private var order: [Data] = []
+    private var head = 0
+    public let capacity: Int
+
+    public init(capacity: Int = 100_000) {
+        self.capacity = capacity
+    }
+
+    public func cookie(forTrace traceID: Data) -> UInt64? { cookies[traceID] }
+
+    public mutating func remember(_ cookie: UInt64, forTrace traceID: Data) {
+        if cookies.updateValue(cookie, forKey: traceID) != nil { return }
+        order.append(traceID)
+        if order.count - head > capacity {
+            cookies[order[head]] = nil
+            head += 1
+            if head > capacity {
+                order.removeFirst(head)
+                head = 0
+            }
+        }
+    }
+}
+
+/// The outcome of converting one OTLP export request.
+public struct ConvertedSpans: Sendable {
+    public var records: [Edgetrail_V1_Record] = []
+    /// Spans without a cookie that were dropped, or kept in the "no cookie" bucket.
+    public var droppedWithoutCookie = 0
+    public var bucketedWithoutCookie = 0
+}
+
+/// Converts OTLP spans into Edgetrail span records, finding each span's cookie in its
+/// `edgetrail.cookie` attribute, its resource's, the export call's W3C baggage, or another
+/// span of the same trace.
+public struct SpanConverter: Sendable {
+    public var cnf: String
+    public var node: String
+    public var noCookie: NoCookiePolicy
+    public var traces = TraceCookieCache()
+
+    public init(cnf: String, node: String, noCookie: NoCookiePolicy) {
+        self.cnf = cnf
+        self.node = node
+        self.noCookie = noCookie
+    }
+
+    /// - Parameters:
+    ///   - baggage: the export call's `baggage` header, if any (W3C format).
+    public mutating func convert(
+        _ request: Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest, baggage: String? = nil,
+        now: UInt64
+    ) -> ConvertedSpans {
+        let callCookie = baggage.flatMap(Self.cookie(fromBaggage:))
+        // First pass: learn each trace's cookie from the spans that carry one.
+        for resourceSpans in request.resourceSpans {
+            let resourceCookie = Self.cookie(in: resourceSpans.resource.attributes)
+            for scopeSpans in resourceSpans.scopeSpans {
+                for span in scopeSpans.spans {
+                    if let cookie = Self.cookie(in: span.attributes) ?? resourceCookie ?? callCookie {
+                        traces.remember(cookie, forTrace: span.traceID)
+                    }
+                }
+            }
+        }
+        var result = ConvertedSpans()
+        for resourceSpans in request.resourceSpans {
+            let service = Self.string(named: "service.name", in: resourceSpans.resource.attributes) ?? ""
+            let resourceCookie = Self.cookie(in: resourceSpans.resource.attributes)
+            for scopeSpans in resourceSpans.scopeSpans {
+                for span in scopeSpans.spans {
+                    let fromBaggage = Self.cookie(in: span.attributes) == nil && resourceCookie == nil && callCookie != nil
+                    var cookie = Self.cookie(in: span.attributes) ?? resourceCookie ?? callCookie
+                        ?? traces.cookie(forTrace: span.traceID)
+                    if cookie == nil {
+                        switch noCookie {
+                        case .drop:
+                            result.droppedWithoutCookie += 1
+                            continue
+                        case .bucket:
+                            result.bucketedWithoutCookie += 1
+                            cookie = 0
+                        }
+                    }
+                    var record = Edgetrail_V1_Record()
+                    record.cookie = cookie!
+                    record.cnf = cnf
+                    record.node = node
+                    record.service = service
+                    record.acceptedAtNs = now
+                    record.span = Self.span(from: span)
+                    if fromBaggage { record.span.baggage[cookieAttributeKey] = Cookie(cookie!).hex }
+                    result.records.append(record)
+                }
+            }
+        }
+        return result
+    }
+
+    static func span(from otlp: Opentelemetry_Proto_Trace_V1_Span) -> Edgetrail_V1_Span {
+        var span = Edgetrail_V1_Span()
+        span.traceID = otlp.traceID
+        span.spanID = otlp.spanID
+        span.parentSpanID = otlp.parentSpanID
+        span.operation = otlp.name
+        span.startNs = otlp.startTimeUnixNano
+        span.endNs = otlp.endTimeUnixNano
+        switch otlp.status.code {
+        case .ok: span.status = .ok
+        case .error: span.status = .error
+        default: span.status = .unset
+        }
+        span.statusMessage = otlp.status.message
+        switch otlp.kind {
+        case .internal: span.kind = .internal
+        case .server: span.kind = .server
+        case .client: span.kind = .client
+        case .producer: span.kind = .producer
+        case .consumer: span.kind = .consumer
+        default: span.kind = .unspecified
+        }
+        for attribute in otlp.attributes {
+            span.tags[attribute.key] = text(attribute.value)
+        }
+        span.logs = otlp.events.map { event in
+            var log = Edgetrail_V1_SpanLog()
+            log.atNs = event.timeUnixNano
+            log.name = event.name
+            for attribute in event.attributes { log.fields[attribute.key] = text(attribute.value) }
+            return log
+        }
+        return span
+    }
+
+    /// An attribute value as text: strings as they are, others in a JSON-like form.
+    static func text(_ value: Opentelemetry_Proto_Common_V1_AnyValue) -> String {
+        switch value.value {
+        case .stringValue(let string): return string
+        case .boolValue(let bool): return bool ? "true" : "false"
+        case .intValue(let int): return String(int)
+        case .doubleValue(let double): return String(double)
+        case .bytesValue(let bytes): return bytes.base64EncodedString()
+        case .arrayValue(let array): return "[" + array.values.map { text($0) }.joined(separator: ",") + "]"
+        case .kvlistValue(let list):
+            return "{" + list.values.map { "\($0.key)=\(text($0.value))" }.joined(separator: ",") + "}"
+        case .stringValueStrindex(let index): return "#\(index)"
+        case nil: return ""
+        }
+    }
+
+    static func string(named key: String, in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> String? {
+        for attribute in attributes where attribute.key == key {
+            if case .stringValue(let value) = attribute.value.value { return value }
+        }
+        return nil
+    }
+
+    /// The cookie in `edgetrail.cookie`: 16 hex digits, or an integer.
+    static func cookie(in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> UInt64? {
+        for attribute in attributes where attribute.key == cookieAttributeKey {
+            switch attribute.value.value {
+            case .stringValue(let text): return Cookie(hex: text)?.rawValue
+            case .intValue(let value): return UInt64(bitPattern: value)
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    /// `edgetrail.cookie` in a W3C baggage header (`k=v;props,k2=v2`).
+    public static func cookie(fromBaggage header: String) -> UInt64? {
+        for member in header.split(separator: ",") {
+            let pair = member.split(separator: ";", maxSplits: 1)[0].split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces) == cookieAttributeKey else { continue }
+            let value = pair[1].trimmingCharacters(in: .whitespaces)
+            return Cookie(hex: value.removingPercentEncoding ?? value)?.rawValue
+        }
+        return nil
+    }
+}
