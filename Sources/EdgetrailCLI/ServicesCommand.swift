@@ -68,12 +68,19 @@ struct ServicesCommand: ParsableCommand {
     }
 
     struct Down: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop every service started from the run directory.")
+        static let configuration = CommandConfiguration(
+            abstract: "Stop the services started from the run directory (all, or those given with --only).")
 
         @OptionGroup var options: ServicesOptions
 
+        @Option(
+            name: .customLong("only"), parsing: .upToNextOption,
+            help: "Stop only these: \(ServiceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var only: [ServiceKind] = []
+
         func run() throws {
-            let stopped = LocalServices(configuration: options.configuration).down { print($0) }
+            let kinds = only.isEmpty ? ServiceKind.allCases : only
+            let stopped = LocalServices(configuration: options.configuration).down(kinds) { print($0) }
             if stopped.isEmpty { print("nothing was running") }
         }
     }

@@ -61,6 +61,9 @@ public final class KafkaSink {
     private var inFlight: [UInt64: (payload: [UInt8], records: Int, spooledAt: UInt64)] = [:]
     /// When the last acknowledgement arrived (or the sink last had nothing outstanding).
     private var lastProgress: UInt64 = 0
+    /// Since when the broker has answered, while batches wait; nil when it did not answer.
+    private var reachableSince: UInt64?
+    private var nextReachabilityCheck: UInt64 = 0
 
     public init(
         configuration: KafkaSinkConfiguration, logger: Logger,
@@ -141,13 +144,23 @@ public final class KafkaSink {
             return
         }
         let now = clock()
+        let stall = UInt64(configuration.stallMilliseconds) * 1_000_000
         if inFlight.isEmpty {
             lastProgress = now
-        } else if now &- lastProgress > UInt64(configuration.stallMilliseconds) * 1_000_000 {
-            lastProgress = now
+            reachableSince = nil
+        } else if now &- lastProgress > stall, now >= nextReachabilityCheck {
+            // Stuck only if the broker has answered for a whole stall period meanwhile: right
+            // after an outage the producer gets that long to deliver what it holds.
+            nextReachabilityCheck = now + 2_000_000_000
             if producer.brokerReachable(timeoutMilliseconds: 2000) {
-                try replaceProducer(
-                    reason: "no acknowledgement for \(configuration.stallMilliseconds) ms although the broker answers")
+                let since = reachableSince ?? now
+                reachableSince = since
+                if since >= lastProgress, now &- since >= stall {
+                    try replaceProducer(
+                        reason: "no acknowledgement for \(configuration.stallMilliseconds) ms while the broker answers")
+                }
+            } else {
+                reachableSince = nil
             }
         }
     }
@@ -159,6 +172,7 @@ public final class KafkaSink {
         counters.producerRestarts += 1
         producer = try Self.makeProducer(configuration)
         lastProgress = clock()
+        reachableSince = nil
         for id in inFlight.keys.sorted() {
             try send(id: id, payload: inFlight[id]!.payload)
             counters.resent += 1
@@ -188,6 +202,7 @@ public final class KafkaSink {
             }
             guard let entry = inFlight.removeValue(forKey: report.id) else { continue }
             lastProgress = now
+            reachableSince = nil
             acknowledged.append(report.id)
             counters.acknowledged += 1
             counters.acknowledgedRecords += entry.records

@@ -1,0 +1,189 @@
+"""Runs the real parts for collector tests: redis-server and the broker through
+`edgetrail services up` (private run directory, free ports), and `edgetrail collector` as a
+subprocess with a generated pipeline file."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "sdk" / "python"))
+
+from confluent_kafka import Consumer  # noqa: E402
+
+from edgetrail.v1 import telemetry_pb2  # noqa: E402
+
+
+def edgetrail_binary():
+    path = ROOT / ".build" / "debug" / "edgetrail"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing; run `make build` first")
+    return str(path)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Services:
+    """redis + broker in a private run directory, stopped on close."""
+
+    def __init__(self):
+        self.run_dir = tempfile.mkdtemp(prefix="et-py-", dir="/tmp")
+        os.chmod(self.run_dir, 0o755)
+        self.redis_port = free_port()
+        self.broker_port = free_port()
+        self._cli("up", "--only", "redis", "broker")
+
+    @property
+    def brokers(self):
+        return f"127.0.0.1:{self.broker_port}"
+
+    def _cli(self, *args):
+        subprocess.run(
+            [edgetrail_binary(), "services", *args, "--run-dir", self.run_dir,
+             "--redis-port", str(self.redis_port), "--broker-port", str(self.broker_port)],
+            check=True, capture_output=True, text=True)
+
+    def restart_broker_empty(self, while_down=None):
+        """Stops the broker (its topics are in memory: they are gone) and starts a new one."""
+        self._cli("down", "--only", "broker")
+        if while_down:
+            while_down()
+        self._cli("up", "--only", "broker")
+
+    def broker_pid(self):
+        return int(pathlib.Path(self.run_dir, "broker.pid").read_text())
+
+    def redis_cli(self, *args):
+        subprocess.run(["redis-cli", "-p", str(self.redis_port), *args], check=True, capture_output=True)
+
+    def close(self):
+        self._cli("down")
+        if not os.environ.get("EDGETRAIL_KEEP_RUN"):
+            subprocess.run(["rm", "-rf", self.run_dir], check=False)
+
+
+class Collector:
+    """`edgetrail collector` with a generated pipeline file; restartable, killable."""
+
+    def __init__(self, services, topic, settle="300ms", idle="5s", flows=None, max_request="4MiB",
+                 no_cookie="bucket"):
+        self.services = services
+        self.topic = topic
+        self.otlp_port = free_port()
+        self.metrics_port = free_port()
+        self.data_dir = os.path.join(services.run_dir, "collector")
+        self.config = os.path.join(services.run_dir, "collector.yaml")
+        flow_source = f"  flows:\n    replay: {flows}\n" if flows else ""
+        pathlib.Path(self.config).write_text(f"""
+collector:
+  cnf: edgesecurity
+  node: edge-test
+  data_dir: {self.data_dir}
+sources:
+  otlp:
+    listen: 127.0.0.1:{self.otlp_port}
+    socket: {services.run_dir}/otlp.sock
+    max_request_bytes: {max_request}
+    no_cookie: {no_cookie}
+  snapshots:
+    redis: 127.0.0.1:{services.redis_port}
+{flow_source}join:
+  idle_timeout: {idle}
+  settle: {settle}
+  grace: 2s
+sinks:
+  kafka:
+    brokers: {services.brokers}
+    topic: {topic}
+metrics:
+  listen: 127.0.0.1:{self.metrics_port}
+""")
+        self.process = None
+        self.log = open(os.path.join(services.run_dir, "collector.log"), "ab")
+        self.start()
+
+    @property
+    def endpoint(self):
+        return f"127.0.0.1:{self.otlp_port}"
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [edgetrail_binary(), "collector", "--config", self.config, "--log-level", "notice"],
+            stdout=self.log, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"collector exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                self.metrics()
+                with socket.create_connection(("127.0.0.1", self.otlp_port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("collector did not come up within 30 s")
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
+            return response.read().decode()
+
+    def metric(self, name, labels=""):
+        key = f"{name}{{{labels}}}" if labels else name
+        for line in self.metrics().splitlines():
+            if line.startswith(key + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def wait_metric(self, name, labels="", at_least=1.0, seconds=10):
+        """The metric's value once it reaches `at_least` (metrics are published every 250 ms)."""
+        deadline = time.time() + seconds
+        value = self.metric(name, labels)
+        while value < at_least and time.time() < deadline:
+            time.sleep(0.1)
+            value = self.metric(name, labels)
+        return value
+
+    def kill(self):
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+def consume(brokers, topic, until, seconds=60, group=None):
+    """Reads CookieBatches from the topic's start until `until(batches)` is true or time is up."""
+    consumer = Consumer({
+        "bootstrap.servers": brokers, "group.id": group or f"check-{time.time_ns()}",
+        "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+    })
+    consumer.subscribe([topic])
+    batches = []
+    deadline = time.time() + seconds
+    try:
+        while time.time() < deadline and not until(batches):
+            message = consumer.poll(0.3)
+            if message is None or message.error():
+                continue
+            batch = telemetry_pb2.CookieBatch.FromString(message.value())
+            assert message.key().decode() == f"{batch.cookie:016x}", "message key is the cookie as 16 hex digits"
+            batches.append(batch)
+    finally:
+        consumer.close()
+    return batches

@@ -1,0 +1,231 @@
+"""The edge collector with the real parts: the OpenTelemetry Python SDK exporting over
+OTLP/gRPC, redis-server, replayed flow events, the broker, and an independent consumer
+(confluent-kafka on the librdkafka 2.16 runtime) decoding batches with the committed schema."""
+
+import os
+import signal
+import socket
+import time
+import uuid
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from collector_harness import Collector, Services, consume
+from edgetrail.v1 import telemetry_pb2
+from helpers.send_spans import send
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+
+@pytest.fixture
+def services():
+    started = Services()
+    yield started
+    started.close()
+
+
+def flow_recording(path, cookie):
+    """Writes a flow start and end for one connection of `cookie`, as the datapath records them."""
+    lines = []
+    for phase, extra in ((telemetry_pb2.FLOW_PHASE_START, {}),
+                         (telemetry_pb2.FLOW_PHASE_END, {"bytes_in": 420, "bytes_out": 5120, "packets_in": 6,
+                                                         "packets_out": 8, "lost_events": 3})):
+        event = telemetry_pb2.FlowEvent(phase=phase, action=1, start_ns=time.time_ns(), **extra)
+        event.tuple.src_ip = bytes([10, 200, 0, 2])
+        event.tuple.dst_ip = bytes([10, 201, 0, 2])
+        event.tuple.src_port = 41000
+        event.tuple.dst_port = 80
+        event.tuple.protocol = 6
+        message = {"cookie": str(cookie), "node": "edge-test", "event": json_format.MessageToDict(event)}
+        import json
+        lines.append(json.dumps(message))
+    with open(path, "w") as out:
+        out.write("# recorded flow events\n" + "\n".join(lines) + "\n")
+
+
+def kinds(batches):
+    return sorted(record.WhichOneof("kind") for batch in batches for record in batch.records)
+
+
+def test_spans_flows_and_snapshots_of_one_cookie_arrive_together_with_the_span_tree_intact(services):
+    cookie = 0x00000000000000A1
+    recording = os.path.join(services.run_dir, "flows.jsonl")
+    flow_recording(recording, cookie)
+    topic = f"e2e-{uuid.uuid4().hex[:8]}"
+    collector = Collector(services, topic, settle="1s", flows=recording)
+    try:
+        services.redis_cli("HSET", f"cookie:{cookie:016x}:http-proxy:session", "state", "open")
+        send(collector.endpoint, f"{cookie:016x}")
+        batches = consume(services.brokers, topic, lambda got: len(kinds(got)) >= 6)
+        assert {batch.cookie for batch in batches} == {cookie}
+        assert kinds(batches) == ["flow", "flow", "snapshot", "span", "span", "span"]
+        batch = batches[0]
+        assert batch.cnf == "edgesecurity" and batch.node == "edge-test" and batch.final
+        spans = {record.span.operation: record.span for record in batch.records if record.HasField("span")}
+        root = spans["request"]
+        assert root.parent_span_id == b""
+        assert spans["policy_check"].parent_span_id == root.span_id
+        assert spans["inspect"].parent_span_id == root.span_id
+        assert len({span.trace_id for span in spans.values()}) == 1
+        assert spans["policy_check"].tags["policy.rule"] == "allow-web"
+        assert spans["inspect"].logs[0].name == "scanned"
+        flows = [record.flow for record in batch.records if record.HasField("flow")]
+        assert flows[-1].bytes_out == 5120 and flows[-1].tuple.dst_port == 80
+        snapshot = next(record.snapshot for record in batch.records if record.HasField("snapshot"))
+        assert snapshot.hash_fields.fields["state"] == b"open"
+        # The datapath's lost events are carried through to the metrics.
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="flows",event="datapath_lost_events"', at_least=3) == 3
+    finally:
+        collector.stop()
+
+
+def test_a_collector_killed_with_sigkill_loses_nothing_it_accepted(services):
+    topic = f"crash-{uuid.uuid4().hex[:8]}"
+    # A long settle keeps the sessions in the join (memory) when the collector is killed.
+    collector = Collector(services, topic, settle="30s", idle="60s")
+    cookies = [0x0000000000C00000 + index for index in range(40)]
+    try:
+        for cookie in cookies:
+            send(collector.endpoint, f"{cookie:016x}")
+        assert collector.wait_metric("edgetrail_collector_records_in_total", 'source="otlp"',
+                                     at_least=3 * len(cookies)) == 3 * len(cookies)
+        assert collector.metric("edgetrail_collector_batches_out_total") == 0
+        collector.kill()
+        # Restarted with a short settle: the journal hands the accepted records back to the join.
+        collector.stop()
+        collector = Collector(services, topic, settle="200ms")
+        batches = consume(services.brokers, topic, lambda got: {b.cookie for b in got} >= set(cookies))
+        assert {batch.cookie for batch in batches} == set(cookies)
+        spans = {(batch.cookie, record.span.span_id) for batch in batches for record in batch.records}
+        assert len(spans) == 3 * len(cookies), "every accepted span arrived"
+    finally:
+        collector.stop()
+
+
+def test_garbage_and_oversized_requests_are_refused_and_the_collector_keeps_working(services):
+    topic = f"garbage-{uuid.uuid4().hex[:8]}"
+    collector = Collector(services, topic, max_request="64KiB")
+    try:
+        # Bytes that are not HTTP/2 on the OTLP port.
+        with socket.create_connection(("127.0.0.1", collector.otlp_port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(4096))
+            sock.settimeout(5)
+            try:
+                sock.recv(1024)
+            except OSError:
+                pass
+        # An export request larger than max_request_bytes.
+        channel = grpc.insecure_channel(collector.endpoint)
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        span = request.resource_spans.add().scope_spans.add().spans.add()
+        span.name = "huge"
+        span.attributes.add(key="blob").value.string_value = "x" * 200_000
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Export(request, timeout=10)
+        # The gRPC transport resets the stream once the message passes the limit (clients see
+        # CANCELLED from the RST_STREAM) or answers RESOURCE_EXHAUSTED; either way it is refused.
+        assert refused.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED)
+        channel.close()
+        # Still alive and still shipping.
+        assert collector.process.poll() is None
+        send(collector.endpoint, "00000000000000b2")
+        batches = consume(services.brokers, topic, lambda got: any(b.cookie == 0xB2 for b in got))
+        assert any(batch.cookie == 0xB2 for batch in batches)
+    finally:
+        collector.stop()
+
+
+def test_spans_without_a_cookie_are_counted_and_kept_in_the_no_cookie_bucket(services):
+    topic = f"nocookie-{uuid.uuid4().hex[:8]}"
+    collector = Collector(services, topic, no_cookie="bucket")
+    try:
+        channel = grpc.insecure_channel(collector.endpoint)
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        span = request.resource_spans.add().scope_spans.add().spans.add()
+        span.name = "orphan"
+        span.trace_id = os.urandom(16)
+        span.span_id = os.urandom(8)
+        stub.Export(request, timeout=10)
+        channel.close()
+        batches = consume(services.brokers, topic, lambda got: len(got) > 0, seconds=30)
+        assert [batch.cookie for batch in batches] == [0]
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="otlp",event="span_without_cookie_bucketed"') == 1
+    finally:
+        collector.stop()
+
+
+def export_sessions(endpoint, cookies, spans_per_cookie):
+    """Exports spans_per_cookie spans (one root) per cookie straight over OTLP/gRPC."""
+    channel = grpc.insecure_channel(endpoint)
+    stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    sent = 0
+    for cookie in cookies:
+        trace_id = os.urandom(16)
+        root_id = os.urandom(8)
+        for index in range(spans_per_cookie):
+            span = scope.spans.add()
+            span.trace_id = trace_id
+            span.span_id = root_id if index == 0 else os.urandom(8)
+            if index:
+                span.parent_span_id = root_id
+            span.name = f"op{index}"
+            span.start_time_unix_nano = time.time_ns()
+            span.end_time_unix_nano = span.start_time_unix_nano + 1000
+            span.attributes.add(key="edgetrail.cookie").value.string_value = f"{cookie:016x}"
+        if len(scope.spans) >= 500:
+            stub.Export(request, timeout=30)
+            sent += len(scope.spans)
+            del scope.spans[:]
+    if len(scope.spans):
+        stub.Export(request, timeout=30)
+        sent += len(scope.spans)
+    channel.close()
+    return sent
+
+
+def test_every_record_arrives_once_after_the_broker_was_unreachable_for_30_seconds(services):
+    topic = f"outage-{uuid.uuid4().hex[:8]}"
+    collector = Collector(services, topic, settle="200ms")
+    broker = services.broker_pid()
+    try:
+        os.kill(broker, signal.SIGSTOP)
+        paused_at = time.time()
+        cookies = [0x0000000000D00000 + index for index in range(2000)]
+        assert export_sessions(collector.endpoint, cookies, 10) == 20_000
+        assert collector.wait_metric("edgetrail_collector_spool_batches", at_least=2000, seconds=20) == 2000
+        time.sleep(max(0.0, 30 - (time.time() - paused_at)))
+        os.kill(broker, signal.SIGCONT)
+        batches = consume(services.brokers, topic,
+                          lambda got: sum(len(b.records) for b in got) >= 20_000, seconds=120)
+        records = [(batch.cookie, record.span.span_id) for batch in batches for record in batch.records]
+        assert len(set(records)) == 20_000, "every record arrived"
+        assert len(records) == 20_000, "none arrived twice"
+        assert collector.wait_metric("edgetrail_collector_records_out_total", at_least=20_000) == 20_000
+        assert collector.metric("edgetrail_collector_spool_bytes") == 0
+    finally:
+        os.kill(broker, signal.SIGCONT)
+        collector.stop()
+
+
+def test_after_the_broker_restarts_empty_everything_not_yet_acknowledged_is_shipped(services):
+    topic = f"restart-{uuid.uuid4().hex[:8]}"
+    collector = Collector(services, topic, settle="200ms")
+    try:
+        assert export_sessions(collector.endpoint, [0xE0], 3) == 3
+        assert collector.wait_metric("edgetrail_collector_batches_out_total") == 1
+        cookies = [0x0000000000E00001 + index for index in range(50)]
+        services.restart_broker_empty(
+            while_down=lambda: export_sessions(collector.endpoint, cookies, 4))
+        batches = consume(services.brokers, topic, lambda got: {b.cookie for b in got} >= set(cookies), seconds=90)
+        assert {batch.cookie for batch in batches} == set(cookies), "the new, empty broker got every batch sent meanwhile"
+        records = {(batch.cookie, record.span.span_id) for batch in batches for record in batch.records}
+        assert len(records) == 200
+    finally:
+        collector.stop()
