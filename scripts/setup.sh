@@ -19,7 +19,7 @@ packages=(
   build-essential pkg-config zlib1g-dev
   libbpf-dev libelf-dev bpftool iproute2 iptables
   librdkafka-dev libprotobuf-c-dev libhiredis-dev protobuf-compiler kcat
-  redis-server clamav clamav-daemon postgresql
+  redis-server clamav clamav-daemon postgresql libpq-dev
   python3-venv util-linux
 )
 missing=()

@@ -10,7 +10,10 @@ public struct EdgetrailCommand: AsyncParsableCommand {
             'edgetrail services up' and check a CNF spec with 'edgetrail cnf validate FILE'.
             """,
         version: "0.1.0",
-        subcommands: [DemoCommand.self, ServicesCommand.self, CNFCommand.self, CollectorCommand.self])
+        subcommands: [
+            DemoCommand.self, ServicesCommand.self, CNFCommand.self, CollectorCommand.self, CentralCommand.self,
+            TraceCommand.self,
+        ])
 
     public init() {}
 }

@@ -1,4 +1,5 @@
 import EdgetrailProto
+import EdgetrailRuntime
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -120,43 +121,6 @@ public struct Collector: Sendable {
             configuration: ServiceGroupConfiguration(
                 services: services, gracefulShutdownSignals: signals, logger: logger))
         try await group.run()
-    }
-}
-
-/// A thread-safe flag a blocking loop polls to know when to stop.
-final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
-}
-
-/// Runs a blocking loop on its own thread (hiredis, librdkafka and file reads block), as a
-/// service: graceful shutdown calls `stop`, and the service ends when the loop returns.
-struct ThreadService: Service {
-    let name: String
-    let body: @Sendable () -> Void
-    let onStop: @Sendable () -> Void
-
-    init(name: String, run: @escaping @Sendable () -> Void, stop: @escaping @Sendable () -> Void) {
-        self.name = name
-        self.body = run
-        self.onStop = stop
-    }
-
-    func run() async throws {
-        await withGracefulShutdownHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let thread = Thread {
-                    body()
-                    continuation.resume()
-                }
-                thread.name = name
-                thread.start()
-            }
-        } onGracefulShutdown: {
-            onStop()
-        }
     }
 }
 

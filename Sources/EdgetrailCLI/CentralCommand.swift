@@ -1,0 +1,67 @@
+import ArgumentParser
+import EdgetrailCentral
+import Logging
+
+struct CentralCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "central",
+        abstract: "Consume the telemetry topic, store records per cookie, and answer queries over HTTP.",
+        discussion: """
+            Reads CookieBatches in a consumer group, stores each record once (a redelivered batch is
+            not stored twice), and serves:
+              GET /v1/cookies/{cookie}   one cookie's reconstructed timeline (JSON)
+              GET /v1/cookies?cnf=&service=&since=&until=&error=true&limit=
+              GET /metrics, GET /healthz
+            'edgetrail trace COOKIE' prints a timeline from it.
+            """)
+
+    @Option(help: "Kafka-protocol brokers, HOST:PORT.")
+    var brokers = "127.0.0.1:19092"
+
+    @Option(help: "Where to store: sqlite:PATH or postgres://USER@HOST:PORT/DATABASE.")
+    var store = "sqlite:.run/central.sqlite"
+
+    @Option(help: "Topic to consume.")
+    var topic = "edgetrail.telemetry"
+
+    @Option(help: "Consumer group.")
+    var group = "edgetrail-central"
+
+    @Option(help: "HTTP address of the query API, HOST:PORT.")
+    var listen = "127.0.0.1:7070"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let parts = listen.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
+            printError("error: --listen '\(listen)' is not HOST:PORT")
+            throw ExitCode.failure
+        }
+        var configuration = CentralConfiguration(brokers: brokers, store: store)
+        configuration.topic = topic
+        configuration.groupID = group
+        configuration.host = String(parts[0])
+        configuration.port = port
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "edgetrail.central")
+        logger[metadataKey: "component"] = "central"
+        do {
+            let central = try Central(configuration: configuration, logger: logger)
+            logger.notice(
+                "central started",
+                metadata: ["brokers": "\(brokers)", "topic": "\(topic)", "store": "\(store)",
+                           "api": "http://\(listen)"])
+            try await central.run()
+        } catch {
+            printError("error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}

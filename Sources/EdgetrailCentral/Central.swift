@@ -1,0 +1,229 @@
+import EdgetrailCore
+import EdgetrailKafka
+import EdgetrailProto
+import EdgetrailRuntime
+import EdgetrailTelemetry
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SwiftProtobuf
+import UnixSignals
+
+/// Where central reads from, stores to and answers on.
+public struct CentralConfiguration: Sendable {
+    public var brokers: String
+    public var topic = "edgetrail.telemetry"
+    public var groupID = "edgetrail-central"
+    /// `sqlite:PATH` or `postgres://…`.
+    public var store: String
+    public var host = "127.0.0.1"
+    public var port = 7070
+
+    public init(brokers: String, store: String) {
+        self.brokers = brokers
+        self.store = store
+    }
+}
+
+/// What central has done; served on /metrics.
+public struct CentralCounters: Sendable, Hashable {
+    public var batches = 0
+    public var inserted = 0
+    public var duplicates = 0
+    /// Messages that were not a CookieBatch: skipped (and counted), never fatal.
+    public var malformed = 0
+    public var storeErrors = 0
+}
+
+/// Central: consumes the topic in a consumer group, stores records per cookie idempotently, and
+/// answers `GET /v1/cookies/{cookie}` (one reconstructed timeline) and `GET /v1/cookies?…`.
+public final class Central: @unchecked Sendable {
+    public let configuration: CentralConfiguration
+    public let store: any RecordStore
+    private let logger: Logger
+    private let lock = NSLock()
+    private var countersStorage = CentralCounters()
+    private let stop = NSLock()
+    private var stopRequested = false
+
+    public init(configuration: CentralConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.store = try RecordStores.open(configuration.store)
+    }
+
+    public var counters: CentralCounters { lock.withLock { countersStorage } }
+
+    /// Consumes until stopped. Offsets are committed only after the batch is stored, so a crash
+    /// redelivers rather than loses; the store ignores what it already has.
+    public func consume() {
+        var consumerConfiguration = KafkaConsumerConfiguration(
+            brokers: configuration.brokers, groupID: configuration.groupID, topics: [configuration.topic])
+        consumerConfiguration.autoCommit = false
+        let consumer: KafkaConsumer
+        do {
+            consumer = try KafkaConsumer(configuration: consumerConfiguration)
+        } catch {
+            logger.error("cannot start the Kafka consumer", metadata: ["error": "\(error)"])
+            return
+        }
+        defer { consumer.close() }
+        var uncommitted = 0
+        var lastCommit = Date()
+        while !stop.withLock({ stopRequested }) {
+            let message: KafkaMessage?
+            do {
+                message = try consumer.poll(timeoutMilliseconds: 100)
+            } catch {
+                logger.warning("Kafka consumer error", metadata: ["error": "\(error)"])
+                Thread.sleep(forTimeInterval: 0.5)
+                continue
+            }
+            if let message {
+                ingest(message)
+                uncommitted += 1
+            }
+            if uncommitted > 0, uncommitted >= 500 || Date().timeIntervalSince(lastCommit) > 0.5 {
+                do {
+                    try consumer.commit()
+                    uncommitted = 0
+                    lastCommit = Date()
+                } catch {
+                    logger.warning("offset commit failed; will retry", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        if uncommitted > 0 { try? consumer.commit() }
+    }
+
+    public func stopConsuming() {
+        stop.withLock { stopRequested = true }
+    }
+
+    /// Stores one message; a malformed one is counted and skipped, a store failure retried.
+    func ingest(_ message: KafkaMessage) {
+        let batch: Edgetrail_V1_CookieBatch
+        do {
+            batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
+        } catch {
+            lock.withLock { countersStorage.malformed += 1 }
+            logger.warning(
+                "skipped a message that is not a CookieBatch",
+                metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)", "error": "\(error)"])
+            return
+        }
+        var attempt = 0
+        while true {
+            do {
+                let result = try store.store(batch)
+                lock.withLock {
+                    countersStorage.batches += 1
+                    countersStorage.inserted += result.inserted
+                    countersStorage.duplicates += result.duplicates
+                }
+                return
+            } catch {
+                attempt += 1
+                lock.withLock { countersStorage.storeErrors += 1 }
+                logger.warning(
+                    "storing a batch failed; retrying", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+                if stop.withLock({ stopRequested }) { return }
+                Thread.sleep(forTimeInterval: min(5, 0.1 * Double(attempt)))
+            }
+        }
+    }
+
+    /// The HTTP API as a Hummingbird router.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        let store = self.store
+        router.get("/v1/cookies/:cookie") { _, context -> Response in
+            let text = context.parameters.get("cookie") ?? ""
+            guard let cookie = Cookie(hex: text) else {
+                return Self.json(.badRequest, ["error": "'\(text)' is not a cookie; write it as 16 hex digits"])
+            }
+            let records = try store.records(cookie: cookie.rawValue)
+            guard !records.isEmpty else {
+                return Self.json(.notFound, ["error": "no records for cookie \(cookie.hex)"])
+            }
+            return Self.json(.ok, CookieTimeline(cookie: cookie, records: records))
+        }
+        router.get("/v1/cookies") { request, _ -> Response in
+            var query = CookieQuery()
+            let parameters = request.uri.queryParameters
+            if let cnf = parameters["cnf"] { query.cnf = String(cnf) }
+            if let service = parameters["service"] { query.service = String(service) }
+            for (name, keyPath) in [("since", \CookieQuery.sinceNs), ("until", \CookieQuery.untilNs)] {
+                guard let value = parameters[Substring(name)] else { continue }
+                guard let number = UInt64(value) else {
+                    return Self.json(.badRequest, ["error": "'\(name)' must be Unix nanoseconds, got '\(value)'"])
+                }
+                query[keyPath: keyPath] = number
+            }
+            if let error = parameters["error"] {
+                guard error == "true" || error == "false" else {
+                    return Self.json(.badRequest, ["error": "'error' must be true or false"])
+                }
+                query.errorOnly = error == "true"
+            }
+            if let limit = parameters["limit"] {
+                guard let number = Int(limit), (1...10_000).contains(number) else {
+                    return Self.json(.badRequest, ["error": "'limit' must be 1-10000"])
+                }
+                query.limit = number
+            }
+            return Self.json(.ok, ["cookies": try store.cookies(query)])
+        }
+        router.get("/metrics") { _, _ -> Response in
+            let counters = self.counters
+            let text = """
+                # HELP edgetrail_central_batches_total CookieBatches stored.
+                # TYPE edgetrail_central_batches_total counter
+                edgetrail_central_batches_total \(counters.batches)
+                # HELP edgetrail_central_records_total Records stored, by outcome (a duplicate was already stored).
+                # TYPE edgetrail_central_records_total counter
+                edgetrail_central_records_total{outcome="inserted"} \(counters.inserted)
+                edgetrail_central_records_total{outcome="duplicate"} \(counters.duplicates)
+                # HELP edgetrail_central_malformed_messages_total Messages that were not a CookieBatch (skipped).
+                # TYPE edgetrail_central_malformed_messages_total counter
+                edgetrail_central_malformed_messages_total \(counters.malformed)
+                # HELP edgetrail_central_store_errors_total Failed store attempts (retried).
+                # TYPE edgetrail_central_store_errors_total counter
+                edgetrail_central_store_errors_total \(counters.storeErrors)
+
+                """
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        }
+        router.get("/healthz") { _, _ in "ok\n" }
+        return router
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// Runs the consumer and the HTTP API until SIGINT/SIGTERM.
+    public func run() async throws {
+        var appLogger = logger
+        appLogger.logLevel = .warning
+        let app = Application(
+            router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+            logger: appLogger)
+        let consumer = ThreadService(name: "central-consumer", run: { self.consume() }, stop: { self.stopConsuming() })
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "consumer"),
+                    .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "api"),
+                ], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
