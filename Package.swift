@@ -156,6 +156,9 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .testTarget(
+            name: "EdgetrailCentralTests",
+            dependencies: ["EdgetrailCentral", "EdgetrailProto", "EdgetrailTesting", "EdgetrailCore"]),
+        .testTarget(
             name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTelemetry", "EdgetrailProto", "EdgetrailOTLP"]),
         .testTarget(
             name: "EdgetrailProtoTests",

@@ -74,7 +74,8 @@ public final class PostgresRecordStore: RecordStore, @unchecked Sendable {
             if case .bytes = parameter { return 1 }
             return 0
         }
-        let result: OpaquePointer? = buffers.withUnsafeMutableBufferPointers { pointers in
+        // Statements without parameters (the schema: several at once) go through the simple protocol.
+        let result: OpaquePointer? = parameters.isEmpty && !binaryResult ? PQexec(connection, sql) : buffers.withUnsafeMutableBufferPointers { pointers in
             var values: [UnsafePointer<CChar>?] = pointers.map { $0 }
             return PQexecParams(
                 connection, sql, Int32(parameters.count), nil, &values, lengths, formats, binaryResult ? 1 : 0)

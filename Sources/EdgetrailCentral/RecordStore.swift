@@ -6,6 +6,11 @@ import Foundation
 public struct StoreResult: Sendable, Hashable {
     public var inserted: Int
     public var duplicates: Int
+
+    public init(inserted: Int, duplicates: Int) {
+        self.inserted = inserted
+        self.duplicates = duplicates
+    }
 }
 
 /// One line of the cookie listing.
@@ -18,6 +23,18 @@ public struct CookieSummary: Codable, Sendable, Hashable {
     /// True when a span of the cookie ended in error.
     public var error: Bool
     public var records: Int
+
+    public init(
+        cookie: String, cnf: String, node: String, firstNs: UInt64, lastNs: UInt64, error: Bool, records: Int
+    ) {
+        self.cookie = cookie
+        self.cnf = cnf
+        self.node = node
+        self.firstNs = firstNs
+        self.lastNs = lastNs
+        self.error = error
+        self.records = records
+    }
 }
 
 /// `GET /v1/cookies?cnf=&service=&since=&until=&error=true&limit=`.

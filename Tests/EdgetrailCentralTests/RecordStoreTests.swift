@@ -1,0 +1,100 @@
+import EdgetrailCentral
+import EdgetrailCore
+import EdgetrailProto
+import EdgetrailServices
+import EdgetrailTesting
+import Foundation
+import Testing
+
+private func span(_ cookie: UInt64, _ id: UInt8, start: UInt64, error: Bool = false, service: String) -> Edgetrail_V1_Record {
+    var record = Edgetrail_V1_Record()
+    record.cookie = cookie
+    record.service = service
+    record.span.traceID = Data(repeating: UInt8(truncatingIfNeeded: cookie), count: 16)
+    record.span.spanID = Data(repeating: id, count: 8)
+    record.span.operation = "op\(id)"
+    record.span.startNs = start
+    record.span.endNs = start + 100
+    record.span.status = error ? .error : .ok
+    return record
+}
+
+private func batch(_ cookie: UInt64, cnf: String, _ records: [Edgetrail_V1_Record]) -> Edgetrail_V1_CookieBatch {
+    var batch = Edgetrail_V1_CookieBatch()
+    batch.cookie = cookie
+    batch.cnf = cnf
+    batch.node = "edge-1"
+    batch.records = records
+    return batch
+}
+
+/// The behaviour both stores must share.
+private func exercise(_ store: any RecordStore) throws {
+    let first = batch(1, cnf: "edgesecurity", [span(1, 1, start: 1_000, service: "http-proxy"), span(1, 2, start: 1_500, service: "policy-mgr")])
+    #expect(try store.store(first) == StoreResult(inserted: 2, duplicates: 0))
+    // A redelivered batch changes nothing; a late batch with one known and one new record adds one.
+    #expect(try store.store(first) == StoreResult(inserted: 0, duplicates: 2))
+    let late = batch(1, cnf: "edgesecurity", [span(1, 2, start: 1_500, service: "policy-mgr"), span(1, 3, start: 2_000, error: true, service: "anti-virus")])
+    #expect(try store.store(late) == StoreResult(inserted: 1, duplicates: 1))
+    _ = try store.store(batch(2, cnf: "edgesecurity", [span(2, 1, start: 5_000, service: "http-proxy")]))
+    _ = try store.store(batch(3, cnf: "other", [span(3, 1, start: 9_000, service: "http-proxy")]))
+    _ = try store.store(batch(UInt64.max, cnf: "edgesecurity", [span(UInt64.max, 1, start: 7_000, service: "http-proxy")]))
+
+    let records = try store.records(cookie: 1)
+    #expect(records.map(\.span.operation) == ["op1", "op2", "op3"])
+    #expect(try store.records(cookie: 42).isEmpty)
+    #expect(try store.records(cookie: UInt64.max).count == 1)
+    #expect(try store.cookieCount() == 4)
+
+    var query = CookieQuery()
+    #expect(try store.cookies(query).map(\.cookie) == ["0000000000000003", "ffffffffffffffff", "0000000000000002", "0000000000000001"])
+    let one = try #require(try store.cookies(query).last)
+    #expect(one == CookieSummary(cookie: "0000000000000001", cnf: "edgesecurity", node: "edge-1", firstNs: 1_000, lastNs: 2_100, error: true, records: 3))
+    query.cnf = "edgesecurity"
+    #expect(try store.cookies(query).count == 3)
+    query.errorOnly = true
+    #expect(try store.cookies(query).map(\.cookie) == ["0000000000000001"])
+    query = CookieQuery()
+    query.service = "anti-virus"
+    #expect(try store.cookies(query).map(\.cookie) == ["0000000000000001"])
+    query = CookieQuery()
+    query.sinceNs = 5_000
+    query.untilNs = 8_000
+    #expect(try store.cookies(query).map(\.cookie) == ["ffffffffffffffff", "0000000000000002"])
+    query = CookieQuery()
+    query.limit = 1
+    #expect(try store.cookies(query).count == 1)
+}
+
+@Suite("Central record stores", .serialized)
+struct RecordStoreTests {
+    @Test("SQLite: each record is stored once, read back per cookie, and cookies are listed by the query")
+    func sqlite() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("central-\(UUID().uuidString).sqlite").path
+        defer {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+        try exercise(try SQLiteRecordStore(path: path))
+        // Reopened, it still has everything.
+        #expect(try SQLiteRecordStore(path: path).cookieCount() == 4)
+    }
+
+    @Test("PostgreSQL: the same behaviour against a real server")
+    func postgres() async throws {
+        guard TestServices.isRoot else {
+            print("SKIPPED: PostgreSQL runs as the postgres user, which needs root to switch to")
+            return
+        }
+        try await TestServices.with([.postgres]) { services in
+            try exercise(try PostgresRecordStore(url: services.postgresURL))
+        }
+    }
+
+    @Test("an unknown store URL or an unreachable database is a clear error")
+    func badStores() {
+        #expect { _ = try RecordStores.open("mysql://x") } throws: { "\($0)".contains("use sqlite:PATH or postgres://") }
+        #expect {
+            _ = try RecordStores.open("postgres://postgres@127.0.0.1:\(EdgetrailTestingPorts.free())/edgetrail?connect_timeout=2")
+        } throws: { "\($0)".contains("cannot connect to PostgreSQL") }
+    }
+}

@@ -1,0 +1,114 @@
+import EdgetrailCore
+import EdgetrailProto
+import EdgetrailTelemetry
+import Foundation
+import Testing
+
+private func span(
+    _ id: UInt8, parent: UInt8? = nil, _ operation: String, start: UInt64, end: UInt64, error: Bool = false,
+    service: String = "http-proxy"
+) -> Edgetrail_V1_Record {
+    var record = Edgetrail_V1_Record()
+    record.cookie = 0xA1
+    record.cnf = "edgesecurity"
+    record.service = service
+    record.span.traceID = Data(repeating: 9, count: 16)
+    record.span.spanID = Data(repeating: id, count: 8)
+    if let parent { record.span.parentSpanID = Data(repeating: parent, count: 8) }
+    record.span.operation = operation
+    record.span.startNs = start
+    record.span.endNs = end
+    record.span.status = error ? .error : .ok
+    return record
+}
+
+private func flow(_ phase: Edgetrail_V1_FlowPhase, start: UInt64, end: UInt64 = 0, bytesOut: UInt64 = 0)
+    -> Edgetrail_V1_Record
+{
+    var record = Edgetrail_V1_Record()
+    record.cookie = 0xA1
+    record.flow.phase = phase
+    record.flow.action = .redirect
+    record.flow.tuple.srcIp = Data([10, 200, 0, 2])
+    record.flow.tuple.dstIp = Data([10, 201, 0, 2])
+    record.flow.tuple.srcPort = 41000
+    record.flow.tuple.dstPort = 80
+    record.flow.tuple.protocol = 6
+    record.flow.startNs = start
+    record.flow.endNs = end
+    record.flow.bytesOut = bytesOut
+    return record
+}
+
+private func snapshot(_ key: String, _ value: String, at: UInt64) -> Edgetrail_V1_Record {
+    var record = Edgetrail_V1_Record()
+    record.cookie = 0xA1
+    record.snapshot.key = key
+    record.snapshot.stringValue = Data(value.utf8)
+    record.snapshot.atNs = at
+    return record
+}
+
+@Suite("Cookie timeline")
+struct CookieTimelineTests {
+    let records = [
+        snapshot("cookie:00000000000000a1:anti-virus:verdict", "clean", at: 9_000),
+        span(2, parent: 1, "policy_check", start: 2_000, end: 3_000, service: "policy-mgr"),
+        flow(.start, start: 500),
+        span(1, "request", start: 1_000, end: 10_000),
+        span(3, parent: 2, "lookup", start: 2_100, end: 2_500, error: true, service: "policy-mgr"),
+        flow(.end, start: 500, end: 11_000, bytesOut: 5120),
+        span(2, parent: 1, "policy_check", start: 2_000, end: 3_000, service: "policy-mgr"),  // redelivered
+    ]
+
+    @Test("spans, merged flows and snapshots come out in time order, each once")
+    func reconstruction() {
+        let timeline = CookieTimeline(cookie: Cookie(0xA1), records: records)
+        #expect(timeline.cookie == "00000000000000a1" && timeline.cnf == "edgesecurity")
+        #expect(timeline.spans.map(\.operation) == ["request", "policy_check", "lookup"])
+        #expect(timeline.spans[1].parentSpanId == timeline.spans[0].spanId)
+        #expect(timeline.spans[2].status == "error")
+        #expect(timeline.flows.count == 1)
+        #expect(timeline.flows[0].startNs == 500 && timeline.flows[0].endNs == 11_000)
+        #expect(timeline.flows[0].bytesOut == 5120 && timeline.flows[0].proto == "tcp")
+        #expect(timeline.flows[0].src == "10.200.0.2" && timeline.flows[0].action == "redirect")
+        #expect(timeline.snapshots.map(\.value) == [.string("clean")])
+        #expect(timeline.timeline.map(\.kind) == [
+            "flow-start", "span-start", "span-start", "span-start", "span-end", "span-end", "snapshot", "span-end",
+            "flow-end",
+        ])
+        #expect(timeline.timeline.map(\.atNs) == timeline.timeline.map(\.atNs).sorted())
+    }
+
+    @Test("the JSON has the contract's field names and survives a round trip")
+    func jsonContract() throws {
+        let timeline = CookieTimeline(cookie: Cookie(0xA1), records: records)
+        let data = try JSONEncoder().encode(timeline)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(Set(object.keys) == ["cookie", "cnf", "spans", "flows", "snapshots", "timeline"])
+        let firstSpan = try #require((object["spans"] as? [[String: Any]])?.first)
+        #expect(Set(firstSpan.keys) == [
+            "traceId", "spanId", "parentSpanId", "service", "operation", "startNs", "endNs", "status", "tags", "logs",
+        ])
+        let firstFlow = try #require((object["flows"] as? [[String: Any]])?.first)
+        #expect(Set(firstFlow.keys) == [
+            "src", "dst", "sport", "dport", "proto", "action", "packetsIn", "packetsOut", "bytesIn", "bytesOut",
+            "startNs", "endNs",
+        ])
+        #expect(try JSONDecoder().decode(CookieTimeline.self, from: data) == timeline)
+    }
+
+    @Test("the text form indents the span tree, shows durations, and interleaves flows and snapshots")
+    func text() {
+        let text = CookieTimeline(cookie: Cookie(0xA1), records: records).renderText()
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines[0] == "cookie 00000000000000a1  cnf edgesecurity  3 spans, 1 flows, 1 snapshots")
+        #expect(lines[1].hasSuffix("flow start  tcp 10.200.0.2:41000 -> 10.201.0.2:80 redirect"))
+        #expect(lines[2].hasSuffix("  request [http-proxy] 0.009 ms"))
+        #expect(lines[3].hasSuffix("    policy_check [policy-mgr] 0.001 ms"))
+        #expect(lines[4].hasSuffix("      lookup [policy-mgr] 0.000 ms  ERROR"))
+        #expect(lines[5].hasSuffix("snapshot    cookie:00000000000000a1:anti-virus:verdict = clean"))
+        #expect(lines[6].contains("flow end") && lines[6].contains("out 5120 B"))
+        #expect(lines[1].hasPrefix("+    0.000 ms"))
+    }
+}
