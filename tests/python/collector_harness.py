@@ -2,6 +2,7 @@
 `edgetrail services up` (private run directory, free ports), and `edgetrail collector` as a
 subprocess with a generated pipeline file."""
 
+import json
 import os
 import pathlib
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -187,3 +189,66 @@ def consume(brokers, topic, until, seconds=60, group=None):
     finally:
         consumer.close()
     return batches
+
+
+class Central:
+    """`edgetrail central` on a store, consuming the topic; queried over HTTP and with `trace`."""
+
+    def __init__(self, services, topic, store, group="central"):
+        self.services = services
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [edgetrail_binary(), "central", "--brokers", services.brokers, "--topic", topic,
+                     "--store", store, "--group", group, "--listen", f"127.0.0.1:{self.port}",
+                     "--log-level", "notice"]
+        self.log = open(os.path.join(services.run_dir, "central.log"), "ab")
+        self.process = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"central exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("central did not come up within 30 s")
+
+    def get(self, path):
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def metric(self, line_prefix):
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(line_prefix + " "):
+                    return float(line.split()[-1])
+        return 0.0
+
+    def trace(self, cookie, *args):
+        return subprocess.run([edgetrail_binary(), "trace", cookie, "--central", self.url, *args],
+                              capture_output=True, text=True)
+
+    def wait_for(self, cookie, kinds, seconds=60):
+        """The cookie's timeline once it has at least `kinds` (e.g. {"spans": 3, "flows": 1})."""
+        deadline = time.time() + seconds
+        body = None
+        while time.time() < deadline:
+            status, body = self.get(f"/v1/cookies/{cookie}")
+            if status == 200 and all(len(body[kind]) >= count for kind, count in kinds.items()):
+                return body
+            time.sleep(0.3)
+        raise AssertionError(f"cookie {cookie} did not reach {kinds} within {seconds} s: {body}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()

@@ -1,0 +1,71 @@
+import EdgetrailCollector
+import EdgetrailCore
+import Foundation
+import Testing
+
+private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+private func problems(_ fixture: String) -> [String] {
+    do {
+        _ = try CollectorConfiguration.load(path: "\(root)/collectors/testdata/\(fixture)")
+        return []
+    } catch {
+        return error.diagnostics.map { $0.description.replacingOccurrences(of: "\(root)/", with: "") }
+    }
+}
+
+@Suite("Collector pipeline files")
+struct CollectorConfigurationTests {
+    @Test("the shipped collectors/edge.yaml is valid and says what services up starts")
+    func shippedPipeline() throws {
+        let configuration = try CollectorConfiguration.load(path: "\(root)/collectors/edge.yaml")
+        #expect(configuration.kafka.brokers == "127.0.0.1:19092")
+        #expect(configuration.kafka.topic == "edgetrail.telemetry")
+        #expect(configuration.otlp?.port == 4317)
+        #expect(configuration.snapshots?.port == 16379)
+        #expect(configuration.join.cnf == "edgesecurity")
+        #expect(configuration.join.idleTimeoutNanoseconds == 30_000_000_000)
+        #expect(configuration.kafka.spool.capacityBytes == 256 << 20)
+    }
+
+    @Test("bad_unknown_field: an unknown field is reported where it is")
+    func unknownField() {
+        #expect(problems("bad_unknown_field.yaml") == [
+            "collectors/testdata/bad_unknown_field.yaml:3:3: unknown field 'nodes' in 'collector' (expected one of: cnf, node, data_dir, intake_journal_bytes)"
+        ])
+    }
+
+    @Test("bad_no_sources: a pipeline without a source is refused")
+    func noSources() {
+        #expect(problems("bad_no_sources.yaml") == [
+            "collectors/testdata/bad_no_sources.yaml:1:1: no sources: configure at least one of otlp, flows, snapshots under 'sources'"
+        ])
+    }
+
+    @Test("bad_values: every bad value is reported, each at its own line and column")
+    func badValues() {
+        #expect(problems("bad_values.yaml") == [
+            "collectors/testdata/bad_values.yaml:3:13: '127.0.0.1:99999' is not an address; write it as HOST:PORT, e.g. 127.0.0.1:4317",
+            "collectors/testdata/bad_values.yaml:4:16: 'keep' is not a valid no_cookie policy (expected one of: drop, bucket)",
+            "collectors/testdata/bad_values.yaml:5:24: 'lots' is not a size; write it like 4194304, 64KiB or 256MiB",
+            "collectors/testdata/bad_values.yaml:7:17: 'forever' is not a duration; write it like 500ms, 30s or 2m",
+            "collectors/testdata/bad_values.yaml:11:18: 'brotli' is not a valid compression (expected one of: lz4, zstd, none)",
+        ])
+    }
+
+    @Test("bad_no_sink: a pipeline must ship somewhere")
+    func noSink() {
+        #expect(problems("bad_no_sink.yaml") == [
+            "collectors/testdata/bad_no_sink.yaml:1:1: missing required section 'sinks' (a kafka sink with its brokers)"
+        ])
+    }
+
+    @Test("bad_yaml: malformed YAML is reported with the parser's position")
+    func malformedYAML() {
+        let found = problems("bad_yaml.yaml")
+        #expect(found.count == 1)
+        #expect(found.first?.hasPrefix("collectors/testdata/bad_yaml.yaml:3:") == true)
+        #expect(found.first?.contains("malformed YAML") == true)
+    }
+}
