@@ -1,4 +1,5 @@
 import CRdKafka
+import Logging
 
 /// Something went wrong talking to the broker or setting up the client.
 public struct KafkaError: Error, CustomStringConvertible, Sendable {
@@ -39,9 +40,23 @@ public enum KafkaRuntime {
     }
 }
 
+/// librdkafka's own log lines (connection failures, timeouts) go through swift-log rather than
+/// straight to stderr: warnings and worse at `warning`, the rest at `debug`.
+let kafkaLogger = Logger(label: "edgetrail.librdkafka")
+
+private let logCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
+    _, level, facility, message in
+    let text = message.map { String(cString: $0) } ?? ""
+    let facilityText = facility.map { String(cString: $0) } ?? ""
+    // syslog levels: 0-2 emergency..critical, 3 error (mostly transient: a broker went away), 4 warning
+    let swiftLevel: Logger.Level = level <= 2 ? .error : level <= 4 ? .warning : .debug
+    kafkaLogger.log(level: swiftLevel, "\(text)", metadata: ["facility": "\(facilityText)", "component": "librdkafka"])
+}
+
 /// Builds a librdkafka configuration from key/value pairs, reporting a bad one by name.
 func makeConfiguration(_ properties: [(String, String)]) throws(KafkaError) -> OpaquePointer {
     let configuration = rd_kafka_conf_new()!
+    rd_kafka_conf_set_log_cb(configuration, logCallback)
     var errorText = [CChar](repeating: 0, count: 512)
     for (key, value) in properties {
         let result = rd_kafka_conf_set(configuration, key, value, &errorText, errorText.count)
