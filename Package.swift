@@ -121,6 +121,17 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
 
+        // MARK: Benchmarks that print figures (edgetrail bench …)
+        .target(
+            name: "EdgetrailBenchmarks",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailCollector",
+                "EdgetrailCentral",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
+
         // MARK: Local services (redis-server, the broker, clamd, PostgreSQL)
         .target(
             name: "EdgetrailServices",
@@ -131,6 +142,7 @@ let package = Package(
             name: "EdgetrailCLI",
             dependencies: [
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral", "EdgetrailTelemetry",
+                "EdgetrailBenchmarks",
                 "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -20,8 +20,9 @@ echo "==> Python tests"
 python_status=${PIPESTATUS[0]}
 
 # One closing line over both runners.
-swift_passed=$(grep -oE 'Test run with [0-9]+ tests? in [0-9]+ suites? passed' .build/swift-test.log | grep -oE '[0-9]+' | head -1)
-swift_failed=$(grep -oE 'Test run with [0-9]+ tests? .* failed after' .build/swift-test.log | grep -oE 'with [0-9]+' | grep -oE '[0-9]+' | head -1)
+swift_total=$(grep -oE 'Test run with [0-9]+ tests?' .build/swift-test.log | grep -oE '[0-9]+' | tail -1)
+swift_failed=$(grep -cE '^✘ Test .* failed after' .build/swift-test.log)
+swift_passed=$(( ${swift_total:-0} - ${swift_failed:-0} ))
 py_passed=$(grep -oE '[0-9]+ passed' .build/python-test.log | tail -1 | grep -oE '[0-9]+')
 py_failed=$(grep -oE '[0-9]+ failed' .build/python-test.log | tail -1 | grep -oE '[0-9]+')
 py_skipped=$(grep -oE '[0-9]+ skipped' .build/python-test.log | tail -1 | grep -oE '[0-9]+')

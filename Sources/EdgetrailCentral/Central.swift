@@ -53,6 +53,13 @@ public final class Central: @unchecked Sendable {
         self.store = try RecordStores.open(configuration.store)
     }
 
+    /// Central over a store already opened (benchmarks, tests).
+    public init(configuration: CentralConfiguration, logger: Logger, store: any RecordStore) {
+        self.configuration = configuration
+        self.logger = logger
+        self.store = store
+    }
+
     public var counters: CentralCounters { lock.withLock { countersStorage } }
 
     /// Consumes until stopped. Offsets are committed only after the batch is stored, so a crash

@@ -54,34 +54,21 @@ public final class SQLiteRecordStore: RecordStore {
     }
 
     public func store(_ batch: Edgetrail_V1_CookieBatch) throws -> StoreResult {
-        let cookie = Int64(bitPattern: batch.cookie)
-        let rows = try batch.records.map { record in
-            (RecordIdentity.key(record), RecordIdentity.time(record), try record.serializedData(), record)
+        try store(contentsOf: [batch])
+    }
+
+    /// Stores several batches in one transaction (bulk loads, and central catching up).
+    public func store(contentsOf batches: [Edgetrail_V1_CookieBatch]) throws -> StoreResult {
+        let prepared = try batches.map { batch in
+            (batch, try batch.records.map { record in
+                (RecordIdentity.key(record), RecordIdentity.time(record), try record.serializedData(), record)
+            })
         }
         return try pool.write { db in
-            var result = StoreResult(inserted: 0, duplicates: 0)
-            var first = UInt64.max
-            var last: UInt64 = 0
-            var error = false
-            var services = Set<String>()
+            var total = StoreResult(inserted: 0, duplicates: 0)
             let insert = try db.cachedStatement(
                 sql: "INSERT OR IGNORE INTO records (cookie, identity, at_ns, body) VALUES (?, ?, ?, ?)")
-            for (identity, at, body, record) in rows {
-                try insert.execute(arguments: [cookie, identity, Int64(bitPattern: at), body])
-                guard db.changesCount > 0 else {
-                    result.duplicates += 1
-                    continue
-                }
-                result.inserted += 1
-                first = min(first, at)
-                last = max(last, RecordIdentity.endTime(record))
-                error = error || RecordIdentity.isError(record)
-                if !record.service.isEmpty { services.insert(record.service) }
-            }
-            guard result.inserted > 0 else { return result }
-            let cnf = batch.cnf.isEmpty ? (batch.records.first?.cnf ?? "") : batch.cnf
-            let node = batch.node.isEmpty ? (batch.records.first?.node ?? "") : batch.node
-            try db.execute(
+            let upsert = try db.cachedStatement(
                 sql: """
                     INSERT INTO cookies (cookie, cnf, node, first_ns, last_ns, error, records)
                     VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -92,17 +79,38 @@ public final class SQLiteRecordStore: RecordStore {
                         last_ns = MAX(cookies.last_ns, excluded.last_ns),
                         error = MAX(cookies.error, excluded.error),
                         records = cookies.records + excluded.records
-                    """,
-                arguments: [
-                    cookie, cnf, node, Int64(bitPattern: first), Int64(bitPattern: last), error ? 1 : 0,
-                    result.inserted,
+                    """)
+            let service = try db.cachedStatement(
+                sql: "INSERT OR IGNORE INTO cookie_services (service, cookie) VALUES (?, ?)")
+            for (batch, rows) in prepared {
+                let cookie = Int64(bitPattern: batch.cookie)
+                var inserted = 0
+                var first = UInt64.max
+                var last: UInt64 = 0
+                var error = false
+                var services = Set<String>()
+                for (identity, at, body, record) in rows {
+                    try insert.execute(arguments: [cookie, identity, Int64(bitPattern: at), body])
+                    guard db.changesCount > 0 else {
+                        total.duplicates += 1
+                        continue
+                    }
+                    inserted += 1
+                    first = min(first, at)
+                    last = max(last, RecordIdentity.endTime(record))
+                    error = error || RecordIdentity.isError(record)
+                    if !record.service.isEmpty { services.insert(record.service) }
+                }
+                total.inserted += inserted
+                guard inserted > 0 else { continue }
+                let cnf = batch.cnf.isEmpty ? (batch.records.first?.cnf ?? "") : batch.cnf
+                let node = batch.node.isEmpty ? (batch.records.first?.node ?? "") : batch.node
+                try upsert.execute(arguments: [
+                    cookie, cnf, node, Int64(bitPattern: first), Int64(bitPattern: last), error ? 1 : 0, inserted,
                 ])
-            for service in services {
-                try db.execute(
-                    sql: "INSERT OR IGNORE INTO cookie_services (service, cookie) VALUES (?, ?)",
-                    arguments: [service, cookie])
+                for name in services { try service.execute(arguments: [name, cookie]) }
             }
-            return result
+            return total
         }
     }
 

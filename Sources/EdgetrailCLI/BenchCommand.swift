@@ -1,0 +1,54 @@
+import ArgumentParser
+import EdgetrailBenchmarks
+import Foundation
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure throughput and latency; prints figures and the baseline they compare with.",
+        discussion: """
+            Run a release build for meaningful figures: 'make bench' builds one, starts the broker,
+            runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
+            """,
+        subcommands: [Collector.self, Central.self])
+
+    struct Collector: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Records/s, CPU per million records and peak RSS of the collector pipeline vs raw librdkafka.")
+
+        @Option(help: "The broker (started by 'edgetrail services up').")
+        var brokers = "127.0.0.1:19092"
+
+        @Option(help: "Synthetic cookies (11 records each).")
+        var cookies = 100_000
+
+        @Option(help: "Scratch folder for the journal and spool (removed after).")
+        var workDir = ".run/bench-collector"
+
+        func run() throws {
+            try CollectorBenchmark.run(brokers: brokers, cookies: cookies, workDirectory: workDir) { print($0) }
+        }
+    }
+
+    struct Central: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "p50/p99 of GET /v1/cookies/{cookie} for random cookies in a large SQLite store.")
+
+        @Option(help: "Cookies in the store (11 records each); an existing store at --store is reused.")
+        var cookies = 1_000_000
+
+        @Option(help: "Measured requests.")
+        var requests = 2000
+
+        @Option(help: "The SQLite file (kept between runs: loading 1,000,000 cookies takes minutes).")
+        var store = ".run/bench-central.sqlite"
+
+        @Option(help: "Port for the API under test.")
+        var port = 17071
+
+        func run() async throws {
+            try await CentralBenchmark.run(
+                cookies: cookies, requests: requests, storePath: store, port: port, print: { print($0) })
+        }
+    }
+}
