@@ -14,7 +14,7 @@ export PATH := $(ROOT)/.deps/bin:/opt/swift/usr/bin:$(PATH)
 
 EDGETRAIL := $(ROOT)/.build/debug/edgetrail
 
-.PHONY: help setup build demo test test-swift test-python proto services-up services-down clean-run
+.PHONY: help setup build demo test bench proto services-up services-down clean-run
 
 help:
 	@echo "make demo    - set up, build, bring services up, run the demo, stop them"
@@ -22,6 +22,7 @@ help:
 	@echo "make setup   - install Debian packages, pinned wheels (sha256-checked) and the Python venv"
 	@echo "make build   - swift build (debug)"
 	@echo "make proto   - regenerate Swift and Python code from proto/ (builds the protoc plugins)"
+	@echo "make bench   - release build, then the benchmarks with their figures"
 
 setup:
 	@scripts/setup.sh
@@ -36,6 +37,11 @@ demo: build
 
 test: build
 	@scripts/test.sh
+
+bench: setup
+	@echo "==> swift build -c release (the first release build takes ~12 minutes on 2 cores)"
+	@swift build -c release --product edgetrail
+	@scripts/bench.sh
 
 proto: setup
 	@scripts/gen-proto.sh

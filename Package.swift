@@ -142,7 +142,10 @@ let package = Package(
             name: "EdgetrailCLI",
             dependencies: [
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral", "EdgetrailTelemetry",
-                "EdgetrailBenchmarks",
+                "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

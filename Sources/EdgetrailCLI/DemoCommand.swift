@@ -1,26 +1,35 @@
 import ArgumentParser
 import EdgetrailCNF
+import EdgetrailCentral
 import EdgetrailClamAV
+import EdgetrailCollector
 import EdgetrailCore
 import EdgetrailKafka
 import EdgetrailProto
 import EdgetrailRedis
+import EdgetrailNet
 import EdgetrailServices
+import EdgetrailTelemetry
 import Foundation
+import Logging
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// The main job on embedded defaults: bring the local services up, validate the example CNF,
-/// and show one session's data crossing each real part, then stop what it started.
-struct DemoCommand: ParsableCommand {
+/// run the telemetry spine (collector and central) and reconstruct one session end to end,
+/// then stop what it started.
+struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Bring the local services up, validate the example CNF and exercise each real part.",
+        abstract: "Bring the services up, validate the example CNF, and follow one session through the telemetry spine.",
         discussion: """
-            Starts Redis, the Kafka-protocol broker and clamd under the run directory, validates
-            examples/edgesecurity/cnf.yaml, then for one session cookie: writes its state to Redis and
-            sees the keyspace notification, ships a CookieBatch to the broker and reads it back, and
-            has clamd scan an EICAR body and a clean one. Services it started are stopped at the end
-            unless --keep-services is given.
+            Starts Redis, the Kafka-protocol broker and clamd under the run directory and validates
+            examples/edgesecurity/cnf.yaml. Then starts an edge collector (OTLP on 127.0.0.1:4317,
+            metrics on 127.0.0.1:9464) and central (API on 127.0.0.1:7070, SQLite in the run
+            directory), and plays one session of the CNF: the datapath's flow events (replayed),
+            the μsrvs' state in Redis, clamd scanning the response, and the μsrvs' spans over
+            OTLP. Central's reconstruction of the session is printed the way 'edgetrail trace'
+            shows it. Services the demo started are stopped at the end unless --keep-services.
             """)
 
     @OptionGroup var options: ServicesOptions
@@ -34,7 +43,7 @@ struct DemoCommand: ParsableCommand {
     @Flag(help: "Leave the services running afterwards.")
     var keepServices = false
 
-    func run() throws {
+    func run() async throws {
         let configuration = options.configuration
         let services = LocalServices(configuration: configuration)
         let alreadyUp = Set(services.status().filter(\.isUp).map(\.kind))
@@ -54,8 +63,9 @@ struct DemoCommand: ParsableCommand {
         for line in services.status(ServiceKind.defaults) { print("    \(line)") }
 
         step("validating \(spec)")
+        let cnf: CNFSpec
         do {
-            let cnf = try CNFSpecReader.load(path: spec)
+            cnf = try CNFSpecReader.load(path: spec)
             print("    ok: CNF '\(cnf.name)' for node '\(cnf.node)'")
             for microservice in cnf.microservices {
                 print("      μsrv \(microservice.name) (\(microservice.kind.rawValue)) publishes \(microservice.events.joined(separator: ", "))")
@@ -69,12 +79,10 @@ struct DemoCommand: ParsableCommand {
             throw ExitCode.failure
         }
 
-        let cookie = Cookie(UInt64.random(in: 1...UInt64.max))
-        step("one session, cookie \(cookie)")
         do {
-            try exerciseRedis(configuration: configuration, cookie: cookie)
-            try exerciseBroker(configuration: configuration, cookie: cookie)
-            try exerciseClamAV(configuration: configuration)
+            try await followOneSession(configuration: configuration, cnf: cnf)
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure
@@ -82,78 +90,98 @@ struct DemoCommand: ParsableCommand {
         step("done")
     }
 
+    /// Runs collector and central in this process and follows one session through them.
+    private func followOneSession(configuration: ServicesConfiguration, cnf: CNFSpec) async throws {
+        let cookie = Cookie(UInt64.random(in: 1...UInt64.max))
+        let session = DemoSession(cookie: cookie)
+        let work = configuration.runDirectory + "/demo"
+        try? FileManager.default.removeItem(atPath: work)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let recording = work + "/flows.jsonl"
+        try session.flowRecording().write(toFile: recording, atomically: true, encoding: .utf8)
+
+        var collectorConfiguration = CollectorConfiguration(
+            cnf: cnf.name, node: cnf.node, brokers: configuration.brokers, dataDirectory: work + "/collector")
+        collectorConfiguration.kafka.topic = topic
+        collectorConfiguration.otlp = OTLPSourceConfiguration()
+        collectorConfiguration.snapshots = RedisSnapshotSourceConfiguration(
+            host: configuration.host, port: configuration.redisPort)
+        collectorConfiguration.flows = FlowReplaySourceConfiguration(path: recording)
+        var logger = Logger(label: "edgetrail.demo")
+        logger.logLevel = .warning
+        let collector = try Collector(configuration: collectorConfiguration, logger: logger)
+        var centralConfiguration = CentralConfiguration(brokers: configuration.brokers, store: "sqlite:\(work)/central.sqlite")
+        centralConfiguration.topic = topic
+        centralConfiguration.groupID = "edgetrail-demo-\(cookie.hex)"
+        let central = try Central(configuration: centralConfiguration, logger: logger)
+        let collectorGroup = try collector.makeServiceGroup(signals: [])
+        let centralGroup = central.makeServiceGroup(signals: [])
+
+        step("starting the collector (OTLP 127.0.0.1:4317, /metrics 127.0.0.1:9464) and central (127.0.0.1:7070)")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await collectorGroup.run() }
+            group.addTask { try await centralGroup.run() }
+            defer {
+                Task {
+                    await collectorGroup.triggerGracefulShutdown()
+                    await centralGroup.triggerGracefulShutdown()
+                }
+            }
+            try await waitForListener(port: 4317)
+
+            step("one session of '\(cnf.name)', cookie \(cookie)")
+            print("    datapath (replayed): flow tcp 10.200.0.2:41000 -> 10.201.0.2:80, redirect to http-proxy")
+            let redis = try RedisConnection(host: configuration.host, port: configuration.redisPort)
+            let sessionKey = "\(cookie.redisKeyPrefix)http-proxy:session"
+            try redis.command("HSET", sessionKey, "client", "10.200.0.2:41000", "origin", "10.201.0.2:80", "state", "open")
+            print("    http-proxy: session state in Redis at \(sessionKey)")
+            let clamd = ClamAVClient(socketPath: configuration.clamdSocket)
+            let eicar = Array(#"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"#.utf8)
+            let verdict = try clamd.scan(eicar)
+            let clean = try clamd.scan(Array("<html>hello from the origin</html>".utf8))
+            let infected: Bool
+            switch verdict {
+            case .infected(let signature):
+                infected = true
+                try redis.command(
+                    "HSET", "\(cookie.redisKeyPrefix)anti-virus:verdict", "infected", "yes", "signature", signature)
+                print("    anti-virus: clamd finds \(signature) in the response body (a clean body: \(clean == .clean ? "clean" : "infected"))")
+            case .clean:
+                infected = false
+                print("    anti-virus: clamd finds nothing")
+            }
+            try await session.exportSpans(host: "127.0.0.1", port: 4317, infected: infected)
+            print("    spans: request (http-proxy) > policy_check (policy-mgr), inspect (content-inspect) over OTLP/gRPC")
+
+            step("central's reconstruction (what 'edgetrail trace \(cookie)' prints)")
+            let deadline = Date().addingTimeInterval(60)
+            var timeline = CookieTimeline(cookie: cookie, records: [])
+            while Date() < deadline {
+                timeline = CookieTimeline(cookie: cookie, records: try central.store.records(cookie: cookie.rawValue))
+                if timeline.spans.count >= 3, timeline.flows.count >= 1, timeline.snapshots.count >= 2 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            guard timeline.spans.count >= 3, timeline.flows.count >= 1 else {
+                printError("error: central did not receive the session within 60 s")
+                throw ExitCode.failure
+            }
+            for line in timeline.renderText().split(separator: "\n") { print("    \(line)") }
+            print("    (JSON: curl http://127.0.0.1:7070/v1/cookies/\(cookie))")
+            await collectorGroup.triggerGracefulShutdown()
+            await centralGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+    }
+
+    private func waitForListener(port: Int) async throws {
+        for _ in 0..<100 {
+            if SocketProbe.isListening(.tcp(host: "127.0.0.1", port: port)) { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw KafkaError("the collector's OTLP receiver did not come up on 127.0.0.1:\(port)")
+    }
+
     private func step(_ text: String) { print("==> \(text)") }
-
-    private func exerciseRedis(configuration: ServicesConfiguration, cookie: Cookie) throws {
-        let subscriber = try RedisConnection(host: configuration.host, port: configuration.redisPort)
-        try subscriber.command("PSUBSCRIBE", "__keyspace@0__:cookie:*")
-        _ = try subscriber.nextReply(timeoutMilliseconds: 0)
-        let writer = try RedisConnection(host: configuration.host, port: configuration.redisPort)
-        let key = "\(cookie.redisKeyPrefix)http-proxy:session"
-        try writer.command("HSET", key, "client", "10.200.0.2:41000", "origin", "10.201.0.2:80", "state", "open")
-        guard let message = try subscriber.nextReply(timeoutMilliseconds: 5000),
-            case .array(let parts) = message, parts.count == 4
-        else {
-            throw RedisError("no keyspace notification for \(key) within 5 s")
-        }
-        print("    redis: HSET \(key) -> notification '\(parts[3].text ?? "?")' on \(parts[2].text ?? "?")")
-    }
-
-    private func exerciseBroker(configuration: ServicesConfiguration, cookie: Cookie) throws {
-        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
-        var batch = Edgetrail_V1_CookieBatch()
-        batch.cookie = cookie.rawValue
-        batch.cnf = "edgesecurity"
-        batch.node = "edge-1"
-        batch.final = true
-        batch.createdAtNs = now
-        var span = Edgetrail_V1_Record()
-        span.cookie = cookie.rawValue
-        span.service = "http-proxy"
-        span.span.operation = "request_received"
-        span.span.startNs = now - 2_000_000
-        span.span.endNs = now
-        span.span.status = .ok
-        var snapshot = Edgetrail_V1_Record()
-        snapshot.cookie = cookie.rawValue
-        snapshot.service = "http-proxy"
-        snapshot.snapshot.key = "\(cookie.redisKeyPrefix)http-proxy:session"
-        snapshot.snapshot.stringValue = Data("open".utf8)
-        snapshot.snapshot.atNs = now
-        batch.records = [span, snapshot]
-        let bytes = try [UInt8](batch.serializedBytes() as Data)
-
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: configuration.brokers))
-        try producer.send(topic: topic, key: Array(cookie.hex.utf8), value: bytes, id: 1)
-        let reports = producer.flush(timeoutMilliseconds: 15_000)
-        guard let report = reports.first, report.error == nil else {
-            throw KafkaError("the broker did not acknowledge the batch: \(reports.first?.error ?? "timed out")")
-        }
-        print("    broker: CookieBatch (\(bytes.count) bytes, 2 records) acknowledged at partition \(report.partition) offset \(report.offset)")
-
-        var consumerConfiguration = KafkaConsumerConfiguration(
-            brokers: configuration.brokers, groupID: "edgetrail-demo-\(cookie.hex)", topics: [topic])
-        consumerConfiguration.autoOffsetReset = "earliest"
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration)
-        defer { consumer.close() }
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            guard let message = try consumer.poll(timeoutMilliseconds: 500) else { continue }
-            guard message.key == Array(cookie.hex.utf8) else { continue }
-            let decoded = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
-            print("    broker: read it back in a consumer group: cookie \(Cookie(decoded.cookie)), \(decoded.records.count) records (\(decoded.records.map { $0.span.operation.isEmpty ? "snapshot" : "span \($0.span.operation)" }.joined(separator: ", ")))")
-            return
-        }
-        throw KafkaError("the batch did not come back from the broker within 30 s")
-    }
-
-    private func exerciseClamAV(configuration: ServicesConfiguration) throws {
-        let client = ClamAVClient(socketPath: configuration.clamdSocket)
-        let eicar = Array(#"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"#.utf8)
-        let infected = try client.scan(eicar)
-        let clean = try client.scan(Array("<html>hello from the origin</html>".utf8))
-        print("    clamd: EICAR body -> \(describe(infected)); clean body -> \(describe(clean))")
-    }
 
     private func describe(_ verdict: ScanVerdict) -> String {
         switch verdict {

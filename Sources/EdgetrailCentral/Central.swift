@@ -219,18 +219,22 @@ public final class Central: @unchecked Sendable {
 
     /// Runs the consumer and the HTTP API until SIGINT/SIGTERM.
     public func run() async throws {
+        try await makeServiceGroup(signals: [.sigterm, .sigint]).run()
+    }
+
+    /// Central's services as a group; `triggerGracefulShutdown()` stops it like a signal.
+    public func makeServiceGroup(signals: [UnixSignal]) -> ServiceGroup {
         var appLogger = logger
         appLogger.logLevel = .warning
         let app = Application(
             router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
             logger: appLogger)
         let consumer = ThreadService(name: "central-consumer", run: { self.consume() }, stop: { self.stopConsuming() })
-        let group = ServiceGroup(
+        return ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [
                     .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "consumer"),
                     .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "api"),
-                ], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+                ], gracefulShutdownSignals: signals, logger: logger))
     }
 }

@@ -23,8 +23,13 @@ public struct Collector: Sendable {
         self.pipeline = try CollectorPipeline(configuration: configuration, logger: logger)
     }
 
-    /// Runs until a signal (or, with `stopSignal`, until it fires).
+    /// Runs until SIGTERM or SIGINT.
     public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        try await makeServiceGroup(signals: signals).run()
+    }
+
+    /// The collector's services as a group; `triggerGracefulShutdown()` stops it like a signal.
+    public func makeServiceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) throws -> ServiceGroup {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(
                 service: ThreadService(name: "pipeline", run: { pipeline.run() }, stop: { pipeline.stop() }),
@@ -117,10 +122,9 @@ public struct Collector: Sendable {
             services.append(.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "metrics"))
             logger.info("metrics", metadata: ["listen": "http://\(host):\(configuration.metricsPort)/metrics"])
         }
-        let group = ServiceGroup(
+        return ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services, gracefulShutdownSignals: signals, logger: logger))
-        try await group.run()
     }
 }
 

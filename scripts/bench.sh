@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the benchmarks on a release build against a broker of their own, then stops it.
+# Figures, not pass/fail: compare them with the targets the command prints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+edgetrail="$(swift build -c release --show-bin-path)/edgetrail"
+run_dir="$PWD/.run/bench"
+port=19192
+"$edgetrail" services up --only broker --run-dir "$run_dir" --broker-port "$port"
+trap '"$edgetrail" services down --run-dir "$run_dir" --broker-port "$port" >/dev/null' EXIT
+echo "==> edgetrail bench collector"
+"$edgetrail" bench collector --brokers "127.0.0.1:$port" --cookies "${BENCH_COOKIES:-100000}" --work-dir "$run_dir/collector"
+echo "==> edgetrail bench central"
+"$edgetrail" bench central --cookies "${BENCH_STORE_COOKIES:-1000000}" --store "$PWD/.run/bench-central.sqlite"
