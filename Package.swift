@@ -31,6 +31,8 @@ let package = Package(
             name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]),
         .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
             name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]),
 
@@ -85,7 +87,7 @@ let package = Package(
         .target(name: "EdgetrailTelemetry", dependencies: ["EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP"]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
-        .target(name: "EdgetrailSpool"),
+        .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
 
         // MARK: Running long-lived parts: blocking loops as lifecycle services
         .target(

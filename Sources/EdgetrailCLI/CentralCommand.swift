@@ -44,14 +44,7 @@ struct CentralCommand: AsyncParsableCommand {
         configuration.groupID = group
         configuration.host = String(parts[0])
         configuration.port = port
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "edgetrail.central")
-        logger[metadataKey: "component"] = "central"
+        let logger = makeLogger(label: "edgetrail.central", component: "central", level: logLevel)
         do {
             let central = try Central(configuration: configuration, logger: logger)
             logger.notice(

@@ -37,14 +37,7 @@ struct CollectorCommand: AsyncParsableCommand {
             print("ok")
             return
         }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "edgetrail.collector")
-        logger[metadataKey: "component"] = "collector"
+        let logger = makeLogger(label: "edgetrail.collector", component: "collector", level: logLevel)
         do {
             let collector = try Collector(configuration: configuration, logger: logger)
             logger.notice(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgetrailServices
 import Foundation
+import Logging
 
 /// Options every `services` subcommand shares: where the run directory is and which ports.
 struct ServicesOptions: ParsableArguments {
@@ -101,4 +102,17 @@ struct ServicesCommand: ParsableCommand {
 
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Sends every log line of the process to stderr at `level` and returns the command's logger.
+func makeLogger(label: String, component: String, level: String) -> Logger {
+    let threshold = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = threshold
+        return handler
+    }
+    var logger = Logger(label: label)
+    logger[metadataKey: "component"] = "\(component)"
+    return logger
 }

@@ -57,8 +57,8 @@ public final class KafkaSink {
     private var producer: KafkaProducer
     private let logger: Logger
     private let clock: @Sendable () -> UInt64
-    /// Spooled and not yet acknowledged: what to send again if the producer must be replaced.
-    private var inFlight: [UInt64: (payload: [UInt8], records: Int, spooledAt: UInt64)] = [:]
+    /// Spooled and not yet acknowledged (the payloads stay on disk only).
+    private var inFlight: [UInt64: (records: Int, spooledAt: UInt64)] = [:]
     /// When the last acknowledgement arrived (or the sink last had nothing outstanding).
     private var lastProgress: UInt64 = 0
     /// Since when the broker has answered, while batches wait; nil when it did not answer.
@@ -85,7 +85,7 @@ public final class KafkaSink {
         let now = clock()
         lastProgress = now
         for entry in spool.recovered {
-            inFlight[entry.id] = (entry.payload, Self.recordCount(entry.payload), now)
+            inFlight[entry.id] = (Self.recordCount(entry.payload), now)
             try send(id: entry.id, payload: entry.payload)
             counters.resent += 1
         }
@@ -125,13 +125,12 @@ public final class KafkaSink {
                 ])
             throw error
         }
-        inFlight[id] = (payload, batch.records.count, clock())
+        inFlight[id] = (batch.records.count, clock())
         try send(id: id, payload: payload)
     }
 
     private func send(id: UInt64, payload: [UInt8]) throws {
-        try producer.send(
-            topic: configuration.topic, key: Array(payload.prefix(16)), value: Array(payload.dropFirst(16)), id: id)
+        try producer.send(topic: configuration.topic, message: payload, keyLength: 16, id: id)
         counters.sent += 1
     }
 
@@ -173,8 +172,8 @@ public final class KafkaSink {
         producer = try Self.makeProducer(configuration)
         lastProgress = clock()
         reachableSince = nil
-        for id in inFlight.keys.sorted() {
-            try send(id: id, payload: inFlight[id]!.payload)
+        for entry in try spool.unacknowledgedEntries() where inFlight[entry.id] != nil {
+            try send(id: entry.id, payload: entry.payload)
             counters.resent += 1
         }
     }

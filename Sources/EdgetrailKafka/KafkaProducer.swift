@@ -56,16 +56,23 @@ public final class KafkaProducer: @unchecked Sendable {
     /// - Parameters:
     ///   - id: returned in the message's `DeliveryReport`; must not be 0.
     public func send(topic: String, key: [UInt8], value: [UInt8], id: UInt64) throws(KafkaError) {
+        var message = key
+        message += value
+        try send(topic: topic, message: message, keyLength: key.count, id: id)
+    }
+
+    /// Like `send(topic:key:value:id:)` for a key and value stored back to back (as the spool
+    /// keeps them), without copying them apart.
+    public func send(topic: String, message: [UInt8], keyLength: Int, id: UInt64) throws(KafkaError) {
         precondition(id != 0, "delivery ids start at 1")
+        precondition(keyLength <= message.count)
         let topicHandle = try topicHandle(topic)
         while true {
-            let result = value.withUnsafeBytes { valueBytes in
-                key.withUnsafeBytes { keyBytes in
-                    rd_kafka_produce(
-                        topicHandle, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                        UnsafeMutableRawPointer(mutating: valueBytes.baseAddress), valueBytes.count,
-                        keyBytes.baseAddress, keyBytes.count, UnsafeMutableRawPointer(bitPattern: UInt(id)))
-                }
+            let result = message.withUnsafeBytes { bytes in
+                rd_kafka_produce(
+                    topicHandle, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                    bytes.baseAddress.map { UnsafeMutableRawPointer(mutating: $0 + keyLength) }, bytes.count - keyLength,
+                    keyLength > 0 ? bytes.baseAddress : nil, keyLength, UnsafeMutableRawPointer(bitPattern: UInt(id)))
             }
             if result == 0 { return }
             let error = rd_kafka_last_error()

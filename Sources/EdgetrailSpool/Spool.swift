@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CZlib
 import Foundation
 
 /// Where a spool keeps its files and how much it may hold.
@@ -226,6 +227,18 @@ public final class Spool: @unchecked Sendable {
         }
     }
 
+    /// Every entry not yet acknowledged, read back from disk in id order (to send them again
+    /// without keeping copies in memory).
+    public func unacknowledgedEntries() throws(SpoolError) -> [SpoolEntry] {
+        let live = lock.withLock { segments.map { ($0.logPath, $0.unacknowledged) } }
+        var entries: [SpoolEntry] = []
+        for (path, unacknowledged) in live where !unacknowledged.isEmpty {
+            let (found, _, _) = try Self.readEntries(path)
+            entries += found.filter { unacknowledged.contains($0.id) }
+        }
+        return entries.sorted { $0.id < $1.id }
+    }
+
     /// Forces written entries to stable storage (power loss); SIGKILL needs no sync.
     public func sync() {
         lock.withLock {
@@ -334,23 +347,11 @@ public final class Spool: @unchecked Sendable {
     }
 }
 
-/// CRC-32 (IEEE 802.3), to tell a torn or damaged entry from a whole one.
+/// CRC-32 (IEEE 802.3, zlib's implementation), to tell a torn or damaged entry from a whole one.
 enum CRC32 {
-    private static let table: [UInt32] = (0..<256).map { index in
-        var value = UInt32(index)
-        for _ in 0..<8 {
-            value = value & 1 == 1 ? 0xEDB8_8320 ^ (value >> 1) : value >> 1
-        }
-        return value
-    }
-
     static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
         bytes.withUnsafeBufferPointer { buffer in
-            for byte in buffer {
-                crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
-            }
+            UInt32(crc32(0, buffer.baseAddress, uInt(buffer.count)))
         }
-        return crc ^ 0xFFFF_FFFF
     }
 }

@@ -114,3 +114,21 @@ struct SpoolTests {
         #expect(reopened.recovered.map(\.payload) == [payload(0)])
     }
 }
+
+@Suite("Spool reads back")
+struct SpoolReadBackTests {
+    @Test("unacknowledged entries are read back from disk in id order, acknowledged ones are not")
+    func readsBackUnacknowledged() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("spool-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = SpoolConfiguration(directory: directory)
+        configuration.segmentBytes = 500
+        let spool = try Spool(configuration: configuration)
+        var ids: [UInt64] = []
+        for index in 0..<20 { ids.append(try spool.append([UInt8](repeating: UInt8(index), count: 50))) }
+        spool.acknowledge(ids.filter { $0 % 2 == 0 })
+        let entries = try spool.unacknowledgedEntries()
+        #expect(entries.map(\.id) == ids.filter { $0 % 2 == 1 })
+        #expect(entries.allSatisfy { $0.payload == [UInt8](repeating: UInt8($0.id - 1), count: 50) })
+    }
+}

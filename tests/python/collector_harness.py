@@ -35,6 +35,18 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def terminate(process):
+    """SIGTERM (a graceful shutdown), SIGKILL if it takes longer than 30 s."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Services:
     """redis + broker in a private run directory, stopped on close."""
 
@@ -159,13 +171,7 @@ metrics:
         self.process.wait()
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.log.close()
 
 
@@ -244,11 +250,5 @@ class Central:
         raise AssertionError(f"cookie {cookie} did not reach {kinds} within {seconds} s: {body}")
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.log.close()
