@@ -232,6 +232,9 @@ public final class CollectorPipeline: @unchecked Sendable {
         metrics.declare("edgetrail_collector_open_records", .gauge, help: "Records the join holds.")
         metrics.declare("edgetrail_collector_spool_bytes", .gauge, help: "Bytes spooled and not yet acknowledged.")
         metrics.declare("edgetrail_collector_spool_batches", .gauge, help: "Batches spooled and not yet acknowledged.")
+        metrics.declare(
+            "edgetrail_collector_spool_backlog_batches", .gauge,
+            help: "Spooled batches waiting for room in the producer (they stay on disk meanwhile).")
         metrics.declare("edgetrail_collector_intake_journal_bytes", .gauge, help: "Bytes of accepted records not yet spooled.")
         metrics.declare(
             "edgetrail_collector_delivery_seconds_sum", .counter, help: "Seconds from spooling to acknowledgement, summed.")
@@ -286,6 +289,7 @@ public final class CollectorPipeline: @unchecked Sendable {
         metrics.set("edgetrail_collector_open_records", to: Double(join.openRecords))
         metrics.set("edgetrail_collector_spool_bytes", to: Double(sink.spoolBytes))
         metrics.set("edgetrail_collector_spool_batches", to: Double(sink.pendingBatches))
+        metrics.set("edgetrail_collector_spool_backlog_batches", to: Double(sink.backlogBatches))
         metrics.set("edgetrail_collector_intake_journal_bytes", to: Double(journal.usedBytes))
         metrics.set("edgetrail_collector_delivery_seconds_sum", to: counters.deliverySecondsTotal)
         metrics.set("edgetrail_collector_delivery_seconds_count", to: Double(counters.acknowledged))

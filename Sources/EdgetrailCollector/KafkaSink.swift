@@ -19,6 +19,10 @@ public struct KafkaSinkConfiguration: Sendable {
     /// answers, the producer is taken to be stuck (e.g. a broker restarted empty no longer knows
     /// its idempotent sequence) and is replaced; every unacknowledged batch is sent again.
     public var stallMilliseconds: Int = 10_000
+    /// Batches handed to librdkafka and not yet acknowledged, at most. Beyond it batches wait in
+    /// the spool (a backlog read back from disk as acknowledgements come), so a long outage
+    /// fills the spool, not memory, and never blocks the pipeline.
+    public var maxInFlightBatches: Int = 20_000
 
     public init(brokers: String, spoolDirectory: String) {
         self.brokers = brokers
@@ -59,6 +63,9 @@ public final class KafkaSink {
     private let clock: @Sendable () -> UInt64
     /// Spooled and not yet acknowledged (the payloads stay on disk only).
     private var inFlight: [UInt64: (records: Int, spooledAt: UInt64)] = [:]
+    /// Spooled batches not handed to librdkafka yet, oldest first (`backlog[backlogHead...]`).
+    private var backlog: [UInt64] = []
+    private var backlogHead = 0
     /// When the last acknowledgement arrived (or the sink last had nothing outstanding).
     private var lastProgress: UInt64 = 0
     /// Since when the broker has answered, while batches wait; nil when it did not answer.
@@ -86,9 +93,10 @@ public final class KafkaSink {
         lastProgress = now
         for entry in spool.recovered {
             inFlight[entry.id] = (Self.recordCount(entry.payload), now)
-            try send(id: entry.id, payload: entry.payload)
+            backlog.append(entry.id)
             counters.resent += 1
         }
+        try refill()
     }
 
     private static func makeProducer(_ configuration: KafkaSinkConfiguration) throws -> KafkaProducer {
@@ -97,6 +105,7 @@ public final class KafkaSink {
         producerConfiguration.idempotent = true
         // Never give up on a message: the spool holds it until the broker takes it.
         producerConfiguration.messageTimeoutMilliseconds = 0
+        producerConfiguration.properties["queue.buffering.max.messages"] = String(configuration.maxInFlightBatches + 1000)
         return try KafkaProducer(configuration: producerConfiguration)
     }
 
@@ -104,6 +113,9 @@ public final class KafkaSink {
     public var spoolBytes: Int { spool.usedBytes }
     /// Batches spooled and not yet acknowledged.
     public var pendingBatches: Int { spool.pendingCount }
+    /// Spooled batches waiting to be handed to librdkafka.
+    public var backlogBatches: Int { backlog.count - backlogHead }
+    private var sentOutstanding: Int { inFlight.count - backlogBatches }
 
     /// Spools and sends one batch. Throws `SpoolError.full` (after counting and logging what it
     /// refused) when the spool has no room; nothing is lost silently.
@@ -126,7 +138,27 @@ public final class KafkaSink {
             throw error
         }
         inFlight[id] = (batch.records.count, clock())
-        try send(id: id, payload: payload)
+        if backlogBatches == 0, sentOutstanding <= configuration.maxInFlightBatches {
+            try send(id: id, payload: payload)
+        } else {
+            backlog.append(id)
+        }
+    }
+
+    /// Hands backlog batches to librdkafka while there is room, reading them back from the spool.
+    private func refill() throws {
+        while backlogBatches > 0 {
+            let room = configuration.maxInFlightBatches - sentOutstanding
+            guard room > 0 else { return }
+            let take = min(room, 5000, backlogBatches)
+            let ids = Array(backlog[backlogHead..<backlogHead + take])
+            backlogHead += take
+            for entry in try spool.entries(ids: ids) where inFlight[entry.id] != nil {
+                try send(id: entry.id, payload: entry.payload)
+            }
+        }
+        backlog.removeAll(keepingCapacity: true)
+        backlogHead = 0
     }
 
     private func send(id: UInt64, payload: [UInt8]) throws {
@@ -138,6 +170,7 @@ public final class KafkaSink {
     /// batches from the spool, and replaces the producer if it failed fatally.
     public func pump(timeoutMilliseconds: Int32 = 0) throws {
         handle(producer.poll(timeoutMilliseconds: timeoutMilliseconds))
+        try refill()
         if let fatal = producer.fatalError {
             try replaceProducer(reason: fatal)
             return
@@ -172,10 +205,11 @@ public final class KafkaSink {
         producer = try Self.makeProducer(configuration)
         lastProgress = clock()
         reachableSince = nil
-        for entry in try spool.unacknowledgedEntries() where inFlight[entry.id] != nil {
-            try send(id: entry.id, payload: entry.payload)
-            counters.resent += 1
-        }
+        // Everything unacknowledged goes out again, in spool order, through the backlog.
+        backlog = inFlight.keys.sorted()
+        backlogHead = 0
+        counters.resent += backlog.count
+        try refill()
     }
 
     /// Waits until every spooled batch is acknowledged or `timeoutMilliseconds` pass; true when

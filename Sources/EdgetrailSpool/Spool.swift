@@ -239,6 +239,26 @@ public final class Spool: @unchecked Sendable {
         return entries.sorted { $0.id < $1.id }
     }
 
+    /// The entries with these ids that are still unacknowledged, read back from disk in id order;
+    /// each segment involved is read once.
+    public func entries(ids: [UInt64]) throws(SpoolError) -> [SpoolEntry] {
+        let live = lock.withLock { () -> [(String, Set<UInt64>)] in
+            var wanted: [Int: Set<UInt64>] = [:]
+            for id in ids {
+                if let index = segmentIndex(for: id), segments[index].unacknowledged.contains(id) {
+                    wanted[index, default: []].insert(id)
+                }
+            }
+            return wanted.keys.sorted().map { (segments[$0].logPath, wanted[$0]!) }
+        }
+        var found: [SpoolEntry] = []
+        for (path, wanted) in live {
+            let (entries, _, _) = try Self.readEntries(path)
+            found += entries.filter { wanted.contains($0.id) }
+        }
+        return found.sorted { $0.id < $1.id }
+    }
+
     /// Forces written entries to stable storage (power loss); SIGKILL needs no sync.
     public func sync() {
         lock.withLock {

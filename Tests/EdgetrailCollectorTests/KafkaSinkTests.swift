@@ -114,6 +114,30 @@ struct KafkaSinkTests {
         }
     }
 
+    @Test("past the in-flight limit batches wait on disk, shipping never blocks, and all arrive once")
+    func backlogDuringOutage() async throws {
+        try await TestServices.with([.broker]) { services in
+            let topic = "backlog-\(UUID().uuidString.prefix(8))"
+            var configuration = sinkConfiguration(services, topic: topic)
+            configuration.maxInFlightBatches = 50
+            let sink = try KafkaSink(configuration: configuration, logger: logger)
+            let broker = try pid(of: .broker, services)
+            kill(broker, SIGSTOP)
+            let started = Date()
+            for cookie in 1...500 as ClosedRange<UInt64> { try sink.ship(batch(cookie)) }
+            try sink.pump(timeoutMilliseconds: 100)
+            #expect(Date().timeIntervalSince(started) < 5, "shipping does not wait for the broker")
+            #expect(sink.backlogBatches == 450)
+            #expect(sink.pendingBatches == 500)
+            kill(broker, SIGCONT)
+            #expect(try sink.drain(timeoutMilliseconds: 60_000))
+            #expect(sink.backlogBatches == 0)
+            let seen = try consume(services, topic: topic, expected: 500)
+            #expect(seen.count == 500, "every batch arrives, none twice")
+            #expect(Set(seen.map(\.0)) == Set(1...500))
+        }
+    }
+
     @Test("batches a sink had not got acknowledged are sent by the next sink opened on the same spool")
     func recoveryAfterCrash() async throws {
         try await TestServices.with([.broker]) { services in

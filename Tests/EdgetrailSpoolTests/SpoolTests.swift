@@ -130,5 +130,8 @@ struct SpoolReadBackTests {
         let entries = try spool.unacknowledgedEntries()
         #expect(entries.map(\.id) == ids.filter { $0 % 2 == 1 })
         #expect(entries.allSatisfy { $0.payload == [UInt8](repeating: UInt8($0.id - 1), count: 50) })
+        // Picked by id across segments; acknowledged and unknown ids are left out.
+        let picked = try spool.entries(ids: [ids[1], ids[2], ids[16], 9_999])  // ids[1] is acknowledged
+        #expect(picked.map(\.id) == [ids[2], ids[16]])
     }
 }
