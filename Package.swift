@@ -86,6 +86,9 @@ let package = Package(
         // MARK: Telemetry processing without I/O: the cookie join
         .target(name: "EdgetrailTelemetry", dependencies: ["EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP"]),
 
+        // MARK: The filter rule language: parser, checker (lint)
+        .target(name: "EdgetrailFilters", dependencies: ["EdgetrailCore"]),
+
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
 
@@ -144,7 +147,7 @@ let package = Package(
             name: "EdgetrailCLI",
             dependencies: [
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral", "EdgetrailTelemetry",
-                "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet",
+                "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -165,6 +168,7 @@ let package = Package(
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
+        .testTarget(name: "EdgetrailFiltersTests", dependencies: ["EdgetrailFilters", "EdgetrailCore"]),
         .testTarget(
             name: "EdgetrailCollectorTests",
             dependencies: [

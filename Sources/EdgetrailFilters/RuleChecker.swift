@@ -1,0 +1,227 @@
+import EdgetrailCore
+import Foundation
+
+/// The value types of the condition language.
+public enum ValueType: String, Sendable {
+    case string, number, boolean, address, network, regex
+
+    var article: String {
+        switch self {
+        case .address: "an address"
+        default: "a \(rawValue)"
+        }
+    }
+}
+
+/// The fields each record kind offers, and their types.
+public enum FieldCatalog {
+    public static let fields: [RecordKind: [String: ValueType]] = [
+        .span: [
+            "service": .string, "operation": .string, "duration_ms": .number, "status": .string, "tags": .string,
+            "trace_id": .string, "span_id": .string, "kind": .string,
+        ],
+        .flow: [
+            "src": .address, "dst": .address, "sport": .number, "dport": .number, "proto": .string,
+            "action": .string, "packets_in": .number, "packets_out": .number, "bytes_in": .number,
+            "bytes_out": .number, "duration_ms": .number,
+        ],
+        .snapshot: ["key": .string, "value": .string, "source": .string, "service": .string],
+        .cookie: [
+            "id": .string, "cnf": .string, "node": .string, "spans": .number, "flows": .number,
+            "snapshots": .number, "records": .number,
+        ],
+    ]
+
+    /// Map fields that take a key (`span.tags["k"]`).
+    public static let keyed: Set<String> = ["span.tags"]
+
+    static func type(of field: FieldReference) -> ValueType? {
+        fields[field.kind]?[field.name]
+    }
+
+    /// The closest known field name, for "did you mean".
+    static func suggestion(for field: FieldReference) -> String? {
+        guard let names = fields[field.kind]?.keys else { return nil }
+        return names.min { distance($0, field.name) < distance($1, field.name) }
+            .flatMap { distance($0, field.name) <= 2 ? "\(field.kind.rawValue).\($0)" : nil }
+    }
+
+    private static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a)
+        let b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                let saved = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = saved
+            }
+        }
+        return row[b.count]
+    }
+}
+
+/// Checks parsed statements: fields exist for the statement's kind, types fit the operators,
+/// regular expressions compile, and no rule sits behind one that always decides first.
+struct RuleChecker {
+    private(set) var errors: [RuleSyntaxError] = []
+
+    mutating func check(_ statements: [Statement]) {
+        var unconditionalDrop: [RecordKind: Statement] = [:]
+        var cookieDecidedBy: Statement?
+        for statement in statements {
+            let scope: RecordKind
+            switch statement.action {
+            case .drop(let kind): scope = kind
+            case .keep, .sample: scope = .cookie
+            case .redact(let field, let pattern, _):
+                scope = field.kind
+                if field.kind == .cookie {
+                    report("cookie fields cannot be redacted; redact span, flow or snapshot fields", statement.position)
+                }
+                if let type = check(field: field, scope: field.kind), type != .string {
+                    report("only text fields can be redacted; \(field) is \(type.article)", field.position)
+                }
+                if let pattern { checkRegex(pattern, at: field.position) }
+            }
+            if let condition = statement.condition {
+                if let type = check(condition, scope: scope), type != .boolean {
+                    report("a condition must be true or false, but this is \(type.article)", condition.position)
+                }
+            }
+            // Unreachable rules.
+            if statement.isCookieLevel {
+                if let decider = cookieDecidedBy {
+                    report(
+                        "this rule is never reached: '\(decider.text)' on line \(decider.position.line) decides every cookie first",
+                        statement.position)
+                } else if statement.condition == nil, case .drop = statement.action {
+                    cookieDecidedBy = statement
+                }
+            } else {
+                let kind = scope
+                if let dropper = unconditionalDrop[kind] {
+                    report(
+                        "this rule is never reached: '\(dropper.text)' on line \(dropper.position.line) drops every \(kind.rawValue) first",
+                        statement.position)
+                } else if statement.condition == nil, case .drop = statement.action {
+                    unconditionalDrop[kind] = statement
+                }
+            }
+        }
+    }
+
+    private mutating func report(_ message: String, _ position: RulePosition) {
+        errors.append(RuleSyntaxError(message: message, line: position.line, column: position.column))
+    }
+
+    private mutating func checkRegex(_ pattern: String, at position: RulePosition) {
+        do {
+            _ = try NSRegularExpression(pattern: pattern)
+        } catch {
+            report("/\(pattern)/ is not a valid regular expression", position)
+        }
+    }
+
+    /// The field's type, or nil (reported) when it does not exist here.
+    private mutating func check(field: FieldReference, scope: RecordKind) -> ValueType? {
+        guard field.kind == scope || scope == .cookie && field.kind == .cookie else {
+            if scope == .cookie {
+                report(
+                    "\(field) is a field of each \(field.kind.rawValue); in a cookie rule use any(\(field.kind.rawValue) where …), all(…) or count(…)",
+                    field.position)
+            } else {
+                report("\(field) cannot be used in a \(scope.rawValue) rule; use \(scope.rawValue).… fields", field.position)
+            }
+            return nil
+        }
+        guard let type = FieldCatalog.type(of: field) else {
+            let hint = FieldCatalog.suggestion(for: field).map { "; did you mean \($0)?" } ?? ""
+            let known = FieldCatalog.fields[field.kind]!.keys.sorted().joined(separator: ", ")
+            report("unknown field \(field)\(hint.isEmpty ? " (\(field.kind.rawValue) fields: \(known))" : hint)", field.position)
+            return nil
+        }
+        let qualified = "\(field.kind.rawValue).\(field.name)"
+        if FieldCatalog.keyed.contains(qualified), field.key == nil {
+            report("\(qualified) needs a key, like \(qualified)[\"http.url\"]", field.position)
+            return nil
+        }
+        if !FieldCatalog.keyed.contains(qualified), field.key != nil {
+            report("\(qualified) takes no key", field.position)
+            return nil
+        }
+        return type
+    }
+
+    /// The expression's type, or nil when a problem in it was reported.
+    private mutating func check(_ expression: Expression, scope: RecordKind) -> ValueType? {
+        switch expression {
+        case .field(let field):
+            return check(field: field, scope: scope)
+        case .number: return .number
+        case .string: return .string
+        case .boolean: return .boolean
+        case .network(let prefix, _):
+            return prefix.length == prefix.address.count * 8 ? .address : .network
+        case .regex(let pattern, let position):
+            checkRegex(pattern, at: position)
+            return .regex
+        case .not(let inner, let position):
+            guard let type = check(inner, scope: scope) else { return nil }
+            guard type == .boolean else {
+                report("'not' needs a condition, but this is \(type.article)", position)
+                return nil
+            }
+            return .boolean
+        case .aggregate(let name, let kind, let condition, let position):
+            guard scope == .cookie else {
+                report("\(name)(…) looks at all of a cookie's records, so it only works in cookie rules", position)
+                return nil
+            }
+            if let condition, let type = check(condition, scope: kind), type != .boolean {
+                report("a condition must be true or false, but this is \(type.article)", condition.position)
+            }
+            return name == "count" ? .number : .boolean
+        case .binary(let op, let left, let right, let position):
+            let leftType = check(left, scope: scope)
+            let rightType = check(right, scope: scope)
+            guard let leftType, let rightType else { return nil }
+            func mismatch(_ expected: String) -> ValueType? {
+                report(
+                    "'\(op)' \(expected), but this compares \(leftType.article) with \(rightType.article)", position)
+                return nil
+            }
+            switch op {
+            case "and", "or":
+                guard leftType == .boolean, rightType == .boolean else { return mismatch("joins two conditions") }
+                return .boolean
+            case "+", "-":
+                guard leftType == .number, rightType == .number else { return mismatch("adds and subtracts numbers") }
+                return .number
+            case "<", "<=", ">", ">=":
+                guard leftType == .number, rightType == .number else { return mismatch("orders numbers") }
+                return .boolean
+            case "==", "!=":
+                let comparable = leftType == rightType
+                    || (leftType == .address && rightType == .network) || (leftType == .network && rightType == .address)
+                guard comparable, leftType != .regex else { return mismatch("compares values of the same type") }
+                return .boolean
+            case "~":
+                guard leftType == .string, rightType == .regex else {
+                    return mismatch("matches text against a /regular expression/")
+                }
+                return .boolean
+            case "in":
+                guard leftType == .address, rightType == .network || rightType == .address else {
+                    return mismatch("tests an address against a CIDR like 10.0.0.0/8")
+                }
+                return .boolean
+            default:
+                report("unknown operator '\(op)'", position)
+                return nil
+            }
+        }
+    }
+}

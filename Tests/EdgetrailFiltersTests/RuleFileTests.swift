@@ -1,0 +1,147 @@
+import EdgetrailCore
+import EdgetrailFilters
+import Foundation
+import Testing
+
+private func problems(_ text: String) -> [String] {
+    do {
+        _ = try RuleFile.parse(text, fileName: "f.rules")
+        return []
+    } catch {
+        return error.diagnostics.map(\.description)
+    }
+}
+
+private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+@Suite("Filter rule files")
+struct RuleFileTests {
+    @Test("every statement form of the language parses, with comments and blank lines")
+    func everyStatementParses() throws {
+        let rules = try RuleFile.parse(
+            """
+            # comment
+
+            drop span where span.service == "http-proxy" and span.duration_ms < 1
+            drop flow where flow.bytes_in + flow.bytes_out < 128
+            redact span.tags["http.url"] matching /\\?.*$/ with "?…"
+            redact snapshot.value matching /[0-9]{13,19}/ with "[card]"
+            keep cookie where any(span where span.status == "error") or any(snapshot where snapshot.value ~ /infected/)
+            sample 10% cookies where cookie.cnf == "edgesecurity"
+            drop cookie where not any(flow where flow.action == "redirect")
+            drop flow where flow.dst in 10.0.0.0/8 and (flow.dport == 80 or flow.dport != 443)
+            drop span where span.duration_ms >= 250ms - 10ms  # durations are milliseconds
+            keep cookie where count(span where span.status == "error") > 2 and all(flow where flow.bytes_out > 0)
+            redact span.tags["authorization"]
+            drop snapshot where snapshot.key ~ /^cookie:[0-9a-f]{16}:tmp:/
+            """, fileName: "f.rules")
+        #expect(rules.statements.count == 12)
+        #expect(rules.statements.map(\.isCookieLevel) == [false, false, false, false, true, true, true, false, false, true, false, false])
+        #expect(rules.statements[0].text == #"drop span where span.service == "http-proxy" and span.duration_ms < 1"#)
+        #expect(rules.statements[8].text == "drop span where span.duration_ms >= 250ms - 10ms")
+        if case .sample(let percent) = rules.statements[5].action { #expect(percent == 10) } else {
+            Issue.record("not a sample rule")
+        }
+        if case .redact(let field, let pattern, let replacement) = rules.statements[10].action {
+            #expect(field.description == #"span.tags["authorization"]"#)
+            #expect(pattern == nil && replacement == "[redacted]")
+        } else {
+            Issue.record("not a redact rule")
+        }
+    }
+
+    @Test("the shipped rule files are valid")
+    func shippedFiles() throws {
+        #expect(try RuleFile.load(path: "\(root)/filters/default.rules").statements.count == 6)
+        #expect(try RuleFile.load(path: "\(root)/filters/examples/edgesecurity.rules").statements.count == 7)
+    }
+
+    @Test("unknown fields are reported where they are written, with a suggestion")
+    func unknownField() {
+        #expect(problems("drop span where span.servce == \"x\"") == [
+            "f.rules:1:17: unknown field span.servce; did you mean span.service?"
+        ])
+        #expect(problems("drop flow where flow.colour == \"red\"").first?.contains("flow fields: action, bytes_in") == true)
+    }
+
+    @Test("type mismatches are reported at the operator")
+    func typeMismatch() {
+        #expect(problems("drop flow where flow.bytes_in > \"large\"") == [
+            "f.rules:1:31: '>' orders numbers, but this compares a number with a string"
+        ])
+        #expect(problems("drop span where span.service ~ \"proxy\"") == [
+            "f.rules:1:30: '~' matches text against a /regular expression/, but this compares a string with a string"
+        ])
+        #expect(problems("drop flow where flow.sport in 10.0.0.0/8") == [
+            "f.rules:1:28: 'in' tests an address against a CIDR like 10.0.0.0/8, but this compares a number with a network"
+        ])
+        #expect(problems("drop span where span.service") == [
+            "f.rules:1:17: a condition must be true or false, but this is a string"
+        ])
+    }
+
+    @Test("a bad regular expression is refused")
+    func badRegex() {
+        #expect(problems("drop snapshot where snapshot.value ~ /[unclosed/") == [
+            "f.rules:1:38: /[unclosed/ is not a valid regular expression"
+        ])
+    }
+
+    @Test("rules after one that always decides are reported as unreachable")
+    func unreachable() {
+        #expect(problems("drop cookie\nkeep cookie where cookie.cnf == \"x\"") == [
+            "f.rules:2:1: this rule is never reached: 'drop cookie' on line 1 decides every cookie first"
+        ])
+        #expect(problems("drop span\nredact span.tags[\"k\"]\ndrop flow where flow.dport == 1") == [
+            "f.rules:2:1: this rule is never reached: 'drop span' on line 1 drops every span first"
+        ])
+    }
+
+    @Test("fields of another kind, and aggregates outside cookie rules, are refused with what to write")
+    func scopes() {
+        #expect(problems("drop span where flow.dport == 80") == [
+            "f.rules:1:17: flow.dport cannot be used in a span rule; use span.… fields"
+        ])
+        #expect(problems("keep cookie where span.status == \"error\"") == [
+            "f.rules:1:19: span.status is a field of each span; in a cookie rule use any(span where …), all(…) or count(…)"
+        ])
+        #expect(problems("drop span where any(span where span.status == \"error\")") == [
+            "f.rules:1:17: any(…) looks at all of a cookie's records, so it only works in cookie rules"
+        ])
+    }
+
+    @Test("syntax errors on several lines are all reported, each at its column")
+    func syntaxErrors() {
+        #expect(problems(
+            """
+            frobnicate span
+            drop span where
+            keep cookie
+            sample 150% cookies
+            drop span where span.tags["k" == "v"
+            drop span where span.service == "unterminated
+            """) == [
+                "f.rules:1:1: unknown statement 'frobnicate'; a rule starts with drop, keep, sample or redact",
+                "f.rules:2:16: expected a value or a field, found the end of the line",
+                "f.rules:3:12: 'keep cookie' needs a condition: 'keep cookie where …'",
+                "f.rules:4:8: a sample rate is between 0% and 100%, not 150%",
+                "f.rules:5:31: expected ']' to close the key, found '=='",
+                "f.rules:6:33: this string is not closed; end it with \" on the same line",
+            ])
+    }
+
+    @Test("linting arbitrary input never crashes")
+    func arbitraryInput() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("drop keep sample redact span flow snapshot cookie where and or not any all count in ~ == != < <= > >= + - ( ) [ ] \" / % # . , 10 2.5 10ms 10.0.0.0/8 \n x_y tags[\"k\"]")
+        var ran = 0
+        for _ in 0..<3000 {
+            let length = Int.random(in: 0...80, using: &generator)
+            let text = String((0..<length).map { _ in alphabet.randomElement(using: &generator)! })
+            _ = problems(text)
+            ran += 1
+        }
+        #expect(ran == 3000)
+    }
+}
