@@ -87,7 +87,7 @@ let package = Package(
         .target(name: "EdgetrailTelemetry", dependencies: ["EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP"]),
 
         // MARK: The filter rule language: parser, checker (lint)
-        .target(name: "EdgetrailFilters", dependencies: ["EdgetrailCore"]),
+        .target(name: "EdgetrailFilters", dependencies: ["EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry"]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
@@ -168,7 +168,9 @@ let package = Package(
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
-        .testTarget(name: "EdgetrailFiltersTests", dependencies: ["EdgetrailFilters", "EdgetrailCore"]),
+        .testTarget(
+            name: "EdgetrailFiltersTests",
+            dependencies: ["EdgetrailFilters", "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry"]),
         .testTarget(
             name: "EdgetrailCollectorTests",
             dependencies: [

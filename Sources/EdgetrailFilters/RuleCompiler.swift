@@ -1,0 +1,376 @@
+import EdgetrailCore
+import EdgetrailProto
+import EdgetrailTelemetry
+import Foundation
+
+/// A value while a condition is evaluated.
+enum Value {
+    case string(String)
+    case number(Double)
+    case boolean(Bool)
+    case address([UInt8])
+    case network(IPPrefix)
+    case regex(NSRegularExpression)
+    /// A field the record does not have (a missing tag): compares unequal to everything.
+    case missing
+
+    var boolean: Bool { if case .boolean(let value) = self { value } else { false } }
+}
+
+/// What a condition looks at: one record, or a whole cookie's batch.
+struct EvaluationContext {
+    var record: Edgetrail_V1_Record?
+    var batch: Edgetrail_V1_CookieBatch?
+}
+
+typealias Evaluator = @Sendable (EvaluationContext) -> Value
+
+/// Turns checked statements into the collector's filter hooks. Record rules keep file order;
+/// cookie rules are ordered as the language says: every keep/drop in file order (the first that
+/// matches decides), then the sample rules, then keep.
+public enum RuleCompiler {
+    public static func compile(_ files: [RuleFile], version: String) -> FilterRules {
+        var recordRules: [any RecordRule] = []
+        var deciders: [any CookieRule] = []
+        var samplers: [any CookieRule] = []
+        for file in files {
+            for statement in file.statements {
+                let name = "\(file.fileName):\(statement.position.line)"
+                let condition = statement.condition.map(compile)
+                switch statement.action {
+                case .drop(.cookie):
+                    deciders.append(CompiledCookieRule(name: name, condition: condition, verdict: .drop))
+                case .keep:
+                    deciders.append(CompiledCookieRule(name: name, condition: condition, verdict: .keep))
+                case .sample(let percent):
+                    samplers.append(CompiledSampleRule(name: name, condition: condition, percent: percent))
+                case .drop(let kind):
+                    recordRules.append(CompiledDropRule(name: name, kind: kind, condition: condition))
+                case .redact(let field, let pattern, let replacement):
+                    recordRules.append(
+                        CompiledRedactRule(
+                            name: name, field: field,
+                            regex: pattern.flatMap { try? NSRegularExpression(pattern: $0) }, replacement: replacement))
+                }
+            }
+        }
+        return FilterRules(version: version, recordRules: recordRules, cookieRules: deciders + samplers)
+    }
+
+    /// Loads, checks and compiles rule files; the version names their content.
+    public static func load(paths: [String]) throws(DiagnosticsError) -> FilterRules {
+        var files: [RuleFile] = []
+        var problems: [Diagnostic] = []
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for path in paths {
+            do {
+                files.append(try RuleFile.load(path: path))
+            } catch {
+                problems += error.diagnostics
+            }
+            for byte in (FileManager.default.contents(atPath: path) ?? Data()) {
+                hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+            }
+        }
+        guard problems.isEmpty else { throw DiagnosticsError(problems) }
+        return compile(files, version: String(hash, radix: 16))
+    }
+
+    // MARK: Expressions to closures
+
+    static func compile(_ expression: Expression) -> Evaluator {
+        switch expression {
+        case .number(let value, _): return { _ in .number(value) }
+        case .string(let value, _): return { _ in .string(value) }
+        case .boolean(let value, _): return { _ in .boolean(value) }
+        case .network(let prefix, _):
+            if prefix.length == prefix.address.count * 8 {
+                let address = prefix.address
+                return { _ in .address(address) }
+            }
+            return { _ in .network(prefix) }
+        case .regex(let pattern, _):
+            let regex = try? NSRegularExpression(pattern: pattern)
+            nonisolated(unsafe) let shared = regex
+            return { _ in shared.map { .regex($0) } ?? .missing }
+        case .field(let field):
+            return fieldReader(field)
+        case .not(let inner, _):
+            let evaluate = compile(inner)
+            return { .boolean(!evaluate($0).boolean) }
+        case .aggregate(let name, let kind, let condition, _):
+            let test = condition.map(compile)
+            return { context in
+                guard let batch = context.batch else { return .missing }
+                var matching = 0
+                var total = 0
+                for record in batch.records where RecordFields.kind(of: record) == kind {
+                    total += 1
+                    if test?(EvaluationContext(record: record, batch: batch)).boolean ?? true { matching += 1 }
+                }
+                switch name {
+                case "any": return .boolean(matching > 0)
+                case "all": return .boolean(matching == total)
+                default: return .number(Double(matching))
+                }
+            }
+        case .binary(let op, let left, let right, _):
+            let lhs = compile(left)
+            let rhs = compile(right)
+            switch op {
+            case "and": return { .boolean(lhs($0).boolean && rhs($0).boolean) }
+            case "or": return { .boolean(lhs($0).boolean || rhs($0).boolean) }
+            case "+", "-":
+                let sign: Double = op == "+" ? 1 : -1
+                return { context in
+                    guard case .number(let a) = lhs(context), case .number(let b) = rhs(context) else { return .missing }
+                    return .number(a + sign * b)
+                }
+            default:
+                return { context in .boolean(compare(op, lhs(context), rhs(context))) }
+            }
+        }
+    }
+
+    static func compare(_ op: String, _ left: Value, _ right: Value) -> Bool {
+        switch (op, left, right) {
+        case ("~", .string(let text), .regex(let regex)):
+            return regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+        case ("in", .address(let address), .network(let network)):
+            return network.contains(IPPrefix(address: address, length: address.count * 8))
+        case ("in", .address(let address), .address(let other)):
+            return address == other
+        case (_, .number(let a), .number(let b)):
+            switch op {
+            case "==": return a == b
+            case "!=": return a != b
+            case "<": return a < b
+            case "<=": return a <= b
+            case ">": return a > b
+            case ">=": return a >= b
+            default: return false
+            }
+        case ("==", .string(let a), .string(let b)): return a == b
+        case ("!=", .string(let a), .string(let b)): return a != b
+        case ("==", .boolean(let a), .boolean(let b)): return a == b
+        case ("!=", .boolean(let a), .boolean(let b)): return a != b
+        case ("==", .address(let a), .address(let b)): return a == b
+        case ("!=", .address(let a), .address(let b)): return a != b
+        case ("!=", .missing, _), ("!=", _, .missing): return true
+        default: return false
+        }
+    }
+
+    static func fieldReader(_ field: FieldReference) -> Evaluator {
+        let kind = field.kind
+        let name = field.name
+        let key = field.key
+        if kind == .cookie {
+            return { context in
+                guard let batch = context.batch else { return .missing }
+                return RecordFields.cookieField(name, batch)
+            }
+        }
+        return { context in
+            guard let record = context.record, RecordFields.kind(of: record) == kind else { return .missing }
+            return RecordFields.field(name, key: key, of: record)
+        }
+    }
+}
+
+/// Reads the language's fields off records and batches.
+enum RecordFields {
+    static func kind(of record: Edgetrail_V1_Record) -> RecordKind? {
+        switch record.kind {
+        case .span: .span
+        case .flow: .flow
+        case .snapshot: .snapshot
+        case nil: nil
+        }
+    }
+
+    static func field(_ name: String, key: String?, of record: Edgetrail_V1_Record) -> Value {
+        switch record.kind {
+        case .span(let span):
+            switch name {
+            case "service": return .string(record.service)
+            case "operation": return .string(span.operation)
+            case "duration_ms": return .number(Double(span.endNs &- span.startNs) / 1e6)
+            case "status": return .string(span.status == .error ? "error" : span.status == .ok ? "ok" : "unset")
+            case "tags": return key.flatMap { span.tags[$0] }.map(Value.string) ?? .missing
+            case "trace_id": return .string(span.traceID.hexString)
+            case "span_id": return .string(span.spanID.hexString)
+            case "kind": return .string(String(describing: span.kind))
+            default: return .missing
+            }
+        case .flow(let flow):
+            switch name {
+            case "src": return .address([UInt8](flow.tuple.srcIp))
+            case "dst": return .address([UInt8](flow.tuple.dstIp))
+            case "sport": return .number(Double(flow.tuple.srcPort))
+            case "dport": return .number(Double(flow.tuple.dstPort))
+            case "proto":
+                return .string(flow.tuple.protocol == 6 ? "tcp" : flow.tuple.protocol == 17 ? "udp" : String(flow.tuple.protocol))
+            case "action":
+                let names: [Edgetrail_V1_DatapathAction: String] = [
+                    .redirect: "redirect", .copy: "copy", .deny: "deny", .ratelimit: "ratelimit", .pass: "pass",
+                ]
+                return .string(names[flow.action] ?? "pass")
+            case "packets_in": return .number(Double(flow.packetsIn))
+            case "packets_out": return .number(Double(flow.packetsOut))
+            case "bytes_in": return .number(Double(flow.bytesIn))
+            case "bytes_out": return .number(Double(flow.bytesOut))
+            case "duration_ms":
+                return .number(flow.endNs > flow.startNs ? Double(flow.endNs - flow.startNs) / 1e6 : 0)
+            default: return .missing
+            }
+        case .snapshot(let snapshot):
+            switch name {
+            case "key": return .string(snapshot.key)
+            case "value":
+                switch snapshot.value {
+                case .stringValue(let bytes): return .string(String(decoding: bytes, as: UTF8.self))
+                case .hashFields(let hash):
+                    return .string(
+                        hash.fields.keys.sorted().map { "\($0)=\(String(decoding: hash.fields[$0]!, as: UTF8.self))" }
+                            .joined(separator: ","))
+                case nil: return .missing
+                }
+            case "source": return .string(snapshot.source)
+            case "service": return .string(record.service)
+            default: return .missing
+            }
+        case nil:
+            return .missing
+        }
+    }
+
+    static func cookieField(_ name: String, _ batch: Edgetrail_V1_CookieBatch) -> Value {
+        func count(_ kind: RecordKind) -> Double {
+            Double(batch.records.filter { Self.kind(of: $0) == kind }.count)
+        }
+        switch name {
+        case "id": return .string(Cookie(batch.cookie).hex)
+        case "cnf": return .string(batch.cnf)
+        case "node": return .string(batch.node)
+        case "spans": return .number(count(.span))
+        case "flows": return .number(count(.flow))
+        case "snapshots": return .number(count(.snapshot))
+        case "records": return .number(Double(batch.records.count))
+        default: return .missing
+        }
+    }
+}
+
+struct CompiledDropRule: RecordRule {
+    let name: String
+    let kind: RecordKind
+    let condition: Evaluator?
+
+    func apply(to record: inout Edgetrail_V1_Record) -> (matched: Bool, verdict: RecordVerdict) {
+        guard RecordFields.kind(of: record) == kind else { return (false, .keep) }
+        let matched = condition?(EvaluationContext(record: record)).boolean ?? true
+        return (matched, matched ? .drop : .keep)
+    }
+}
+
+struct CompiledRedactRule: RecordRule, @unchecked Sendable {
+    let name: String
+    let field: FieldReference
+    let regex: NSRegularExpression?
+    let replacement: String
+
+    private func redact(_ text: String) -> String? {
+        guard let regex else { return replacement }
+        let range = NSRange(text.startIndex..., in: text)
+        guard regex.firstMatch(in: text, range: range) != nil else { return nil }
+        return regex.stringByReplacingMatches(
+            in: text, range: range, withTemplate: NSRegularExpression.escapedTemplate(for: replacement))
+    }
+
+    func apply(to record: inout Edgetrail_V1_Record) -> (matched: Bool, verdict: RecordVerdict) {
+        switch (field.kind, record.kind) {
+        case (.span, .span):
+            switch field.name {
+            case "tags":
+                guard let key = field.key, let value = record.span.tags[key], let redacted = redact(value) else {
+                    return (false, .keep)
+                }
+                record.span.tags[key] = redacted
+            case "operation":
+                guard let redacted = redact(record.span.operation) else { return (false, .keep) }
+                record.span.operation = redacted
+            case "service":
+                guard let redacted = redact(record.service) else { return (false, .keep) }
+                record.service = redacted
+            default:
+                return (false, .keep)
+            }
+            return (true, .keep)
+        case (.snapshot, .snapshot):
+            switch field.name {
+            case "value":
+                switch record.snapshot.value {
+                case .stringValue(let bytes):
+                    guard let redacted = redact(String(decoding: bytes, as: UTF8.self)) else { return (false, .keep) }
+                    record.snapshot.stringValue = Data(redacted.utf8)
+                case .hashFields(var hash):
+                    var matched = false
+                    for (name, bytes) in hash.fields {
+                        if let redacted = redact(String(decoding: bytes, as: UTF8.self)) {
+                            hash.fields[name] = Data(redacted.utf8)
+                            matched = true
+                        }
+                    }
+                    guard matched else { return (false, .keep) }
+                    record.snapshot.hashFields = hash
+                case nil:
+                    return (false, .keep)
+                }
+            case "key":
+                guard let redacted = redact(record.snapshot.key) else { return (false, .keep) }
+                record.snapshot.key = redacted
+            default:
+                return (false, .keep)
+            }
+            return (true, .keep)
+        case (.flow, .flow):
+            guard field.name == "proto" || field.name == "action" else { return (false, .keep) }
+            return (false, .keep)
+        default:
+            return (false, .keep)
+        }
+    }
+}
+
+struct CompiledCookieRule: CookieRule {
+    let name: String
+    let condition: Evaluator?
+    let verdict: CookieVerdict
+
+    func decide(_ batch: Edgetrail_V1_CookieBatch) -> CookieVerdict {
+        let matched = condition?(EvaluationContext(batch: batch)).boolean ?? true
+        return matched ? verdict : .undecided
+    }
+}
+
+/// Deterministic per cookie: every edge node keeps the same cookies.
+struct CompiledSampleRule: CookieRule {
+    let name: String
+    let condition: Evaluator?
+    let percent: Double
+
+    static func bucket(_ cookie: UInt64) -> Double {
+        // splitmix64: a fixed mix, so the choice does not depend on the process or the node.
+        var value = cookie &+ 0x9E37_79B9_7F4A_7C15
+        value = (value ^ (value >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        value = (value ^ (value >> 27)) &* 0x94D0_49BB_1331_11EB
+        value ^= value >> 31
+        return Double(value % 10_000) / 100
+    }
+
+    func decide(_ batch: Edgetrail_V1_CookieBatch) -> CookieVerdict {
+        guard condition?(EvaluationContext(batch: batch)).boolean ?? true else { return .undecided }
+        return Self.bucket(batch.cookie) < percent ? .keep : .drop
+    }
+}

@@ -1,0 +1,161 @@
+import EdgetrailCore
+import EdgetrailFilters
+import EdgetrailProto
+import EdgetrailTelemetry
+import Foundation
+import Testing
+
+private func stage(_ text: String) throws -> FilterStage {
+    FilterStage(rules: RuleCompiler.compile([try RuleFile.parse(text, fileName: "f.rules")], version: "test"))
+}
+
+private func span(_ service: String, ms: UInt64, status: Edgetrail_V1_SpanStatus = .ok, url: String? = nil)
+    -> Edgetrail_V1_Record
+{
+    var record = Edgetrail_V1_Record()
+    record.cookie = 7
+    record.service = service
+    record.span.operation = "op"
+    record.span.startNs = 1_000_000
+    record.span.endNs = 1_000_000 + ms * 1_000_000
+    record.span.status = status
+    if let url { record.span.tags["http.url"] = url }
+    return record
+}
+
+private func flow(bytes: UInt64, action: Edgetrail_V1_DatapathAction = .redirect, dst: [UInt8] = [10, 201, 0, 2])
+    -> Edgetrail_V1_Record
+{
+    var record = Edgetrail_V1_Record()
+    record.cookie = 7
+    record.flow.action = action
+    record.flow.bytesIn = bytes / 2
+    record.flow.bytesOut = bytes - bytes / 2
+    record.flow.tuple.dstIp = Data(dst)
+    record.flow.tuple.dstPort = 80
+    return record
+}
+
+private func snapshot(_ value: String) -> Edgetrail_V1_Record {
+    var record = Edgetrail_V1_Record()
+    record.cookie = 7
+    record.snapshot.key = "cookie:0000000000000007:anti-virus:verdict"
+    record.snapshot.stringValue = Data(value.utf8)
+    return record
+}
+
+private func batch(_ cookie: UInt64, cnf: String = "edgesecurity", _ records: [Edgetrail_V1_Record]) -> Edgetrail_V1_CookieBatch {
+    var batch = Edgetrail_V1_CookieBatch()
+    batch.cookie = cookie
+    batch.cnf = cnf
+    batch.records = records
+    return batch
+}
+
+@Suite("Filter rule evaluation")
+struct RuleEvaluationTests {
+    @Test("record rules drop what their condition matches and count each match")
+    func recordDrops() throws {
+        var filters = try stage("""
+            drop span where span.service == "http-proxy" and span.duration_ms < 1
+            drop flow where flow.bytes_in + flow.bytes_out < 128
+            drop flow where flow.dst in 10.99.0.0/16
+            """)
+        var fast = span("http-proxy", ms: 0)
+        var slow = span("http-proxy", ms: 5)
+        var other = span("policy-mgr", ms: 0)
+        var tiny = flow(bytes: 100)
+        var big = flow(bytes: 4096)
+        var elsewhere = flow(bytes: 4096, dst: [10, 99, 3, 4])
+        do { let result = filters.admit(&fast); #expect(!result) }
+        do { let result = filters.admit(&slow); #expect(result) }
+        do { let result = filters.admit(&other); #expect(result) }
+        do { let result = filters.admit(&tiny); #expect(!result) }
+        do { let result = filters.admit(&big); #expect(result) }
+        do { let result = filters.admit(&elsewhere); #expect(!result) }
+        #expect(filters.matches == ["f.rules:1": 1, "f.rules:2": 1, "f.rules:3": 1])
+        #expect(filters.droppedRecords == 3)
+    }
+
+    @Test("redaction rewrites only the matching part, or the whole value without a pattern")
+    func redaction() throws {
+        var filters = try stage("""
+            redact span.tags["http.url"] matching /\\?.*$/ with "?…"
+            redact snapshot.value matching /[0-9]{13,19}/ with "[card]"
+            redact span.tags["authorization"]
+            """)
+        var record = span("http-proxy", ms: 2, url: "/pay?card=4111111111111111&user=alice")
+        record.span.tags["authorization"] = "Bearer secret"
+        do { let result = filters.admit(&record); #expect(result) }
+        #expect(record.span.tags["http.url"] == "/pay?…")
+        #expect(record.span.tags["authorization"] == "[redacted]")
+        var plain = span("http-proxy", ms: 2, url: "/index.html")
+        do { let result = filters.admit(&plain); #expect(result) }
+        #expect(plain.span.tags["http.url"] == "/index.html")
+        var state = snapshot("card 4111111111111111 used")
+        do { let result = filters.admit(&state); #expect(result) }
+        #expect(state.snapshot.stringValue == Data("card [card] used".utf8))
+        #expect(filters.matches["f.rules:1"] == 1 && filters.matches["f.rules:2"] == 1)
+    }
+
+    @Test("the first keep or drop that matches decides a cookie, before any sample rule")
+    func cookieDecisions() throws {
+        var filters = try stage("""
+            sample 0% cookies
+            keep cookie where any(span where span.status == "error") or any(snapshot where snapshot.value ~ /infected/)
+            drop cookie where not any(flow where flow.action == "redirect")
+            """)
+        let error = batch(1, [span("policy-mgr", ms: 1, status: .error)])
+        let infected = batch(2, [snapshot("infected: Eicar"), flow(bytes: 500, action: .pass)])
+        let unredirected = batch(3, [flow(bytes: 500, action: .pass)])
+        let ordinary = batch(4, [flow(bytes: 500)])
+        do { let result = filters.keep(error); #expect(result) }
+        do { let result = filters.keep(infected); #expect(result) }
+        do { let result = filters.keep(unredirected); #expect(!result, "dropped by the drop rule") }
+        do { let result = filters.keep(ordinary); #expect(!result, "undecided by keep/drop, then sampled at 0%") }
+        #expect(filters.droppedCookies == 2)
+    }
+
+    @Test("sampling is deterministic per cookie and close to its rate")
+    func sampling() throws {
+        var first = try stage("sample 10% cookies where cookie.cnf == \"edgesecurity\"")
+        var second = try stage("sample 10% cookies where cookie.cnf == \"edgesecurity\"")
+        var kept = 0
+        for cookie in 1...20_000 as ClosedRange<UInt64> {
+            let decision = first.keep(batch(cookie, [span("x", ms: 1)]))
+            let again = second.keep(batch(cookie, [span("x", ms: 1)]))
+            #expect(decision == again)
+            if decision { kept += 1 }
+        }
+        #expect((1_700...2_300).contains(kept), "kept \(kept) of 20,000 at 10%")
+        // Another CNF is not covered by the rule: kept.
+        do { let result = first.keep(batch(99, cnf: "other", [span("x", ms: 1)])); #expect(result) }
+    }
+
+    @Test("counts and cookie fields work in cookie conditions")
+    func countsAndCookieFields() throws {
+        var filters = try stage("drop cookie where count(span where span.duration_ms > 10) >= 2 and cookie.records < 4")
+        let twoSlow = filters.keep(batch(5, [span("a", ms: 20), span("b", ms: 30)]))
+        let oneSlow = filters.keep(batch(6, [span("a", ms: 20), span("b", ms: 3)]))
+        let many = filters.keep(batch(7, [span("a", ms: 20), span("b", ms: 30), span("c", ms: 1), span("d", ms: 1)]))
+        #expect(!twoSlow)
+        #expect(oneSlow)
+        #expect(many)
+    }
+
+    @Test("evaluating valid rules never fails, whatever the records hold")
+    func robustEvaluation() throws {
+        var filters = try stage("""
+            drop span where span.tags["missing"] == "x" or span.tags["missing"] != "y"
+            drop flow where flow.src in 0.0.0.0/0
+            keep cookie where all(flow where flow.duration_ms > 0)
+            """)
+        var empty = Edgetrail_V1_Record()
+        _ = filters.admit(&empty)
+        var noAddress = flow(bytes: 10, dst: [])
+        _ = filters.admit(&noAddress)
+        _ = filters.keep(batch(8, []))
+        var bare = span("x", ms: 0)
+        do { let result = filters.admit(&bare); #expect(!result, "a missing tag is != anything") }
+    }
+}
