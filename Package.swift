@@ -102,7 +102,7 @@ let package = Package(
             name: "EdgetrailCollector",
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP", "EdgetrailTelemetry", "EdgetrailSpool",
-                "EdgetrailKafka", "EdgetrailRedis", "EdgetrailYAML", "EdgetrailRuntime",
+                "EdgetrailKafka", "EdgetrailRedis", "EdgetrailYAML", "EdgetrailRuntime", "EdgetrailFilters",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),

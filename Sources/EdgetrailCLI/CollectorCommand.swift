@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgetrailCollector
 import EdgetrailCore
+import EdgetrailFilters
 import Logging
 
 struct CollectorCommand: AsyncParsableCommand {
@@ -29,6 +30,12 @@ struct CollectorCommand: AsyncParsableCommand {
         let configuration: CollectorConfiguration
         do {
             configuration = try CollectorConfiguration.load(path: config)
+        } catch {
+            for diagnostic in error.diagnostics { print(diagnostic) }
+            throw ExitCode.failure
+        }
+        do {
+            _ = try RuleCompiler.load(paths: configuration.filterFiles)
         } catch {
             for diagnostic in error.diagnostics { print(diagnostic) }
             throw ExitCode.failure

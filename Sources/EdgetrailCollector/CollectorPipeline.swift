@@ -1,4 +1,5 @@
 import EdgetrailCore
+import EdgetrailFilters
 import EdgetrailProto
 import EdgetrailSpool
 import EdgetrailTelemetry
@@ -37,6 +38,7 @@ public final class CollectorPipeline: @unchecked Sendable {
     private let stopLock = NSLock()
     private var stopRequested = false
     private var pendingRules: FilterRules?
+    private let ruleWatcher: RuleFileWatcher
     private let counterLock = NSLock()
     private var acceptedBySource: [String: Int] = [:]
     private var refusedBySource: [String: Int] = [:]
@@ -58,7 +60,16 @@ public final class CollectorPipeline: @unchecked Sendable {
         journal = try Spool(configuration: journalConfiguration)
         queue = IntakeQueue(capacity: configuration.intakeQueueRecords)
         join = CookieJoin(configuration: configuration.join)
-        filters = FilterStage()
+        // Rules are validated at start: a collector never runs with half its rules.
+        let rules = try RuleCompiler.load(paths: configuration.filterFiles)
+        filters = FilterStage(rules: rules)
+        ruleWatcher = RuleFileWatcher(paths: configuration.filterFiles)
+        if !configuration.filterFiles.isEmpty {
+            logger.notice(
+                "filter rules active",
+                metadata: ["version": "\(rules.version)", "files": "\(configuration.filterFiles.joined(separator: ","))",
+                           "record_rules": "\(rules.recordRules.count)", "cookie_rules": "\(rules.cookieRules.count)"])
+        }
         var sinkLogger = logger
         sinkLogger[metadataKey: "component"] = "kafka-sink"
         sink = try KafkaSink(configuration: configuration.kafka, logger: sinkLogger, clock: clock)
@@ -155,6 +166,19 @@ public final class CollectorPipeline: @unchecked Sendable {
     /// One round: take queued records, filter and join them, release due cookies, ship, collect
     /// acknowledgements.
     func step(timeout: Double) {
+        switch ruleWatcher.poll() {
+        case .applied(let rules):
+            replaceRules(rules)
+            count("filters", "reload_applied")
+        case .refused(let diagnostics):
+            count("filters", "reload_refused")
+            logger.warning(
+                "changed filter rules refused; the previous rules stay active",
+                metadata: ["version": "\(filters.rules.version)",
+                           "errors": "\(diagnostics.map(\.description).joined(separator: "; "))"])
+        case nil:
+            break
+        }
         if let rules = stopLock.withLock({ () -> FilterRules? in
             defer { pendingRules = nil }
             return pendingRules

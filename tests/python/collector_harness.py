@@ -90,7 +90,7 @@ class Collector:
     """`edgetrail collector` with a generated pipeline file; restartable, killable."""
 
     def __init__(self, services, topic, settle="300ms", idle="5s", flows=None, max_request="4MiB",
-                 no_cookie="bucket"):
+                 no_cookie="bucket", rules=None):
         self.services = services
         self.topic = topic
         self.otlp_port = free_port()
@@ -98,6 +98,7 @@ class Collector:
         self.data_dir = os.path.join(services.run_dir, "collector")
         self.config = os.path.join(services.run_dir, "collector.yaml")
         flow_source = f"  flows:\n    replay: {flows}\n" if flows else ""
+        filters = f"filters:\n  files: [{rules}]\n" if rules else ""
         pathlib.Path(self.config).write_text(f"""
 collector:
   cnf: edgesecurity
@@ -111,7 +112,7 @@ sources:
     no_cookie: {no_cookie}
   snapshots:
     redis: 127.0.0.1:{services.redis_port}
-{flow_source}join:
+{flow_source}{filters}join:
   idle_timeout: {idle}
   settle: {settle}
   grace: 2s

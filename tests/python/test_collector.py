@@ -229,3 +229,40 @@ def test_after_the_broker_restarts_empty_everything_not_yet_acknowledged_is_ship
         assert len(records) == 200
     finally:
         collector.stop()
+
+
+def test_a_rule_file_changed_while_records_flow_switches_rules_with_nothing_lost_or_duplicated(services):
+    topic = f"reload-{uuid.uuid4().hex[:8]}"
+    rules = os.path.join(services.run_dir, "live.rules")
+    with open(rules, "w") as out:
+        out.write('drop span where span.operation == "op1"\n')
+    collector = Collector(services, topic, settle="200ms", rules=rules)
+    try:
+        before = [0x0000000000F00000 + index for index in range(100)]
+        export_sessions(collector.endpoint, before, 4)
+        assert collector.wait_metric("edgetrail_collector_batches_out_total", at_least=100) == 100
+        with open(rules, "w") as out:
+            out.write('drop span where span.operation == "op2"\n')
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="filters",event="reload_applied"') == 1
+        # A broken edit is refused; the rules in force stay.
+        with open(rules, "w") as out:
+            out.write('drop span where span.operaton == "op3"\n')
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="filters",event="reload_refused"') == 1
+        after = [0x0000000000F10000 + index for index in range(100)]
+        export_sessions(collector.endpoint, after, 4)
+        wanted = set(before) | set(after)
+        batches = consume(services.brokers, topic, lambda got: {b.cookie for b in got} >= wanted)
+        operations = {}
+        for batch in batches:
+            for record in batch.records:
+                operations.setdefault(batch.cookie, []).append(record.span.operation)
+        assert set(operations) == wanted, "no cookie lost"
+        for cookie in before:
+            assert sorted(operations[cookie]) == ["op0", "op2", "op3"], "the first rules dropped op1"
+        for cookie in after:
+            assert sorted(operations[cookie]) == ["op0", "op1", "op3"], "the new rules drop op2; the broken edit changed nothing"
+        assert collector.metric("edgetrail_collector_filter_rule_matches_total", f'rule="{rules}:1"') == 200
+    finally:
+        collector.stop()
