@@ -84,10 +84,20 @@ let package = Package(
             dependencies: ["EdgetrailNet"]),
 
         // MARK: Telemetry processing without I/O: the cookie join
-        .target(name: "EdgetrailTelemetry", dependencies: ["EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP"]),
+        .target(
+            name: "EdgetrailTelemetry",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
 
         // MARK: The filter rule language: parser, checker (lint)
-        .target(name: "EdgetrailFilters", dependencies: ["EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry"]),
+        .target(
+            name: "EdgetrailFilters",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
@@ -131,7 +141,7 @@ let package = Package(
             name: "EdgetrailBenchmarks",
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailCollector",
-                "EdgetrailCentral",
+                "EdgetrailCentral", "EdgetrailFilters",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Hummingbird", package: "hummingbird"),

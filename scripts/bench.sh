@@ -12,3 +12,5 @@ echo "==> edgetrail bench collector"
 "$edgetrail" bench collector --brokers "127.0.0.1:$port" --cookies "${BENCH_COOKIES:-100000}" --work-dir "$run_dir/collector"
 echo "==> edgetrail bench central"
 "$edgetrail" bench central --cookies "${BENCH_STORE_COOKIES:-1000000}" --store "$PWD/.run/bench-central.sqlite"
+echo "==> edgetrail bench filters"
+"$edgetrail" bench filters

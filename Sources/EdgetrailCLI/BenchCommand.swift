@@ -10,7 +10,23 @@ struct BenchCommand: AsyncParsableCommand {
             Run a release build for meaningful figures: 'make bench' builds one, starts the broker,
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
-        subcommands: [Collector.self, Central.self])
+        subcommands: [Collector.self, Central.self, Filters.self])
+
+    struct Filters: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "ns per record of the record rules: none, filters/default.rules, and 100 rules.")
+
+        @Option(help: "Records to run through each rule set.")
+        var records = 200_000
+
+        @Option(help: "The default rule file.")
+        var defaultRules = "filters/default.rules"
+
+        func run() throws {
+            let text = try String(contentsOfFile: defaultRules, encoding: .utf8)
+            try FilterBenchmark.run(defaultRules: text, records: records) { print($0) }
+        }
+    }
 
     struct Collector: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -23,13 +23,17 @@ struct CollectorCommand: AsyncParsableCommand {
     @Flag(help: "Only validate the pipeline file: print 'ok' or every problem as FILE:LINE:COLUMN: message.")
     var check = false
 
+    @Option(help: "Also append every batch the join releases (before cookie rules) to this capture file, for 'edgetrail filters test'.")
+    var capture: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func run() async throws {
-        let configuration: CollectorConfiguration
+        var configuration: CollectorConfiguration
         do {
             configuration = try CollectorConfiguration.load(path: config)
+            configuration.captureFile = capture
         } catch {
             for diagnostic in error.diagnostics { print(diagnostic) }
             throw ExitCode.failure

@@ -1,13 +1,15 @@
 import ArgumentParser
 import EdgetrailCore
 import EdgetrailFilters
+import EdgetrailProto
+import EdgetrailTelemetry
 import Foundation
 
 struct FiltersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "filters",
         abstract: "Work with filter rule files (what leaves the edge).",
-        subcommands: [Lint.self])
+        subcommands: [Lint.self, Test.self])
 
     struct Lint: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -34,6 +36,60 @@ struct FiltersCommand: ParsableCommand {
                 }
             }
             if failed { throw ExitCode.failure }
+        }
+    }
+
+    struct Test: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Dry-run rule files over a capture: matches per rule, what is kept, bytes/s to Kafka.",
+            discussion: """
+                The capture holds CookieBatches as a collector's join released them
+                ('edgetrail collector --capture FILE'; a sample is filters/testdata/sample.capture).
+                With --explain COOKIE, shows for that cookie which rule dropped or redacted each record
+                and which rule decided the cookie, and why.
+                """)
+
+        @Argument(help: "Rule files, applied in order.")
+        var files: [String]
+
+        @Option(help: "The capture file.")
+        var input: String
+
+        @Option(help: "A cookie (16 hex digits) to explain.")
+        var explain: String?
+
+        func run() throws {
+            var rules: [RuleFile] = []
+            var failed = false
+            for file in files {
+                do {
+                    rules.append(try RuleFile.load(path: file))
+                } catch {
+                    failed = true
+                    let source = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+                    print(DiagnosticRenderer.render(error.diagnostics, source: source), terminator: "")
+                }
+            }
+            if failed { throw ExitCode.failure }
+            var cookie: Cookie?
+            if let explain {
+                guard let parsed = Cookie(hex: explain) else {
+                    throw ValidationError("--explain '\(explain)' is not a cookie; write it as 16 hex digits")
+                }
+                cookie = parsed
+            }
+            let batches: [Edgetrail_V1_CookieBatch]
+            do {
+                batches = try CaptureFile.read(path: input)
+            } catch {
+                printError("error: cannot read the capture \(input): \(error.localizedDescription)")
+                throw ExitCode.failure
+            }
+            let result = DryRun.run(files: rules, batches: batches, explain: cookie)
+            print(result.report(), terminator: "")
+            if let cookie, result.explanation.isEmpty {
+                print("explain: cookie \(cookie) is not in the capture")
+            }
         }
     }
 }

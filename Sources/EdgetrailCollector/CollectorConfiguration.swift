@@ -43,6 +43,8 @@ public struct CollectorConfiguration: Sendable {
     public var metricsPort = 9464
     /// Filter rule files (applied once the rule language lands; listed files must exist).
     public var filterFiles: [String] = []
+    /// Also write every released batch (before cookie rules) to this capture file.
+    public var captureFile: String?
 
     public init(cnf: String, node: String, brokers: String, dataDirectory: String) {
         self.dataDirectory = dataDirectory

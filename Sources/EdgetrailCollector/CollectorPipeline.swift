@@ -39,6 +39,7 @@ public final class CollectorPipeline: @unchecked Sendable {
     private var stopRequested = false
     private var pendingRules: FilterRules?
     private let ruleWatcher: RuleFileWatcher
+    private let capture: CaptureFile.Writer?
     private let counterLock = NSLock()
     private var acceptedBySource: [String: Int] = [:]
     private var refusedBySource: [String: Int] = [:]
@@ -64,6 +65,7 @@ public final class CollectorPipeline: @unchecked Sendable {
         let rules = try RuleCompiler.load(paths: configuration.filterFiles)
         filters = FilterStage(rules: rules)
         ruleWatcher = RuleFileWatcher(paths: configuration.filterFiles)
+        capture = try configuration.captureFile.map { try CaptureFile.Writer(path: $0) }
         if !configuration.filterFiles.isEmpty {
             logger.notice(
                 "filter rules active",
@@ -212,6 +214,7 @@ public final class CollectorPipeline: @unchecked Sendable {
     private func ship(_ released: [JoinedBatch]) {
         for joined in released {
             counterLock.withLock { releasedByReason[joined.reason, default: 0] += 1 }
+            capture?.write(joined.batch)
             if filters.keep(joined.batch) {
                 do {
                     try sink.ship(joined.batch)

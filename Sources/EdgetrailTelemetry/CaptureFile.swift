@@ -1,0 +1,59 @@
+import EdgetrailProto
+import Foundation
+import SwiftProtobuf
+
+/// A capture of CookieBatches as the join released them: each batch as
+/// `[length u32 little-endian][CookieBatch protobuf]`. Written by `edgetrail collector --capture`,
+/// read by `edgetrail filters test --input`.
+public enum CaptureFile {
+    /// Appends batches to a capture file.
+    public final class Writer: @unchecked Sendable {
+        private let handle: FileHandle
+        private let lock = NSLock()
+
+        public init(path: String) throws {
+            if !FileManager.default.fileExists(atPath: path) {
+                FileManager.default.createFile(atPath: path, contents: nil)
+            }
+            guard let handle = FileHandle(forWritingAtPath: path) else {
+                throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path])
+            }
+            handle.seekToEndOfFile()
+            self.handle = handle
+        }
+
+        public func write(_ batch: Edgetrail_V1_CookieBatch) {
+            guard let bytes: [UInt8] = try? batch.serializedBytes() else { return }
+            var frame = withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { Array($0) }
+            frame += bytes
+            lock.withLock { handle.write(Data(frame)) }
+        }
+
+        deinit {
+            handle.closeFile()
+        }
+    }
+
+    /// Every batch in a capture; a torn last frame is ignored, a damaged one is an error.
+    public static func read(path: String) throws -> [Edgetrail_V1_CookieBatch] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let bytes = [UInt8](data)
+        var batches: [Edgetrail_V1_CookieBatch] = []
+        var offset = 0
+        while offset + 4 <= bytes.count {
+            let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16
+                | Int(bytes[offset + 3]) << 24
+            let end = offset + 4 + length
+            guard end <= bytes.count else { break }
+            do {
+                batches.append(try Edgetrail_V1_CookieBatch(serializedBytes: Array(bytes[(offset + 4)..<end])))
+            } catch {
+                throw CocoaError(
+                    .fileReadCorruptFile,
+                    userInfo: [NSLocalizedDescriptionKey: "\(path): batch \(batches.count + 1) at byte \(offset) is not a CookieBatch"])
+            }
+            offset = end
+        }
+        return batches
+    }
+}
