@@ -55,6 +55,7 @@ struct RuleFileTests {
     func shippedFiles() throws {
         #expect(try RuleFile.load(path: "\(root)/filters/default.rules").statements.count == 6)
         #expect(try RuleFile.load(path: "\(root)/filters/examples/edgesecurity.rules").statements.count == 7)
+        #expect(try RuleFile.load(path: "\(root)/filters/examples/thin-link.rules").statements.count == 8)
     }
 
     @Test("unknown fields are reported where they are written, with a suggestion")
