@@ -159,3 +159,72 @@ struct RuleEvaluationTests {
         do { let result = filters.admit(&bare); #expect(!result, "a missing tag is != anything") }
     }
 }
+
+@Suite("Filter rule properties")
+struct RulePropertyTests {
+    /// Random valid rules over random records: evaluation always ends with a verdict.
+    @Test("random valid rules evaluate on random records without failing")
+    func randomValidRules() throws {
+        var generator = SystemRandomNumberGenerator()
+        let spanConditions = [
+            "span.service == \"http-proxy\"", "span.duration_ms < 5", "span.tags[\"k\"] ~ /a.*b/",
+            "span.status != \"ok\"", "span.duration_ms + 1 >= 2ms",
+        ]
+        let flowConditions = [
+            "flow.dst in 10.0.0.0/8", "flow.bytes_in - flow.bytes_out > 0", "flow.proto == \"tcp\"",
+            "flow.src == 10.200.0.2", "flow.action != \"deny\"",
+        ]
+        let cookieConditions = [
+            "any(span where span.status == \"error\")", "count(flow where flow.dport == 80) > 1",
+            "all(snapshot where snapshot.value ~ /x/)", "cookie.records < 10", "cookie.cnf == \"c\"",
+        ]
+        func condition(_ pool: [String]) -> String {
+            var text = pool.randomElement(using: &generator)!
+            for _ in 0..<Int.random(in: 0...3, using: &generator) {
+                let joiner = Bool.random(using: &generator) ? " and " : " or "
+                let next = pool.randomElement(using: &generator)!
+                text = Bool.random(using: &generator) ? "(\(text))\(joiner)not \(next)" : "\(text)\(joiner)\(next)"
+            }
+            return text
+        }
+        var evaluated = 0
+        for _ in 0..<200 {
+            var lines: [String] = []
+            for _ in 0..<Int.random(in: 1...8, using: &generator) {
+                switch Int.random(in: 0...5, using: &generator) {
+                case 0: lines.append("drop span where \(condition(spanConditions))")
+                case 1: lines.append("drop flow where \(condition(flowConditions))")
+                case 2: lines.append("redact span.tags[\"k\"] matching /[0-9]+/ with \"#\"")
+                case 3: lines.append("keep cookie where \(condition(cookieConditions))")
+                case 4: lines.append("sample \(Int.random(in: 0...100, using: &generator))% cookies where \(condition(cookieConditions))")
+                default: lines.append("drop cookie where \(condition(cookieConditions))")
+                }
+            }
+            let file = try RuleFile.parse(lines.joined(separator: "\n"), fileName: "random.rules")
+            var stage = FilterStage(rules: RuleCompiler.compile([file], version: "r"))
+            var batch = Edgetrail_V1_CookieBatch()
+            batch.cookie = UInt64.random(in: 0...UInt64.max, using: &generator)
+            for _ in 0..<Int.random(in: 0...12, using: &generator) {
+                var record = Edgetrail_V1_Record()
+                switch Int.random(in: 0...3, using: &generator) {
+                case 0:
+                    record.span.operation = "op"
+                    record.span.startNs = UInt64.random(in: 0...1_000_000_000, using: &generator)
+                    record.span.endNs = UInt64.random(in: 0...1_000_000_000, using: &generator)
+                    record.span.tags["k"] = String(Int.random(in: 0...999_999, using: &generator))
+                case 1:
+                    record.flow.tuple.dstIp = Data((0..<[0, 4, 16].randomElement(using: &generator)!).map { _ in UInt8.random(in: 0...255, using: &generator) })
+                    record.flow.bytesIn = UInt64.random(in: 0...10_000, using: &generator)
+                case 2:
+                    record.snapshot.stringValue = Data("x\(Int.random(in: 0...9, using: &generator))".utf8)
+                default:
+                    break  // a record with nothing set
+                }
+                if stage.admit(&record) { batch.records.append(record) }
+                evaluated += 1
+            }
+            _ = stage.keep(batch)
+        }
+        #expect(evaluated > 0)
+    }
+}
