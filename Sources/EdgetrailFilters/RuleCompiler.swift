@@ -126,6 +126,31 @@ public enum RuleCompiler {
                     guard case .number(let a) = lhs(context), case .number(let b) = rhs(context) else { return .missing }
                     return .number(a + sign * b)
                 }
+            case "<", "<=", ">", ">=":
+                // Chosen once here, not per record.
+                let order: @Sendable (Double, Double) -> Bool =
+                    switch op {
+                    case "<": { $0 < $1 }
+                    case "<=": { $0 <= $1 }
+                    case ">": { $0 > $1 }
+                    default: { $0 >= $1 }
+                    }
+                return { context in
+                    guard case .number(let a) = lhs(context), case .number(let b) = rhs(context) else {
+                        return .boolean(false)
+                    }
+                    return .boolean(order(a, b))
+                }
+            case "==", "!=":
+                if case .string(let constant, _) = right {
+                    // The common case, a field against a string literal.
+                    let equal = op == "=="
+                    return { context in
+                        guard case .string(let value) = lhs(context) else { return .boolean(!equal) }
+                        return .boolean((value == constant) == equal)
+                    }
+                }
+                return { context in .boolean(compare(op, lhs(context), rhs(context))) }
             default:
                 return { context in .boolean(compare(op, lhs(context), rhs(context))) }
             }
@@ -162,18 +187,17 @@ public enum RuleCompiler {
     }
 
     static func fieldReader(_ field: FieldReference) -> Evaluator {
-        let kind = field.kind
         let name = field.name
-        let key = field.key
-        if kind == .cookie {
+        if field.kind == .cookie {
             return { context in
                 guard let batch = context.batch else { return .missing }
                 return RecordFields.cookieField(name, batch)
             }
         }
+        let read = RecordFields.accessor(kind: field.kind, name: name, key: field.key)
         return { context in
-            guard let record = context.record, RecordFields.kind(of: record) == kind else { return .missing }
-            return RecordFields.field(name, key: key, of: record)
+            guard let record = context.record else { return .missing }
+            return read(record)
         }
     }
 }
@@ -186,6 +210,58 @@ enum RecordFields {
         case .flow: .flow
         case .snapshot: .snapshot
         case nil: nil
+        }
+    }
+
+    /// A reader for one field, chosen when the rule is compiled (no name lookups per record).
+    static func accessor(kind: RecordKind, name: String, key: String?) -> @Sendable (Edgetrail_V1_Record) -> Value {
+        switch (kind, name) {
+        case (.span, "service"):
+            return { record in
+                guard case .span = record.kind else { return .missing }
+                return .string(record.service)
+            }
+        case (.span, "operation"):
+            return { record in
+                guard case .span(let span) = record.kind else { return .missing }
+                return .string(span.operation)
+            }
+        case (.span, "duration_ms"):
+            return { record in
+                guard case .span(let span) = record.kind else { return .missing }
+                return .number(Double(span.endNs &- span.startNs) / 1e6)
+            }
+        case (.span, "tags"):
+            let key = key ?? ""
+            return { record in
+                guard case .span(let span) = record.kind, let value = span.tags[key] else { return .missing }
+                return .string(value)
+            }
+        case (.flow, "bytes_in"):
+            return { record in
+                guard case .flow(let flow) = record.kind else { return .missing }
+                return .number(Double(flow.bytesIn))
+            }
+        case (.flow, "bytes_out"):
+            return { record in
+                guard case .flow(let flow) = record.kind else { return .missing }
+                return .number(Double(flow.bytesOut))
+            }
+        case (.flow, "dport"):
+            return { record in
+                guard case .flow(let flow) = record.kind else { return .missing }
+                return .number(Double(flow.tuple.dstPort))
+            }
+        case (.snapshot, "key"):
+            return { record in
+                guard case .snapshot(let snapshot) = record.kind else { return .missing }
+                return .string(snapshot.key)
+            }
+        default:
+            return { record in
+                guard RecordFields.kind(of: record) == kind else { return .missing }
+                return RecordFields.field(name, key: key, of: record)
+            }
         }
     }
 
@@ -262,10 +338,23 @@ enum RecordFields {
     }
 }
 
+extension RecordKind {
+    /// The record kind tag the collector's filter stage indexes rules by (cookie rules have none).
+    var tag: RecordKindTag {
+        switch self {
+        case .span: .span
+        case .flow: .flow
+        case .snapshot, .cookie: .snapshot
+        }
+    }
+}
+
 struct CompiledDropRule: RecordRule {
     let name: String
     let kind: RecordKind
     let condition: Evaluator?
+
+    var recordKind: RecordKindTag { kind.tag }
 
     func apply(to record: inout Edgetrail_V1_Record) -> (matched: Bool, verdict: RecordVerdict) {
         guard RecordFields.kind(of: record) == kind else { return (false, .keep) }
@@ -279,6 +368,8 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
     let field: FieldReference
     let regex: NSRegularExpression?
     let replacement: String
+
+    var recordKind: RecordKindTag { field.kind.tag }
 
     private func redact(_ text: String) -> String? {
         guard let regex else { return replacement }

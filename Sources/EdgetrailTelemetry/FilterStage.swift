@@ -7,10 +7,26 @@ public enum RecordVerdict: Sendable, Equatable {
     case drop
 }
 
+/// The kinds of record a record rule can be about.
+public enum RecordKindTag: Sendable, Hashable {
+    case span, flow, snapshot
+
+    public init?(_ record: Edgetrail_V1_Record) {
+        switch record.kind {
+        case .span: self = .span
+        case .flow: self = .flow
+        case .snapshot: self = .snapshot
+        case nil: return nil
+        }
+    }
+}
+
 /// A rule applied to each record as it arrives: may drop it or redact it in place.
 /// Returns whether the rule matched (for its counter) and the verdict.
 public protocol RecordRule: Sendable {
     var name: String { get }
+    /// The only kind of record the rule can match; the stage skips it for the others.
+    var recordKind: RecordKindTag { get }
     func apply(to record: inout Edgetrail_V1_Record) -> (matched: Bool, verdict: RecordVerdict)
 }
 
@@ -49,7 +65,11 @@ public struct FilterRules: Sendable {
 /// wins; redactions accumulate), cookie-level rules when a cookie closes (the first keep or
 /// drop decides; otherwise keep). Counts matches per rule.
 public struct FilterStage: Sendable {
-    public private(set) var rules: FilterRules
+    public private(set) var rules: FilterRules {
+        didSet { index() }
+    }
+    /// Record rules by the kind they apply to, in file order.
+    private var byKind: [RecordKindTag: [any RecordRule]] = [:]
     /// Matches per rule name since start (kept across rule swaps).
     public private(set) var matches: [String: Int] = [:]
     public private(set) var droppedRecords = 0
@@ -58,6 +78,11 @@ public struct FilterStage: Sendable {
 
     public init(rules: FilterRules = .passThrough) {
         self.rules = rules
+        index()
+    }
+
+    private mutating func index() {
+        byKind = Dictionary(grouping: rules.recordRules, by: \.recordKind)
     }
 
     /// Replaces the rules; the pipeline calls it between cookies.
@@ -67,7 +92,8 @@ public struct FilterStage: Sendable {
 
     /// Applies record-level rules; false when the record is dropped.
     public mutating func admit(_ record: inout Edgetrail_V1_Record) -> Bool {
-        for rule in rules.recordRules {
+        guard !byKind.isEmpty, let kind = RecordKindTag(record), let relevant = byKind[kind] else { return true }
+        for rule in relevant {
             let (matched, verdict) = rule.apply(to: &record)
             if matched { matches[rule.name, default: 0] += 1 }
             if verdict == .drop {
