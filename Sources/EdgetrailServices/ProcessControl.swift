@@ -89,7 +89,12 @@ enum ProcessControl {
             let close = stat.lastIndex(of: ")")
         {
             let state = stat[stat.index(close, offsetBy: 2)...].prefix(1)
-            return state != "Z" && state != "X"
+            if state == "Z" || state == "X" {
+                // It exited after the first look; reap it if it is our child, so it is gone.
+                _ = waitpid(pid, &status, WNOHANG)
+                return false
+            }
+            return true
         }
         return true
     }

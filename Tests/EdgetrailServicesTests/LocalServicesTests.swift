@@ -31,7 +31,10 @@ struct LocalServicesTests {
         let stopped = services.down()
         #expect(Set(stopped) == Set(ServiceKind.defaults))
         #expect(services.status(ServiceKind.defaults).allSatisfy { !$0.isUp })
-        for pid in pids { #expect(kill(pid, 0) != 0, "process \(pid) still runs after down") }
+        for pid in pids {
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "gone"
+            #expect(kill(pid, 0) != 0 || state.contains(") Z"), "process \(pid) still runs after down: \(state)")
+        }
         for kind in ServiceKind.defaults {
             #expect(!SocketProbe.isListening(fixture.configuration.endpoint(of: kind)))
         }
