@@ -182,11 +182,4 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func step(_ text: String) { print("==> \(text)") }
-
-    private func describe(_ verdict: ScanVerdict) -> String {
-        switch verdict {
-        case .clean: "clean"
-        case .infected(let signature): "infected (\(signature))"
-        }
-    }
 }

@@ -425,9 +425,6 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
                 return (false, .keep)
             }
             return (true, .keep)
-        case (.flow, .flow):
-            guard field.name == "proto" || field.name == "action" else { return (false, .keep) }
-            return (false, .keep)
         default:
             return (false, .keep)
         }
