@@ -83,7 +83,7 @@ public final class CollectorPipeline: @unchecked Sendable {
                 journal.acknowledge([entry.id])
                 continue
             }
-            queue.put(IntakeItem(records: container.records, origin: entry.id, source: "journal"))
+            queue.put(IntakeItem(records: container.records, encoded: [], origin: entry.id, source: "journal"))
         }
         if !journal.recovered.isEmpty {
             logger.notice(
@@ -102,11 +102,12 @@ public final class CollectorPipeline: @unchecked Sendable {
             countRefused(source, records.count)
             return .full("the collector's intake queue is full; retry shortly")
         }
-        var container = Edgetrail_V1_CookieBatch()
-        container.records = records
+        // Each record is encoded once: the journal entry and, later, the shipped batch frame
+        // the same bytes.
+        let encoded = records.map(RecordWire.encode)
         let id: UInt64
         do {
-            id = try journal.append(try container.serializedBytes())
+            id = try journal.append(RecordWire.container(encoded))
         } catch {
             countRefused(source, records.count)
             logger.warning(
@@ -114,7 +115,7 @@ public final class CollectorPipeline: @unchecked Sendable {
                                                               "error": "\(error)"])
             return .full("\(error)")
         }
-        let item = IntakeItem(records: records, origin: id, source: source)
+        let item = IntakeItem(records: records, encoded: encoded, origin: id, source: source)
         let queued = wait ? queue.put(item) : queue.offer(item)
         if !queued {
             // Shutting down (or filled meanwhile): the journal keeps the records for the next start.
@@ -193,12 +194,16 @@ public final class CollectorPipeline: @unchecked Sendable {
         var released: [JoinedBatch] = []
         for item in items {
             remaining[item.origin, default: 0] += item.records.count
-            for var record in item.records {
-                guard filters.admit(&record) else {
+            let hasBytes = item.encoded.count == item.records.count
+            for (index, var record) in item.records.enumerated() {
+                var modified = false
+                guard filters.admit(&record, modified: &modified) else {
                     finished([item.origin])
                     continue
                 }
-                released += join.add(record, origin: item.origin, now: now)
+                // A redacted record is encoded again when its batch goes out.
+                let bytes = hasBytes && !modified ? item.encoded[index] : []
+                released += join.add(record, encoded: bytes, origin: item.origin, now: now)
             }
         }
         released += join.tick(now: now)
@@ -217,7 +222,7 @@ public final class CollectorPipeline: @unchecked Sendable {
             capture?.write(joined.batch)
             if filters.keep(joined.batch) {
                 do {
-                    try sink.ship(joined.batch)
+                    try sink.ship(joined.batch, encodedRecords: joined.encodedRecords)
                 } catch {
                     // Counted and logged by the sink (spool full).
                 }

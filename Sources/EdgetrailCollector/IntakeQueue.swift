@@ -4,6 +4,8 @@ import Foundation
 /// Records accepted by a source, tagged with the intake journal entry that holds them.
 public struct IntakeItem: Sendable {
     public var records: [Edgetrail_V1_Record]
+    /// Each record's protobuf bytes (as journaled); empty when they are to be encoded later.
+    public var encoded: [[UInt8]]
     public var origin: UInt64
     public var source: String
 }

@@ -2,6 +2,7 @@ import EdgetrailCore
 import EdgetrailKafka
 import EdgetrailProto
 import EdgetrailSpool
+import EdgetrailTelemetry
 import Logging
 import SwiftProtobuf
 #if canImport(Glibc)
@@ -118,11 +119,16 @@ public final class KafkaSink {
     private var sentOutstanding: Int { inFlight.count - backlogBatches }
 
     /// Spools and sends one batch. Throws `SpoolError.full` (after counting and logging what it
-    /// refused) when the spool has no room; nothing is lost silently.
-    public func ship(_ batch: Edgetrail_V1_CookieBatch) throws {
-        let value: [UInt8] = try batch.serializedBytes()
-        var payload = Array(Cookie(batch.cookie).hex.utf8)
-        payload += value
+    /// refused) when the spool has no room; nothing is lost silently. With `encodedRecords`
+    /// (each record's bytes, in order) the records are framed as they are, not encoded again.
+    public func ship(_ batch: Edgetrail_V1_CookieBatch, encodedRecords: [[UInt8]]? = nil) throws {
+        let key = Array(Cookie(batch.cookie).hex.utf8)
+        let payload: [UInt8]
+        if let encodedRecords {
+            payload = RecordWire.batchBytes(batch, encoded: encodedRecords, prefix: key)
+        } else {
+            payload = key + (try batch.serializedBytes() as [UInt8])
+        }
         let id: UInt64
         do {
             id = try spool.append(payload)

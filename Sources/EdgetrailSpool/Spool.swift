@@ -167,15 +167,15 @@ public final class Spool: @unchecked Sendable {
         }
         let segment = try activeSegment()
         let id = nextID
+        // length, CRC-32 of (id, payload), id, payload — built in one buffer, the CRC filled in last.
         var record = [UInt8]()
         record.reserveCapacity(entryBytes)
         Self.appendLittleEndian(UInt32(payload.count), to: &record)
-        var checked = [UInt8]()
-        checked.reserveCapacity(8 + payload.count)
-        Self.appendLittleEndian(id, to: &checked)
-        checked += payload
-        Self.appendLittleEndian(CRC32.checksum(checked), to: &record)
-        record += checked
+        Self.appendLittleEndian(UInt32(0), to: &record)
+        Self.appendLittleEndian(id, to: &record)
+        record += payload
+        let crc = record.withUnsafeBufferPointer { CRC32.checksum(UnsafeBufferPointer(rebasing: $0[8...])) }
+        withUnsafeBytes(of: crc.littleEndian) { record.replaceSubrange(4..<8, with: $0) }
         guard Self.writeAll(segment.logFD, record) else {
             // Cut off whatever part of the entry reached the file, so the segment stays readable.
             ftruncate(segment.logFD, off_t(segment.bytes))
@@ -330,8 +330,10 @@ public final class Spool: @unchecked Sendable {
             let crc = UInt32(truncatingIfNeeded: readLittleEndian(bytes, at: offset + 4, count: 4))
             let end = offset + headerBytes + length
             guard end <= bytes.count else { break }
-            let checked = Array(bytes[(offset + 8)..<end])
-            guard CRC32.checksum(checked) == crc else { break }
+            let actual = bytes.withUnsafeBufferPointer {
+                CRC32.checksum(UnsafeBufferPointer(rebasing: $0[(offset + 8)..<end]))
+            }
+            guard actual == crc else { break }
             let id = readLittleEndian(bytes, at: offset + 8)
             entries.append(SpoolEntry(id: id, payload: Array(bytes[(offset + headerBytes)..<end])))
             offset = end
@@ -369,9 +371,7 @@ public final class Spool: @unchecked Sendable {
 
 /// CRC-32 (IEEE 802.3, zlib's implementation), to tell a torn or damaged entry from a whole one.
 enum CRC32 {
-    static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        bytes.withUnsafeBufferPointer { buffer in
-            UInt32(crc32(0, buffer.baseAddress, uInt(buffer.count)))
-        }
+    static func checksum(_ buffer: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        UInt32(crc32(0, buffer.baseAddress, uInt(buffer.count)))
     }
 }

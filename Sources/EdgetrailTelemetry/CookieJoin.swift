@@ -46,6 +46,13 @@ public struct JoinedBatch: Sendable {
     public var reason: JoinRelease
     /// For each record, the origin tag it was added with (e.g. its intake journal entry).
     public var origins: [UInt64]
+    /// For each record, its protobuf bytes (as handed to `add`, or encoded on release).
+    public var encodedRecords: [[UInt8]]
+
+    /// The batch's protobuf bytes after `prefix`, framing the records' bytes as they are.
+    public func serializedBytes(prefix: [UInt8] = []) -> [UInt8] {
+        RecordWire.batchBytes(batch, encoded: encodedRecords, prefix: prefix)
+    }
 }
 
 /// Holds records per cookie until the session ends or goes idle, then releases them together as
@@ -56,6 +63,8 @@ public struct CookieJoin: Sendable {
     private struct Open {
         var records: [Edgetrail_V1_Record] = []
         var origins: [UInt64] = []
+        /// Each record's bytes; empty when not handed in (encoded on release).
+        var encoded: [[UInt8]] = []
         var seq: UInt32 = 0
         var lastSeen: UInt64
         var rootSpanSeen = false
@@ -79,8 +88,11 @@ public struct CookieJoin: Sendable {
     public var trackedCookies: Int { cookies.count }
 
     /// Takes one record at time `now`; returns any batches that must go out because of it.
-    /// `origin` is handed back with the record when its batch is released.
-    public mutating func add(_ record: Edgetrail_V1_Record, origin: UInt64 = 0, now: UInt64) -> [JoinedBatch] {
+    /// `origin` is handed back with the record when its batch is released; `encoded`, the
+    /// record's protobuf bytes if the caller has them, is reused when the batch is encoded.
+    public mutating func add(
+        _ record: Edgetrail_V1_Record, encoded: [UInt8] = [], origin: UInt64 = 0, now: UInt64
+    ) -> [JoinedBatch] {
         var released: [JoinedBatch] = []
         let cookie = record.cookie
         let existing = cookies[cookie]
@@ -97,6 +109,7 @@ public struct CookieJoin: Sendable {
         }
         state.records.append(record)
         state.origins.append(origin)
+        state.encoded.append(encoded)
         openRecords += 1
         if state.records.count >= configuration.maxRecordsPerCookie {
             released.append(release(&state, cookie: cookie, final: false, reason: .cookieFull))
@@ -174,11 +187,16 @@ public struct CookieJoin: Sendable {
         batch.createdAtNs = state.lastSeen
         batch.records = state.records
         let origins = state.origins
+        var encoded = state.encoded
+        for index in encoded.indices where encoded[index].isEmpty {
+            encoded[index] = RecordWire.encode(state.records[index])
+        }
         openRecords -= state.records.count
         state.records.removeAll(keepingCapacity: false)
         state.origins.removeAll(keepingCapacity: false)
+        state.encoded.removeAll(keepingCapacity: false)
         state.seq += 1
-        return JoinedBatch(batch: batch, reason: reason, origins: origins)
+        return JoinedBatch(batch: batch, reason: reason, origins: origins, encodedRecords: encoded)
     }
 
     private func deadline(of state: Open) -> UInt64 {

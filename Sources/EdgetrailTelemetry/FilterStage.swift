@@ -92,10 +92,20 @@ public struct FilterStage: Sendable {
 
     /// Applies record-level rules; false when the record is dropped.
     public mutating func admit(_ record: inout Edgetrail_V1_Record) -> Bool {
+        var modified = false
+        return admit(&record, modified: &modified)
+    }
+
+    /// Applies record-level rules; false when the record is dropped. `modified` is set when a
+    /// rule that keeps records (a redaction) matched, so the record may have changed.
+    public mutating func admit(_ record: inout Edgetrail_V1_Record, modified: inout Bool) -> Bool {
         guard !byKind.isEmpty, let kind = RecordKindTag(record), let relevant = byKind[kind] else { return true }
         for rule in relevant {
             let (matched, verdict) = rule.apply(to: &record)
-            if matched { matches[rule.name, default: 0] += 1 }
+            if matched {
+                matches[rule.name, default: 0] += 1
+                if verdict == .keep { modified = true }
+            }
             if verdict == .drop {
                 droppedRecords += 1
                 return false
