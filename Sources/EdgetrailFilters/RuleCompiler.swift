@@ -45,12 +45,16 @@ public enum RuleCompiler {
                 case .sample(let percent):
                     samplers.append(CompiledSampleRule(name: name, condition: condition, percent: percent))
                 case .drop(let kind):
-                    recordRules.append(CompiledDropRule(name: name, kind: kind, condition: condition))
+                    recordRules.append(
+                        CompiledDropRule(
+                            name: name, kind: kind, condition: condition,
+                            ruleGuard: statement.condition.flatMap(RuleGuards.guardOf)))
                 case .redact(let field, let pattern, let replacement):
                     recordRules.append(
                         CompiledRedactRule(
                             name: name, field: field,
-                            regex: pattern.flatMap { try? NSRegularExpression(pattern: $0) }, replacement: replacement))
+                            regex: pattern.flatMap { try? NSRegularExpression(pattern: $0) }, replacement: replacement,
+                            ruleGuard: RuleGuards.presence(of: field)))
                 }
             }
         }
@@ -205,68 +209,84 @@ public enum RuleCompiler {
 /// Reads the language's fields off records and batches.
 enum RecordFields {
     static func kind(of record: Edgetrail_V1_Record) -> RecordKind? {
-        switch record.kind {
+        record.kind.map(kind(of:))
+    }
+
+    static func kind(of payload: Payload) -> RecordKind {
+        switch payload {
         case .span: .span
         case .flow: .flow
         case .snapshot: .snapshot
-        case nil: nil
         }
     }
 
+    typealias Payload = Edgetrail_V1_Record.OneOf_Kind
+    typealias PayloadReader = @Sendable (Edgetrail_V1_Record, Payload) -> Value
+
     /// A reader for one field, chosen when the rule is compiled (no name lookups per record).
     static func accessor(kind: RecordKind, name: String, key: String?) -> @Sendable (Edgetrail_V1_Record) -> Value {
+        let read = payloadAccessor(kind: kind, name: name, key: key)
+        return { record in
+            guard let payload = record.kind else { return .missing }
+            return read(record, payload)
+        }
+    }
+
+    /// The same, for callers that have read the record's kind already (`record.kind` costs a
+    /// copy of the payload each time it is read).
+    static func payloadAccessor(kind: RecordKind, name: String, key: String?) -> PayloadReader {
         switch (kind, name) {
         case (.span, "service"):
-            return { record in
-                guard case .span = record.kind else { return .missing }
+            return { record, payload in
+                guard case .span = payload else { return .missing }
                 return .string(record.service)
             }
         case (.span, "operation"):
-            return { record in
-                guard case .span(let span) = record.kind else { return .missing }
+            return { _, payload in
+                guard case .span(let span) = payload else { return .missing }
                 return .string(span.operation)
             }
         case (.span, "duration_ms"):
-            return { record in
-                guard case .span(let span) = record.kind else { return .missing }
+            return { _, payload in
+                guard case .span(let span) = payload else { return .missing }
                 return .number(Double(span.endNs &- span.startNs) / 1e6)
             }
         case (.span, "tags"):
             let key = key ?? ""
-            return { record in
-                guard case .span(let span) = record.kind, let value = span.tags[key] else { return .missing }
+            return { _, payload in
+                guard case .span(let span) = payload, let value = span.tags[key] else { return .missing }
                 return .string(value)
             }
         case (.flow, "bytes_in"):
-            return { record in
-                guard case .flow(let flow) = record.kind else { return .missing }
+            return { _, payload in
+                guard case .flow(let flow) = payload else { return .missing }
                 return .number(Double(flow.bytesIn))
             }
         case (.flow, "bytes_out"):
-            return { record in
-                guard case .flow(let flow) = record.kind else { return .missing }
+            return { _, payload in
+                guard case .flow(let flow) = payload else { return .missing }
                 return .number(Double(flow.bytesOut))
             }
         case (.flow, "dport"):
-            return { record in
-                guard case .flow(let flow) = record.kind else { return .missing }
+            return { _, payload in
+                guard case .flow(let flow) = payload else { return .missing }
                 return .number(Double(flow.tuple.dstPort))
             }
         case (.snapshot, "key"):
-            return { record in
-                guard case .snapshot(let snapshot) = record.kind else { return .missing }
+            return { _, payload in
+                guard case .snapshot(let snapshot) = payload else { return .missing }
                 return .string(snapshot.key)
             }
         default:
-            return { record in
-                guard RecordFields.kind(of: record) == kind else { return .missing }
-                return RecordFields.field(name, key: key, of: record)
+            return { record, payload in
+                guard RecordFields.kind(of: payload) == kind else { return .missing }
+                return RecordFields.field(name, key: key, of: record, payload)
             }
         }
     }
 
-    static func field(_ name: String, key: String?, of record: Edgetrail_V1_Record) -> Value {
-        switch record.kind {
+    static func field(_ name: String, key: String?, of record: Edgetrail_V1_Record, _ payload: Payload) -> Value {
+        switch payload {
         case .span(let span):
             switch name {
             case "service": return .string(record.service)
@@ -316,8 +336,6 @@ enum RecordFields {
             case "service": return .string(record.service)
             default: return .missing
             }
-        case nil:
-            return .missing
         }
     }
 
@@ -353,6 +371,7 @@ struct CompiledDropRule: RecordRule {
     let name: String
     let kind: RecordKind
     let condition: Evaluator?
+    let ruleGuard: RuleGuard?
 
     var recordKind: RecordKindTag { kind.tag }
 
@@ -368,6 +387,7 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
     let field: FieldReference
     let regex: NSRegularExpression?
     let replacement: String
+    let ruleGuard: RuleGuard?
 
     var recordKind: RecordKindTag { field.kind.tag }
 
@@ -460,5 +480,60 @@ struct CompiledSampleRule: CookieRule {
     func decide(_ batch: Edgetrail_V1_CookieBatch) -> CookieVerdict {
         guard condition?(EvaluationContext(batch: batch)).boolean ?? true else { return .undecided }
         return Self.bucket(batch.cookie) < percent ? .keep : .drop
+    }
+}
+
+/// Finds, in a rule's condition, a field it needs to have one value (see `RuleGuard`).
+enum RuleGuards {
+    /// The first conjunct of the condition's top-level `and` chain that is `field == literal`.
+    static func guardOf(_ condition: Expression) -> RuleGuard? {
+        switch condition {
+        case .binary(let op, let left, let right, _) where op == "and":
+            return guardOf(left) ?? guardOf(right)
+        case .binary(let op, .field(let field), let literal, _) where op == "==",
+            .binary(let op, let literal, .field(let field), _) where op == "==":
+            return equality(field, literal)
+        default:
+            return nil
+        }
+    }
+
+    /// `redact span.tags["k"]` changes nothing on a span without the tag "k".
+    static func presence(of field: FieldReference) -> RuleGuard? {
+        guard field.kind == .span, field.name == "tags", let key = field.key else { return nil }
+        return tagKeys(.string(key))
+    }
+
+    private static func equality(_ field: FieldReference, _ literal: Expression) -> RuleGuard? {
+        let key: GuardKey
+        switch literal {
+        case .string(let value, _): key = .string(value)
+        case .number(let value, _): key = .number(value)
+        default: return nil
+        }
+        switch (field.kind, field.name) {
+        case (.cookie, _):
+            return nil
+        case (.span, "tags"):
+            // A missing tag equals nothing, so the rule needs the tag to be there.
+            return field.key.map { tagKeys(.string($0)) }
+        default:
+            // The same reader the condition itself uses, so the guard cannot disagree with it.
+            let read = RecordFields.payloadAccessor(kind: field.kind, name: field.name, key: field.key)
+            return RuleGuard(field: field.description, key: key) { record, payload, visit in
+                switch read(record, payload) {
+                case .string(let value): visit(.string(value))
+                case .number(let value): visit(.number(value))
+                default: break
+                }
+            }
+        }
+    }
+
+    private static func tagKeys(_ key: GuardKey) -> RuleGuard {
+        RuleGuard(field: "span.tags", key: key) { _, kind, visit in
+            guard case .span(let span) = kind else { return }
+            for tag in span.tags.keys { visit(.string(tag)) }
+        }
     }
 }

@@ -21,13 +21,45 @@ public enum RecordKindTag: Sendable, Hashable {
     }
 }
 
+/// A value a record field must have for a rule to be able to match.
+public enum GuardKey: Hashable, Sendable {
+    case string(String)
+    case number(Double)
+}
+
+/// What lets the stage skip a rule without running it: the rule can only match a record whose
+/// `field` has the value `key` (e.g. `drop span where span.service == "x" and …` needs the
+/// service "x"; `redact span.tags["k"]` needs a tag "k"). Rules guarded by the same field share
+/// one read and one table look-up per record, so a hundred such rules cost about one.
+public struct RuleGuard: Sendable {
+    public typealias Reader = @Sendable (Edgetrail_V1_Record, Edgetrail_V1_Record.OneOf_Kind, (GuardKey) -> Void) -> Void
+
+    /// Names the field ("span.service"); rules naming the same field must read it the same way.
+    public var field: String
+    public var key: GuardKey
+    /// Calls `visit` with each value the record has for the field (for a map field, each key).
+    public var read: Reader
+
+    public init(field: String, key: GuardKey, read: @escaping Reader) {
+        self.field = field
+        self.key = key
+        self.read = read
+    }
+}
+
 /// A rule applied to each record as it arrives: may drop it or redact it in place.
 /// Returns whether the rule matched (for its counter) and the verdict.
 public protocol RecordRule: Sendable {
     var name: String { get }
     /// The only kind of record the rule can match; the stage skips it for the others.
     var recordKind: RecordKindTag { get }
+    /// When set, the rule cannot match a record whose guard field lacks the guard's value.
+    var ruleGuard: RuleGuard? { get }
     func apply(to record: inout Edgetrail_V1_Record) -> (matched: Bool, verdict: RecordVerdict)
+}
+
+extension RecordRule {
+    public var ruleGuard: RuleGuard? { nil }
 }
 
 /// What a cookie-level rule decided for a whole cookie.
@@ -61,17 +93,74 @@ public struct FilterRules: Sendable {
     public static let passThrough = FilterRules(version: "none")
 }
 
+/// The record rules of one kind, with the tables that pick, per record, the few that can match.
+/// A class: the stage reads it once per record without copying its arrays.
+final class RuleIndex: Sendable {
+    /// Rules of this kind in file order, and each one's position in `FilterRules.recordRules`.
+    let rules: [any RecordRule]
+    let positions: [Int]
+    /// Rules that must always run (no guard), as indexes into `rules`, ascending.
+    let unguarded: [Int]
+    /// Per guarded field: how to read it and which rules each value lets through.
+    let guards: [(read: RuleGuard.Reader, table: [GuardKey: [Int]])]
+
+    init(_ entries: [(position: Int, rule: any RecordRule)]) {
+        var unguarded: [Int] = []
+        var guards: [(read: RuleGuard.Reader, table: [GuardKey: [Int]])] = []
+        var fields: [String: Int] = [:]
+        for (local, entry) in entries.enumerated() {
+            guard let ruleGuard = entry.rule.ruleGuard else {
+                unguarded.append(local)
+                continue
+            }
+            let slot = fields[ruleGuard.field] ?? guards.count
+            if slot == guards.count {
+                guards.append((ruleGuard.read, [:]))
+                fields[ruleGuard.field] = slot
+            }
+            guards[slot].table[ruleGuard.key, default: []].append(local)
+        }
+        self.rules = entries.map(\.rule)
+        self.positions = entries.map(\.position)
+        self.unguarded = unguarded
+        self.guards = guards
+    }
+
+    /// The rules that can match `record`, ascending (file order).
+    func candidates(_ record: Edgetrail_V1_Record, _ kind: Edgetrail_V1_Record.OneOf_Kind) -> [Int] {
+        var result = unguarded
+        var sources = result.isEmpty ? 0 : 1
+        for (read, table) in guards {
+            read(record, kind) { key in
+                if let hits = table[key] {
+                    result += hits
+                    sources += 1
+                }
+            }
+        }
+        if sources > 1 { result.sort() }
+        return result
+    }
+}
+
 /// The pipeline's filter stage: record-level rules in order as records arrive (the first drop
 /// wins; redactions accumulate), cookie-level rules when a cookie closes (the first keep or
 /// drop decides; otherwise keep). Counts matches per rule.
+///
+/// Record rules are indexed by kind and by their guards (`RuleGuard`): a record runs only the
+/// rules that can match it, in file order. After a redaction the guards are read again, since
+/// the redacted field may be one a later rule is guarded by.
 public struct FilterStage: Sendable {
     public private(set) var rules: FilterRules {
         didSet { index() }
     }
-    /// Record rules by the kind they apply to, in file order.
-    private var byKind: [RecordKindTag: [any RecordRule]] = [:]
-    /// Matches per rule name since start (kept across rule swaps).
-    public private(set) var matches: [String: Int] = [:]
+    /// Record rules by the kind they apply to (span, flow, snapshot).
+    private var indexes: [RuleIndex?] = []
+    /// Matches of each record rule (by position) and cookie rule (by name) of the current rules.
+    private var recordMatches: [Int] = []
+    private var cookieMatches: [String: Int] = [:]
+    /// Matches of earlier rule sets, folded in when the rules were replaced.
+    private var earlierMatches: [String: Int] = [:]
     public private(set) var droppedRecords = 0
     public private(set) var droppedCookies = 0
     public private(set) var droppedCookieRecords = 0
@@ -81,12 +170,28 @@ public struct FilterStage: Sendable {
         index()
     }
 
+    /// Matches per rule name since start (kept across rule swaps).
+    public var matches: [String: Int] {
+        var result = earlierMatches
+        for (position, count) in recordMatches.enumerated() where count > 0 {
+            result[rules.recordRules[position].name, default: 0] += count
+        }
+        result.merge(cookieMatches, uniquingKeysWith: +)
+        return result
+    }
+
     private mutating func index() {
-        byKind = Dictionary(grouping: rules.recordRules, by: \.recordKind)
+        let byKind = Dictionary(
+            grouping: rules.recordRules.enumerated().map { (position: $0.offset, rule: $0.element) },
+            by: \.rule.recordKind)
+        indexes = [RecordKindTag.span, .flow, .snapshot].map { kind in byKind[kind].map(RuleIndex.init) }
+        recordMatches = Array(repeating: 0, count: rules.recordRules.count)
+        cookieMatches = [:]
     }
 
     /// Replaces the rules; the pipeline calls it between cookies.
     public mutating func replace(with rules: FilterRules) {
+        earlierMatches = matches
         self.rules = rules
     }
 
@@ -99,16 +204,31 @@ public struct FilterStage: Sendable {
     /// Applies record-level rules; false when the record is dropped. `modified` is set when a
     /// rule that keeps records (a redaction) matched, so the record may have changed.
     public mutating func admit(_ record: inout Edgetrail_V1_Record, modified: inout Bool) -> Bool {
-        guard !byKind.isEmpty, let kind = RecordKindTag(record), let relevant = byKind[kind] else { return true }
-        for rule in relevant {
-            let (matched, verdict) = rule.apply(to: &record)
-            if matched {
-                matches[rule.name, default: 0] += 1
-                if verdict == .keep { modified = true }
-            }
+        // `record.kind` copies the payload (every field of a span): read it once per record.
+        guard !rules.recordRules.isEmpty, let kind = record.kind else { return true }
+        let slot: Int
+        switch kind {
+        case .span: slot = 0
+        case .flow: slot = 1
+        case .snapshot: slot = 2
+        }
+        guard let index = indexes[slot] else { return true }
+        var candidates = index.candidates(record, kind)
+        var next = 0
+        while next < candidates.count {
+            let local = candidates[next]
+            next += 1
+            let (matched, verdict) = index.rules[local].apply(to: &record)
+            guard matched else { continue }
+            recordMatches[index.positions[local]] += 1
             if verdict == .drop {
                 droppedRecords += 1
                 return false
+            }
+            modified = true
+            if !index.guards.isEmpty, let changed = record.kind {
+                candidates = index.candidates(record, changed).filter { $0 > local }
+                next = 0
             }
         }
         return true
@@ -121,10 +241,10 @@ public struct FilterStage: Sendable {
             case .undecided:
                 continue
             case .keep:
-                matches[rule.name, default: 0] += 1
+                cookieMatches[rule.name, default: 0] += 1
                 return true
             case .drop:
-                matches[rule.name, default: 0] += 1
+                cookieMatches[rule.name, default: 0] += 1
                 droppedCookies += 1
                 droppedCookieRecords += batch.records.count
                 return false

@@ -227,4 +227,77 @@ struct RulePropertyTests {
         }
         #expect(evaluated > 0)
     }
+
+    @Test("rules picked by their guards decide exactly as running every rule in file order")
+    func guardedIndexMatchesPlainOrder() throws {
+        var generator = SystemRandomNumberGenerator()
+        func pick<T>(_ values: [T]) -> T { values.randomElement(using: &generator)! }
+        let services = ["s1", "s2", "s3"]
+        let tags = ["k1", "k2", "k3"]
+        let ruleShapes: [() -> String] = [
+            { "drop span where span.service == \"\(pick(services))\"" },
+            { "drop span where span.duration_ms < 5 and span.service == \"\(pick(services))\"" },
+            { "drop span where span.tags[\"\(pick(tags))\"] == \"v\(Int.random(in: 1...2))\"" },
+            { "drop span where span.service == \"\(pick(services))\" or span.duration_ms > 8" },
+            // Redactions that change a field later rules are guarded by.
+            { "redact span.service matching /\(pick(services))/ with \"\(pick(services))\"" },
+            { "redact span.tags[\"\(pick(tags))\"] with \"v\(Int.random(in: 1...2))\"" },
+            { "drop flow where flow.dport == \(pick([80, 443, 8080]))" },
+            { "drop flow where flow.bytes_in > 500" },
+            { "drop snapshot where snapshot.key == \"\(pick(["a", "b"]))\"" },
+        ]
+        var compared = 0
+        for _ in 0..<300 {
+            let text = (0..<Int.random(in: 1...12, using: &generator)).map { _ in pick(ruleShapes)() }
+                .joined(separator: "\n")
+            let rules = RuleCompiler.compile([try RuleFile.parse(text, fileName: "g.rules")], version: "g")
+            var stage = FilterStage(rules: rules)
+            var expectedMatches: [String: Int] = [:]
+            for _ in 0..<40 {
+                var record = Edgetrail_V1_Record()
+                switch Int.random(in: 0...2, using: &generator) {
+                case 0:
+                    record.service = pick(services)
+                    record.span.endNs = UInt64.random(in: 0...10, using: &generator) * 1_000_000
+                    for tag in tags where Bool.random(using: &generator) {
+                        record.span.tags[tag] = "v\(Int.random(in: 1...2, using: &generator))"
+                    }
+                case 1:
+                    record.flow.tuple.dstPort = pick([80, 443, 8080])
+                    record.flow.bytesIn = UInt64.random(in: 0...1000, using: &generator)
+                default:
+                    record.snapshot.key = pick(["a", "b", "c"])
+                }
+                // The reference: every rule, in file order, the first drop wins.
+                var plain = record
+                var plainKept = true
+                for rule in rules.recordRules {
+                    let (matched, verdict) = rule.apply(to: &plain)
+                    if matched { expectedMatches[rule.name, default: 0] += 1 }
+                    if verdict == .drop {
+                        plainKept = false
+                        break
+                    }
+                }
+                var indexed = record
+                let kept = stage.admit(&indexed)
+                #expect(kept == plainKept, "rules:\n\(text)\nrecord: \(record)")
+                if kept { #expect(indexed == plain, "rules:\n\(text)\nrecord: \(record)") }
+                compared += 1
+            }
+            #expect(stage.matches == expectedMatches.filter { $0.value > 0 }, "rules:\n\(text)")
+        }
+        #expect(compared == 12_000)
+    }
+
+    @Test("match counts survive a rule swap")
+    func countsSurviveSwap() throws {
+        var filters = try stage("drop span where span.service == \"x\"")
+        var record = span("x", ms: 1)
+        _ = filters.admit(&record)
+        filters.replace(with: RuleCompiler.compile([try RuleFile.parse("drop span where span.service == \"x\"", fileName: "f.rules")], version: "2"))
+        var again = span("x", ms: 1)
+        _ = filters.admit(&again)
+        #expect(filters.matches == ["f.rules:1": 2])
+    }
 }
