@@ -292,7 +292,7 @@ enum RecordFields {
             case "service": return .string(record.service)
             case "operation": return .string(span.operation)
             case "duration_ms": return .number(Double(span.endNs &- span.startNs) / 1e6)
-            case "status": return .string(span.status == .error ? "error" : span.status == .ok ? "ok" : "unset")
+            case "status": return .string(span.status.ruleName)
             case "tags": return key.flatMap { span.tags[$0] }.map(Value.string) ?? .missing
             case "trace_id": return .string(span.traceID.hexString)
             case "span_id": return .string(span.spanID.hexString)
@@ -305,13 +305,8 @@ enum RecordFields {
             case "dst": return .address([UInt8](flow.tuple.dstIp))
             case "sport": return .number(Double(flow.tuple.srcPort))
             case "dport": return .number(Double(flow.tuple.dstPort))
-            case "proto":
-                return .string(flow.tuple.protocol == 6 ? "tcp" : flow.tuple.protocol == 17 ? "udp" : String(flow.tuple.protocol))
-            case "action":
-                let names: [Edgetrail_V1_DatapathAction: String] = [
-                    .redirect: "redirect", .copy: "copy", .deny: "deny", .ratelimit: "ratelimit", .pass: "pass",
-                ]
-                return .string(names[flow.action] ?? "pass")
+            case "proto": return .string(flow.tuple.protocolRuleName)
+            case "action": return .string(flow.action.ruleName)
             case "packets_in": return .number(Double(flow.packetsIn))
             case "packets_out": return .number(Double(flow.packetsOut))
             case "bytes_in": return .number(Double(flow.bytesIn))
@@ -485,7 +480,8 @@ struct CompiledSampleRule: CookieRule {
 
 /// Finds, in a rule's condition, a field it needs to have one value (see `RuleGuard`).
 enum RuleGuards {
-    /// The first conjunct of the condition's top-level `and` chain that is `field == literal`.
+    /// The first conjunct of the condition's top-level `and` chain that is `field == literal`
+    /// on a field the stage can read.
     static func guardOf(_ condition: Expression) -> RuleGuard? {
         switch condition {
         case .binary(let op, let left, let right, _) where op == "and":
@@ -501,7 +497,7 @@ enum RuleGuards {
     /// `redact span.tags["k"]` changes nothing on a span without the tag "k".
     static func presence(of field: FieldReference) -> RuleGuard? {
         guard field.kind == .span, field.name == "tags", let key = field.key else { return nil }
-        return tagKeys(.string(key))
+        return RuleGuard(field: .spanTagKeys, key: .string(key))
     }
 
     private static func equality(_ field: FieldReference, _ literal: Expression) -> RuleGuard? {
@@ -511,29 +507,23 @@ enum RuleGuards {
         case .number(let value, _): key = .number(value)
         default: return nil
         }
+        let guarded: GuardField
         switch (field.kind, field.name) {
-        case (.cookie, _):
-            return nil
+        case (.span, "service"), (.snapshot, "service"): guarded = .service
+        case (.span, "operation"): guarded = .spanOperation
+        case (.span, "status"): guarded = .spanStatus
         case (.span, "tags"):
             // A missing tag equals nothing, so the rule needs the tag to be there.
-            return field.key.map { tagKeys(.string($0)) }
-        default:
-            // The same reader the condition itself uses, so the guard cannot disagree with it.
-            let read = RecordFields.payloadAccessor(kind: field.kind, name: field.name, key: field.key)
-            return RuleGuard(field: field.description, key: key) { record, payload, visit in
-                switch read(record, payload) {
-                case .string(let value): visit(.string(value))
-                case .number(let value): visit(.number(value))
-                default: break
-                }
-            }
+            guard let tag = field.key else { return nil }
+            return RuleGuard(field: .spanTagKeys, key: .string(tag))
+        case (.flow, "sport"): guarded = .flowSourcePort
+        case (.flow, "dport"): guarded = .flowDestinationPort
+        case (.flow, "proto"): guarded = .flowProtocol
+        case (.flow, "action"): guarded = .flowAction
+        case (.snapshot, "key"): guarded = .snapshotKey
+        case (.snapshot, "source"): guarded = .snapshotSource
+        default: return nil
         }
-    }
-
-    private static func tagKeys(_ key: GuardKey) -> RuleGuard {
-        RuleGuard(field: "span.tags", key: key) { _, kind, visit in
-            guard case .span(let span) = kind else { return }
-            for tag in span.tags.keys { visit(.string(tag)) }
-        }
+        return RuleGuard(field: guarded, key: key)
     }
 }

@@ -27,23 +27,36 @@ public enum GuardKey: Hashable, Sendable {
     case number(Double)
 }
 
+/// A record field a rule guard names; the stage reads it straight off the record.
+public enum GuardField: Hashable, Sendable {
+    /// `record.service` (span.service, snapshot.service).
+    case service
+    case spanOperation
+    /// The status's rule name ("ok", "error", "unset").
+    case spanStatus
+    /// The keys of `span.tags`: a guard on it means "has this tag".
+    case spanTagKeys
+    case flowSourcePort
+    case flowDestinationPort
+    /// The protocol's rule name ("tcp", "udp", or the number).
+    case flowProtocol
+    /// The action's rule name ("redirect", "copy", …).
+    case flowAction
+    case snapshotKey
+    case snapshotSource
+}
+
 /// What lets the stage skip a rule without running it: the rule can only match a record whose
 /// `field` has the value `key` (e.g. `drop span where span.service == "x" and …` needs the
 /// service "x"; `redact span.tags["k"]` needs a tag "k"). Rules guarded by the same field share
 /// one read and one table look-up per record, so a hundred such rules cost about one.
-public struct RuleGuard: Sendable {
-    public typealias Reader = @Sendable (Edgetrail_V1_Record, Edgetrail_V1_Record.OneOf_Kind, (GuardKey) -> Void) -> Void
-
-    /// Names the field ("span.service"); rules naming the same field must read it the same way.
-    public var field: String
+public struct RuleGuard: Sendable, Hashable {
+    public var field: GuardField
     public var key: GuardKey
-    /// Calls `visit` with each value the record has for the field (for a map field, each key).
-    public var read: Reader
 
-    public init(field: String, key: GuardKey, read: @escaping Reader) {
+    public init(field: GuardField, key: GuardKey) {
         self.field = field
         self.key = key
-        self.read = read
     }
 }
 
@@ -101,23 +114,19 @@ final class RuleIndex: Sendable {
     let positions: [Int]
     /// Rules that must always run (no guard), as indexes into `rules`, ascending.
     let unguarded: [Int]
-    /// Per guarded field: how to read it and which rules each value lets through.
-    let guards: [(read: RuleGuard.Reader, table: [GuardKey: [Int]])]
+    /// Per guarded field, which rules each of its values lets through.
+    let guards: [(field: GuardField, table: [GuardKey: [Int]])]
 
     init(_ entries: [(position: Int, rule: any RecordRule)]) {
         var unguarded: [Int] = []
-        var guards: [(read: RuleGuard.Reader, table: [GuardKey: [Int]])] = []
-        var fields: [String: Int] = [:]
+        var guards: [(field: GuardField, table: [GuardKey: [Int]])] = []
         for (local, entry) in entries.enumerated() {
             guard let ruleGuard = entry.rule.ruleGuard else {
                 unguarded.append(local)
                 continue
             }
-            let slot = fields[ruleGuard.field] ?? guards.count
-            if slot == guards.count {
-                guards.append((ruleGuard.read, [:]))
-                fields[ruleGuard.field] = slot
-            }
+            let slot = guards.firstIndex { $0.field == ruleGuard.field } ?? guards.count
+            if slot == guards.count { guards.append((ruleGuard.field, [:])) }
             guards[slot].table[ruleGuard.key, default: []].append(local)
         }
         self.rules = entries.map(\.rule)
@@ -130,11 +139,36 @@ final class RuleIndex: Sendable {
     func candidates(_ record: Edgetrail_V1_Record, _ kind: Edgetrail_V1_Record.OneOf_Kind) -> [Int] {
         var result = unguarded
         var sources = result.isEmpty ? 0 : 1
-        for (read, table) in guards {
-            read(record, kind) { key in
-                if let hits = table[key] {
-                    result += hits
-                    sources += 1
+        func look(_ table: [GuardKey: [Int]], _ key: GuardKey) {
+            if let hits = table[key] {
+                result += hits
+                sources += 1
+            }
+        }
+        for (field, table) in guards {
+            switch kind {
+            case .span(let span):
+                switch field {
+                case .service: look(table, .string(record.service))
+                case .spanOperation: look(table, .string(span.operation))
+                case .spanStatus: look(table, .string(span.status.ruleName))
+                case .spanTagKeys: for tag in span.tags.keys { look(table, .string(tag)) }
+                default: break
+                }
+            case .flow(let flow):
+                switch field {
+                case .flowSourcePort: look(table, .number(Double(flow.tuple.srcPort)))
+                case .flowDestinationPort: look(table, .number(Double(flow.tuple.dstPort)))
+                case .flowProtocol: look(table, .string(flow.tuple.protocolRuleName))
+                case .flowAction: look(table, .string(flow.action.ruleName))
+                default: break
+                }
+            case .snapshot(let snapshot):
+                switch field {
+                case .service: look(table, .string(record.service))
+                case .snapshotKey: look(table, .string(snapshot.key))
+                case .snapshotSource: look(table, .string(snapshot.source))
+                default: break
                 }
             }
         }
