@@ -54,7 +54,8 @@ public enum RuleCompiler {
                         CompiledRedactRule(
                             name: name, field: field,
                             regex: pattern.flatMap { try? NSRegularExpression(pattern: $0) }, replacement: replacement,
-                            ruleGuard: RuleGuards.presence(of: field)))
+                            ruleGuard: RuleGuards.presence(of: field),
+                            requiredLiteral: pattern.flatMap(RegexLiterals.leading)))
                 }
             }
         }
@@ -383,15 +384,31 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
     let regex: NSRegularExpression?
     let replacement: String
     let ruleGuard: RuleGuard?
+    /// Text every match contains; a value without it is left alone without running the regex.
+    let requiredLiteral: String?
 
     var recordKind: RecordKindTag { field.kind.tag }
 
     private func redact(_ text: String) -> String? {
         guard let regex else { return replacement }
-        let range = NSRange(text.startIndex..., in: text)
-        guard regex.firstMatch(in: text, range: range) != nil else { return nil }
-        return regex.stringByReplacingMatches(
-            in: text, range: range, withTemplate: NSRegularExpression.escapedTemplate(for: replacement))
+        // Compared as UTF-8 bytes, as the regex compares code points (no canonical equivalence).
+        if let literal = requiredLiteral, text.utf8.firstRange(of: literal.utf8) == nil { return nil }
+        // One matching pass; the replacement is literal text, put in from the last match back.
+        let found = regex.matches(in: text, range: NSRange(text.startIndex..., in: text))
+        guard !found.isEmpty else { return nil }
+        // Match ranges count UTF-16 code units; splice in those units (a match may end inside a
+        // character, e.g. before a combining accent).
+        let units = Array(text.utf16)
+        var result: [UInt16] = []
+        result.reserveCapacity(units.count)
+        var cursor = 0
+        for match in found where match.range.location >= cursor && match.range.upperBound <= units.count {
+            result += units[cursor..<match.range.location]
+            result += replacement.utf16
+            cursor = match.range.upperBound
+        }
+        result += units[cursor...]
+        return String(decoding: result, as: UTF16.self)
     }
 
     func apply(to record: inout Edgetrail_V1_Record) -> (matched: Bool, verdict: RecordVerdict) {
@@ -525,5 +542,42 @@ enum RuleGuards {
         default: return nil
         }
         return RuleGuard(field: guarded, key: key)
+    }
+}
+
+/// What a regular expression's matches must contain, found conservatively.
+enum RegexLiterals {
+    /// The literal text every match starts with: the pattern's leading run of plain or escaped
+    /// punctuation characters, before anything that could repeat, alternate or group them. Nil
+    /// when there is none (or the pattern has an alternation anywhere, or flags).
+    static func leading(_ pattern: String) -> String? {
+        // An alternation at the top level makes any prefix optional; don't try to be clever.
+        guard !pattern.contains("|"), !pattern.hasPrefix("(?") else { return nil }
+        var literal = ""
+        var characters = Array(pattern)
+        var index = 0
+        if characters.first == "^" { characters.removeFirst() }
+        while index < characters.count {
+            var next: Character
+            var width = 1
+            if characters[index] == "\\" {
+                // Only escaped punctuation is a literal (\d, \w, \b, … are classes or anchors).
+                guard index + 1 < characters.count, characters[index + 1].isPunctuation || characters[index + 1].isSymbol
+                else { break }
+                next = characters[index + 1]
+                width = 2
+            } else if characters[index].isLetter || characters[index].isNumber || characters[index] == " "
+                || "/:=&-_,;@#%!~'\"<>".contains(characters[index])
+            {
+                next = characters[index]
+            } else {
+                break
+            }
+            // A quantifier after it makes this character optional or repeated: stop before it.
+            if index + width < characters.count, "?*+{".contains(characters[index + width]) { break }
+            literal.append(next)
+            index += width
+        }
+        return literal.isEmpty ? nil : literal
     }
 }

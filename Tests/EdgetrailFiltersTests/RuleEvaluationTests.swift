@@ -1,5 +1,5 @@
 import EdgetrailCore
-import EdgetrailFilters
+@testable import EdgetrailFilters
 import EdgetrailProto
 import EdgetrailTelemetry
 import Foundation
@@ -299,5 +299,43 @@ struct RulePropertyTests {
         var again = span("x", ms: 1)
         _ = filters.admit(&again)
         #expect(filters.matches == ["f.rules:1": 2])
+    }
+}
+
+@Suite("Regex literal prefilter")
+struct RegexLiteralTests {
+    @Test("the literal every match starts with is found conservatively")
+    func leadingLiterals() {
+        #expect(RegexLiterals.leading(#"\?.*$"#) == "?")
+        #expect(RegexLiterals.leading("^token=[a-z]+") == "token=")
+        #expect(RegexLiterals.leading("abc?") == "ab")
+        #expect(RegexLiterals.leading("a+") == nil)
+        #expect(RegexLiterals.leading("[0-9]{13,19}") == nil)
+        #expect(RegexLiterals.leading("secret|token") == nil)
+        #expect(RegexLiterals.leading("(?i)secret") == nil)
+        #expect(RegexLiterals.leading(#"\d+"#) == nil)
+        #expect(RegexLiterals.leading(#"\.\*x"#) == ".*x")
+    }
+
+    @Test("a redaction with a literal prefilter redacts exactly what the regex alone would")
+    func prefilterAgreesWithRegex() throws {
+        let patterns = [#"\?.*$"#, "token=[a-z]+", "e", "ab?c", "x{2}"]
+        // "e" against a decomposed é: the regex sees the code point e, so must the prefilter.
+        let texts = ["/a?b=1", "/plain", "token=abc&x", "token=", "cafe\u{301}", "café", "ac", "abc", "xx", "x"]
+        for pattern in patterns {
+            let rules = RuleCompiler.compile(
+                [try RuleFile.parse("redact span.tags[\"v\"] matching /\(pattern)/ with \"#\"", fileName: "p.rules")],
+                version: "p")
+            let regex = try NSRegularExpression(pattern: pattern)
+            for text in texts {
+                var record = Edgetrail_V1_Record()
+                record.span.tags["v"] = text
+                var stage = FilterStage(rules: rules)
+                _ = stage.admit(&record)
+                let expected = regex.stringByReplacingMatches(
+                    in: text, range: NSRange(text.startIndex..., in: text), withTemplate: "#")
+                #expect(record.span.tags["v"] == expected, "pattern \(pattern) on \(text)")
+            }
+        }
     }
 }
