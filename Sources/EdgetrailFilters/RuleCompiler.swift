@@ -55,7 +55,7 @@ public enum RuleCompiler {
                             name: name, field: field,
                             regex: pattern.flatMap { try? NSRegularExpression(pattern: $0) }, replacement: replacement,
                             ruleGuard: RuleGuards.presence(of: field),
-                            requiredLiteral: pattern.flatMap(RegexLiterals.leading)))
+                            requiredLiteral: pattern.flatMap(RegexLiterals.leading).map { Array($0.utf8) }))
                 }
             }
         }
@@ -384,20 +384,35 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
     let regex: NSRegularExpression?
     let replacement: String
     let ruleGuard: RuleGuard?
-    /// Text every match contains; a value without it is left alone without running the regex.
-    let requiredLiteral: String?
+    /// Text every match contains (UTF-8); a value without it is left alone without running the regex.
+    let requiredLiteral: [UInt8]?
 
     var recordKind: RecordKindTag { field.kind.tag }
 
     private func redact(_ text: String) -> String? {
         guard let regex else { return replacement }
-        // Compared as UTF-8 bytes, as the regex compares code points (no canonical equivalence).
-        if let literal = requiredLiteral, text.utf8.firstRange(of: literal.utf8) == nil { return nil }
+        if let literal = requiredLiteral, !RegexLiterals.contains(text, literal) { return nil }
         // One matching pass; the replacement is literal text, put in from the last match back.
         let found = regex.matches(in: text, range: NSRange(text.startIndex..., in: text))
         guard !found.isEmpty else { return nil }
-        // Match ranges count UTF-16 code units; splice in those units (a match may end inside a
-        // character, e.g. before a combining accent).
+        // Usually every match range falls on character boundaries: splice the string.
+        var spliced = ""
+        var position = text.startIndex
+        for match in found {
+            guard let range = Range(match.range, in: text), range.lowerBound >= position else {
+                return redactUnits(text, found)
+            }
+            spliced += text[position..<range.lowerBound]
+            spliced += replacement
+            position = range.upperBound
+        }
+        spliced += text[position...]
+        return spliced
+    }
+
+    /// Match ranges count UTF-16 code units; splice in those units when a match ends inside a
+    /// character (e.g. before a combining accent).
+    private func redactUnits(_ text: String, _ found: [NSTextCheckingResult]) -> String {
         let units = Array(text.utf16)
         var result: [UInt16] = []
         result.reserveCapacity(units.count)
@@ -547,6 +562,27 @@ enum RuleGuards {
 
 /// What a regular expression's matches must contain, found conservatively.
 enum RegexLiterals {
+    /// Whether `text` contains `literal`, compared as UTF-8 bytes, as the regex compares code
+    /// points (no canonical equivalence).
+    static func contains(_ text: String, _ literal: [UInt8]) -> Bool {
+        var text = text
+        guard let first = literal.first else { return true }
+        return text.withUTF8 { bytes in
+            guard bytes.count >= literal.count else { return false }
+            var start = 0
+            let last = bytes.count - literal.count
+            while start <= last {
+                if bytes[start] == first {
+                    var offset = 1
+                    while offset < literal.count, bytes[start + offset] == literal[offset] { offset += 1 }
+                    if offset == literal.count { return true }
+                }
+                start += 1
+            }
+            return false
+        }
+    }
+
     /// The literal text every match starts with: the pattern's leading run of plain or escaped
     /// punctuation characters, before anything that could repeat, alternate or group them. Nil
     /// when there is none (or the pattern has an alternation anywhere, or flags).
