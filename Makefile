@@ -1,7 +1,7 @@
 # Edgetrail: two commands do everything on a fresh Debian 12 machine of this kind.
 #   make demo   set up, build, start the local services, run the demo, stop them
 #   make test   set up, build, run every test (Swift and Python) against real services
-# Other targets: setup, build, proto (regenerate committed code), services-up/-down, clean-run.
+# Other targets: setup, build, bench, fuzz, proto (regenerate committed code), services-up/-down, clean-run.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,7 +14,7 @@ export PATH := $(ROOT)/.deps/bin:/opt/swift/usr/bin:$(PATH)
 
 EDGETRAIL := $(ROOT)/.build/debug/edgetrail
 
-.PHONY: help setup build demo test bench proto services-up services-down clean-run
+.PHONY: help setup build demo test bench fuzz proto services-up services-down clean-run
 
 help:
 	@echo "make demo    - set up, build, bring services up, run the demo, stop them"
@@ -23,6 +23,7 @@ help:
 	@echo "make build   - swift build (debug)"
 	@echo "make proto   - regenerate Swift and Python code from proto/ (builds the protoc plugins)"
 	@echo "make bench   - release build, then the benchmarks with their figures"
+	@echo "make fuzz    - libFuzzer on the filter rule parser and checker (FUZZ_SECONDS, default 60)"
 
 setup:
 	@scripts/setup.sh
@@ -42,6 +43,9 @@ bench: setup
 	@echo "==> swift build -c release (the first release build takes ~12 minutes on 2 cores)"
 	@swift build -c release --product edgetrail
 	@scripts/bench.sh
+
+fuzz:
+	@scripts/fuzz-filters.sh $${FUZZ_SECONDS:-60}
 
 proto: setup
 	@scripts/gen-proto.sh

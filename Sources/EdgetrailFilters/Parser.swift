@@ -87,7 +87,8 @@ struct Parser {
     }
 
     private func format(_ value: Double) -> String {
-        value == value.rounded() ? String(Int(value)) : String(value)
+        // Whole numbers print without ".0" — when an Int can hold them (1e300 cannot).
+        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
     }
 
     private func isKeyword(_ word: String) -> Bool {

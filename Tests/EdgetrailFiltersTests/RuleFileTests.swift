@@ -145,4 +145,11 @@ struct RuleFileTests {
         }
         #expect(ran == 3000)
     }
+
+    @Test("a number too large for an integer is reported, not a crash (found by libFuzzer)")
+    func hugeNumberInError() {
+        let found = problems(#"redact span.tags["a"] with "x" 33333333333333333333333333333333"#)
+        #expect(found.count == 1)
+        #expect(found.first?.contains("3.333333333333333e+31") == true)
+    }
 }
