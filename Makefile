@@ -29,6 +29,7 @@ setup:
 	@scripts/setup.sh
 
 build: setup
+	@scripts/build-bpf.sh
 	@echo "==> swift build (the first build compiles the dependencies: ~8 minutes on 2 cores)"
 	@swift build
 	@echo "==> built $(EDGETRAIL)"
@@ -41,6 +42,7 @@ test: build
 
 bench: setup
 	@echo "==> swift build -c release (the first release build takes ~12 minutes on 2 cores)"
+	@scripts/build-bpf.sh
 	@swift build -c release --product edgetrail
 	@scripts/bench.sh
 

@@ -35,6 +35,9 @@ let package = Package(
         .systemLibrary(
             name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(
+            name: "CBPF", path: "Sources/CBPF", pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev"])]),
 
         // MARK: Core: vocabulary shared by every part, no I/O
         .target(name: "EdgetrailCore"),
@@ -98,6 +101,12 @@ let package = Package(
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
+
+        // MARK: The eBPF datapath: loads bpf/.output/datapath.bpf.o through libbpf, attaches it,
+        // fills its maps, reads its flow events
+        .target(
+            name: "EdgetrailDatapath",
+            dependencies: ["EdgetrailCore", "CBPF", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
@@ -178,6 +187,7 @@ let package = Package(
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
+        .testTarget(name: "EdgetrailDatapathTests", dependencies: ["EdgetrailDatapath", "EdgetrailCore"]),
         .testTarget(
             name: "EdgetrailFiltersTests",
             dependencies: ["EdgetrailFilters", "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry"]),

@@ -22,13 +22,15 @@ quiet swiftc "${flags[@]}" -module-name EdgetrailFuzzFilters -I "$build" -L "$bu
 echo "==> fuzzing for $seconds s"
 cd "$work"
 set +e
-"$build/fuzz-filters" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 corpus > fuzz.log 2>&1
+# Leak detection is off: Foundation's NSRegularExpression leaks ~500 bytes on every pattern it
+# refuses (inside _CFRegularExpressionCreate), which lint does by design for bad regexes.
+"$build/fuzz-filters" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 -detect_leaks=0 corpus > fuzz.log 2>&1
 status=$?
 set -e
 runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' fuzz.log | grep -o '[0-9]*$' || echo 0)
 if [ "$status" -ne 0 ]; then
     grep -E 'ERROR|crashed|Fatal error|^ *[0-9]+ .* in fuzz-filters' fuzz.log | head -20 || true
-    echo "fuzz-filters: FINDING after $runs inputs; the input is in $work (crash-*), the log in $work/fuzz.log"
+    echo "fuzz-filters: FINDING after $runs inputs; the input is in $work (crash-*/leak-*/timeout-*), the log in $work/fuzz.log"
     exit 1
 fi
 echo "fuzz-filters: $runs inputs in $seconds s without a crash (corpus: $(ls corpus | wc -l) files)"

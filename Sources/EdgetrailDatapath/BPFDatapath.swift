@@ -1,0 +1,589 @@
+import CBPF
+import EdgetrailCore
+import Foundation
+
+/// Why the datapath could not do what was asked, and what to do about it.
+public struct DatapathError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    /// What the kernel's verifier said, when it refused a program.
+    public var verifierLog: String?
+
+    public init(_ message: String, verifierLog: String? = nil) {
+        self.message = message
+        self.verifierLog = verifierLog
+    }
+
+    public var description: String {
+        guard let verifierLog, !verifierLog.isEmpty else { return message }
+        return message + "\nverifier log (last lines):\n" + verifierLog.split(separator: "\n").suffix(25).joined(separator: "\n")
+    }
+
+    static func system(_ what: String, _ code: Int32) -> DatapathError {
+        let errno = code < 0 ? -code : code
+        var message = "\(what): \(String(cString: strerror(errno)))"
+        if errno == EPERM || errno == EACCES {
+            message += " — loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON or CAP_SYS_ADMIN)"
+        }
+        return DatapathError(message)
+    }
+}
+
+/// A connection as the datapath keys it: oriented client to server.
+public struct FlowTuple: Hashable, Sendable, CustomStringConvertible {
+    public var source: [UInt8]
+    public var destination: [UInt8]
+    public var sourcePort: UInt16
+    public var destinationPort: UInt16
+    /// IP protocol number (6 TCP, 17 UDP).
+    public var proto: UInt8
+
+    public init(source: [UInt8], destination: [UInt8], sourcePort: UInt16, destinationPort: UInt16, proto: UInt8) {
+        self.source = source
+        self.destination = destination
+        self.sourcePort = sourcePort
+        self.destinationPort = destinationPort
+        self.proto = proto
+    }
+
+    public var description: String {
+        "\(IPPrefix.format(source)):\(sourcePort) -> \(IPPrefix.format(destination)):\(destinationPort) proto \(proto)"
+    }
+
+    var raw: et_tuple {
+        var tuple = et_tuple()
+        tuple.saddr = Self.word(source)
+        tuple.daddr = Self.word(destination)
+        tuple.sport = sourcePort.bigEndian
+        tuple.dport = destinationPort.bigEndian
+        tuple.proto = proto
+        return tuple
+    }
+
+    init(_ raw: et_tuple) {
+        source = Self.bytes(raw.saddr)
+        destination = Self.bytes(raw.daddr)
+        sourcePort = UInt16(bigEndian: raw.sport)
+        destinationPort = UInt16(bigEndian: raw.dport)
+        proto = raw.proto
+    }
+
+    /// Four address bytes as the packet carries them, read into a 32-bit word as memory holds it.
+    static func word(_ bytes: [UInt8]) -> UInt32 {
+        var value: UInt32 = 0
+        withUnsafeMutableBytes(of: &value) { buffer in
+            for index in 0..<min(4, bytes.count) { buffer[index] = bytes[index] }
+        }
+        return value
+    }
+
+    static func bytes(_ word: UInt32) -> [UInt8] {
+        withUnsafeBytes(of: word) { Array($0) }
+    }
+}
+
+/// One flow event read from the ring buffer (or made by the idle sweep).
+public struct DatapathFlowEvent: Sendable, Hashable {
+    public enum Kind: Sendable, Hashable { case start, end }
+    public enum EndReason: UInt32, Sendable, Hashable { case none = 0, fin = 1, rst = 2, idle = 3 }
+
+    public var kind: Kind
+    public var reason: EndReason
+    public var tuple: FlowTuple
+    /// The rule (its index in the applied rule set) that matched, if any.
+    public var ruleIndex: Int?
+    public var action: DatapathAction?
+    public var cookie: UInt64
+    /// Unix nanoseconds.
+    public var startNs: UInt64
+    public var endNs: UInt64
+    public var packetsIn: UInt64
+    public var packetsOut: UInt64
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+    public var drops: UInt64
+}
+
+/// Counters of one rule since it was applied.
+public struct DatapathRuleStats: Sendable, Hashable {
+    public var packets: UInt64 = 0
+    public var bytes: UInt64 = 0
+    public var drops: UInt64 = 0
+}
+
+/// A pod a redirect or copy rule can send traffic to.
+public struct DatapathPod: Sendable, Hashable {
+    public var name: String
+    public var labels: [String]
+    /// The node's end of the pod's veth.
+    public var nodeInterface: String
+    /// The MAC address of the pod's end of the veth.
+    public var mac: [UInt8]
+
+    public init(name: String, labels: [String], nodeInterface: String, mac: [UInt8]) {
+        self.name = name
+        self.labels = labels
+        self.nodeInterface = nodeInterface
+        self.mac = mac
+    }
+}
+
+/// The loaded datapath: the tc programs of `bpf/datapath.bpf.c` and their maps, attached to the
+/// node's client-facing interface. Not thread-safe: one owner drives it (the Datapath Manager).
+///
+/// Rule sets are applied atomically: the new set is written beside the active one (the other
+/// generation) and becomes active with one write of the generation number; if writing it fails,
+/// what was written is removed and the active set is untouched.
+public final class BPFDatapath {
+    private let object: OpaquePointer
+    private let ingress: OpaquePointer
+    private let egress: OpaquePointer
+    private var attached: (ifindex: Int32, createdHook: Bool)?
+    private var ringBuffer: OpaquePointer?
+    private var pendingEvents: [et_event] = []
+    /// The active generation (0 or 1) and what each generation's maps hold.
+    private var generation: UInt8 = 0
+    private var written: [[Written]] = [[], []]
+    private var ruleIDs: [[UInt32]] = [[], []]
+    private var nextRuleID: UInt32 = 1
+    public private(set) var rules: [DatapathRule] = []
+    public private(set) var version: UInt64 = 0
+    /// Offset from the kernel's monotonic clock (the programs' timestamps) to Unix time.
+    private let monotonicToUnix: Int64
+
+    private enum Written {
+        case portRule(et_port_key)
+        case anyRule(et_any_key)
+        case backend(et_backend_key)
+        case bucket(UInt32)
+    }
+
+    /// Opens and loads the compiled programs. A kernel refusal carries the verifier's log.
+    public init(objectPath: String) throws(DatapathError) {
+        guard FileManager.default.fileExists(atPath: objectPath) else {
+            throw DatapathError(
+                "no datapath object at \(objectPath); build it with scripts/build-bpf.sh (make build does)")
+        }
+        let logSize = 1 << 20
+        let log = UnsafeMutablePointer<CChar>.allocate(capacity: logSize)
+        log.initialize(repeating: 0, count: logSize)
+        defer { log.deallocate() }
+        var options = bpf_object_open_opts()
+        options.sz = MemoryLayout<bpf_object_open_opts>.size
+        options.kernel_log_buf = log
+        options.kernel_log_size = logSize
+        guard let object = bpf_object__open_file(objectPath, &options) else {
+            throw .system("cannot open \(objectPath)", errno)
+        }
+        let loaded = bpf_object__load(object)
+        if loaded != 0 {
+            let verifier = String(cString: log)
+            bpf_object__close(object)
+            var error = DatapathError.system("the kernel refused the datapath programs", loaded)
+            error.verifierLog = verifier
+            throw error
+        }
+        guard let ingress = bpf_object__find_program_by_name(object, "edgetrail_ingress"),
+            let egress = bpf_object__find_program_by_name(object, "edgetrail_egress")
+        else {
+            bpf_object__close(object)
+            throw DatapathError("\(objectPath) lacks the programs edgetrail_ingress/edgetrail_egress; rebuild it")
+        }
+        self.object = object
+        self.ingress = ingress
+        self.egress = egress
+        var monotonic = timespec()
+        var real = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &monotonic)
+        clock_gettime(CLOCK_REALTIME, &real)
+        monotonicToUnix = (Int64(real.tv_sec) - Int64(monotonic.tv_sec)) * 1_000_000_000
+            + Int64(real.tv_nsec) - Int64(monotonic.tv_nsec)
+    }
+
+    deinit {
+        detach()
+        if let ringBuffer { ring_buffer__free(ringBuffer) }
+        bpf_object__close(object)
+    }
+
+    /// The object file built next to the sources: `bpf/.output/datapath.bpf.o` under the first
+    /// directory above `start` (e.g. the executable's) that has it, or `EDGETRAIL_BPF_OBJECT`.
+    public static func defaultObjectPath(from start: String = CommandLine.arguments.first ?? ".") -> String {
+        if let path = ProcessInfo.processInfo.environment["EDGETRAIL_BPF_OBJECT"] { return path }
+        var directory = URL(fileURLWithPath: start).standardizedFileURL.deletingLastPathComponent()
+        while directory.path != "/" {
+            let candidate = directory.appendingPathComponent("bpf/.output/datapath.bpf.o").path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        return FileManager.default.currentDirectoryPath + "/bpf/.output/datapath.bpf.o"
+    }
+
+    // MARK: Attach and detach
+
+    /// Attaches the programs to `interface` (ingress: client to node; egress: node to client),
+    /// adding a clsact qdisc when it has none. Programs left by a crashed run are replaced.
+    public func attach(interface: String) throws(DatapathError) {
+        let ifindex = Int32(bitPattern: if_nametoindex(interface))
+        guard ifindex > 0 else { throw DatapathError("no interface \(interface) in this network namespace") }
+        var hook = bpf_tc_hook()
+        hook.sz = MemoryLayout<bpf_tc_hook>.size
+        hook.ifindex = ifindex
+        hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
+        let created = bpf_tc_hook_create(&hook)
+        guard created == 0 || created == -EEXIST else { throw .system("cannot add a clsact qdisc to \(interface)", created) }
+        attached = (ifindex, created == 0)
+        for (point, program) in [(BPF_TC_INGRESS, ingress), (BPF_TC_EGRESS, egress)] {
+            hook.attach_point = point
+            var options = bpf_tc_opts()
+            options.sz = MemoryLayout<bpf_tc_opts>.size
+            options.prog_fd = bpf_program__fd(program)
+            options.handle = 1
+            options.priority = 1
+            options.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
+            let result = bpf_tc_attach(&hook, &options)
+            guard result == 0 else {
+                detach()
+                throw .system("cannot attach the datapath to \(interface)", result)
+            }
+        }
+        try setSettings(generation: generation, ifindex: UInt32(ifindex))
+    }
+
+    /// Detaches the programs and removes the clsact qdisc if this datapath added it.
+    public func detach() {
+        guard let (ifindex, createdHook) = attached else { return }
+        attached = nil
+        var hook = bpf_tc_hook()
+        hook.sz = MemoryLayout<bpf_tc_hook>.size
+        hook.ifindex = ifindex
+        for point in [BPF_TC_INGRESS, BPF_TC_EGRESS] {
+            hook.attach_point = point
+            var options = bpf_tc_opts()
+            options.sz = MemoryLayout<bpf_tc_opts>.size
+            options.handle = 1
+            options.priority = 1
+            _ = bpf_tc_detach(&hook, &options)
+        }
+        if createdHook {
+            hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
+            _ = bpf_tc_hook_destroy(&hook)
+        }
+    }
+
+    // MARK: Maps
+
+    private func mapFD(_ name: String) -> Int32 {
+        guard let map = bpf_object__find_map_by_name(object, name) else { return -1 }
+        return bpf_map__fd(map)
+    }
+
+    private func update<Key, Value>(_ map: String, _ key: Key, _ value: Value, flags: UInt64 = UInt64(BPF_ANY))
+        throws(DatapathError)
+    {
+        var key = key
+        var value = value
+        let result = bpf_map_update_elem(mapFD(map), &key, &value, flags)
+        guard result == 0 else { throw .system("cannot write the \(map) map", result) }
+    }
+
+    private func delete<Key>(_ map: String, _ key: Key) {
+        var key = key
+        _ = bpf_map_delete_elem(mapFD(map), &key)
+    }
+
+    private func setSettings(generation: UInt8, ifindex: UInt32? = nil) throws(DatapathError) {
+        var key: UInt32 = 0
+        var settings = et_config()
+        _ = bpf_map_lookup_elem(mapFD("settings"), &key, &settings)
+        settings.generation = UInt32(generation)
+        if let ifindex { settings.client_ifindex = ifindex }
+        try update("settings", key, settings)
+    }
+}
+
+// MARK: Rules
+
+extension BPFDatapath {
+    /// Checks a rule set before anything is written: every problem, each naming its rule.
+    public static func problems(in rules: [DatapathRule], pods: [DatapathPod]) -> [String] {
+        var problems: [String] = []
+        if rules.count > Int(ET_MAX_RULES) {
+            problems.append("\(rules.count) rules; the datapath holds at most \(ET_MAX_RULES)")
+        }
+        var seen: [String: Int] = [:]
+        for (index, rule) in rules.enumerated() {
+            let name = "rule \(index + 1) (\(rule.shorthand))"
+            if let destination = rule.destination, !destination.isIPv4 {
+                problems.append("\(name): only IPv4 destinations are supported by the datapath")
+            }
+            let key = "\(rule.destination?.description ?? "*") \(rule.port.map(String.init) ?? "*")"
+            if let first = seen[key] {
+                problems.append("\(name): the same destination and port as rule \(first + 1); one of them could never match")
+            } else {
+                seen[key] = index
+            }
+            switch rule.action {
+            case .redirect, .copy:
+                let targets = pods.filter { pod in rule.labels.contains { pod.labels.contains($0) } }
+                if rule.labels.isEmpty {
+                    problems.append("\(name): \(rule.action.rawValue) needs the label of the pods to send to (=> [label])")
+                } else if targets.isEmpty {
+                    problems.append("\(name): no pod carries the label \(rule.labels.joined(separator: ", "))")
+                } else if targets.count > Int(ET_MAX_BACKENDS) {
+                    problems.append("\(name): \(targets.count) pods carry the label; at most \(ET_MAX_BACKENDS) per rule")
+                }
+                for pod in targets where if_nametoindex(pod.nodeInterface) == 0 {
+                    problems.append("\(name): pod \(pod.name)'s interface \(pod.nodeInterface) does not exist on the node")
+                }
+                for pod in targets where pod.mac.count != 6 {
+                    problems.append("\(name): pod \(pod.name) has no 6-byte MAC address")
+                }
+            case .ratelimit:
+                if (rule.rateBytesPerSecond ?? 0) == 0 {
+                    problems.append("\(name): ratelimit needs a rate above zero (e.g. 1MB/s)")
+                }
+            case .deny:
+                break
+            }
+        }
+        return problems
+    }
+
+    /// Makes `rules` the active rule set, atomically; a set with problems is refused whole.
+    /// Returns the new version.
+    @discardableResult
+    public func apply(_ rules: [DatapathRule], pods: [DatapathPod]) throws(DatapathError) -> UInt64 {
+        let problems = Self.problems(in: rules, pods: pods)
+        guard problems.isEmpty else {
+            throw DatapathError("rule set refused, the active rules stay:\n  " + problems.joined(separator: "\n  "))
+        }
+        let next: UInt8 = generation ^ 1
+        clear(generation: next)
+        do {
+            for rule in rules {
+                try write(rule, pods: pods, generation: next)
+            }
+        } catch {
+            clear(generation: next)
+            throw error
+        }
+        try setSettings(generation: next)
+        let previous = generation
+        generation = next
+        clear(generation: previous)
+        self.rules = rules
+        version += 1
+        return version
+    }
+
+    private func write(_ rule: DatapathRule, pods: [DatapathPod], generation: UInt8) throws(DatapathError) {
+        let id = nextRuleID
+        nextRuleID &+= 1
+        ruleIDs[Int(generation)].append(id)
+        let prefixLength = rule.destination?.length ?? 0
+        let address = rule.destination?.address ?? [0, 0, 0, 0]
+        let targets = pods.filter { pod in rule.labels.contains { pod.labels.contains($0) } }
+        var value = et_rule()
+        value.id = id
+        value.action = Self.actionCode(rule.action)
+        value.rank = UInt32(prefixLength * 2 + (rule.port == nil ? 0 : 1))
+        value.backend_count = rule.action == .redirect || rule.action == .copy ? UInt32(targets.count) : 0
+        value.rate_bytes_per_second = rule.rateBytesPerSecond ?? 0
+        // A burst of a tenth of a second's worth, at least one full-size packet.
+        value.burst_bytes = max((rule.rateBytesPerSecond ?? 0) / 10, 1514)
+        if let port = rule.port {
+            var key = et_port_key()
+            key.prefixlen = UInt32(8 + 16 + prefixLength)
+            key.generation = generation
+            key.port = (UInt8(port >> 8), UInt8(port & 0xff))
+            key.addr = (address[0], address[1], address[2], address[3])
+            try update("port_rules", key, value)
+            written[Int(generation)].append(.portRule(key))
+        } else {
+            var key = et_any_key()
+            key.prefixlen = UInt32(8 + prefixLength)
+            key.generation = generation
+            key.addr = (address[0], address[1], address[2], address[3])
+            try update("any_rules", key, value)
+            written[Int(generation)].append(.anyRule(key))
+        }
+        if value.backend_count > 0 {
+            for (index, pod) in targets.enumerated() {
+                var backend = et_backend()
+                backend.ifindex = if_nametoindex(pod.nodeInterface)
+                backend.pod_mac = (pod.mac[0], pod.mac[1], pod.mac[2], pod.mac[3], pod.mac[4], pod.mac[5])
+                let nodeMAC = Self.mac(of: pod.nodeInterface)
+                backend.node_mac = (nodeMAC[0], nodeMAC[1], nodeMAC[2], nodeMAC[3], nodeMAC[4], nodeMAC[5])
+                let key = et_backend_key(rule_id: id, index: UInt32(index))
+                try update("backends", key, backend)
+                written[Int(generation)].append(.backend(key))
+            }
+        }
+        if rule.action == .ratelimit {
+            var bucket = et_bucket()
+            bucket.tokens = value.burst_bytes
+            try update("buckets", id, bucket)
+            written[Int(generation)].append(.bucket(id))
+        }
+    }
+
+    private func clear(generation: UInt8) {
+        for entry in written[Int(generation)] {
+            switch entry {
+            case .portRule(let key): delete("port_rules", key)
+            case .anyRule(let key): delete("any_rules", key)
+            case .backend(let key): delete("backends", key)
+            case .bucket(let id): delete("buckets", id)
+            }
+        }
+        for id in ruleIDs[Int(generation)] { delete("rule_stats", id) }
+        written[Int(generation)] = []
+        ruleIDs[Int(generation)] = []
+    }
+
+    static func actionCode(_ action: DatapathAction) -> UInt32 {
+        switch action {
+        case .redirect: UInt32(ET_ACTION_REDIRECT.rawValue)
+        case .copy: UInt32(ET_ACTION_COPY.rawValue)
+        case .deny: UInt32(ET_ACTION_DENY.rawValue)
+        case .ratelimit: UInt32(ET_ACTION_RATELIMIT.rawValue)
+        }
+    }
+
+    static func action(code: UInt32) -> DatapathAction? {
+        switch code {
+        case UInt32(ET_ACTION_REDIRECT.rawValue): .redirect
+        case UInt32(ET_ACTION_COPY.rawValue): .copy
+        case UInt32(ET_ACTION_DENY.rawValue): .deny
+        case UInt32(ET_ACTION_RATELIMIT.rawValue): .ratelimit
+        default: nil
+        }
+    }
+
+    /// An interface's MAC address, from sysfs.
+    static func mac(of interface: String) -> [UInt8] {
+        let text = (try? String(contentsOfFile: "/sys/class/net/\(interface)/address", encoding: .utf8)) ?? ""
+        let bytes = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        return bytes.count == 6 ? bytes : [0, 0, 0, 0, 0, 0]
+    }
+
+    // MARK: Stats, cookies, events
+
+    /// Counters per rule of the active set, by the rule's index in it.
+    public func stats() -> [DatapathRuleStats] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        return ruleIDs[Int(generation)].map { id in
+            var key = id
+            var values = [et_rule_stats](repeating: et_rule_stats(), count: max(cpus, 1))
+            var total = DatapathRuleStats()
+            if bpf_map_lookup_elem(mapFD("rule_stats"), &key, &values) == 0 {
+                for value in values {
+                    total.packets += value.packets
+                    total.bytes += value.bytes
+                    total.drops += value.drops
+                }
+            }
+            return total
+        }
+    }
+
+    /// Flow events the ring buffer had no room for, since load.
+    public func lostEvents() -> UInt64 {
+        let cpus = Int(libbpf_num_possible_cpus())
+        var key: UInt32 = 0
+        var values = [UInt64](repeating: 0, count: max(cpus, 1))
+        guard bpf_map_lookup_elem(mapFD("lost"), &key, &values) == 0 else { return 0 }
+        return values.reduce(0, +)
+    }
+
+    /// Flows the datapath is tracking now.
+    public func openFlows() -> Int {
+        flowKeys().count
+    }
+
+    /// Binds a flow to a session cookie; its events carry it from now on.
+    public func bind(_ tuple: FlowTuple, cookie: UInt64) throws(DatapathError) {
+        try update("cookies", tuple.raw, cookie)
+    }
+
+    /// Waits up to `timeoutMilliseconds` for flow events and returns those that arrived.
+    public func poll(timeoutMilliseconds: Int32) throws(DatapathError) -> [DatapathFlowEvent] {
+        if ringBuffer == nil {
+            let context = Unmanaged.passUnretained(self).toOpaque()
+            ringBuffer = ring_buffer__new(mapFD("events"), { context, data, size in
+                guard let context, let data, size >= MemoryLayout<et_event>.size else { return 0 }
+                let datapath = Unmanaged<BPFDatapath>.fromOpaque(context).takeUnretainedValue()
+                datapath.pendingEvents.append(data.loadUnaligned(as: et_event.self))
+                return 0
+            }, context, nil)
+            guard ringBuffer != nil else { throw .system("cannot open the flow event ring buffer", errno) }
+        }
+        let result = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+        guard result >= 0 || result == -EINTR else { throw .system("reading flow events failed", result) }
+        let raw = pendingEvents
+        pendingEvents.removeAll()
+        return raw.map(event)
+    }
+
+    /// Ends flows with no packet for `idleNanoseconds`: returns their end events (reason idle)
+    /// and forgets them.
+    public func sweepIdle(idleNanoseconds: UInt64) -> [DatapathFlowEvent] {
+        var monotonic = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &monotonic)
+        let now = UInt64(monotonic.tv_sec) * 1_000_000_000 + UInt64(monotonic.tv_nsec)
+        var ended: [DatapathFlowEvent] = []
+        for key in flowKeys() {
+            var tuple = key
+            var flow = et_flow()
+            guard bpf_map_lookup_elem(mapFD("flows"), &tuple, &flow) == 0, now &- flow.last_ns > idleNanoseconds else {
+                continue
+            }
+            var cookie: UInt64 = 0
+            _ = bpf_map_lookup_elem(mapFD("cookies"), &tuple, &cookie)
+            var raw = et_event()
+            raw.type = UInt32(ET_EVENT_FLOW_END.rawValue)
+            raw.reason = UInt32(ET_END_IDLE.rawValue)
+            raw.tuple = key
+            raw.rule_id = flow.rule_id
+            raw.action = flow.action
+            raw.cookie = cookie
+            raw.start_ns = flow.start_ns
+            raw.end_ns = flow.last_ns
+            raw.packets_in = flow.packets_in
+            raw.packets_out = flow.packets_out
+            raw.bytes_in = flow.bytes_in
+            raw.bytes_out = flow.bytes_out
+            raw.drops = flow.drops
+            _ = bpf_map_delete_elem(mapFD("flows"), &tuple)
+            ended.append(event(raw))
+        }
+        return ended
+    }
+
+    private func flowKeys() -> [et_tuple] {
+        var keys: [et_tuple] = []
+        var current = et_tuple()
+        var next = et_tuple()
+        var result = bpf_map_get_next_key(mapFD("flows"), nil, &next)
+        while result == 0 {
+            keys.append(next)
+            current = next
+            result = bpf_map_get_next_key(mapFD("flows"), &current, &next)
+        }
+        return keys
+    }
+
+    private func event(_ raw: et_event) -> DatapathFlowEvent {
+        let index = ruleIDs[Int(generation)].firstIndex(of: raw.rule_id)
+        func unix(_ monotonic: UInt64) -> UInt64 {
+            monotonic == 0 ? 0 : UInt64(Int64(monotonic) + monotonicToUnix)
+        }
+        return DatapathFlowEvent(
+            kind: raw.type == UInt32(ET_EVENT_FLOW_END.rawValue) ? .end : .start,
+            reason: DatapathFlowEvent.EndReason(rawValue: raw.reason) ?? .none,
+            tuple: FlowTuple(raw.tuple), ruleIndex: index, action: Self.action(code: raw.action),
+            cookie: raw.cookie, startNs: unix(raw.start_ns), endNs: unix(raw.end_ns),
+            packetsIn: raw.packets_in, packetsOut: raw.packets_out, bytesIn: raw.bytes_in, bytesOut: raw.bytes_out,
+            drops: raw.drops)
+    }
+}

@@ -1,0 +1,175 @@
+import EdgetrailCore
+import EdgetrailDatapath
+import Foundation
+import Testing
+
+/// The real programs, loaded into the running kernel and attached to veths in network
+/// namespaces (root is required, as on the edge node).
+private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+private func objectPath() throws -> String {
+    let build = Process()
+    build.executableURL = URL(fileURLWithPath: repository.path + "/scripts/build-bpf.sh")
+    try build.run()
+    build.waitUntilExit()
+    return repository.path + "/bpf/.output/datapath.bpf.o"
+}
+
+/// origin: answers "origin" and logs each peer; transparent: an IP_TRANSPARENT listener on
+/// 0.0.0.0 that answers with the address the client asked for.
+private let serverScript = """
+    import socket, sys
+    mode, host, port, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if mode == "transparent":
+        s.setsockopt(socket.SOL_IP, 19, 1)
+    s.bind((host, port)); s.listen(64)
+    open(log, "a").close()
+    while True:
+        c, peer = s.accept()
+        with open(log, "a") as f: f.write("%s:%d\\n" % peer)
+        c.recv(65536)
+        here = c.getsockname()
+        body = ("origin\\n" if mode == "origin" else "proxied %s:%d\\n" % here) + "x" * 3000
+        c.sendall(("HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body)).encode())
+        c.close()
+    """
+
+private func withNode(_ body: (EdgeNodeNamespaces, BPFDatapath, String) throws -> Void) throws {
+    let path = try objectPath()
+    let topology = try EdgeNodeNamespaces()
+    let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(topology.prefix).path
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    try serverScript.write(toFile: scratch + "/server.py", atomically: true, encoding: .utf8)
+    defer {
+        topology.tearDown()
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
+    try topology.start(topology.server, "python3 \(scratch)/server.py origin 10.201.0.2 80 \(scratch)/origin.log")
+    let datapath = try BPFDatapath(objectPath: path)
+    try topology.inNode { try datapath.attach(interface: topology.clientInterface) }
+    defer { try? topology.inNode { datapath.detach() } }
+    // The origin is up and ARP is settled before anything is measured.
+    var ready = false
+    for _ in 0..<50 where !ready {
+        ready = topology.attempt(topology.client, "curl -s -m 1 http://10.201.0.2/ >/dev/null").status == 0
+        if !ready { Thread.sleep(forTimeInterval: 0.1) }
+    }
+    #expect(ready, "the origin did not answer the client through the node")
+    try body(topology, datapath, scratch)
+}
+
+private func curl(_ topology: EdgeNodeNamespaces, port: Int? = nil) -> (status: Int32, output: String) {
+    let local = port.map { "--local-port \($0) " } ?? ""
+    return topology.attempt(topology.client, "curl -s -m 2 \(local)http://10.201.0.2/")
+}
+
+@Suite("eBPF datapath in network namespaces", .serialized)
+struct DatapathTests {
+    @Test("redirect: the client's request to the origin reaches the proxy pod's listener; the origin sees nothing")
+    func redirect() throws {
+        try withNode { topology, datapath, scratch in
+            let proxy = try topology.addPod("proxy")
+            try topology.start(proxy.namespace, "python3 \(scratch)/server.py transparent 0.0.0.0 80 \(scratch)/proxy.log")
+            Thread.sleep(forTimeInterval: 0.5)
+            let originBefore = try String(contentsOfFile: scratch + "/origin.log", encoding: .utf8)
+            let pods = [DatapathPod(name: "proxy", labels: ["http-proxy"], nodeInterface: proxy.nodeInterface, mac: proxy.mac)]
+            let rule = try DatapathRule.parse(shorthand: "10.201.0.2 80 : redirect => [http-proxy]")
+            try topology.inNode { try datapath.apply([rule], pods: pods) }
+
+            let answer = curl(topology)
+            #expect(answer.status == 0)
+            // The proxy accepted it as the origin's address: the client never knew.
+            #expect(answer.output.hasPrefix("proxied 10.201.0.2:80"))
+            let originAfter = try String(contentsOfFile: scratch + "/origin.log", encoding: .utf8)
+            #expect(originAfter == originBefore, "the origin saw a direct connection")
+            let proxyLog = try String(contentsOfFile: scratch + "/proxy.log", encoding: .utf8)
+            #expect(proxyLog.hasPrefix("10.200.0.2:"))
+            #expect(datapath.stats().first?.packets ?? 0 >= 4)
+        }
+    }
+
+    @Test("deny drops and counts; a broken rule set changes nothing; removing the rule lets traffic through")
+    func denyAndAtomicApply() throws {
+        try withNode { topology, datapath, _ in
+            let deny = try DatapathRule.parse(shorthand: "10.201.0.0/24 80 : deny")
+            try topology.inNode { try datapath.apply([deny], pods: []) }
+            #expect(curl(topology).status != 0)
+            let denied = datapath.stats()
+            #expect(denied.count == 1)
+            #expect(denied[0].drops >= 1)
+            #expect(denied[0].drops == denied[0].packets)
+
+            // A set naming a label no pod carries is refused whole; the deny stays.
+            let broken = [
+                try DatapathRule.parse(shorthand: "* * : ratelimit 1MB/s"),
+                try DatapathRule.parse(shorthand: "10.201.0.2 80 : redirect => [nobody]"),
+            ]
+            #expect(throws: DatapathError.self) { try topology.inNode { try datapath.apply(broken, pods: []) } }
+            #expect(datapath.rules == [deny])
+            #expect(curl(topology).status != 0)
+
+            try topology.inNode { try datapath.apply([], pods: []) }
+            #expect(curl(topology).status == 0)
+        }
+    }
+
+    @Test("flow events carry the 5-tuple, the bound cookie and byte counts within a packet of the interface's")
+    func flowEvents() throws {
+        try withNode { topology, datapath, _ in
+            _ = try datapath.poll(timeoutMilliseconds: 0)  // what the readiness checks left
+            let tuple = FlowTuple(
+                source: [10, 200, 0, 2], destination: [10, 201, 0, 2], sourcePort: 40123, destinationPort: 80, proto: 6)
+            try datapath.bind(tuple, cookie: 0xc0ffee)
+            // What the client's own firewall counts of this connection (IP bytes; the datapath
+            // counts frames, 14 bytes more each).
+            try topology.sh(
+                topology.client,
+                "iptables -A OUTPUT -p tcp --sport 40123 --dport 80 && iptables -A INPUT -p tcp --sport 80 --dport 40123")
+            #expect(curl(topology, port: 40123).status == 0)
+            Thread.sleep(forTimeInterval: 0.3)
+            let listing = try topology.sh(topology.client, "iptables -L -v -x -n | awk '/spt:/ {print $1, $2}'")
+            let counted = listing.split(separator: "\n").map { $0.split(separator: " ").compactMap { UInt64($0) } }
+            try #require(counted.count == 2 && counted.allSatisfy { $0.count == 2 }, "iptables said: \(listing)")
+            let (inPackets, inBytes) = (counted[1][0], counted[1][1] + 14 * counted[1][0])  // OUTPUT: client -> server
+            let (outPackets, outBytes) = (counted[0][0], counted[0][1] + 14 * counted[0][0])  // INPUT: server -> client
+            var events: [DatapathFlowEvent] = []
+            for _ in 0..<10 where !events.contains(where: { $0.kind == .end }) {
+                events += try datapath.poll(timeoutMilliseconds: 100).filter { $0.tuple == tuple }
+            }
+            let start = try #require(events.first { $0.kind == .start })
+            let end = try #require(events.first { $0.kind == .end })
+            #expect(start.cookie == 0xc0ffee)
+            #expect(end.cookie == 0xc0ffee)
+            #expect(end.reason == .fin)
+            #expect(end.endNs > end.startNs)
+            let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+            #expect(end.endNs <= now && end.endNs > now - 60_000_000_000)
+            // Within one packet each way: the flow ends at the second FIN, so the ACK answering
+            // it is not counted.
+            #expect(end.packetsIn <= inPackets && inPackets - end.packetsIn <= 1, "datapath \(end.packetsIn), firewall \(inPackets)")
+            #expect(end.bytesIn <= inBytes && inBytes - end.bytesIn <= 100, "datapath \(end.bytesIn) B in, firewall \(inBytes)")
+            #expect(end.packetsOut <= outPackets && outPackets - end.packetsOut <= 1, "datapath \(end.packetsOut), firewall \(outPackets)")
+            #expect(end.bytesOut <= outBytes && outBytes - end.bytesOut <= 100, "datapath \(end.bytesOut) B out, firewall \(outBytes)")
+            #expect(end.bytesOut > 3000)
+            #expect(datapath.lostEvents() == 0)
+        }
+    }
+
+    @Test("after teardown no namespace, program or qdisc of the test remains")
+    func cleanTeardown() throws {
+        let path = try objectPath()
+        let topology = try EdgeNodeNamespaces()
+        let datapath = try BPFDatapath(objectPath: path)
+        try topology.inNode { try datapath.attach(interface: topology.clientInterface) }
+        let attached = try topology.sh(topology.node, "tc filter show dev \(topology.clientInterface) ingress")
+        #expect(attached.contains("name edgetrail_ingre"))  // the kernel keeps 15 characters of a name
+        try topology.inNode { datapath.detach() }
+        let qdiscs = try topology.sh(topology.node, "tc qdisc show dev \(topology.clientInterface)")
+        #expect(!qdiscs.contains("clsact"))
+        topology.tearDown()
+        #expect(topology.leftovers().isEmpty)
+    }
+}

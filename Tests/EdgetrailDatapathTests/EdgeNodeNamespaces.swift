@@ -1,0 +1,138 @@
+import EdgetrailDatapath
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A throwaway edge node made of network namespaces, as DESIGN.md lays it out: a node router,
+/// a client (10.200.0.2), an origin server (10.201.0.2) and pods (10.250.N.2), each joined to
+/// the node by a veth pair. Everything carries a unique prefix and is removed by `tearDown`.
+final class EdgeNodeNamespaces {
+    let prefix: String
+    var node: String { "\(prefix)-node" }
+    var client: String { "\(prefix)-client" }
+    var server: String { "\(prefix)-server" }
+    /// The node's end of the client's veth: where the datapath attaches.
+    var clientInterface: String { "\(prefix)-c0" }
+    private(set) var pods: [(name: String, namespace: String, nodeInterface: String, address: String)] = []
+    private var background: [Process] = []
+
+    init() throws {
+        prefix = "et" + String(UInt32.random(in: 0..<0xffffff), radix: 16)
+        do {
+            for namespace in [node, client, server] { try ip("netns", "add", namespace) }
+            try sh(node, "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0")
+            try sh(node, "ip link set lo up")
+            try link(namespace: client, nodeEnd: "\(prefix)-c0", podEnd: "\(prefix)-c1", subnet: "10.200.0")
+            try link(namespace: server, nodeEnd: "\(prefix)-s0", podEnd: "\(prefix)-s1", subnet: "10.201.0")
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    /// Adds a pod whose veth delivers redirected traffic for any address to its own listeners
+    /// (policy routing to a local route, for IP_TRANSPARENT sockets).
+    @discardableResult
+    func addPod(_ name: String) throws -> (namespace: String, nodeInterface: String, mac: [UInt8]) {
+        let index = pods.count + 1
+        let namespace = "\(prefix)-\(name)"
+        let nodeEnd = "\(prefix)-p\(index)"
+        let podEnd = "\(prefix)-q\(index)"
+        try ip("netns", "add", namespace)
+        try link(namespace: namespace, nodeEnd: nodeEnd, podEnd: podEnd, subnet: "10.250.\(index)")
+        try sh(node, "sysctl -qw net.ipv4.conf.\(nodeEnd).rp_filter=0")
+        try sh(namespace, "ip rule add iif \(podEnd) lookup 100 && ip route add local 0.0.0.0/0 dev lo table 100")
+        pods.append((name, namespace, nodeEnd, "10.250.\(index).2"))
+        let mac = try sh(namespace, "cat /sys/class/net/\(podEnd)/address")
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        return (namespace, nodeEnd, mac)
+    }
+
+    private func link(namespace: String, nodeEnd: String, podEnd: String, subnet: String) throws {
+        try ip("link", "add", nodeEnd, "netns", node, "type", "veth", "peer", "name", podEnd, "netns", namespace)
+        try sh(node, "ip addr add \(subnet).1/24 dev \(nodeEnd) && ip link set \(nodeEnd) up")
+        try sh(
+            namespace,
+            "ip link set lo up && ip addr add \(subnet).2/24 dev \(podEnd) && ip link set \(podEnd) up && ip route add default via \(subnet).1")
+    }
+
+    /// Runs a long-lived command inside `namespace` until `tearDown`.
+    func start(_ namespace: String, _ command: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", namespace, "sh", "-c", "exec " + command]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        background.append(process)
+    }
+
+    /// Runs `command` with sh inside `namespace`; returns its output, throws on failure.
+    @discardableResult
+    func sh(_ namespace: String, _ command: String) throws -> String {
+        try run("/usr/sbin/ip", ["netns", "exec", namespace, "sh", "-c", command])
+    }
+
+    /// Like `sh`, but hands back the exit status instead of throwing.
+    func attempt(_ namespace: String, _ command: String) -> (status: Int32, output: String) {
+        (try? runStatus("/usr/sbin/ip", ["netns", "exec", namespace, "sh", "-c", command])) ?? (-1, "")
+    }
+
+    @discardableResult
+    private func ip(_ arguments: String...) throws -> String {
+        try run("/usr/sbin/ip", arguments)
+    }
+
+    private func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let (status, output) = try runStatus(executable, arguments)
+        guard status == 0 else {
+            throw TopologyError("\(executable) \(arguments.joined(separator: " ")) failed (\(status)): \(output)")
+        }
+        return output
+    }
+
+    private func runStatus(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Runs `body` with this thread inside the node's network namespace (interface names and
+    /// the netlink calls that attach programs resolve there), then returns to where it was.
+    func inNode<T>(_ body: () throws -> T) throws -> T {
+        try NetworkNamespace.run(named: node, body)
+    }
+
+    /// Stops what was started and deletes every namespace (and with them their veths).
+    func tearDown() {
+        for process in background where process.isRunning {
+            // SIGKILL: a child may have inherited a blocked SIGTERM from the test runner.
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        background = []
+        for namespace in [node, client, server] + pods.map(\.namespace) {
+            _ = try? runStatus("/usr/sbin/ip", ["netns", "delete", namespace])
+        }
+    }
+
+    /// Namespaces whose names start with this prefix that still exist.
+    func leftovers() -> [String] {
+        let listed = (try? runStatus("/usr/sbin/ip", ["netns", "list"]))?.1 ?? ""
+        return listed.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
+            .filter { $0.hasPrefix(prefix + "-") }
+    }
+}
+
+struct TopologyError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
