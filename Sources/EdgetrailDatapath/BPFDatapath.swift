@@ -389,8 +389,8 @@ extension BPFDatapath {
         value.rank = UInt32(prefixLength * 2 + (rule.port == nil ? 0 : 1))
         value.backend_count = rule.action == .redirect || rule.action == .copy ? UInt32(targets.count) : 0
         value.rate_bytes_per_second = rule.rateBytesPerSecond ?? 0
-        // A burst of a tenth of a second's worth, at least one full-size packet.
-        value.burst_bytes = max((rule.rateBytesPerSecond ?? 0) / 10, 1514)
+        // A burst of a quarter second's worth (TCP needs room for its window), at least a full packet.
+        value.burst_bytes = max((rule.rateBytesPerSecond ?? 0) / 4, 1514)
         if let port = rule.port {
             var key = et_port_key()
             key.prefixlen = UInt32(8 + 16 + prefixLength)

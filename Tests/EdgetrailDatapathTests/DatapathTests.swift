@@ -17,7 +17,8 @@ private func objectPath() throws -> String {
 }
 
 /// origin: answers "origin" and logs each peer; transparent: an IP_TRANSPARENT listener on
-/// 0.0.0.0 that answers with the address the client asked for.
+/// 0.0.0.0 that answers with the address the client asked for; sink: reads until the client
+/// is done and answers how many bytes came.
 private let serverScript = """
     import socket, sys
     mode, host, port, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -29,6 +30,13 @@ private let serverScript = """
     open(log, "a").close()
     while True:
         c, peer = s.accept()
+        if mode == "sink":
+            total = 0
+            while True:
+                chunk = c.recv(65536)
+                if not chunk: break
+                total += len(chunk)
+            c.sendall(str(total).encode()); c.close(); continue
         with open(log, "a") as f: f.write("%s:%d\\n" % peer)
         c.recv(65536)
         here = c.getsockname()
@@ -37,12 +45,41 @@ private let serverScript = """
         c.close()
     """
 
+/// Counts frames for 10.201.0.2:80 that reach an interface (a tap pod's packet socket).
+private let tapScript = """
+    import socket, sys
+    iface, log = sys.argv[1], sys.argv[2]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.bind((iface, 0))
+    seen = 0
+    while True:
+        frame = s.recv(65535)
+        if frame[12:14] == b"\\x08\\x00" and frame[23] == 6 and frame[30:34] == bytes([10, 201, 0, 2]) and frame[36:38] == b"\\x00\\x50":
+            seen += 1
+            with open(log, "w") as f: f.write(str(seen))
+    """
+
+/// Sends N bytes to host:port as fast as TCP allows; prints the seconds it took until the sink
+/// confirmed them.
+private let uploadScript = """
+    import socket, sys, time
+    host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    c = socket.create_connection((host, port), timeout=30)
+    started = time.monotonic()
+    c.sendall(b"x" * size)
+    c.shutdown(socket.SHUT_WR)
+    answer = c.recv(100)
+    print("%d %.3f" % (int(answer), time.monotonic() - started))
+    """
+
 private func withNode(_ body: (EdgeNodeNamespaces, BPFDatapath, String) throws -> Void) throws {
     let path = try objectPath()
     let topology = try EdgeNodeNamespaces()
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(topology.prefix).path
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     try serverScript.write(toFile: scratch + "/server.py", atomically: true, encoding: .utf8)
+    try tapScript.write(toFile: scratch + "/tap.py", atomically: true, encoding: .utf8)
+    try uploadScript.write(toFile: scratch + "/upload.py", atomically: true, encoding: .utf8)
     defer {
         topology.tearDown()
         try? FileManager.default.removeItem(atPath: scratch)
@@ -155,6 +192,48 @@ struct DatapathTests {
             #expect(end.bytesOut <= outBytes && outBytes - end.bytesOut <= 100, "datapath \(end.bytesOut) B out, firewall \(outBytes)")
             #expect(end.bytesOut > 3000)
             #expect(datapath.lostEvents() == 0)
+        }
+    }
+
+    @Test("copy: the tap pod receives the packets and the origin still answers")
+    func copyToTap() throws {
+        try withNode { topology, datapath, scratch in
+            let tap = try topology.addPod("tap")
+            try topology.start(tap.namespace, "python3 \(scratch)/tap.py \(tap.podInterface) \(scratch)/tap.log")
+            Thread.sleep(forTimeInterval: 0.5)
+            let pods = [DatapathPod(name: "tap", labels: ["tap"], nodeInterface: tap.nodeInterface, mac: tap.mac)]
+            let rule = try DatapathRule.parse(shorthand: "10.201.0.2 80 : copy => [tap]")
+            try topology.inNode { try datapath.apply([rule], pods: pods) }
+            let answer = curl(topology)
+            #expect(answer.status == 0)
+            #expect(answer.output.hasPrefix("origin"))
+            Thread.sleep(forTimeInterval: 0.3)
+            let copied = Int((try? String(contentsOfFile: scratch + "/tap.log", encoding: .utf8)) ?? "") ?? 0
+            let counted = datapath.stats().first?.packets ?? 0
+            // SYN, ACK, request, ACKs, FIN...: every client packet of the connection.
+            #expect(copied >= 4)
+            #expect(UInt64(copied) == counted, "tap saw \(copied), the rule counted \(counted)")
+        }
+    }
+
+    @Test("ratelimit holds a bulk upload within 20% of the configured rate")
+    func rateLimit() throws {
+        try withNode { topology, datapath, scratch in
+            try topology.start(topology.server, "python3 \(scratch)/server.py sink 10.201.0.2 9000 \(scratch)/sink.log")
+            Thread.sleep(forTimeInterval: 0.5)
+            let rate: UInt64 = 400_000
+            let rule = try DatapathRule.parse(shorthand: "10.201.0.2 9000 : ratelimit 400KB/s")
+            #expect(rule.rateBytesPerSecond == rate)
+            try topology.inNode { try datapath.apply([rule], pods: []) }
+            let size = 2_000_000
+            let result = try topology.sh(topology.client, "python3 \(scratch)/upload.py 10.201.0.2 9000 \(size)")
+            let fields = result.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+            let received = try #require(Int(fields.first ?? ""))
+            let seconds = try #require(Double(fields.last ?? ""))
+            #expect(received == size)
+            let achieved = Double(size) / seconds
+            #expect(achieved > Double(rate) * 0.8 && achieved < Double(rate) * 1.2, "achieved \(Int(achieved)) B/s for \(rate) B/s")
+            #expect((datapath.stats().first?.drops ?? 0) > 0)
         }
     }
 

@@ -34,7 +34,7 @@ final class EdgeNodeNamespaces {
     /// Adds a pod whose veth delivers redirected traffic for any address to its own listeners
     /// (policy routing to a local route, for IP_TRANSPARENT sockets).
     @discardableResult
-    func addPod(_ name: String) throws -> (namespace: String, nodeInterface: String, mac: [UInt8]) {
+    func addPod(_ name: String) throws -> (namespace: String, nodeInterface: String, podInterface: String, mac: [UInt8]) {
         let index = pods.count + 1
         let namespace = "\(prefix)-\(name)"
         let nodeEnd = "\(prefix)-p\(index)"
@@ -46,7 +46,7 @@ final class EdgeNodeNamespaces {
         pods.append((name, namespace, nodeEnd, "10.250.\(index).2"))
         let mac = try sh(namespace, "cat /sys/class/net/\(podEnd)/address")
             .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
-        return (namespace, nodeEnd, mac)
+        return (namespace, nodeEnd, podEnd, mac)
     }
 
     private func link(namespace: String, nodeEnd: String, podEnd: String, subnet: String) throws {
