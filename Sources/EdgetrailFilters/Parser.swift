@@ -45,7 +45,7 @@ struct Parser {
             do throws(RuleSyntaxError) {
                 var statement = try parseStatement()
                 guard current.kind == .newline || current.kind == .end else {
-                    throw failure("unexpected \(describe(current)) after the end of the statement")
+                    throw failure("\(describe(current)) after the end of the statement; one statement per line")
                 }
                 let text = lines[start.line - 1].trimmingCharacters(in: .whitespaces)
                 statement.text = text.split(separator: "#", maxSplits: 1).first.map {
