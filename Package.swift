@@ -150,7 +150,7 @@ let package = Package(
             name: "EdgetrailBenchmarks",
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailCollector",
-                "EdgetrailCentral", "EdgetrailFilters",
+                "EdgetrailCentral", "EdgetrailFilters", "EdgetrailDatapath",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -166,7 +166,7 @@ let package = Package(
             name: "EdgetrailCLI",
             dependencies: [
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral", "EdgetrailTelemetry",
-                "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters",
+                "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -14,3 +14,9 @@ echo "==> edgetrail bench central"
 "$edgetrail" bench central --cookies "${BENCH_STORE_COOKIES:-1000000}" --store "$PWD/.run/bench-central.sqlite"
 echo "==> edgetrail bench filters"
 "$edgetrail" bench filters
+echo "==> edgetrail bench datapath"
+if [ "$(id -u)" -eq 0 ]; then
+  "$edgetrail" bench datapath --object "$PWD/bpf/.output/datapath.bpf.o"
+else
+  echo "SKIPPED: the datapath benchmark makes network namespaces and loads eBPF programs (needs root)"
+fi

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EdgetrailBenchmarks
+import EdgetrailDatapath
 import Foundation
 
 struct BenchCommand: AsyncParsableCommand {
@@ -10,7 +11,23 @@ struct BenchCommand: AsyncParsableCommand {
             Run a release build for meaningful figures: 'make bench' builds one, starts the broker,
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
-        subcommands: [Collector.self, Central.self, Filters.self])
+        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self])
+
+    struct Datapath: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Per-packet cost of the eBPF datapath with 1 and 1,024 rules (needs root: namespaces, eBPF).")
+
+        @Option(help: "UDP packets sent per rule set.")
+        var packets = 200_000
+
+        @Option(help: "The compiled datapath (built by scripts/build-bpf.sh).")
+        var object: String?
+
+        func run() throws {
+            try DatapathBenchmark.run(
+                objectPath: object ?? BPFDatapath.defaultObjectPath(), packets: packets) { print($0) }
+        }
+    }
 
     struct Filters: ParsableCommand {
         static let configuration = CommandConfiguration(

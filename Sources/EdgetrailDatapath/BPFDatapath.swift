@@ -28,6 +28,12 @@ public struct DatapathError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+/// Zeroes every byte of a libbpf options struct, padding included: libbpf refuses options whose
+/// bytes past the fields it knows are not zero, and Swift leaves padding as it finds it.
+func zeroPadding<T>(_ value: inout T) {
+    withUnsafeMutableBytes(of: &value) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
+}
+
 /// A connection as the datapath keys it: oriented client to server.
 public struct FlowTuple: Hashable, Sendable, CustomStringConvertible {
     public var source: [UInt8]
@@ -168,6 +174,7 @@ public final class BPFDatapath {
         log.initialize(repeating: 0, count: logSize)
         defer { log.deallocate() }
         var options = bpf_object_open_opts()
+        zeroPadding(&options)
         options.sz = MemoryLayout<bpf_object_open_opts>.size
         options.kernel_log_buf = log
         options.kernel_log_size = logSize
@@ -226,6 +233,7 @@ public final class BPFDatapath {
         let ifindex = Int32(bitPattern: if_nametoindex(interface))
         guard ifindex > 0 else { throw DatapathError("no interface \(interface) in this network namespace") }
         var hook = bpf_tc_hook()
+        zeroPadding(&hook)
         hook.sz = MemoryLayout<bpf_tc_hook>.size
         hook.ifindex = ifindex
         hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
@@ -235,6 +243,7 @@ public final class BPFDatapath {
         for (point, program) in [(BPF_TC_INGRESS, ingress), (BPF_TC_EGRESS, egress)] {
             hook.attach_point = point
             var options = bpf_tc_opts()
+            zeroPadding(&options)
             options.sz = MemoryLayout<bpf_tc_opts>.size
             options.prog_fd = bpf_program__fd(program)
             options.handle = 1
@@ -254,11 +263,13 @@ public final class BPFDatapath {
         guard let (ifindex, createdHook) = attached else { return }
         attached = nil
         var hook = bpf_tc_hook()
+        zeroPadding(&hook)
         hook.sz = MemoryLayout<bpf_tc_hook>.size
         hook.ifindex = ifindex
         for point in [BPF_TC_INGRESS, BPF_TC_EGRESS] {
             hook.attach_point = point
             var options = bpf_tc_opts()
+            zeroPadding(&options)
             options.sz = MemoryLayout<bpf_tc_opts>.size
             options.handle = 1
             options.priority = 1
@@ -585,5 +596,37 @@ extension BPFDatapath {
             cookie: raw.cookie, startNs: unix(raw.start_ns), endNs: unix(raw.end_ns),
             packetsIn: raw.packets_in, packetsOut: raw.packets_out, bytesIn: raw.bytes_in, bytesOut: raw.bytes_out,
             drops: raw.drops)
+    }
+}
+
+// MARK: Program run-time statistics
+
+/// What the kernel measured of one program while statistics were on.
+public struct DatapathProgramStats: Sendable, Hashable {
+    public var runs: UInt64
+    public var nanoseconds: UInt64
+    public var nanosecondsPerRun: Double { runs == 0 ? 0 : Double(nanoseconds) / Double(runs) }
+}
+
+extension BPFDatapath {
+    /// Turns on the kernel's per-program run time accounting until the returned descriptor is
+    /// closed (it costs a little on every run, so it is off otherwise).
+    public static func enableRunTimeStatistics() throws(DatapathError) -> Int32 {
+        let fd = bpf_enable_stats(BPF_STATS_RUN_TIME)
+        guard fd >= 0 else { throw .system("cannot turn on BPF run-time statistics", fd) }
+        return fd
+    }
+
+    /// Runs and total run time of the ingress and egress programs so far.
+    public func programStats() -> (ingress: DatapathProgramStats, egress: DatapathProgramStats) {
+        func stats(_ program: OpaquePointer) -> DatapathProgramStats {
+            var info = bpf_prog_info()
+            var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+            guard bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &length) == 0 else {
+                return DatapathProgramStats(runs: 0, nanoseconds: 0)
+            }
+            return DatapathProgramStats(runs: info.run_cnt, nanoseconds: info.run_time_ns)
+        }
+        return (stats(ingress), stats(egress))
     }
 }

@@ -103,7 +103,9 @@ private func curl(_ topology: EdgeNodeNamespaces, port: Int? = nil) -> (status: 
     return topology.attempt(topology.client, "curl -s -m 2 \(local)http://10.201.0.2/")
 }
 
-@Suite("eBPF datapath in network namespaces", .serialized)
+@Suite(
+    "eBPF datapath in network namespaces", .serialized,
+    .enabled(if: getuid() == 0, "SKIPPED: loading eBPF programs and making network namespaces needs root"))
 struct DatapathTests {
     @Test("redirect: the client's request to the origin reaches the proxy pod's listener; the origin sees nothing")
     func redirect() throws {

@@ -1,4 +1,3 @@
-import EdgetrailDatapath
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -7,17 +6,17 @@ import Glibc
 /// A throwaway edge node made of network namespaces, as DESIGN.md lays it out: a node router,
 /// a client (10.200.0.2), an origin server (10.201.0.2) and pods (10.250.N.2), each joined to
 /// the node by a veth pair. Everything carries a unique prefix and is removed by `tearDown`.
-final class EdgeNodeNamespaces {
-    let prefix: String
-    var node: String { "\(prefix)-node" }
-    var client: String { "\(prefix)-client" }
-    var server: String { "\(prefix)-server" }
+public final class EdgeNodeNamespaces {
+    public let prefix: String
+    public var node: String { "\(prefix)-node" }
+    public var client: String { "\(prefix)-client" }
+    public var server: String { "\(prefix)-server" }
     /// The node's end of the client's veth: where the datapath attaches.
-    var clientInterface: String { "\(prefix)-c0" }
-    private(set) var pods: [(name: String, namespace: String, nodeInterface: String, address: String)] = []
+    public var clientInterface: String { "\(prefix)-c0" }
+    public private(set) var pods: [(name: String, namespace: String, nodeInterface: String, address: String)] = []
     private var background: [Process] = []
 
-    init() throws {
+    public init() throws {
         prefix = "et" + String(UInt32.random(in: 0..<0xffffff), radix: 16)
         do {
             for namespace in [node, client, server] { try ip("netns", "add", namespace) }
@@ -34,7 +33,7 @@ final class EdgeNodeNamespaces {
     /// Adds a pod whose veth delivers redirected traffic for any address to its own listeners
     /// (policy routing to a local route, for IP_TRANSPARENT sockets).
     @discardableResult
-    func addPod(_ name: String) throws -> (namespace: String, nodeInterface: String, podInterface: String, mac: [UInt8]) {
+    public func addPod(_ name: String) throws -> (namespace: String, nodeInterface: String, podInterface: String, mac: [UInt8]) {
         let index = pods.count + 1
         let namespace = "\(prefix)-\(name)"
         let nodeEnd = "\(prefix)-p\(index)"
@@ -58,7 +57,7 @@ final class EdgeNodeNamespaces {
     }
 
     /// Runs a long-lived command inside `namespace` until `tearDown`.
-    func start(_ namespace: String, _ command: String) throws {
+    public func start(_ namespace: String, _ command: String) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments = ["netns", "exec", namespace, "sh", "-c", "exec " + command]
@@ -70,12 +69,12 @@ final class EdgeNodeNamespaces {
 
     /// Runs `command` with sh inside `namespace`; returns its output, throws on failure.
     @discardableResult
-    func sh(_ namespace: String, _ command: String) throws -> String {
+    public func sh(_ namespace: String, _ command: String) throws -> String {
         try run("/usr/sbin/ip", ["netns", "exec", namespace, "sh", "-c", command])
     }
 
     /// Like `sh`, but hands back the exit status instead of throwing.
-    func attempt(_ namespace: String, _ command: String) -> (status: Int32, output: String) {
+    public func attempt(_ namespace: String, _ command: String) -> (status: Int32, output: String) {
         (try? runStatus("/usr/sbin/ip", ["netns", "exec", namespace, "sh", "-c", command])) ?? (-1, "")
     }
 
@@ -107,12 +106,12 @@ final class EdgeNodeNamespaces {
 
     /// Runs `body` with this thread inside the node's network namespace (interface names and
     /// the netlink calls that attach programs resolve there), then returns to where it was.
-    func inNode<T>(_ body: () throws -> T) throws -> T {
+    public func inNode<T>(_ body: () throws -> T) throws -> T {
         try NetworkNamespace.run(named: node, body)
     }
 
     /// Stops what was started and deletes every namespace (and with them their veths).
-    func tearDown() {
+    public func tearDown() {
         for process in background where process.isRunning {
             // SIGKILL: a child may have inherited a blocked SIGTERM from the test runner.
             kill(process.processIdentifier, SIGKILL)
@@ -125,14 +124,14 @@ final class EdgeNodeNamespaces {
     }
 
     /// Namespaces whose names start with this prefix that still exist.
-    func leftovers() -> [String] {
+    public func leftovers() -> [String] {
         let listed = (try? runStatus("/usr/sbin/ip", ["netns", "list"]))?.1 ?? ""
         return listed.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
             .filter { $0.hasPrefix(prefix + "-") }
     }
 }
 
-struct TopologyError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct TopologyError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
