@@ -53,8 +53,8 @@ struct {
 } backends SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 2 * ET_MAX_RULES);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ET_STATS_SLOTS);
 	__type(key, __u32);
 	__type(value, struct et_rule_stats);
 } rule_stats SEC(".maps");
@@ -152,14 +152,10 @@ static __always_inline struct et_rule *match(__u32 generation, __u32 daddr, __u1
 
 static __always_inline void count_rule(__u32 id, __u32 length, int dropped)
 {
-	struct et_rule_stats *stats = bpf_map_lookup_elem(&rule_stats, &id);
-	if (!stats) {
-		struct et_rule_stats fresh = {};
-		bpf_map_update_elem(&rule_stats, &id, &fresh, BPF_NOEXIST);
-		stats = bpf_map_lookup_elem(&rule_stats, &id);
-		if (!stats)
-			return;
-	}
+	__u32 slot = id % ET_STATS_SLOTS;
+	struct et_rule_stats *stats = bpf_map_lookup_elem(&rule_stats, &slot);
+	if (!stats)
+		return;
 	stats->packets += 1;
 	stats->bytes += length;
 	if (dropped)
@@ -274,9 +270,32 @@ int edgetrail_ingress(struct __sk_buff *skb)
 	__u32 zero = 0;
 	struct et_config *cfg = bpf_map_lookup_elem(&settings, &zero);
 	__u32 generation = cfg ? cfg->generation & 1 : 0;
-	struct et_rule *rule = match(generation, packet.tuple.daddr, packet.tuple.dport);
-	__u32 action = rule ? rule->action : ET_ACTION_PASS;
+	__u32 version = cfg ? cfg->rules_version : 0;
 	__u64 now = bpf_ktime_get_ns();
+	int tracked = packet.tuple.proto == IPPROTO_TCP || packet.tuple.proto == IPPROTO_UDP;
+
+	/* A known flow carries the rule it matched under the current rule set. */
+	struct et_flow *flow = tracked ? bpf_map_lookup_elem(&flows, &packet.tuple) : NULL;
+	struct et_rule local = {};
+	struct et_rule *rule = NULL;
+	if (flow && flow->rules_version == version) {
+		if (flow->has_rule) {
+			local = flow->rule;
+			rule = &local;
+		}
+	} else {
+		struct et_rule *found = match(generation, packet.tuple.daddr, packet.tuple.dport);
+		if (found) {
+			local = *found;
+			rule = &local;
+		}
+		if (flow) {
+			flow->rule = local;
+			flow->has_rule = rule != NULL;
+			flow->rules_version = version;
+		}
+	}
+	__u32 action = rule ? rule->action : ET_ACTION_PASS;
 
 	/* Whether this packet goes on; decided before accounting so drops are counted. */
 	int dropped = 0;
@@ -288,11 +307,11 @@ int edgetrail_ingress(struct __sk_buff *skb)
 		count_rule(rule->id, packet.length, dropped);
 
 	/* Flow accounting for TCP and UDP: a TCP flow starts with its SYN. */
-	if (packet.tuple.proto == IPPROTO_TCP || packet.tuple.proto == IPPROTO_UDP) {
-		struct et_flow *flow = bpf_map_lookup_elem(&flows, &packet.tuple);
+	if (tracked) {
 		int syn_only = packet.tuple.proto == IPPROTO_TCP && (packet.tcp_flags & 0x12) == 0x02;
 		if (!flow && (packet.tuple.proto == IPPROTO_UDP || syn_only)) {
 			struct et_flow fresh = {
+				.rule = local, .rules_version = version, .has_rule = rule != NULL,
 				.start_ns = now, .last_ns = now, .rule_id = rule ? rule->id : 0, .action = action};
 			bpf_map_update_elem(&flows, &packet.tuple, &fresh, BPF_NOEXIST);
 			flow = bpf_map_lookup_elem(&flows, &packet.tuple);

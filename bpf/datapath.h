@@ -97,6 +97,11 @@ struct et_bucket {
 };
 
 struct et_flow {
+	/* The rule that matched, as of rule set `rules_version`: later packets of the flow use it
+	 * without looking the rules up again, until another rule set is applied. */
+	struct et_rule rule;
+	__u32 rules_version;
+	__u32 has_rule;
 	__u64 start_ns;
 	__u64 last_ns;
 	__u64 packets_in;
@@ -113,7 +118,13 @@ struct et_flow {
 struct et_config {
 	__u32 generation; /* which rules are active: 0 or 1 */
 	__u32 client_ifindex;
+	__u32 rules_version; /* bumped by every rule set applied (invalidates the flows' cached rule) */
+	__u32 pad;
 };
+
+/* Per-rule counters live in a per-CPU array at (rule id % ET_STATS_SLOTS): ids are handed out
+ * in sequence and at most two sets of ET_MAX_RULES are alive, so live rules never share a slot. */
+#define ET_STATS_SLOTS (2 * ET_MAX_RULES)
 
 struct et_event {
 	__u32 type;   /* enum et_event_type */

@@ -114,6 +114,12 @@ public struct DatapathRuleStats: Sendable, Hashable {
     public var packets: UInt64 = 0
     public var bytes: UInt64 = 0
     public var drops: UInt64 = 0
+
+    public init(packets: UInt64 = 0, bytes: UInt64 = 0, drops: UInt64 = 0) {
+        self.packets = packets
+        self.bytes = bytes
+        self.drops = drops
+    }
 }
 
 /// A pod a redirect or copy rule can send traffic to.
@@ -302,14 +308,22 @@ public final class BPFDatapath {
         _ = bpf_map_delete_elem(mapFD(map), &key)
     }
 
-    private func setSettings(generation: UInt8, ifindex: UInt32? = nil) throws(DatapathError) {
+    /// Makes `generation` the active rules (and, with a new rule set, bumps the version that
+    /// invalidates the rule each flow has cached).
+    private func setSettings(generation: UInt8, ifindex: UInt32? = nil, newRules: Bool = false) throws(DatapathError) {
         var key: UInt32 = 0
         var settings = et_config()
         _ = bpf_map_lookup_elem(mapFD("settings"), &key, &settings)
         settings.generation = UInt32(generation)
+        if newRules { settings.rules_version &+= 1 }
         if let ifindex { settings.client_ifindex = ifindex }
         try update("settings", key, settings)
     }
+
+    /// The per-CPU counters slot of a rule id (see ET_STATS_SLOTS in datapath.h).
+    static func statsSlot(_ id: UInt32) -> UInt32 { id % UInt32(2 * ET_MAX_RULES) }
+
+    var possibleCPUs: Int { max(Int(libbpf_num_possible_cpus()), 1) }
 }
 
 // MARK: Rules
@@ -378,7 +392,7 @@ extension BPFDatapath {
             clear(generation: next)
             throw error
         }
-        try setSettings(generation: next)
+        try setSettings(generation: next, newRules: true)
         let previous = generation
         generation = next
         clear(generation: previous)
@@ -391,6 +405,11 @@ extension BPFDatapath {
         let id = nextRuleID
         nextRuleID &+= 1
         ruleIDs[Int(generation)].append(id)
+        // The slot may hold the counts of a rule 2,048 ids ago.
+        var slot = Self.statsSlot(id)
+        var zeros = [et_rule_stats](repeating: et_rule_stats(), count: possibleCPUs)
+        let cleared = bpf_map_update_elem(mapFD("rule_stats"), &slot, &zeros, UInt64(BPF_ANY))
+        guard cleared == 0 else { throw .system("cannot reset the rule_stats map", cleared) }
         let prefixLength = rule.destination?.length ?? 0
         let address = rule.destination?.address ?? [0, 0, 0, 0]
         let targets = pods.filter { pod in rule.labels.contains { pod.labels.contains($0) } }
@@ -447,7 +466,6 @@ extension BPFDatapath {
             case .bucket(let id): delete("buckets", id)
             }
         }
-        for id in ruleIDs[Int(generation)] { delete("rule_stats", id) }
         written[Int(generation)] = []
         ruleIDs[Int(generation)] = []
     }
@@ -482,10 +500,9 @@ extension BPFDatapath {
 
     /// Counters per rule of the active set, by the rule's index in it.
     public func stats() -> [DatapathRuleStats] {
-        let cpus = Int(libbpf_num_possible_cpus())
-        return ruleIDs[Int(generation)].map { id in
-            var key = id
-            var values = [et_rule_stats](repeating: et_rule_stats(), count: max(cpus, 1))
+        ruleIDs[Int(generation)].map { id in
+            var key = Self.statsSlot(id)
+            var values = [et_rule_stats](repeating: et_rule_stats(), count: possibleCPUs)
             var total = DatapathRuleStats()
             if bpf_map_lookup_elem(mapFD("rule_stats"), &key, &values) == 0 {
                 for value in values {
@@ -500,9 +517,8 @@ extension BPFDatapath {
 
     /// Flow events the ring buffer had no room for, since load.
     public func lostEvents() -> UInt64 {
-        let cpus = Int(libbpf_num_possible_cpus())
         var key: UInt32 = 0
-        var values = [UInt64](repeating: 0, count: max(cpus, 1))
+        var values = [UInt64](repeating: 0, count: possibleCPUs)
         guard bpf_map_lookup_elem(mapFD("lost"), &key, &values) == 0 else { return 0 }
         return values.reduce(0, +)
     }

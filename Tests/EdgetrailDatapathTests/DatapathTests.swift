@@ -239,6 +239,22 @@ struct DatapathTests {
         }
     }
 
+    @Test("a rule set applied mid-flow governs the flow's next packets (the flow's cached rule is dropped)")
+    func ruleChangeMidFlow() throws {
+        try withNode { topology, datapath, _ in
+            let send = #"python3 -c "import socket; s = socket.socket(2, 2); s.bind(('10.200.0.2', 40999)); [s.sendto(b'x', ('10.201.0.2', 9)) for _ in range(50)]""#
+            try topology.inNode { try datapath.apply([try DatapathRule.parse(shorthand: "10.201.0.9 9 : deny")], pods: []) }
+            try topology.sh(topology.client, send)  // the flow starts; no rule matches it
+            #expect(datapath.stats().first?.packets == 0)
+            let deny = try DatapathRule.parse(shorthand: "10.201.0.2 9 : deny")
+            try topology.inNode { try datapath.apply([deny], pods: []) }
+            try topology.sh(topology.client, send)  // the same flow, now under the deny
+            let counted = datapath.stats().first ?? DatapathRuleStats()
+            #expect(counted.packets == 50)
+            #expect(counted.drops == 50)
+        }
+    }
+
     @Test("after teardown no namespace, program or qdisc of the test remains")
     func cleanTeardown() throws {
         let path = try objectPath()
