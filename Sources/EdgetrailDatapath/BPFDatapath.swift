@@ -189,11 +189,18 @@ public final class BPFDatapath {
         }
         let loaded = bpf_object__load(object)
         if loaded != 0 {
-            let verifier = String(cString: log)
+            let verifier = String(cString: log).trimmingCharacters(in: .whitespacesAndNewlines)
             bpf_object__close(object)
-            var error = DatapathError.system("the kernel refused the datapath programs", loaded)
-            error.verifierLog = verifier
-            throw error
+            guard verifier.isEmpty else {
+                // The verifier read the programs and said no: the programs must change, not the
+                // machine.
+                throw DatapathError(
+                    "the kernel's verifier refused the datapath programs in \(objectPath) "
+                        + "(\(String(cString: strerror(loaded < 0 ? -loaded : loaded)))); fix bpf/ and rebuild "
+                        + "(scripts/build-bpf.sh)",
+                    verifierLog: verifier)
+            }
+            throw .system("the kernel refused the datapath programs", loaded)
         }
         guard let ingress = bpf_object__find_program_by_name(object, "edgetrail_ingress"),
             let egress = bpf_object__find_program_by_name(object, "edgetrail_egress")
@@ -245,7 +252,19 @@ public final class BPFDatapath {
         hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
         let created = bpf_tc_hook_create(&hook)
         guard created == 0 || created == -EEXIST else { throw .system("cannot add a clsact qdisc to \(interface)", created) }
-        attached = (ifindex, created == 0)
+        // A clsact that already holds our filter (handle 1, priority 1) was left by a datapath
+        // that did not shut down: this one takes it over, and removes it on detach.
+        var leftover = false
+        if created != 0 {
+            hook.attach_point = BPF_TC_INGRESS
+            var query = bpf_tc_opts()
+            zeroPadding(&query)
+            query.sz = MemoryLayout<bpf_tc_opts>.size
+            query.handle = 1
+            query.priority = 1
+            leftover = bpf_tc_query(&hook, &query) == 0
+        }
+        attached = (ifindex, created == 0 || leftover)
         for (point, program) in [(BPF_TC_INGRESS, ingress), (BPF_TC_EGRESS, egress)] {
             hook.attach_point = point
             var options = bpf_tc_opts()

@@ -255,6 +255,48 @@ struct DatapathTests {
         }
     }
 
+    @Test("programs the verifier refuses are reported with the verifier's own words and what to do")
+    func verifierRefusal() throws {
+        _ = try objectPath()  // vmlinux.h
+        let object = FileManager.default.temporaryDirectory.appendingPathComponent("refused-\(getpid()).bpf.o").path
+        defer { try? FileManager.default.removeItem(atPath: object) }
+        let clang = Process()
+        clang.executableURL = URL(fileURLWithPath: "/opt/swift/usr/bin/clang")
+        clang.arguments = [
+            "-O2", "-g", "-target", "bpf", "-I", repository.path + "/bpf/.output", "-I", "/usr/include/x86_64-linux-gnu",
+            "-c", repository.path + "/bpf/testdata/refused.bpf.c", "-o", object,
+        ]
+        try clang.run()
+        clang.waitUntilExit()
+        try #require(clang.terminationStatus == 0)
+        do {
+            _ = try BPFDatapath(objectPath: object)
+            Issue.record("the verifier accepted a program that reads past the packet")
+        } catch {
+            #expect(error.message.contains("verifier refused"))
+            #expect(error.message.contains("rebuild"))
+            #expect(error.verifierLog?.contains("invalid access to packet") == true, "\(error.verifierLog ?? "no log")")
+            #expect(error.description.contains("invalid access to packet"))
+        }
+    }
+
+    @Test("a datapath that finds another's programs on the interface (a crashed run) takes them over and cleans up")
+    func leftoversTakenOver() throws {
+        let path = try objectPath()
+        let topology = try EdgeNodeNamespaces()
+        defer { topology.tearDown() }
+        let crashed = try BPFDatapath(objectPath: path)
+        try topology.inNode { try crashed.attach(interface: topology.clientInterface) }
+        let restarted = try BPFDatapath(objectPath: path)
+        try topology.inNode { try restarted.attach(interface: topology.clientInterface) }
+        let before = try topology.sh(topology.node, "tc filter show dev \(topology.clientInterface) ingress")
+        #expect(before.components(separatedBy: "name edgetrail_ingre").count == 2, "one filter, replaced: \(before)")
+        try topology.inNode { restarted.detach() }
+        let qdiscs = try topology.sh(topology.node, "tc qdisc show dev \(topology.clientInterface)")
+        #expect(!qdiscs.contains("clsact"))
+        try topology.inNode { crashed.detach() }
+    }
+
     @Test("after teardown no namespace, program or qdisc of the test remains")
     func cleanTeardown() throws {
         let path = try objectPath()
