@@ -47,7 +47,6 @@ public enum DatapathBenchmark {
         var seen = Set<String>()
         many = many.filter { seen.insert("\($0.destination?.description ?? "*") \($0.port.map(String.init) ?? "*")").inserted }
 
-        var results: [(String, Double)] = []
         for (name, rules) in [("1 rule", [target]), ("\(many.count) rules", many)] {
             try topology.inNode { try datapath.apply(rules, pods: []) }
             // Warm up (ARP, maps), then measure.
@@ -59,7 +58,6 @@ public enum DatapathBenchmark {
             let after = datapath.programStats().ingress
             let runs = after.runs - before.runs
             let cost = runs == 0 ? 0 : Double(after.nanoseconds - before.nanoseconds) / Double(runs)
-            results.append((name, cost))
             say(
                 "  " + name.padding(toLength: 12, withPad: " ", startingAt: 0)
                     + String(format: "%6.1f ns/packet over %d runs (%.1f s of sending)", cost, runs, elapsed))

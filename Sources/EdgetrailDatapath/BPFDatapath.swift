@@ -246,35 +246,24 @@ public final class BPFDatapath {
         let ifindex = Int32(bitPattern: if_nametoindex(interface))
         guard ifindex > 0 else { throw DatapathError("no interface \(interface) in this network namespace") }
         var hook = bpf_tc_hook()
-        zeroPadding(&hook)
-        hook.sz = MemoryLayout<bpf_tc_hook>.size
-        hook.ifindex = ifindex
-        hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
+        Self.prepare(&hook, ifindex)
         let created = bpf_tc_hook_create(&hook)
         guard created == 0 || created == -EEXIST else { throw .system("cannot add a clsact qdisc to \(interface)", created) }
-        // A clsact that already holds our filter (handle 1, priority 1) was left by a datapath
-        // that did not shut down: this one takes it over, and removes it on detach.
+        // A clsact that already holds our filter was left by a datapath that did not shut down:
+        // this one takes it over, and removes it on detach.
         var leftover = false
         if created != 0 {
             hook.attach_point = BPF_TC_INGRESS
-            var query = bpf_tc_opts()
-            zeroPadding(&query)
-            query.sz = MemoryLayout<bpf_tc_opts>.size
-            query.handle = 1
-            query.priority = 1
-            leftover = bpf_tc_query(&hook, &query) == 0
+            leftover = Self.withOurFilter { bpf_tc_query(&hook, &$0) } == 0
         }
         attached = (ifindex, created == 0 || leftover)
         for (point, program) in [(BPF_TC_INGRESS, ingress), (BPF_TC_EGRESS, egress)] {
             hook.attach_point = point
-            var options = bpf_tc_opts()
-            zeroPadding(&options)
-            options.sz = MemoryLayout<bpf_tc_opts>.size
-            options.prog_fd = bpf_program__fd(program)
-            options.handle = 1
-            options.priority = 1
-            options.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
-            let result = bpf_tc_attach(&hook, &options)
+            let result = Self.withOurFilter { options in
+                options.prog_fd = bpf_program__fd(program)
+                options.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
+                return bpf_tc_attach(&hook, &options)
+            }
             guard result == 0 else {
                 detach()
                 throw .system("cannot attach the datapath to \(interface)", result)
@@ -288,22 +277,35 @@ public final class BPFDatapath {
         guard let (ifindex, createdHook) = attached else { return }
         attached = nil
         var hook = bpf_tc_hook()
-        zeroPadding(&hook)
-        hook.sz = MemoryLayout<bpf_tc_hook>.size
-        hook.ifindex = ifindex
+        Self.prepare(&hook, ifindex)
         for point in [BPF_TC_INGRESS, BPF_TC_EGRESS] {
             hook.attach_point = point
-            var options = bpf_tc_opts()
-            zeroPadding(&options)
-            options.sz = MemoryLayout<bpf_tc_opts>.size
-            options.handle = 1
-            options.priority = 1
-            _ = bpf_tc_detach(&hook, &options)
+            _ = Self.withOurFilter { bpf_tc_detach(&hook, &$0) }
         }
         if createdHook {
             hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
             _ = bpf_tc_hook_destroy(&hook)
         }
+    }
+
+    /// Makes `hook` the clsact hook (both directions) of an interface, in place (a copy would
+    /// not keep its padding zero).
+    private static func prepare(_ hook: inout bpf_tc_hook, _ ifindex: Int32) {
+        zeroPadding(&hook)
+        hook.sz = MemoryLayout<bpf_tc_hook>.size
+        hook.ifindex = ifindex
+        hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
+    }
+
+    /// Runs a tc call with the options naming our filter (handle 1, priority 1), built in place
+    /// so their padding stays zero.
+    private static func withOurFilter(_ call: (inout bpf_tc_opts) -> Int32) -> Int32 {
+        var options = bpf_tc_opts()
+        zeroPadding(&options)
+        options.sz = MemoryLayout<bpf_tc_opts>.size
+        options.handle = 1
+        options.priority = 1
+        return call(&options)
     }
 
     // MARK: Maps
