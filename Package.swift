@@ -108,6 +108,19 @@ let package = Package(
             name: "EdgetrailDatapath",
             dependencies: ["EdgetrailCore", "CBPF", .product(name: "Logging", package: "swift-log")]),
 
+        // MARK: The Datapath Manager: owns the datapath on a node, serves it over gRPC (Unix socket)
+        .target(
+            name: "EdgetrailDatapathManager",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailDatapath", "EdgetrailProto", "EdgetrailRuntime", "EdgetrailYAML",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]),
+
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
 
@@ -167,6 +180,7 @@ let package = Package(
             dependencies: [
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral", "EdgetrailTelemetry",
                 "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath",
+                "EdgetrailDatapathManager",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -188,6 +202,15 @@ let package = Package(
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
         .testTarget(name: "EdgetrailDatapathTests", dependencies: ["EdgetrailDatapath", "EdgetrailCore"]),
+        .testTarget(
+            name: "EdgetrailDatapathManagerTests",
+            dependencies: [
+                "EdgetrailDatapathManager", "EdgetrailDatapath", "EdgetrailCore", "EdgetrailProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "EdgetrailFiltersTests",
             dependencies: ["EdgetrailFilters", "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry"]),

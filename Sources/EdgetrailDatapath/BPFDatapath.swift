@@ -554,18 +554,36 @@ extension BPFDatapath {
         try update("cookies", tuple.raw, cookie)
     }
 
+    /// Whether the datapath is tracking a flow now.
+    public func isTracking(_ tuple: FlowTuple) -> Bool {
+        var key = tuple.raw
+        var flow = et_flow()
+        return bpf_map_lookup_elem(mapFD("flows"), &key, &flow) == 0
+    }
+
+    private func openRingBuffer() throws(DatapathError) -> OpaquePointer {
+        if let ringBuffer { return ringBuffer }
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let opened = ring_buffer__new(mapFD("events"), { context, data, size in
+            guard let context, let data, size >= MemoryLayout<et_event>.size else { return 0 }
+            let datapath = Unmanaged<BPFDatapath>.fromOpaque(context).takeUnretainedValue()
+            datapath.pendingEvents.append(data.loadUnaligned(as: et_event.self))
+            return 0
+        }, context, nil)
+        guard let opened else { throw .system("cannot open the flow event ring buffer", errno) }
+        ringBuffer = opened
+        return opened
+    }
+
+    /// A descriptor that becomes readable when flow events are waiting: a caller can wait on it
+    /// with poll(2) without holding the datapath, then `poll(timeoutMilliseconds: 0)`.
+    public func eventDescriptor() throws(DatapathError) -> Int32 {
+        ring_buffer__epoll_fd(try openRingBuffer())
+    }
+
     /// Waits up to `timeoutMilliseconds` for flow events and returns those that arrived.
     public func poll(timeoutMilliseconds: Int32) throws(DatapathError) -> [DatapathFlowEvent] {
-        if ringBuffer == nil {
-            let context = Unmanaged.passUnretained(self).toOpaque()
-            ringBuffer = ring_buffer__new(mapFD("events"), { context, data, size in
-                guard let context, let data, size >= MemoryLayout<et_event>.size else { return 0 }
-                let datapath = Unmanaged<BPFDatapath>.fromOpaque(context).takeUnretainedValue()
-                datapath.pendingEvents.append(data.loadUnaligned(as: et_event.self))
-                return 0
-            }, context, nil)
-            guard ringBuffer != nil else { throw .system("cannot open the flow event ring buffer", errno) }
-        }
+        let ringBuffer = try openRingBuffer()
         let result = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
         guard result >= 0 || result == -EINTR else { throw .system("reading flow events failed", result) }
         let raw = pendingEvents

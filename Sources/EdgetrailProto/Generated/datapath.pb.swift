@@ -82,6 +82,10 @@ public nonisolated struct Edgetrail_V1_PodEndpoint: Sendable {
 
   public var ip: Data = Data()
 
+  /// The MAC of the pod's own interface (6 bytes); empty: the manager resolves it by ARP on
+  /// node_interface.
+  public var mac: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -335,7 +339,7 @@ nonisolated extension Edgetrail_V1_ApplyRulesRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Edgetrail_V1_PodEndpoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PodEndpoint"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}labels\0\u{3}node_interface\0\u{1}ip\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}labels\0\u{3}node_interface\0\u{1}ip\0\u{1}mac\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -347,6 +351,7 @@ nonisolated extension Edgetrail_V1_PodEndpoint: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.labels) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.nodeInterface) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.ip) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.mac) }()
       default: break
       }
     }
@@ -365,6 +370,9 @@ nonisolated extension Edgetrail_V1_PodEndpoint: SwiftProtobuf.Message, SwiftProt
     if !self.ip.isEmpty {
       try visitor.visitSingularBytesField(value: self.ip, fieldNumber: 4)
     }
+    if !self.mac.isEmpty {
+      try visitor.visitSingularBytesField(value: self.mac, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -373,6 +381,7 @@ nonisolated extension Edgetrail_V1_PodEndpoint: SwiftProtobuf.Message, SwiftProt
     if lhs.labels != rhs.labels {return false}
     if lhs.nodeInterface != rhs.nodeInterface {return false}
     if lhs.ip != rhs.ip {return false}
+    if lhs.mac != rhs.mac {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

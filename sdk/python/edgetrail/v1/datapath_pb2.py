@@ -26,7 +26,7 @@ from edgetrail.v1 import common_pb2 as edgetrail_dot_v1_dot_common__pb2
 from edgetrail.v1 import telemetry_pb2 as edgetrail_dot_v1_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64getrail/v1/datapath.proto\x12\x0c\x65\x64getrail.v1\x1a\x19\x65\x64getrail/v1/common.proto\x1a\x1c\x65\x64getrail/v1/telemetry.proto\"\x91\x01\n\x0c\x44\x61tapathRule\x12\n\n\x02id\x18\x01 \x01(\r\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\x12,\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1c.edgetrail.v1.DatapathAction\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x1d\n\x15rate_bytes_per_second\x18\x06 \x01(\x04\"g\n\x11\x41pplyRulesRequest\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.edgetrail.v1.DatapathRule\x12\'\n\x04pods\x18\x02 \x03(\x0b\x32\x19.edgetrail.v1.PodEndpoint\"O\n\x0bPodEndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x16\n\x0enode_interface\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\x0c\"%\n\x12\x41pplyRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"\x12\n\x10ListRulesRequest\"O\n\x11ListRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12)\n\x05rules\x18\x02 \x03(\x0b\x32\x1a.edgetrail.v1.DatapathRule\"I\n\x0f\x42indFlowRequest\x12&\n\x05tuple\x18\x01 \x01(\x0b\x32\x17.edgetrail.v1.FiveTuple\x12\x0e\n\x06\x63ookie\x18\x02 \x01(\x06\"%\n\x10\x42indFlowResponse\x12\x11\n\tflow_seen\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"K\n\tRuleStats\x12\x0f\n\x07rule_id\x18\x01 \x01(\r\x12\x0f\n\x07packets\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\r\n\x05\x64rops\x18\x04 \x01(\x04\"e\n\rStatsResponse\x12&\n\x05rules\x18\x01 \x03(\x0b\x32\x17.edgetrail.v1.RuleStats\x12\x18\n\x10ring_buffer_lost\x18\x02 \x01(\x04\x12\x12\n\nopen_flows\x18\x03 \x01(\x04\"\x15\n\x13StreamEventsRequest\"X\n\x10\x46lowEventMessage\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0c\n\x04node\x18\x02 \x01(\t\x12&\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x17.edgetrail.v1.FlowEvent2\x92\x03\n\x0f\x44\x61tapathManager\x12O\n\nApplyRules\x12\x1f.edgetrail.v1.ApplyRulesRequest\x1a .edgetrail.v1.ApplyRulesResponse\x12L\n\tListRules\x12\x1e.edgetrail.v1.ListRulesRequest\x1a\x1f.edgetrail.v1.ListRulesResponse\x12I\n\x08\x42indFlow\x12\x1d.edgetrail.v1.BindFlowRequest\x1a\x1e.edgetrail.v1.BindFlowResponse\x12@\n\x05Stats\x12\x1a.edgetrail.v1.StatsRequest\x1a\x1b.edgetrail.v1.StatsResponse\x12S\n\x0cStreamEvents\x12!.edgetrail.v1.StreamEventsRequest\x1a\x1e.edgetrail.v1.FlowEventMessage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64getrail/v1/datapath.proto\x12\x0c\x65\x64getrail.v1\x1a\x19\x65\x64getrail/v1/common.proto\x1a\x1c\x65\x64getrail/v1/telemetry.proto\"\x91\x01\n\x0c\x44\x61tapathRule\x12\n\n\x02id\x18\x01 \x01(\r\x12\n\n\x02ip\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\x12,\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1c.edgetrail.v1.DatapathAction\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x1d\n\x15rate_bytes_per_second\x18\x06 \x01(\x04\"g\n\x11\x41pplyRulesRequest\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.edgetrail.v1.DatapathRule\x12\'\n\x04pods\x18\x02 \x03(\x0b\x32\x19.edgetrail.v1.PodEndpoint\"\\\n\x0bPodEndpoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x16\n\x0enode_interface\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\x0c\x12\x0b\n\x03mac\x18\x05 \x01(\x0c\"%\n\x12\x41pplyRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\"\x12\n\x10ListRulesRequest\"O\n\x11ListRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12)\n\x05rules\x18\x02 \x03(\x0b\x32\x1a.edgetrail.v1.DatapathRule\"I\n\x0f\x42indFlowRequest\x12&\n\x05tuple\x18\x01 \x01(\x0b\x32\x17.edgetrail.v1.FiveTuple\x12\x0e\n\x06\x63ookie\x18\x02 \x01(\x06\"%\n\x10\x42indFlowResponse\x12\x11\n\tflow_seen\x18\x01 \x01(\x08\"\x0e\n\x0cStatsRequest\"K\n\tRuleStats\x12\x0f\n\x07rule_id\x18\x01 \x01(\r\x12\x0f\n\x07packets\x18\x02 \x01(\x04\x12\r\n\x05\x62ytes\x18\x03 \x01(\x04\x12\r\n\x05\x64rops\x18\x04 \x01(\x04\"e\n\rStatsResponse\x12&\n\x05rules\x18\x01 \x03(\x0b\x32\x17.edgetrail.v1.RuleStats\x12\x18\n\x10ring_buffer_lost\x18\x02 \x01(\x04\x12\x12\n\nopen_flows\x18\x03 \x01(\x04\"\x15\n\x13StreamEventsRequest\"X\n\x10\x46lowEventMessage\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0c\n\x04node\x18\x02 \x01(\t\x12&\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x17.edgetrail.v1.FlowEvent2\x92\x03\n\x0f\x44\x61tapathManager\x12O\n\nApplyRules\x12\x1f.edgetrail.v1.ApplyRulesRequest\x1a .edgetrail.v1.ApplyRulesResponse\x12L\n\tListRules\x12\x1e.edgetrail.v1.ListRulesRequest\x1a\x1f.edgetrail.v1.ListRulesResponse\x12I\n\x08\x42indFlow\x12\x1d.edgetrail.v1.BindFlowRequest\x1a\x1e.edgetrail.v1.BindFlowResponse\x12@\n\x05Stats\x12\x1a.edgetrail.v1.StatsRequest\x1a\x1b.edgetrail.v1.StatsResponse\x12S\n\x0cStreamEvents\x12!.edgetrail.v1.StreamEventsRequest\x1a\x1e.edgetrail.v1.FlowEventMessage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,27 +38,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPLYRULESREQUEST']._serialized_start=250
   _globals['_APPLYRULESREQUEST']._serialized_end=353
   _globals['_PODENDPOINT']._serialized_start=355
-  _globals['_PODENDPOINT']._serialized_end=434
-  _globals['_APPLYRULESRESPONSE']._serialized_start=436
-  _globals['_APPLYRULESRESPONSE']._serialized_end=473
-  _globals['_LISTRULESREQUEST']._serialized_start=475
-  _globals['_LISTRULESREQUEST']._serialized_end=493
-  _globals['_LISTRULESRESPONSE']._serialized_start=495
-  _globals['_LISTRULESRESPONSE']._serialized_end=574
-  _globals['_BINDFLOWREQUEST']._serialized_start=576
-  _globals['_BINDFLOWREQUEST']._serialized_end=649
-  _globals['_BINDFLOWRESPONSE']._serialized_start=651
-  _globals['_BINDFLOWRESPONSE']._serialized_end=688
-  _globals['_STATSREQUEST']._serialized_start=690
-  _globals['_STATSREQUEST']._serialized_end=704
-  _globals['_RULESTATS']._serialized_start=706
-  _globals['_RULESTATS']._serialized_end=781
-  _globals['_STATSRESPONSE']._serialized_start=783
-  _globals['_STATSRESPONSE']._serialized_end=884
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=886
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=907
-  _globals['_FLOWEVENTMESSAGE']._serialized_start=909
-  _globals['_FLOWEVENTMESSAGE']._serialized_end=997
-  _globals['_DATAPATHMANAGER']._serialized_start=1000
-  _globals['_DATAPATHMANAGER']._serialized_end=1402
+  _globals['_PODENDPOINT']._serialized_end=447
+  _globals['_APPLYRULESRESPONSE']._serialized_start=449
+  _globals['_APPLYRULESRESPONSE']._serialized_end=486
+  _globals['_LISTRULESREQUEST']._serialized_start=488
+  _globals['_LISTRULESREQUEST']._serialized_end=506
+  _globals['_LISTRULESRESPONSE']._serialized_start=508
+  _globals['_LISTRULESRESPONSE']._serialized_end=587
+  _globals['_BINDFLOWREQUEST']._serialized_start=589
+  _globals['_BINDFLOWREQUEST']._serialized_end=662
+  _globals['_BINDFLOWRESPONSE']._serialized_start=664
+  _globals['_BINDFLOWRESPONSE']._serialized_end=701
+  _globals['_STATSREQUEST']._serialized_start=703
+  _globals['_STATSREQUEST']._serialized_end=717
+  _globals['_RULESTATS']._serialized_start=719
+  _globals['_RULESTATS']._serialized_end=794
+  _globals['_STATSRESPONSE']._serialized_start=796
+  _globals['_STATSRESPONSE']._serialized_end=897
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=899
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=920
+  _globals['_FLOWEVENTMESSAGE']._serialized_start=922
+  _globals['_FLOWEVENTMESSAGE']._serialized_end=1010
+  _globals['_DATAPATHMANAGER']._serialized_start=1013
+  _globals['_DATAPATHMANAGER']._serialized_end=1415
 # @@protoc_insertion_point(module_scope)

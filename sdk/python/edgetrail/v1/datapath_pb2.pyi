@@ -33,16 +33,18 @@ class ApplyRulesRequest(_message.Message):
     def __init__(self, rules: _Optional[_Iterable[_Union[DatapathRule, _Mapping]]] = ..., pods: _Optional[_Iterable[_Union[PodEndpoint, _Mapping]]] = ...) -> None: ...
 
 class PodEndpoint(_message.Message):
-    __slots__ = ("name", "labels", "node_interface", "ip")
+    __slots__ = ("name", "labels", "node_interface", "ip", "mac")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     NODE_INTERFACE_FIELD_NUMBER: _ClassVar[int]
     IP_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     node_interface: str
     ip: bytes
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., node_interface: _Optional[str] = ..., ip: _Optional[bytes] = ...) -> None: ...
+    mac: bytes
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., node_interface: _Optional[str] = ..., ip: _Optional[bytes] = ..., mac: _Optional[bytes] = ...) -> None: ...
 
 class ApplyRulesResponse(_message.Message):
     __slots__ = ("version",)

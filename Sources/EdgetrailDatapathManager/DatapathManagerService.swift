@@ -1,0 +1,133 @@
+import EdgetrailDatapath
+import EdgetrailProto
+import EdgetrailRuntime
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The Datapath Manager's gRPC service: each call does one thing to the manager; what the
+/// datapath refuses comes back as INVALID_ARGUMENT (a rule set, a tuple) or FAILED_PRECONDITION
+/// (the manager is stopping) with the reason.
+public struct DatapathManagerService: Edgetrail_V1_DatapathManager.SimpleServiceProtocol {
+    let manager: DatapathManager
+
+    public init(manager: DatapathManager) {
+        self.manager = manager
+    }
+
+    private func answer<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DatapathError {
+            let stopping = error.message.contains("shutting down")
+            throw RPCError(code: stopping ? .failedPrecondition : .invalidArgument, message: error.description)
+        }
+    }
+
+    public func applyRules(request: Edgetrail_V1_ApplyRulesRequest, context: ServerContext) async throws
+        -> Edgetrail_V1_ApplyRulesResponse
+    {
+        var response = Edgetrail_V1_ApplyRulesResponse()
+        response.version = try answer { try manager.apply(request) }
+        return response
+    }
+
+    public func listRules(request: Edgetrail_V1_ListRulesRequest, context: ServerContext) async throws
+        -> Edgetrail_V1_ListRulesResponse
+    {
+        try answer { try manager.listRules() }
+    }
+
+    public func bindFlow(request: Edgetrail_V1_BindFlowRequest, context: ServerContext) async throws
+        -> Edgetrail_V1_BindFlowResponse
+    {
+        var response = Edgetrail_V1_BindFlowResponse()
+        response.flowSeen = try answer { try manager.bind(request) }
+        return response
+    }
+
+    public func stats(request: Edgetrail_V1_StatsRequest, context: ServerContext) async throws
+        -> Edgetrail_V1_StatsResponse
+    {
+        try answer { try manager.stats() }
+    }
+
+    public func streamEvents(
+        request: Edgetrail_V1_StreamEventsRequest, response: RPCWriter<Edgetrail_V1_FlowEventMessage>,
+        context: ServerContext
+    ) async throws {
+        for await event in manager.subscribe() {
+            try await response.write(event)
+        }
+    }
+}
+
+/// A running Datapath Manager: the event pump and the gRPC server on its Unix socket, as one
+/// service group. On SIGINT/SIGTERM (or `triggerGracefulShutdown()`) it ends the event streams,
+/// stops the server, detaches the programs and removes the socket.
+public struct DatapathManagerServer: Sendable {
+    public let manager: DatapathManager
+    private let logger: Logger
+
+    public init(configuration: DatapathManagerConfiguration, logger: Logger) throws {
+        self.manager = try DatapathManager(configuration: configuration, logger: logger)
+        self.logger = logger
+    }
+
+    public func makeServiceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) throws -> ServiceGroup {
+        let path = manager.configuration.socketPath
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        try? FileManager.default.removeItem(atPath: path)
+        let server = GRPCServer(
+            transport: .http2NIOPosix(address: .unixDomainSocket(path: path), transportSecurity: .plaintext),
+            services: [DatapathManagerService(manager: manager)])
+        let manager = self.manager
+        let pump = ThreadService(name: "datapath-events", run: { manager.run() }, stop: { manager.stop() })
+        logger.info("Datapath Manager listening", metadata: ["socket": "\(path)"])
+        return ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: pump, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "events"),
+                    .init(
+                        service: ManagerGRPCService(server: server, manager: manager),
+                        successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "grpc"),
+                ],
+                gracefulShutdownSignals: signals, logger: logger))
+    }
+
+    /// Serves until a signal, then cleans up: programs detached, qdisc and socket removed.
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        try await run(group: makeServiceGroup(signals: signals))
+    }
+
+    /// Runs a group made by `makeServiceGroup`, then cleans up.
+    public func run(group: ServiceGroup) async throws {
+        defer {
+            manager.shutdown()
+            try? FileManager.default.removeItem(atPath: manager.configuration.socketPath)
+        }
+        try await group.run()
+    }
+}
+
+/// The gRPC server as a service; on graceful shutdown the event streams end first, so the
+/// server's wait for open calls does not wait on subscribers.
+struct ManagerGRPCService<Transport: ServerTransport>: Service {
+    let server: GRPCServer<Transport>
+    let manager: DatapathManager
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.serve()
+        } onGracefulShutdown: {
+            manager.endStreams()
+            server.beginGracefulShutdown()
+        }
+    }
+}
