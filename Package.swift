@@ -135,6 +135,7 @@ let package = Package(
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP", "EdgetrailTelemetry", "EdgetrailSpool",
                 "EdgetrailKafka", "EdgetrailRedis", "EdgetrailYAML", "EdgetrailRuntime", "EdgetrailFilters",
+                "EdgetrailDatapathManager",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),
@@ -218,6 +219,7 @@ let package = Package(
             name: "EdgetrailCollectorTests",
             dependencies: [
                 "EdgetrailCollector", "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting",
+                "EdgetrailDatapath", "EdgetrailDatapathManager",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),

@@ -106,7 +106,7 @@ struct DemoCommand: AsyncParsableCommand {
         collectorConfiguration.otlp = OTLPSourceConfiguration()
         collectorConfiguration.snapshots = RedisSnapshotSourceConfiguration(
             host: configuration.host, port: configuration.redisPort)
-        collectorConfiguration.flows = FlowReplaySourceConfiguration(path: recording)
+        collectorConfiguration.flows = .replay(FlowReplaySourceConfiguration(path: recording))
         var logger = Logger(label: "edgetrail.demo")
         logger.logLevel = .warning
         let collector = try Collector(configuration: collectorConfiguration, logger: logger)

@@ -83,7 +83,15 @@ public struct Collector: Sendable {
                 }, stop: { stop.set() })
             services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "snapshots"))
         }
-        if let flows = configuration.flows {
+        switch configuration.flows {
+        case .datapath(let socket):
+            var flowLogger = logger
+            flowLogger[metadataKey: "component"] = "flow-source"
+            let source = DatapathFlowSource(
+                socket: socket, pipeline: pipeline, cnf: configuration.join.cnf, node: configuration.join.node,
+                logger: flowLogger)
+            services.append(.init(service: source, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "flows"))
+        case .replay(let flows):
             var flowLogger = logger
             flowLogger[metadataKey: "component"] = "flow-source"
             let sourceLogger = flowLogger
@@ -105,6 +113,8 @@ public struct Collector: Sendable {
                 }, stop: { stop.set() })
             // A replay that reached the end of its file is done; the collector goes on.
             services.append(.init(service: service, successTerminationBehavior: .ignore, serviceName: "flows"))
+        case nil:
+            break
         }
         if let host = configuration.metricsHost {
             let metrics = pipeline.metrics

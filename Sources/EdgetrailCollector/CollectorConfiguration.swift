@@ -27,6 +27,14 @@ public struct FlowReplaySourceConfiguration: Sendable {
     public init(path: String) { self.path = path }
 }
 
+/// Where flow events come from: the Datapath Manager's event stream on this node, or a
+/// recording of one.
+public enum FlowSourceConfiguration: Sendable {
+    /// `StreamEvents` of the Datapath Manager listening on this Unix socket.
+    case datapath(socket: String)
+    case replay(FlowReplaySourceConfiguration)
+}
+
 /// A whole collector: what it listens to, how it joins, where it ships.
 public struct CollectorConfiguration: Sendable {
     public var dataDirectory: String
@@ -36,7 +44,7 @@ public struct CollectorConfiguration: Sendable {
     public var join: CookieJoinConfiguration
     public var kafka: KafkaSinkConfiguration
     public var otlp: OTLPSourceConfiguration?
-    public var flows: FlowReplaySourceConfiguration?
+    public var flows: FlowSourceConfiguration?
     public var snapshots: RedisSnapshotSourceConfiguration?
     /// Where /metrics is served; `nil` for nowhere.
     public var metricsHost: String? = "127.0.0.1"
@@ -153,8 +161,15 @@ extension CollectorConfiguration {
                 configuration.otlp = settings
             }
             if let flows = sourceFields["flows"], let flowMapping = context.mapping(flows, what: "'flows'") {
-                let flowFields = context.fields(of: flowMapping, allowed: ["replay", "rate"], what: "'flows'")
-                if let value = flowFields["replay"], let path = context.string(value, what: "'replay'") {
+                let flowFields = context.fields(of: flowMapping, allowed: ["datapath", "replay", "rate"], what: "'flows'")
+                if flowFields["datapath"] != nil, flowFields["replay"] != nil {
+                    context.report("the flows source takes 'datapath: SOCKET' or 'replay: FILE', not both", at: flows)
+                } else if let value = flowFields["datapath"], let socket = context.string(value, what: "'datapath'") {
+                    if flowFields["rate"] != nil {
+                        context.report("'rate' paces a replay; the datapath's events come as they happen", at: flowFields["rate"])
+                    }
+                    configuration.flows = .datapath(socket: socket)
+                } else if let value = flowFields["replay"], let path = context.string(value, what: "'replay'") {
                     var settings = FlowReplaySourceConfiguration(path: path)
                     if !FileManager.default.isReadableFile(atPath: path) {
                         context.report("cannot read the flow recording '\(path)'", at: value)
@@ -162,9 +177,11 @@ extension CollectorConfiguration {
                     if let rate = flowFields["rate"] {
                         settings.eventsPerSecond = Double(context.integer(rate, what: "'rate'", in: 0...10_000_000) ?? 0)
                     }
-                    configuration.flows = settings
-                } else if flowFields["replay"] == nil {
-                    context.report("the flows source needs 'replay: FILE' (recorded flow events, JSON lines)", at: flows)
+                    configuration.flows = .replay(settings)
+                } else if flowFields["replay"] == nil, flowFields["datapath"] == nil {
+                    context.report(
+                        "the flows source needs 'datapath: SOCKET' (the Datapath Manager's events) or 'replay: FILE' "
+                            + "(recorded flow events, JSON lines)", at: flows)
                 }
             }
             if let snapshots = sourceFields["snapshots"],
@@ -237,7 +254,8 @@ extension CollectorConfiguration {
             }
         }
 
-        if configuration.otlp == nil, configuration.flows == nil, configuration.snapshots == nil {
+        // (A source written wrongly was reported where it is; "no sources" is for none written.)
+        if configuration.otlp == nil, configuration.flows == nil, configuration.snapshots == nil, context.diagnostics.isEmpty {
             context.report("no sources: configure at least one of otlp, flows, snapshots under 'sources'", at: root)
         }
         guard context.diagnostics.isEmpty else { throw DiagnosticsError(context.diagnostics) }

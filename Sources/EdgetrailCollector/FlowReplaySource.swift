@@ -5,8 +5,8 @@ import Logging
 import SwiftProtobuf
 
 /// Replays recorded flow events: a file of JSON lines, each a `FlowEventMessage` in protobuf's
-/// JSON form (what `edgetrail datapath events --json` records). Stands in for the Datapath
-/// Manager's event stream until the datapath exists, and replays captures for tests.
+/// JSON form (what `edgetrail datapath events --json` records): replays a capture of the Datapath
+/// Manager's event stream, for tests and for trying rules without a datapath.
 ///
 /// The datapath's lost-event counts (`lost_events`) are carried through: summed into the
 /// `datapath_lost_events` source counter, and kept on each record.
@@ -15,6 +15,17 @@ public struct FlowReplaySource: Sendable {
 
     public init(configuration: FlowReplaySourceConfiguration) {
         self.configuration = configuration
+    }
+
+    /// A flow event as a record of the pipeline; an event without a node gets the collector's.
+    static func record(_ message: Edgetrail_V1_FlowEventMessage, cnf: String, node: String, now: UInt64) -> Edgetrail_V1_Record {
+        var record = Edgetrail_V1_Record()
+        record.cookie = message.cookie
+        record.cnf = cnf
+        record.node = message.node.isEmpty ? node : message.node
+        record.acceptedAtNs = now
+        record.flow = message.event
+        return record
     }
 
     /// Reads the file and hands each event to `deliver` (blocking), paced to the configured rate.
@@ -46,14 +57,8 @@ public struct FlowReplaySource: Sendable {
                     metadata: ["location": "\(configuration.path):\(index + 1)", "error": "\(error)"])
                 continue
             }
-            var record = Edgetrail_V1_Record()
-            record.cookie = message.cookie
-            record.cnf = cnf
-            record.node = message.node.isEmpty ? node : message.node
-            record.acceptedAtNs = clock()
-            record.flow = message.event
             lost += Int(message.event.lostEvents)
-            batch.append(record)
+            batch.append(Self.record(message, cnf: cnf, node: node, now: clock()))
             sent += 1
             if configuration.eventsPerSecond > 0 {
                 let due = started.addingTimeInterval(Double(sent) / configuration.eventsPerSecond)

@@ -54,6 +54,24 @@ struct CollectorConfigurationTests {
         ])
     }
 
+    @Test("flows: the Datapath Manager's socket or a recording, one of them; rate only paces a recording")
+    func flowSources() throws {
+        let datapath = try CollectorConfiguration.parse(
+            "sources:\n  flows:\n    datapath: /run/edgetrail/datapath.sock\nsinks:\n  kafka:\n    brokers: 127.0.0.1:19092\n",
+            fileName: "edge.yaml")
+        guard case .datapath(let socket) = datapath.flows else {
+            Issue.record("expected the datapath flow source")
+            return
+        }
+        #expect(socket == "/run/edgetrail/datapath.sock")
+        #expect(problems("bad_flows.yaml") == [
+            "collectors/testdata/bad_flows.yaml:3:5: the flows source takes 'datapath: SOCKET' or 'replay: FILE', not both"
+        ])
+        #expect(problems("bad_flows_rate.yaml") == [
+            "collectors/testdata/bad_flows_rate.yaml:4:11: 'rate' paces a replay; the datapath's events come as they happen"
+        ])
+    }
+
     @Test("bad_no_sink: a pipeline must ship somewhere")
     func noSink() {
         #expect(problems("bad_no_sink.yaml") == [

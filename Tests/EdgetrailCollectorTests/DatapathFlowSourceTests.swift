@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EdgetrailCollector
+import EdgetrailDatapath
+import EdgetrailDatapathManager
+import EdgetrailKafka
+import EdgetrailProto
+import EdgetrailServices
+import EdgetrailTesting
+import Foundation
+import Logging
+import SwiftProtobuf
+import Testing
+
+/// The collector's flow source against a real Datapath Manager (the eBPF programs attached in
+/// a throwaway edge node), shipping to the real broker.
+@Suite(
+    "Collector flow source: the Datapath Manager's event stream", .serialized,
+    .enabled(if: getuid() == 0, "SKIPPED: loading eBPF programs and making network namespaces needs root"))
+struct DatapathFlowSourceTests {
+    @Test("a collector started before the manager follows its events once it is up, and ships a bound flow under its cookie")
+    func followsTheManager() async throws {
+        try await TestServices.with([.broker]) { services in
+            let topology = try EdgeNodeNamespaces()
+            let scratch = services.runDirectory + "/\(topology.prefix)"
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+            defer { topology.tearDown() }
+            try topology.start(
+                topology.server,
+                "python3 -c \"import http.server as h; h.HTTPServer(('10.201.0.2', 80), h.SimpleHTTPRequestHandler).serve_forever()\"")
+            var logger = Logger(label: "test.flow-source")
+            logger.logLevel = .error
+            let socket = scratch + "/datapath.sock"
+            let topic = "flows-\(UUID().uuidString.prefix(8))"
+
+            // The collector first: the manager is not there yet.
+            var configuration = CollectorConfiguration(
+                cnf: "edgesecurity", node: "edge-1", brokers: services.brokers, dataDirectory: scratch + "/collector")
+            configuration.kafka.topic = topic
+            configuration.metricsHost = nil
+            configuration.flows = .datapath(socket: socket)
+            configuration.join.idleTimeoutNanoseconds = 1_000_000_000
+            configuration.join.settleNanoseconds = 200_000_000
+            let collector = try Collector(configuration: configuration, logger: logger)
+            let collectorGroup = try collector.makeServiceGroup(signals: [])
+            let collecting = Task { try await collectorGroup.run() }
+            try await Task.sleep(for: .milliseconds(1500))
+
+            let build = Process()
+            build.executableURL = URL(fileURLWithPath: TestServices.packageRoot + "/scripts/build-bpf.sh")
+            build.standardOutput = FileHandle.nullDevice
+            try build.run()
+            build.waitUntilExit()
+            let manager = try DatapathManagerServer(
+                configuration: DatapathManagerConfiguration(
+                    interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
+                    objectPath: TestServices.packageRoot + "/bpf/.output/datapath.bpf.o", node: "edge-1"),
+                logger: logger)
+            let managerGroup = try manager.makeServiceGroup(signals: [])
+            let managing = Task { try await manager.run(group: managerGroup) }
+
+            var bind = Edgetrail_V1_BindFlowRequest()
+            bind.tuple.srcIp = Data([10, 200, 0, 2])
+            bind.tuple.dstIp = Data([10, 201, 0, 2])
+            bind.tuple.srcPort = 42_424
+            bind.tuple.dstPort = 80
+            bind.tuple.protocol = 6
+            bind.cookie = 0x0000_0000_5eed_f10f
+            let request = bind
+            for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(50)) }
+            _ = try await DatapathManagerClient.with(socket: socket) { try await $0.bindFlow(request) }
+            // The source retries every second; give it time to subscribe before the flow starts.
+            try await Task.sleep(for: .milliseconds(2500))
+            let answer = topology.attempt(topology.client, "curl -s -m 3 --local-port 42424 http://10.201.0.2/")
+            #expect(answer.status == 0, "the origin should answer: \(answer.output)")
+
+            let consumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    brokers: services.brokers, groupID: "check-\(UUID().uuidString)", topics: [topic]))
+            defer { consumer.close() }
+            var flows: [Edgetrail_V1_FlowEvent] = []
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, !flows.contains(where: { $0.phase == .end }) {
+                guard let message = try consumer.poll(timeoutMilliseconds: 300) else { continue }
+                let batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
+                guard batch.cookie == request.cookie else { continue }
+                #expect(String(decoding: message.key, as: UTF8.self) == "000000005eedf10f")
+                flows += batch.records.compactMap { record in
+                    if case .flow(let flow) = record.kind { flow } else { nil }
+                }
+            }
+            await managerGroup.triggerGracefulShutdown()
+            try await managing.value
+            await collectorGroup.triggerGracefulShutdown()
+            try await collecting.value
+
+            #expect(flows.map(\.phase) == [.start, .end])
+            let end = flows.last
+            #expect(end?.tuple == request.tuple)
+            #expect(end?.endReason == .fin)
+            #expect((end?.bytesOut ?? 0) > 100 && (end?.bytesIn ?? 0) > 50)
+        }
+    }
+}
