@@ -164,7 +164,7 @@ let package = Package(
             name: "EdgetrailBenchmarks",
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailCollector",
-                "EdgetrailCentral", "EdgetrailFilters", "EdgetrailDatapath",
+                "EdgetrailCentral", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailRuntime",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Hummingbird", package: "hummingbird"),

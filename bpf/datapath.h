@@ -12,6 +12,10 @@
 /* Pods one redirect rule can spread flows over. */
 #define ET_MAX_BACKENDS 8
 #define ET_MAX_FLOWS 65536
+/* The flow event ring buffer, and how much may wait in it before the reader is woken (the
+ * reader also reads at least every 100 ms on its own). */
+#define ET_EVENTS_BYTES (1024 * 1024)
+#define ET_EVENTS_WAKEUP_BYTES (128 * 1024)
 
 /* The values of edgetrail.v1.DatapathAction. */
 enum et_action {
@@ -102,8 +106,9 @@ struct et_flow {
 	struct et_rule rule;
 	__u32 rules_version;
 	__u32 has_rule;
+	/* No last-seen time: reading a clock on every packet costs more than the rest of the
+	 * accounting; the idle sweep in user space notices a flow whose counters stopped moving. */
 	__u64 start_ns;
-	__u64 last_ns;
 	__u64 packets_in;
 	__u64 packets_out;
 	__u64 bytes_in;

@@ -63,6 +63,20 @@ public enum DatapathBenchmark {
                     + String(format: "%6.1f ns/packet over %d runs (%.1f s of sending)", cost, runs, elapsed))
         }
         let dropped = datapath.stats().first?.drops ?? 0
+        // The floor: a program that does nothing, attached and measured the same way.
+        try topology.inNode { datapath.detach() }
+        let floor = try BPFDatapath(objectPath: objectPath, ingressProgram: "edgetrail_floor")
+        try topology.inNode { try floor.attach(interface: topology.clientInterface) }
+        defer { try? topology.inNode { floor.detach() } }
+        _ = topology.attempt(topology.client, "python3 \(scratch)/send.py 2000")
+        let before = floor.programStats().ingress
+        _ = try topology.sh(topology.client, "python3 \(scratch)/send.py \(packets)")
+        let after = floor.programStats().ingress
+        let runs = after.runs - before.runs
+        let cost = runs == 0 ? 0 : Double(after.nanoseconds - before.nanoseconds) / Double(runs)
+        say(
+            "  " + "floor".padding(toLength: 12, withPad: " ", startingAt: 0)
+                + String(format: "%6.1f ns/packet: a program that does nothing (the statistics' own cost)", cost))
         say("  (the measured rule dropped \(dropped) packets: every packet ran the full path)")
         say("  target: <= 100 ns/packet at 1,024 rules")
     }

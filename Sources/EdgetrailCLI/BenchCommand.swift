@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
             Run a release build for meaningful figures: 'make bench' builds one, starts the broker,
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
-        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self])
+        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self])
 
     struct Datapath: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -26,6 +26,39 @@ struct BenchCommand: AsyncParsableCommand {
         func run() throws {
             try DatapathBenchmark.run(
                 objectPath: object ?? BPFDatapath.defaultObjectPath(), packets: packets) { print($0) }
+        }
+    }
+
+    struct Proxy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Requests/s through a proxy pod: eBPF redirect vs. iptables TPROXY interception (needs root).",
+            discussion: """
+                A client opens a new connection per request to the origin's address; the node steers
+                them into the proxy pod either with the datapath's tc redirect or with iptables (a
+                mangle mark on the node, policy routing, TPROXY in the pod), to the same listener.
+                The modes alternate, and a run with no steering is the reference.
+                """)
+
+        @Option(help: "Seconds per mode and round.")
+        var seconds: Double = 5
+
+        @Option(help: "Concurrent client threads.")
+        var clients = 4
+
+        @Option(help: "Rounds (each runs every mode once).")
+        var rounds = 2
+
+        @Option(help: "The compiled datapath (built by scripts/build-bpf.sh).")
+        var object: String?
+
+        func validate() throws {
+            guard seconds > 0, clients > 0, rounds > 0 else { throw ValidationError("--seconds, --clients and --rounds must be above zero") }
+        }
+
+        func run() throws {
+            try ProxyBenchmark.run(
+                objectPath: object ?? BPFDatapath.defaultObjectPath(), seconds: seconds, clients: clients, rounds: rounds
+            ) { print($0) }
         }
     }
 

@@ -152,6 +152,12 @@ public final class BPFDatapath {
     private var attached: (ifindex: Int32, createdHook: Bool)?
     private var ringBuffer: OpaquePointer?
     private var pendingEvents: [et_event] = []
+    /// What the idle sweep last saw of each flow: its packet count and since when.
+    private var activity: [FlowTuple: FlowActivity] = [:]
+    private struct FlowActivity {
+        var packets: UInt64
+        var since: UInt64
+    }
     /// The active generation (0 or 1) and what each generation's maps hold.
     private var generation: UInt8 = 0
     private var written: [[Written]] = [[], []]
@@ -170,7 +176,9 @@ public final class BPFDatapath {
     }
 
     /// Opens and loads the compiled programs. A kernel refusal carries the verifier's log.
-    public init(objectPath: String) throws(DatapathError) {
+    /// `ingressProgram` names the program attached to ingress (benchmarks attach
+    /// `edgetrail_floor`, which does nothing, to measure the floor).
+    public init(objectPath: String, ingressProgram: String = "edgetrail_ingress") throws(DatapathError) {
         guard FileManager.default.fileExists(atPath: objectPath) else {
             throw DatapathError(
                 "no datapath object at \(objectPath); build it with scripts/build-bpf.sh (make build does)")
@@ -202,11 +210,11 @@ public final class BPFDatapath {
             }
             throw .system("the kernel refused the datapath programs", loaded)
         }
-        guard let ingress = bpf_object__find_program_by_name(object, "edgetrail_ingress"),
+        guard let ingress = bpf_object__find_program_by_name(object, ingressProgram),
             let egress = bpf_object__find_program_by_name(object, "edgetrail_egress")
         else {
             bpf_object__close(object)
-            throw DatapathError("\(objectPath) lacks the programs edgetrail_ingress/edgetrail_egress; rebuild it")
+            throw DatapathError("\(objectPath) lacks the programs \(ingressProgram)/edgetrail_egress; rebuild it")
         }
         self.object = object
         self.ingress = ingress
@@ -581,10 +589,17 @@ extension BPFDatapath {
         ring_buffer__epoll_fd(try openRingBuffer())
     }
 
-    /// Waits up to `timeoutMilliseconds` for flow events and returns those that arrived.
+    /// Waits up to `timeoutMilliseconds` for a batch of flow events to be signalled, then returns
+    /// every event waiting (signalled or not).
     public func poll(timeoutMilliseconds: Int32) throws(DatapathError) -> [DatapathFlowEvent] {
         let ringBuffer = try openRingBuffer()
-        let result = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+        // The programs wake the reader only once a batch is waiting (see datapath.bpf.c), so
+        // after the wait whatever is there is read, woken or not.
+        if timeoutMilliseconds > 0 {
+            let waited = ring_buffer__poll(ringBuffer, timeoutMilliseconds)
+            guard waited >= 0 || waited == -EINTR else { throw .system("reading flow events failed", waited) }
+        }
+        let result = ring_buffer__consume(ringBuffer)
         guard result >= 0 || result == -EINTR else { throw .system("reading flow events failed", result) }
         let raw = pendingEvents
         pendingEvents.removeAll()
@@ -592,16 +607,25 @@ extension BPFDatapath {
     }
 
     /// Ends flows with no packet for `idleNanoseconds`: returns their end events (reason idle)
-    /// and forgets them.
+    /// and forgets them. The programs keep no last-seen time (see datapath.h): a flow is idle
+    /// when its packet counts have not moved since this sweep last saw them move, so the end
+    /// time is accurate to the interval between sweeps (a flow of one packet: its start).
     public func sweepIdle(idleNanoseconds: UInt64) -> [DatapathFlowEvent] {
         var monotonic = timespec()
         clock_gettime(CLOCK_MONOTONIC, &monotonic)
         let now = UInt64(monotonic.tv_sec) * 1_000_000_000 + UInt64(monotonic.tv_nsec)
         var ended: [DatapathFlowEvent] = []
+        var stillOpen: [FlowTuple: FlowActivity] = [:]
         for key in flowKeys() {
             var tuple = key
             var flow = et_flow()
-            guard bpf_map_lookup_elem(mapFD("flows"), &tuple, &flow) == 0, now &- flow.last_ns > idleNanoseconds else {
+            guard bpf_map_lookup_elem(mapFD("flows"), &tuple, &flow) == 0 else { continue }
+            let flowTuple = FlowTuple(key)
+            let packets = flow.packets_in &+ flow.packets_out
+            var activity = activity[flowTuple] ?? FlowActivity(packets: packets, since: packets <= 1 ? flow.start_ns : now)
+            if activity.packets != packets { activity = FlowActivity(packets: packets, since: now) }
+            guard now > activity.since, now - activity.since > idleNanoseconds else {
+                stillOpen[flowTuple] = activity
                 continue
             }
             var cookie: UInt64 = 0
@@ -614,7 +638,7 @@ extension BPFDatapath {
             raw.action = flow.action
             raw.cookie = cookie
             raw.start_ns = flow.start_ns
-            raw.end_ns = flow.last_ns
+            raw.end_ns = max(activity.since, flow.start_ns)
             raw.packets_in = flow.packets_in
             raw.packets_out = flow.packets_out
             raw.bytes_in = flow.bytes_in
@@ -623,6 +647,7 @@ extension BPFDatapath {
             _ = bpf_map_delete_elem(mapFD("flows"), &tuple)
             ended.append(event(raw))
         }
+        activity = stillOpen
         return ended
     }
 

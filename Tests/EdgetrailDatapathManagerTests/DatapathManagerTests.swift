@@ -41,19 +41,20 @@ private let serverScript = """
     """
 
 private func manager(
-    _ topology: EdgeNodeNamespaces, socket: String, subscriberBuffer: Int = 65_536
+    _ topology: EdgeNodeNamespaces, socket: String, subscriberBuffer: Int = 65_536, idleSeconds: UInt64 = 30
 ) throws -> DatapathManagerServer {
     var logger = Logger(label: "test.datapath-manager")
     logger.logLevel = .warning
     let configuration = DatapathManagerConfiguration(
         interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
-        objectPath: try objectPath(), node: "edge-test", idleTimeoutNanoseconds: 30_000_000_000,
+        objectPath: try objectPath(), node: "edge-test", idleTimeoutNanoseconds: idleSeconds * 1_000_000_000,
         subscriberBuffer: subscriberBuffer)
     return try DatapathManagerServer(configuration: configuration, logger: logger)
 }
 
 /// Runs a manager for `body`, then shuts it down the way a signal would and waits for it.
 private func withManager(
+    idleSeconds: UInt64 = 30,
     _ body: (EdgeNodeNamespaces, String, String) async throws -> Void,
     afterStop: (EdgeNodeNamespaces, String) throws -> Void = { _, _ in }
 ) async throws {
@@ -67,7 +68,7 @@ private func withManager(
     try serverScript.write(toFile: scratch + "/server.py", atomically: true, encoding: .utf8)
     try topology.start(topology.server, "python3 \(scratch)/server.py origin 10.201.0.2 80")
     let socket = scratch + "/datapath.sock"
-    let server = try manager(topology, socket: socket)
+    let server = try manager(topology, socket: socket, idleSeconds: idleSeconds)
     let group = try server.makeServiceGroup(signals: [])
     let running = Task { try await server.run(group: group) }
     for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(50)) }
@@ -96,8 +97,10 @@ private func waitForOrigin(_ topology: EdgeNodeNamespaces) async throws {
     Issue.record("the origin did not answer the client through the node")
 }
 
-private final class EndFlag: Sendable {
-    let value = Mutex(false)
+/// A value tasks of a test share.
+private final class Shared<Value: Sendable>: Sendable {
+    let value: Mutex<Value>
+    init(_ value: Value) { self.value = Mutex(value) }
 }
 
 private func rules(_ text: String) throws -> Edgetrail_V1_ApplyRulesRequest {
@@ -210,6 +213,48 @@ struct DatapathManagerTests {
         }
     }
 
+    @Test("a flow that goes quiet is ended by the idle sweep (reason idle); one that keeps sending is not")
+    func idleSweep() async throws {
+        try await withManager(idleSeconds: 1) { topology, _, socket in
+            let events = Shared<[Edgetrail_V1_FlowEventMessage]>([])
+            let subscribed = Task {
+                try await DatapathManagerClient.with(socket: socket) { client in
+                    try await client.streamEvents(Edgetrail_V1_StreamEventsRequest()) { response in
+                        for try await message in response.messages {
+                            events.value.withLock { $0.append(message) }
+                        }
+                    }
+                }
+            }
+            defer { subscribed.cancel() }
+            try await Task.sleep(for: .milliseconds(300))
+            func send(from port: Int, count: Int, every seconds: Double) -> String {
+                "python3 -c \"import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                    + "s.bind(('10.200.0.2', \(port)))\nfor _ in range(\(count)):\n"
+                    + "    s.sendto(b'x' * 100, ('10.201.0.2', 53)); time.sleep(\(seconds))\""
+            }
+            try topology.sh(topology.client, send(from: 5555, count: 1, every: 0))
+            try topology.start(topology.client, send(from: 5556, count: 20, every: 0.2))
+            func flow(_ port: UInt32) -> [Edgetrail_V1_FlowEvent] {
+                events.value.withLock { $0.map(\.event).filter { $0.tuple.srcPort == port } }
+            }
+            try await Task.sleep(for: .milliseconds(3000))
+            // 5555 sent once, 3 s ago; 5556 has been sending every 0.2 s since.
+            #expect(flow(5555).map(\.phase) == [.start, .end])
+            #expect(flow(5555).last?.endReason == .idle)
+            #expect(flow(5555).last?.packetsIn == 1)
+            #expect(flow(5555).last.map { $0.endNs == $0.startNs } == true, "one packet: it ended when it started")
+            #expect(flow(5556).map(\.phase) == [.start], "a flow that keeps sending must stay open")
+            let deadline = ContinuousClock.now + .seconds(6)
+            while ContinuousClock.now < deadline, flow(5556).count < 2 { try await Task.sleep(for: .milliseconds(200)) }
+            #expect(flow(5556).map(\.phase) == [.start, .end])
+            #expect(flow(5556).last?.endReason == .idle)
+            #expect(flow(5556).last?.packetsIn == 20)
+            let duration = flow(5556).last.map { Double($0.endNs - $0.startNs) / 1e9 } ?? 0
+            #expect(duration > 3 && duration < 5.5, "it sent for ~4 s; the end is known to a sweep interval: \(duration) s")
+        }
+    }
+
     @Test("a subscriber that falls behind is told how many events it lost, on the next event it gets")
     func slowSubscriberLosses() async throws {
         let topology = try EdgeNodeNamespaces()
@@ -239,7 +284,7 @@ struct DatapathManagerTests {
 
     @Test("shutdown ends the event streams, detaches the programs, removes the qdisc and the socket")
     func cleanShutdown() async throws {
-        let ended = EndFlag()
+        let ended = Shared(false)
         try await withManager { topology, _, socket in
             let qdiscs = try topology.sh(topology.node, "tc qdisc show dev \(topology.clientInterface)")
             #expect(qdiscs.contains("clsact"))
