@@ -20,3 +20,9 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "SKIPPED: the datapath benchmark makes network namespaces and loads eBPF programs (needs root)"
 fi
+echo "==> edgetrail bench proxy"
+if [ "$(id -u)" -eq 0 ]; then
+  "$edgetrail" bench proxy --object "$PWD/bpf/.output/datapath.bpf.o"
+else
+  echo "SKIPPED: the proxy benchmark makes network namespaces, loads eBPF programs and sets iptables rules (needs root)"
+fi
