@@ -36,8 +36,21 @@ public struct DatapathRule: Hashable, Sendable {
     /// The rule in the shorthand operators write.
     public var shorthand: String {
         var text = "\(destination?.description ?? "*") \(port.map(String.init) ?? "*") : \(action.rawValue)"
-        if let rate = rateBytesPerSecond { text += " \(rate)B/s" }
+        if let rate = rateBytesPerSecond { text += " \(Self.format(rate: rate))" }
         if !labels.isEmpty { text += " => [\(labels.joined(separator: ", "))]" }
         return text
+    }
+
+    /// A rate as people write it: the largest whole decimal or binary unit (`10MB/s`,
+    /// `64KiB/s`), else bytes (`1500B/s`). Reads back to the same number.
+    public static func format(rate: UInt64) -> String {
+        let units: [(UInt64, String)] = [
+            (1_073_741_824, "GiB"), (1_000_000_000, "GB"), (1_048_576, "MiB"), (1_000_000, "MB"), (1024, "KiB"),
+            (1000, "KB"),
+        ]
+        for (size, name) in units where rate >= size && rate % size == 0 {
+            return "\(rate / size)\(name)/s"
+        }
+        return "\(rate)B/s"
     }
 }

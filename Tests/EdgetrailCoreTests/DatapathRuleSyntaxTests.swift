@@ -56,9 +56,16 @@ struct DatapathRuleSyntaxTests {
 
     @Test("a rule written out in shorthand reads back as the same rule")
     func shorthandRoundTrips() throws {
-        for text in ["10.201.0.2 80 : redirect => [http-proxy]", "* * : deny", "10.0.0.0/8 443 : ratelimit 2000B/s"] {
+        for text in [
+            "10.201.0.2 80 : redirect => [http-proxy]", "* * : deny", "10.0.0.0/8 443 : ratelimit 2000B/s",
+            "* 80 : ratelimit 1500B/s", "* 81 : ratelimit 64KiB/s", "* 82 : ratelimit 3GB/s", "* 83 : ratelimit 100Mbit/s",
+        ] {
             let rule = try DatapathRule.parse(shorthand: text)
             #expect(try DatapathRule.parse(shorthand: rule.shorthand) == rule)
         }
+        #expect(DatapathRule.format(rate: 1_000_000) == "1MB/s")
+        #expect(DatapathRule.format(rate: 65_536) == "64KiB/s")
+        #expect(DatapathRule.format(rate: 12_500_000) == "12500KB/s")
+        #expect(DatapathRule.format(rate: 1500) == "1500B/s")
     }
 }

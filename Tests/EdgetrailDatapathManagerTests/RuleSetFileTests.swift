@@ -68,7 +68,7 @@ struct RuleSetFileTests {
         good.action = .ratelimit
         good.rateBytesPerSecond = 1000
         let (rules, problems) = DatapathMessages.rules([bad, noAction, good])
-        #expect(rules.map(\.shorthand) == ["10.0.0.0/8 80 : ratelimit 1000B/s"])
+        #expect(rules.map(\.shorthand) == ["10.0.0.0/8 80 : ratelimit 1KB/s"])
         #expect(problems.count == 2)
         #expect(problems[0].hasPrefix("rule 1: '10.0.0.300' is not an IP address"))
         #expect(problems[1] == "rule 2: no action (redirect, copy, deny or ratelimit)")
