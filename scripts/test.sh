@@ -21,7 +21,7 @@ python_status=${PIPESTATUS[0]}
 
 # One closing line over both runners.
 swift_total=$(grep -oE 'Test run with [0-9]+ tests?' .build/swift-test.log | grep -oE '[0-9]+' | tail -1)
-swift_failed=$(grep -cE '^✘ Test .* failed after' .build/swift-test.log)
+swift_failed=$(grep -E '^✘ Test .* failed after' .build/swift-test.log | grep -cv '^✘ Test run with')
 swift_passed=$(( ${swift_total:-0} - ${swift_failed:-0} ))
 py_passed=$(grep -oE '[0-9]+ passed' .build/python-test.log | tail -1 | grep -oE '[0-9]+')
 py_failed=$(grep -oE '[0-9]+ failed' .build/python-test.log | tail -1 | grep -oE '[0-9]+')

@@ -70,8 +70,12 @@ struct DatapathFlowSourceTests {
             let request = bind
             for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(50)) }
             _ = try await DatapathManagerClient.with(socket: socket) { try await $0.bindFlow(request) }
-            // The source retries every second; give it time to subscribe before the flow starts.
-            try await Task.sleep(for: .milliseconds(2500))
+            // The source retries every second: the flow starts once it has subscribed.
+            let subscribedBy = ContinuousClock.now + .seconds(30)
+            while manager.manager.subscriberCount == 0, ContinuousClock.now < subscribedBy {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(manager.manager.subscriberCount == 1, "the collector should have subscribed to the manager's events")
             let answer = topology.attempt(topology.client, "curl -s -m 3 --local-port 42424 http://10.201.0.2/")
             #expect(answer.status == 0, "the origin should answer: \(answer.output)")
 

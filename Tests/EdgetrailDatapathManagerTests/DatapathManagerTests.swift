@@ -55,7 +55,7 @@ private func manager(
 /// Runs a manager for `body`, then shuts it down the way a signal would and waits for it.
 private func withManager(
     idleSeconds: UInt64 = 30,
-    _ body: (EdgeNodeNamespaces, String, String) async throws -> Void,
+    _ body: (EdgeNodeNamespaces, String, String, DatapathManager) async throws -> Void,
     afterStop: (EdgeNodeNamespaces, String) throws -> Void = { _, _ in }
 ) async throws {
     let topology = try EdgeNodeNamespaces()
@@ -73,7 +73,7 @@ private func withManager(
     let running = Task { try await server.run(group: group) }
     for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(50)) }
     do {
-        try await body(topology, scratch, socket)
+        try await body(topology, scratch, socket, server.manager)
     } catch {
         await group.triggerGracefulShutdown()
         _ = try? await running.value
@@ -113,7 +113,7 @@ private func rules(_ text: String) throws -> Edgetrail_V1_ApplyRulesRequest {
 struct DatapathManagerTests {
     @Test("apply through the socket redirects (pod MAC found by ARP); a broken set is refused whole and the old one stays")
     func applyAndRefuse() async throws {
-        try await withManager { topology, scratch, socket in
+        try await withManager { topology, scratch, socket, _ in
             let proxy = try topology.addPod("proxy")
             try topology.start(proxy.namespace, "python3 \(scratch)/server.py transparent 0.0.0.0 80")
             try await waitForOrigin(topology)
@@ -161,7 +161,7 @@ struct DatapathManagerTests {
 
     @Test("a bound flow's start and end reach a StreamEvents subscriber with its cookie, 5-tuple and bytes")
     func boundFlowEvents() async throws {
-        try await withManager { topology, _, socket in
+        try await withManager { topology, _, socket, manager in
             try await waitForOrigin(topology)
             let denyNothing = try rules("rules: [\"10.201.0.99 * : deny\"]\npods: []")
             _ = try await DatapathManagerClient.with(socket: socket) { try await $0.applyRules(denyNothing) }
@@ -190,7 +190,7 @@ struct DatapathManagerTests {
                     }
                 }
             }
-            try await Task.sleep(for: .milliseconds(500))
+            while manager.subscriberCount == 0 { try await Task.sleep(for: .milliseconds(50)) }
             let answer = curl(topology, localPort: 41_234)
             #expect(answer.contains("origin"))
             let deadline = ContinuousClock.now + .seconds(10)
@@ -215,7 +215,7 @@ struct DatapathManagerTests {
 
     @Test("a flow that goes quiet is ended by the idle sweep (reason idle); one that keeps sending is not")
     func idleSweep() async throws {
-        try await withManager(idleSeconds: 1) { topology, _, socket in
+        try await withManager(idleSeconds: 1) { topology, _, socket, manager in
             let events = Shared<[Edgetrail_V1_FlowEventMessage]>([])
             let subscribed = Task {
                 try await DatapathManagerClient.with(socket: socket) { client in
@@ -227,31 +227,34 @@ struct DatapathManagerTests {
                 }
             }
             defer { subscribed.cancel() }
-            try await Task.sleep(for: .milliseconds(300))
+            while manager.subscriberCount == 0 { try await Task.sleep(for: .milliseconds(50)) }
             func send(from port: Int, count: Int, every seconds: Double) -> String {
                 "python3 -c \"import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                     + "s.bind(('10.200.0.2', \(port)))\nfor _ in range(\(count)):\n"
                     + "    s.sendto(b'x' * 100, ('10.201.0.2', 53)); time.sleep(\(seconds))\""
             }
             try topology.sh(topology.client, send(from: 5555, count: 1, every: 0))
-            try topology.start(topology.client, send(from: 5556, count: 20, every: 0.2))
+            try topology.start(topology.client, send(from: 5556, count: 30, every: 0.2))
             func flow(_ port: UInt32) -> [Edgetrail_V1_FlowEvent] {
                 events.value.withLock { $0.map(\.event).filter { $0.tuple.srcPort == port } }
             }
-            try await Task.sleep(for: .milliseconds(3000))
-            // 5555 sent once, 3 s ago; 5556 has been sending every 0.2 s since.
+            // Both end by the sweep: 5555 a second after its only packet, 5556 a second after
+            // its last, ~6 s on. Waiting for events (not for a time) keeps this right on a busy machine.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline, flow(5555).count < 2 || flow(5556).count < 2 {
+                try await Task.sleep(for: .milliseconds(200))
+            }
             #expect(flow(5555).map(\.phase) == [.start, .end])
             #expect(flow(5555).last?.endReason == .idle)
             #expect(flow(5555).last?.packetsIn == 1)
             #expect(flow(5555).last.map { $0.endNs == $0.startNs } == true, "one packet: it ended when it started")
-            #expect(flow(5556).map(\.phase) == [.start], "a flow that keeps sending must stay open")
-            let deadline = ContinuousClock.now + .seconds(6)
-            while ContinuousClock.now < deadline, flow(5556).count < 2 { try await Task.sleep(for: .milliseconds(200)) }
+            // Had the sweep ended 5556 while it was still sending, its next packet would have
+            // started a second flow: one start, one end with every packet means it stayed open.
             #expect(flow(5556).map(\.phase) == [.start, .end])
             #expect(flow(5556).last?.endReason == .idle)
-            #expect(flow(5556).last?.packetsIn == 20)
+            #expect(flow(5556).last?.packetsIn == 30)
             let duration = flow(5556).last.map { Double($0.endNs - $0.startNs) / 1e9 } ?? 0
-            #expect(duration > 3 && duration < 5.5, "it sent for ~4 s; the end is known to a sweep interval: \(duration) s")
+            #expect(duration > 5 && duration < 8.5, "it sent for ~6 s; the end is known to a sweep interval: \(duration) s")
         }
     }
 
@@ -285,7 +288,7 @@ struct DatapathManagerTests {
     @Test("shutdown ends the event streams, detaches the programs, removes the qdisc and the socket")
     func cleanShutdown() async throws {
         let ended = Shared(false)
-        try await withManager { topology, _, socket in
+        try await withManager { topology, _, socket, _ in
             let qdiscs = try topology.sh(topology.node, "tc qdisc show dev \(topology.clientInterface)")
             #expect(qdiscs.contains("clsact"))
             let filters = try topology.sh(topology.node, "tc filter show dev \(topology.clientInterface) ingress")
