@@ -24,6 +24,8 @@ public struct DatapathError: Error, CustomStringConvertible, Sendable {
         if errno == EPERM || errno == EACCES {
             message += " — loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON or CAP_SYS_ADMIN)"
         }
+        let said = LibbpfMessages.take()
+        if !said.isEmpty { message += "\nlibbpf said:\n  " + said.joined(separator: "\n  ") }
         return DatapathError(message)
     }
 }
@@ -179,6 +181,7 @@ public final class BPFDatapath {
     /// `ingressProgram` names the program attached to ingress (benchmarks attach
     /// `edgetrail_floor`, which does nothing, to measure the floor).
     public init(objectPath: String, ingressProgram: String = "edgetrail_ingress") throws(DatapathError) {
+        LibbpfMessages.reset()
         guard FileManager.default.fileExists(atPath: objectPath) else {
             throw DatapathError(
                 "no datapath object at \(objectPath); build it with scripts/build-bpf.sh (make build does)")
@@ -251,6 +254,7 @@ public final class BPFDatapath {
     /// Attaches the programs to `interface` (ingress: client to node; egress: node to client),
     /// adding a clsact qdisc when it has none. Programs left by a crashed run are replaced.
     public func attach(interface: String) throws(DatapathError) {
+        LibbpfMessages.reset()
         let ifindex = Int32(bitPattern: if_nametoindex(interface))
         guard ifindex > 0 else { throw DatapathError("no interface \(interface) in this network namespace") }
         var hook = bpf_tc_hook()
