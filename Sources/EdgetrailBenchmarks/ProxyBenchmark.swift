@@ -41,8 +41,8 @@ public enum ProxyBenchmark {
                 namespace,
                 "sysctl -qw net.ipv4.ip_local_port_range='10000 65000' net.ipv4.tcp_tw_reuse=1 net.core.somaxconn=4096")
         }
-        let origin = try Responder(topology: topology, namespace: topology.server, body: "origin", transparent: false)
-        let proxy = try Responder(topology: topology, namespace: pod.namespace, body: "proxy", transparent: true)
+        let origin = try NamespaceHTTPResponder(namespace: topology.server, body: "origin", transparent: false)
+        let proxy = try NamespaceHTTPResponder(namespace: pod.namespace, body: "proxy", transparent: true)
         defer {
             origin.stop()
             proxy.stop()
@@ -148,55 +148,6 @@ private final class EventReader: @unchecked Sendable {
     }
 }
 
-/// A minimal HTTP responder: answers every connection with a short 200 and closes. Its
-/// listener lives in `namespace`; worker threads accept on it.
-private final class Responder: @unchecked Sendable {
-    private let listener: Int32
-    private var threads: [Thread] = []
-    private let stopped = StopFlag()
-
-    init(topology: EdgeNodeNamespaces, namespace: String, body: String, transparent: Bool, workers: Int = 4) throws {
-        listener = try NetworkNamespace.run(named: namespace) { () throws -> Int32 in
-            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var one: Int32 = 1
-            setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            if transparent { setsockopt(descriptor, SOL_IP, IP_TRANSPARENT, &one, socklen_t(MemoryLayout<Int32>.size)) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(80).bigEndian
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0, listen(descriptor, 4096) == 0 else {
-                throw TopologyError("cannot listen on port 80 in \(namespace): \(String(cString: strerror(errno)))")
-            }
-            return descriptor
-        }
-        let response = Array("HTTP/1.0 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
-        let listener = self.listener
-        for _ in 0..<workers {
-            let thread = Thread { [stopped] in
-                var buffer = [UInt8](repeating: 0, count: 4096)
-                while !stopped.isSet {
-                    let connection = accept(listener, nil, nil)
-                    guard connection >= 0 else { continue }
-                    _ = recv(connection, &buffer, buffer.count, 0)
-                    _ = response.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    close(connection)
-                }
-            }
-            thread.start()
-            threads.append(thread)
-        }
-    }
-
-    func stop() {
-        stopped.set()
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-    }
-}
-
 /// Client threads in the client namespace, each opening a connection per request to
 /// 10.201.0.2:80 until the time is up.
 private enum Load {
@@ -223,34 +174,8 @@ private enum Load {
                 var failures = 0
                 var answers: [String: Int] = [:]
                 _ = try? NetworkNamespace.run(named: namespace) {
-                    var buffer = [UInt8](repeating: 0, count: 4096)
-                    let request = Array("GET / HTTP/1.0\r\nHost: 10.201.0.2\r\n\r\n".utf8)
-                    var target = sockaddr_in()
-                    target.sin_family = sa_family_t(AF_INET)
-                    target.sin_port = UInt16(80).bigEndian
-                    target.sin_addr.s_addr = UInt32(10 | 201 << 8 | 0 << 16 | 2 << 24)
-                    var timeout = timeval(tv_sec: 2, tv_usec: 0)
                     while !tally.stop.isSet {
-                        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                        let connected = withUnsafePointer(to: &target) {
-                            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                            }
-                        }
-                        var received: [UInt8] = []
-                        if connected == 0,
-                            request.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) > 0
-                        {
-                            while true {
-                                let count = recv(descriptor, &buffer, buffer.count, 0)
-                                if count <= 0 { break }
-                                received += buffer[0..<count]
-                            }
-                        }
-                        close(descriptor)
-                        let text = String(decoding: received, as: UTF8.self)
+                        let text = NamespaceHTTPClient.get([10, 201, 0, 2]) ?? ""
                         if text.hasPrefix("HTTP/1.0 200"), let body = text.components(separatedBy: "\r\n\r\n").last {
                             requests += 1
                             answers[body, default: 0] += 1

@@ -4,6 +4,7 @@ import EdgetrailCentral
 import EdgetrailClamAV
 import EdgetrailCollector
 import EdgetrailCore
+import EdgetrailDatapathManager
 import EdgetrailKafka
 import EdgetrailProto
 import EdgetrailRedis
@@ -26,9 +27,10 @@ struct DemoCommand: AsyncParsableCommand {
             Starts Redis, the Kafka-protocol broker and clamd under the run directory and validates
             examples/edgesecurity/cnf.yaml. Then starts an edge collector (OTLP on 127.0.0.1:4317,
             metrics on 127.0.0.1:9464) and central (API on 127.0.0.1:7070, SQLite in the run
-            directory), and plays one session of the CNF: the datapath's flow events (replayed),
-            the μsrvs' state in Redis, clamd scanning the response, and the μsrvs' spans over
-            OTLP. Central's reconstruction of the session is printed the way 'edgetrail trace'
+            directory), and plays one session of the CNF: as root, a real edge node (network
+            namespaces, the eBPF datapath with the CNF's rules, the client's request redirected into
+            the proxy pod, its flow events from the kernel; otherwise a recorded flow), the μsrvs'
+            state in Redis, clamd scanning the response, and the μsrvs' spans over OTLP. Central's reconstruction of the session is printed the way 'edgetrail trace'
             shows it. Services the demo started are stopped at the end unless --keep-services.
             """)
 
@@ -93,7 +95,7 @@ struct DemoCommand: AsyncParsableCommand {
     /// Runs collector and central in this process and follows one session through them.
     private func followOneSession(configuration: ServicesConfiguration, cnf: CNFSpec) async throws {
         let cookie = Cookie(UInt64.random(in: 1...UInt64.max))
-        let session = DemoSession(cookie: cookie)
+        var session = DemoSession(cookie: cookie)
         let work = configuration.runDirectory + "/demo"
         try? FileManager.default.removeItem(atPath: work)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -106,9 +108,24 @@ struct DemoCommand: AsyncParsableCommand {
         collectorConfiguration.otlp = OTLPSourceConfiguration()
         collectorConfiguration.snapshots = RedisSnapshotSourceConfiguration(
             host: configuration.host, port: configuration.redisPort)
-        collectorConfiguration.flows = .replay(FlowReplaySourceConfiguration(path: recording))
         var logger = Logger(label: "edgetrail.demo")
         logger.logLevel = .warning
+        // As root the flow events come from a real edge node; otherwise from a recording.
+        let edge: DemoEdgeNode?
+        if let reason = DemoEdgeNode.unavailable() {
+            step("edge node: flow events replayed from a recording (\(reason))")
+            edge = nil
+        } else {
+            do {
+                edge = try DemoEdgeNode.start(cnf: cnf, work: work, logger: logger)
+            } catch {
+                step("edge node: flow events replayed from a recording (the real one failed: \(error))")
+                edge = nil
+            }
+        }
+        defer { edge?.tearDown() }
+        collectorConfiguration.flows =
+            edge.map { .datapath(socket: $0.socket) } ?? .replay(FlowReplaySourceConfiguration(path: recording))
         let collector = try Collector(configuration: collectorConfiguration, logger: logger)
         var centralConfiguration = CentralConfiguration(brokers: configuration.brokers, store: "sqlite:\(work)/central.sqlite")
         centralConfiguration.topic = topic
@@ -121,16 +138,39 @@ struct DemoCommand: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await collectorGroup.run() }
             group.addTask { try await centralGroup.run() }
+            if let edge { group.addTask { try await edge.server.run(group: edge.group) } }
             defer {
                 Task {
                     await collectorGroup.triggerGracefulShutdown()
                     await centralGroup.triggerGracefulShutdown()
+                    await edge?.group.triggerGracefulShutdown()
                 }
             }
             try await waitForListener(port: 4317)
+            if let edge { try await prepare(edge, cnf: cnf) }
 
             step("one session of '\(cnf.name)', cookie \(cookie)")
-            print("    datapath (replayed): flow tcp 10.200.0.2:41000 -> 10.201.0.2:80, redirect to http-proxy")
+            if let edge {
+                try await DatapathManagerClient.with(socket: edge.socket) { client in
+                    var bind = Edgetrail_V1_BindFlowRequest()
+                    bind.tuple.srcIp = Data([10, 200, 0, 2])
+                    bind.tuple.dstIp = Data([10, 201, 0, 2])
+                    bind.tuple.srcPort = 41000
+                    bind.tuple.dstPort = 80
+                    bind.tuple.protocol = 6
+                    bind.cookie = cookie.rawValue
+                    _ = try await client.bindFlow(bind)
+                }
+                session.started = UInt64(Date().timeIntervalSince1970 * 1e9)
+                guard let answer = try edge.clientRequest(localPort: 41000) else {
+                    printError("error: the client's request to 10.201.0.2:80 got no answer through the edge node")
+                    throw ExitCode.failure
+                }
+                let body = answer.components(separatedBy: "\r\n\r\n").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+                print("    datapath (eBPF): client 10.200.0.2:41000 -> 10.201.0.2:80, redirected; the answer: \"\(body)\"")
+            } else {
+                print("    datapath (replayed): flow tcp 10.200.0.2:41000 -> 10.201.0.2:80, redirect to http-proxy")
+            }
             let redis = try RedisConnection(host: configuration.host, port: configuration.redisPort)
             let sessionKey = "\(cookie.redisKeyPrefix)http-proxy:session"
             try redis.command("HSET", sessionKey, "client", "10.200.0.2:41000", "origin", "10.201.0.2:80", "state", "open")
@@ -169,7 +209,27 @@ struct DemoCommand: AsyncParsableCommand {
             print("    (JSON: curl http://127.0.0.1:7070/v1/cookies/\(cookie))")
             await collectorGroup.triggerGracefulShutdown()
             await centralGroup.triggerGracefulShutdown()
+            await edge?.group.triggerGracefulShutdown()
             try await group.waitForAll()
+        }
+    }
+
+    /// Applies the CNF's rules through the Datapath Manager and waits until the collector
+    /// follows its flow events.
+    private func prepare(_ edge: DemoEdgeNode, cnf: CNFSpec) async throws {
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: edge.socket) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let request = edge.rules(of: cnf)
+        let version = try await DatapathManagerClient.with(socket: edge.socket) { try await $0.applyRules(request).version }
+        step(
+            "edge node \(edge.topology.prefix): the eBPF datapath on \(edge.topology.clientInterface), "
+                + "\(request.rules.count) rules applied (version \(version)), pods: "
+                + edge.topology.pods.map { "\($0.name) \($0.address)" }.joined(separator: ", "))
+        let deadline = Date().addingTimeInterval(15)
+        while edge.server.manager.subscriberCount == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        guard edge.server.manager.subscriberCount > 0 else {
+            throw DemoError("the collector did not subscribe to the Datapath Manager's flow events within 15 s")
         }
     }
 
@@ -178,8 +238,14 @@ struct DemoCommand: AsyncParsableCommand {
             if SocketProbe.isListening(.tcp(host: "127.0.0.1", port: port)) { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw KafkaError("the collector's OTLP receiver did not come up on 127.0.0.1:\(port)")
+        throw DemoError("the collector's OTLP receiver did not come up on 127.0.0.1:\(port)")
     }
 
     private func step(_ text: String) { print("==> \(text)") }
+}
+
+/// A step of the demo that did not happen, and why.
+struct DemoError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

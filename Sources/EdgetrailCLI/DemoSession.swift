@@ -9,7 +9,8 @@ import SwiftProtobuf
 /// One simulated client session for the demo: what the edgesecurity CNF's μsrvs would report.
 struct DemoSession {
     let cookie: Cookie
-    let started = UInt64(Date().timeIntervalSince1970 * 1e9)
+    /// When the session began; the spans' times are offsets from it.
+    var started = UInt64(Date().timeIntervalSince1970 * 1e9)
 
     /// Flow start and end of the client's connection, as the datapath records them (JSON lines).
     func flowRecording() throws -> String {

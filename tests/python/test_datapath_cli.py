@@ -3,7 +3,9 @@ node, driven by its subcommands (real eBPF programs, real veths; root)."""
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 
@@ -115,9 +117,18 @@ def test_a_missing_manager_and_missing_privileges_say_what_to_do(tmp_path):
     assert missing.returncode == 1
     assert "cannot reach the Datapath Manager" in missing.stderr and "edgetrail datapath serve" in missing.stderr
 
-    unprivileged = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
-         edgetrail_binary(), "datapath", "serve", "--interface", "lo", "--socket", str(tmp_path / "x.sock")],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "EDGETRAIL_BPF_OBJECT": str(ROOT / "bpf/.output/datapath.bpf.o")})
+    # The object where an unprivileged user can read it (the checkout may be private to root).
+    readable = tempfile.mkdtemp(prefix="et-bpf-")
+    os.chmod(readable, 0o755)
+    shutil.copy(ROOT / "bpf/.output/datapath.bpf.o", readable)
+    os.chmod(os.path.join(readable, "datapath.bpf.o"), 0o644)
+    try:
+        unprivileged = subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+             edgetrail_binary(), "datapath", "serve", "--interface", "lo", "--socket", os.path.join(readable, "x.sock")],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "EDGETRAIL_BPF_OBJECT": os.path.join(readable, "datapath.bpf.o")})
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
     assert unprivileged.returncode == 1
     assert "needs root (CAP_BPF, CAP_NET_ADMIN" in unprivileged.stderr, unprivileged.stderr
