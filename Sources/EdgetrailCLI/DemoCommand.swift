@@ -125,7 +125,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
         defer { edge?.tearDown() }
         collectorConfiguration.flows =
-            edge.map { .datapath(socket: $0.socket) } ?? .replay(FlowReplaySourceConfiguration(path: recording))
+            edge.map { .datapath(socket: $0.socket, statsIntervalNanoseconds: 1_000_000_000) } ?? .replay(FlowReplaySourceConfiguration(path: recording))
         let collector = try Collector(configuration: collectorConfiguration, logger: logger)
         var centralConfiguration = CentralConfiguration(brokers: configuration.brokers, store: "sqlite:\(work)/central.sqlite")
         centralConfiguration.topic = topic

@@ -84,12 +84,12 @@ public struct Collector: Sendable {
             services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "snapshots"))
         }
         switch configuration.flows {
-        case .datapath(let socket):
+        case .datapath(let socket, let statsInterval):
             var flowLogger = logger
             flowLogger[metadataKey: "component"] = "flow-source"
             let source = DatapathFlowSource(
                 socket: socket, pipeline: pipeline, cnf: configuration.join.cnf, node: configuration.join.node,
-                logger: flowLogger)
+                logger: flowLogger, statsInterval: .nanoseconds(Int64(statsInterval)))
             services.append(.init(service: source, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "flows"))
         case .replay(let flows):
             var flowLogger = logger

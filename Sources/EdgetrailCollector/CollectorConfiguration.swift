@@ -30,8 +30,9 @@ public struct FlowReplaySourceConfiguration: Sendable {
 /// Where flow events come from: the Datapath Manager's event stream on this node, or a
 /// recording of one.
 public enum FlowSourceConfiguration: Sendable {
-    /// `StreamEvents` of the Datapath Manager listening on this Unix socket.
-    case datapath(socket: String)
+    /// `StreamEvents` of the Datapath Manager listening on this Unix socket; its `Stats` are
+    /// read every `statsIntervalNanoseconds` for /metrics.
+    case datapath(socket: String, statsIntervalNanoseconds: UInt64 = 5_000_000_000)
     case replay(FlowReplaySourceConfiguration)
 }
 
@@ -161,15 +162,24 @@ extension CollectorConfiguration {
                 configuration.otlp = settings
             }
             if let flows = sourceFields["flows"], let flowMapping = context.mapping(flows, what: "'flows'") {
-                let flowFields = context.fields(of: flowMapping, allowed: ["datapath", "replay", "rate"], what: "'flows'")
+                let flowFields = context.fields(
+                    of: flowMapping, allowed: ["datapath", "stats_interval", "replay", "rate"], what: "'flows'")
                 if flowFields["datapath"] != nil, flowFields["replay"] != nil {
                     context.report("the flows source takes 'datapath: SOCKET' or 'replay: FILE', not both", at: flows)
                 } else if let value = flowFields["datapath"], let socket = context.string(value, what: "'datapath'") {
                     if flowFields["rate"] != nil {
                         context.report("'rate' paces a replay; the datapath's events come as they happen", at: flowFields["rate"])
                     }
-                    configuration.flows = .datapath(socket: socket)
+                    var interval: UInt64 = 5_000_000_000
+                    if let value = flowFields["stats_interval"], let parsed = context.duration(value, what: "'stats_interval'") {
+                        if parsed == 0 { context.report("'stats_interval' must be above zero", at: value) }
+                        interval = parsed
+                    }
+                    configuration.flows = .datapath(socket: socket, statsIntervalNanoseconds: interval)
                 } else if let value = flowFields["replay"], let path = context.string(value, what: "'replay'") {
+                    if flowFields["stats_interval"] != nil {
+                        context.report("'stats_interval' reads the Datapath Manager's counters; a replay has none", at: flowFields["stats_interval"])
+                    }
                     var settings = FlowReplaySourceConfiguration(path: path)
                     if !FileManager.default.isReadableFile(atPath: path) {
                         context.report("cannot read the flow recording '\(path)'", at: value)

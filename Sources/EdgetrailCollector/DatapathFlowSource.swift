@@ -6,7 +6,7 @@ import ServiceLifecycle
 import Synchronization
 
 /// Flow events from the Datapath Manager on this node: follows its `StreamEvents` and hands
-/// each event to the pipeline as a flow record. When the manager is not there (not started
+/// each event to the pipeline as a flow record, and publishes its `Stats` on /metrics. When the manager is not there (not started
 /// yet, restarting) it retries every second and says so once per outage; each reconnect is
 /// counted (`flows` / `datapath_reconnect`), because events while disconnected are not seen.
 ///
@@ -20,11 +20,62 @@ struct DatapathFlowSource: Service {
     let cnf: String
     let node: String
     let logger: Logger
+    var statsInterval: Duration = .seconds(5)
     var retryInterval: Duration = .seconds(1)
 
     func run() async throws {
         try await cancelWhenGracefulShutdown {
-            await follow()
+            await withDiscardingTaskGroup { group in
+                group.addTask { await follow() }
+                group.addTask { await publishStats() }
+            }
+        }
+    }
+
+    static func declareMetrics(_ metrics: MetricsRegistry) {
+        metrics.declare(
+            "edgetrail_datapath_rule_packets_total", .counter,
+            help: "Packets each datapath rule matched (from the Datapath Manager; a new rule set starts again at 0).")
+        metrics.declare("edgetrail_datapath_rule_bytes_total", .counter, help: "Bytes each datapath rule matched.")
+        metrics.declare(
+            "edgetrail_datapath_rule_drops_total", .counter, help: "Packets each datapath rule dropped (deny, ratelimit).")
+        metrics.declare(
+            "edgetrail_datapath_ring_buffer_lost_total", .counter,
+            help: "Flow events the datapath's ring buffer had no room for.")
+        metrics.declare("edgetrail_datapath_open_flows", .gauge, help: "Flows the datapath tracks now.")
+        metrics.declare("edgetrail_datapath_rules_version", .gauge, help: "Version of the active datapath rule set.")
+    }
+
+    /// Reads the manager's counters every `statsInterval` into /metrics (rules by position and
+    /// shorthand). Quiet while the manager is away; `follow` reports that.
+    private func publishStats() async {
+        let metrics = pipeline.metrics
+        Self.declareMetrics(metrics)
+        while !Task.isCancelled {
+            if let (rules, stats) = try? await DatapathManagerClient.with(socket: socket, { client in
+                (try await client.listRules(Edgetrail_V1_ListRulesRequest()), try await client.stats(Edgetrail_V1_StatsRequest()))
+            }) {
+                let (parsed, _) = DatapathMessages.rules(rules.rules)
+                func labels(_ counters: Edgetrail_V1_RuleStats) -> [(String, String)] {
+                    let index = Int(counters.ruleID) - 1
+                    return [
+                        ("rule", String(counters.ruleID)),
+                        ("match", parsed.indices.contains(index) ? parsed[index].shorthand : "?"),
+                    ]
+                }
+                let values: [(String, (Edgetrail_V1_RuleStats) -> UInt64)] = [
+                    ("packets", \.packets), ("bytes", \.bytes), ("drops", \.drops),
+                ]
+                for (name, value) in values {
+                    metrics.replace(
+                        "edgetrail_datapath_rule_\(name)_total",
+                        with: stats.rules.map { (labels($0), Double(value($0))) })
+                }
+                metrics.set("edgetrail_datapath_ring_buffer_lost_total", to: Double(stats.ringBufferLost))
+                metrics.set("edgetrail_datapath_open_flows", to: Double(stats.openFlows))
+                metrics.set("edgetrail_datapath_rules_version", to: Double(rules.version))
+            }
+            try? await Task.sleep(for: statsInterval)
         }
     }
 

@@ -27,15 +27,27 @@ public final class MetricsRegistry: @unchecked Sendable {
 
     /// Sets one sample; `labels` in a fixed order, e.g. `[("stage", "filter"), ("reason", "rule")]`.
     public func set(_ name: String, _ labels: [(String, String)] = [], to value: Double) {
-        let key = labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",")
+        let key = Self.key(labels)
         lock.withLock {
             if families[name] == nil { families[name] = Family(help: name, kind: .gauge) }
             families[name]!.samples[key] = value
         }
     }
 
+    /// Replaces every sample of a family at once (a scrape sees the old set or the new one).
+    public func replace(_ name: String, with samples: [(labels: [(String, String)], value: Double)]) {
+        var keyed: [String: Double] = [:]
+        for sample in samples {
+            keyed[Self.key(sample.labels)] = sample.value
+        }
+        lock.withLock {
+            if families[name] == nil { families[name] = Family(help: name, kind: .gauge) }
+            families[name]!.samples = keyed
+        }
+    }
+
     public func value(_ name: String, _ labels: [(String, String)] = []) -> Double? {
-        let key = labels.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",")
+        let key = Self.key(labels)
         return lock.withLock { families[name]?.samples[key] }
     }
 
@@ -54,6 +66,10 @@ public final class MetricsRegistry: @unchecked Sendable {
             }
             return text
         }
+    }
+
+    private static func key(_ labels: [(String, String)]) -> String {
+        labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",")
     }
 
     private static func escape(_ value: String) -> String {

@@ -57,13 +57,15 @@ struct CollectorConfigurationTests {
     @Test("flows: the Datapath Manager's socket or a recording, one of them; rate only paces a recording")
     func flowSources() throws {
         let datapath = try CollectorConfiguration.parse(
-            "sources:\n  flows:\n    datapath: /run/edgetrail/datapath.sock\nsinks:\n  kafka:\n    brokers: 127.0.0.1:19092\n",
+            "sources:\n  flows:\n    datapath: /run/edgetrail/datapath.sock\n    stats_interval: 2s\n"
+                + "sinks:\n  kafka:\n    brokers: 127.0.0.1:19092\n",
             fileName: "edge.yaml")
-        guard case .datapath(let socket) = datapath.flows else {
+        guard case .datapath(let socket, let interval) = datapath.flows else {
             Issue.record("expected the datapath flow source")
             return
         }
         #expect(socket == "/run/edgetrail/datapath.sock")
+        #expect(interval == 2_000_000_000)
         #expect(problems("bad_flows.yaml") == [
             "collectors/testdata/bad_flows.yaml:3:5: the flows source takes 'datapath: SOCKET' or 'replay: FILE', not both"
         ])

@@ -39,7 +39,7 @@ struct DatapathFlowSourceTests {
                 cnf: "edgesecurity", node: "edge-1", brokers: services.brokers, dataDirectory: scratch + "/collector")
             configuration.kafka.topic = topic
             configuration.metricsHost = nil
-            configuration.flows = .datapath(socket: socket)
+            configuration.flows = .datapath(socket: socket, statsIntervalNanoseconds: 300_000_000)
             configuration.join.idleTimeoutNanoseconds = 1_000_000_000
             configuration.join.settleNanoseconds = 200_000_000
             let collector = try Collector(configuration: configuration, logger: logger)
@@ -69,7 +69,11 @@ struct DatapathFlowSourceTests {
             bind.cookie = 0x0000_0000_5eed_f10f
             let request = bind
             for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(50)) }
-            _ = try await DatapathManagerClient.with(socket: socket) { try await $0.bindFlow(request) }
+            let rules = try RuleSetFile.read("rules: [\"10.201.0.2 80 : ratelimit 100MB/s\"]\npods: []", fileName: "rules.yaml")
+            _ = try await DatapathManagerClient.with(socket: socket) { client in
+                _ = try await client.applyRules(rules)
+                return try await client.bindFlow(request)
+            }
             // The source retries every second: the flow starts once it has subscribed.
             let subscribedBy = ContinuousClock.now + .seconds(30)
             while manager.manager.subscriberCount == 0, ContinuousClock.now < subscribedBy {
@@ -94,6 +98,19 @@ struct DatapathFlowSourceTests {
                     if case .flow(let flow) = record.kind { flow } else { nil }
                 }
             }
+            // The manager's counters reach the collector's /metrics.
+            let series = "edgetrail_datapath_rule_packets_total{rule=\"1\",match=\"10.201.0.2 80 : ratelimit 100MB/s\"}"
+            let metricsBy = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < metricsBy,
+                (collector.pipeline.metrics.value("edgetrail_datapath_rule_packets_total", [("rule", "1"), ("match", "10.201.0.2 80 : ratelimit 100MB/s")]) ?? 0) < 5
+            {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let rendered = collector.pipeline.metrics.render()
+            let packets = rendered.split(separator: "\n").first { $0.hasPrefix(series) }.flatMap { Int($0.split(separator: " ").last ?? "") }
+            #expect((packets ?? 0) >= 5, "rule 1 counted the request's packets on /metrics:\n\(rendered)")
+            #expect(rendered.contains("edgetrail_datapath_rules_version 1"))
+            #expect(rendered.contains("edgetrail_datapath_ring_buffer_lost_total 0"))
             await managerGroup.triggerGracefulShutdown()
             try await managing.value
             await collectorGroup.triggerGracefulShutdown()
@@ -103,6 +120,7 @@ struct DatapathFlowSourceTests {
             let end = flows.last
             #expect(end?.tuple == request.tuple)
             #expect(end?.endReason == .fin)
+            #expect(end?.action == .ratelimit && end?.ruleID == 1)
             #expect((end?.bytesOut ?? 0) > 100 && (end?.bytesIn ?? 0) > 50)
         }
     }
