@@ -20,19 +20,29 @@ public enum FilterBenchmark {
             cookie += 1
         }
         records = Array(records.prefix(count))
-        var hundred = ""
-        for index in 0..<100 {
-            switch index % 4 {
-            case 0: hundred += "drop span where span.service == \"svc\(index)\" and span.duration_ms < \(index)\n"
-            case 1: hundred += "drop flow where flow.bytes_in + flow.bytes_out < \(index) and flow.dport == \(1000 + index)\n"
-            case 2: hundred += "drop snapshot where snapshot.key == \"cookie:none:\(index)\"\n"
-            default: hundred += "redact span.tags[\"t\(index)\"] with \"x\"\n"
+        /// 100 rules of four kinds; `tag` names the tags the redactions are for.
+        func hundred(tag: (Int) -> String) -> String {
+            var text = ""
+            for index in 0..<100 {
+                switch index % 4 {
+                case 0: text += "drop span where span.service == \"svc\(index)\" and span.duration_ms < \(index)\n"
+                case 1: text += "drop flow where flow.bytes_in + flow.bytes_out < \(index) and flow.dport == \(1000 + index)\n"
+                case 2: text += "drop snapshot where snapshot.key == \"cookie:none:\(index)\"\n"
+                default: text += "redact span.tags[\"\(tag(index))\"] with \"x\"\n"
+                }
             }
+            return text
         }
+        // Tag names the spans' own tags (http.url, http.method) never share a length with, so the
+        // guard look-up passes them over unhashed; and names exactly as long as http.url, so
+        // every span's http.url is looked up: the worst case for the same rules.
+        let short = hundred { "t\($0)" }
+        let sameLength = hundred { String(format: "tag.%04d", $0) }
         let sets: [(String, FilterRules)] = [
             ("no rules", .passThrough),
             ("filters/default.rules", RuleCompiler.compile([try RuleFile.parse(defaultRules, fileName: "default")], version: "d")),
-            ("100 rules", RuleCompiler.compile([try RuleFile.parse(hundred, fileName: "hundred")], version: "h")),
+            ("100 rules", RuleCompiler.compile([try RuleFile.parse(short, fileName: "hundred")], version: "h")),
+            ("100 rules, same lengths", RuleCompiler.compile([try RuleFile.parse(sameLength, fileName: "same")], version: "s")),
         ]
         say("filter benchmark: \(count) records (spans with URLs, flows, snapshots), record rules only")
         say("  hot: the first 1,000 records, 200 rounds (records just built, as the pipeline filters them);")

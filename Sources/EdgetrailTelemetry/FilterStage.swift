@@ -114,20 +114,23 @@ final class RuleIndex: Sendable {
     let positions: [Int]
     /// Rules that must always run (no guard), as indexes into `rules`, ascending.
     let unguarded: [Int]
-    /// Per guarded field, which rules each of its values lets through.
-    let guards: [(field: GuardField, table: [GuardKey: [Int]])]
+    /// Per guarded field, which rules each of its values lets through, and the UTF-8 lengths of
+    /// its string values as a bit mask (bit n: length n, bit 63: 63 or more): a value of another
+    /// length is passed over without hashing it.
+    let guards: [(field: GuardField, table: [GuardKey: [Int]], lengths: UInt64)]
 
     init(_ entries: [(position: Int, rule: any RecordRule)]) {
         var unguarded: [Int] = []
-        var guards: [(field: GuardField, table: [GuardKey: [Int]])] = []
+        var guards: [(field: GuardField, table: [GuardKey: [Int]], lengths: UInt64)] = []
         for (local, entry) in entries.enumerated() {
             guard let ruleGuard = entry.rule.ruleGuard else {
                 unguarded.append(local)
                 continue
             }
             let slot = guards.firstIndex { $0.field == ruleGuard.field } ?? guards.count
-            if slot == guards.count { guards.append((ruleGuard.field, [:])) }
+            if slot == guards.count { guards.append((ruleGuard.field, [:], 0)) }
             guards[slot].table[ruleGuard.key, default: []].append(local)
+            if case .string(let value) = ruleGuard.key { guards[slot].lengths |= Self.lengthBit(value) }
         }
         self.rules = entries.map(\.rule)
         self.positions = entries.map(\.position)
@@ -145,17 +148,23 @@ final class RuleIndex: Sendable {
                 sources += 1
             }
         }
-        for (field, table) in guards {
-            switch kind {
-            case .span(let span):
+        func look(_ table: [GuardKey: [Int]], _ lengths: UInt64, _ value: String) {
+            if lengths & Self.lengthBit(value) != 0 { look(table, .string(value)) }
+        }
+        // The payload is bound once (a binding per guard would copy it each time).
+        switch kind {
+        case .span(let span):
+            for (field, table, lengths) in guards {
                 switch field {
-                case .service: look(table, .string(record.service))
-                case .spanOperation: look(table, .string(span.operation))
+                case .service: look(table, lengths, record.service)
+                case .spanOperation: look(table, lengths, span.operation)
                 case .spanStatus: look(table, .string(span.status.ruleName))
-                case .spanTagKeys: for tag in span.tags.keys { look(table, .string(tag)) }
+                case .spanTagKeys: for tag in span.tags.keys { look(table, lengths, tag) }
                 default: break
                 }
-            case .flow(let flow):
+            }
+        case .flow(let flow):
+            for (field, table, _) in guards {
                 switch field {
                 case .flowSourcePort: look(table, .number(Double(flow.tuple.srcPort)))
                 case .flowDestinationPort: look(table, .number(Double(flow.tuple.dstPort)))
@@ -163,17 +172,23 @@ final class RuleIndex: Sendable {
                 case .flowAction: look(table, .string(flow.action.ruleName))
                 default: break
                 }
-            case .snapshot(let snapshot):
+            }
+        case .snapshot(let snapshot):
+            for (field, table, lengths) in guards {
                 switch field {
-                case .service: look(table, .string(record.service))
-                case .snapshotKey: look(table, .string(snapshot.key))
-                case .snapshotSource: look(table, .string(snapshot.source))
+                case .service: look(table, lengths, record.service)
+                case .snapshotKey: look(table, lengths, snapshot.key)
+                case .snapshotSource: look(table, lengths, snapshot.source)
                 default: break
                 }
             }
         }
         if sources > 1 { result.sort() }
         return result
+    }
+
+    static func lengthBit(_ value: String) -> UInt64 {
+        1 << UInt64(min(value.utf8.count, 63))
     }
 }
 
