@@ -55,7 +55,8 @@ public enum RuleCompiler {
                             name: name, field: field,
                             regex: pattern.flatMap { try? NSRegularExpression(pattern: $0) }, replacement: replacement,
                             ruleGuard: RuleGuards.presence(of: field),
-                            requiredLiteral: pattern.flatMap(RegexLiterals.leading).map { Array($0.utf8) }))
+                            requiredLiteral: pattern.flatMap(RegexLiterals.leading).map { Array($0.utf8) },
+                            tailLiteral: pattern.flatMap(RegexLiterals.tail).map { Array($0.utf8) }))
                 }
             }
         }
@@ -386,11 +387,19 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
     let ruleGuard: RuleGuard?
     /// Text every match contains (UTF-8); a value without it is left alone without running the regex.
     let requiredLiteral: [UInt8]?
+    /// For a pattern `L.*$` (a literal, then the rest of the line): L. On a one-line ASCII value
+    /// the redaction replaces from L's first occurrence to the end, without the regex.
+    var tailLiteral: [UInt8]? = nil
 
     var recordKind: RecordKindTag { field.kind.tag }
 
     private func redact(_ text: String) -> String? {
         guard let regex else { return replacement }
+        if let tail = tailLiteral, let cut = RegexLiterals.tailCut(text, tail) {
+            guard let offset = cut.offset else { return nil }
+            var text = text
+            return text.withUTF8 { String(decoding: $0[..<offset], as: UTF8.self) } + replacement
+        }
         if let literal = requiredLiteral, !RegexLiterals.contains(text, literal) { return nil }
         // One matching pass; the replacement is literal text, put in from the last match back.
         let found = regex.matches(in: text, range: NSRange(text.startIndex..., in: text))
@@ -583,16 +592,53 @@ enum RegexLiterals {
         }
     }
 
+    /// For a pattern that is a literal followed by `.*$` (no anchor before it, no flags): the
+    /// literal. Such a pattern matches from the literal's first occurrence to the end of the line.
+    static func tail(_ pattern: String) -> String? {
+        guard pattern.hasSuffix(".*$"), !pattern.hasPrefix("^") else { return nil }
+        let head = String(pattern.dropLast(3))
+        guard !head.isEmpty, !head.contains("|"), !head.hasPrefix("(?") else { return nil }
+        let (literal, consumed) = leadingRun(Array(head))
+        return consumed == head.count && !literal.isEmpty ? literal : nil
+    }
+
+    /// Where a `tail` pattern's match starts in `text`: `offset` nil when `literal` is not in it.
+    /// Nil (use the regex) unless `text` is ASCII without line breaks, where `.` and `$` cannot
+    /// mean anything but "to the end".
+    static func tailCut(_ text: String, _ literal: [UInt8]) -> (offset: Int?, Void)? {
+        var text = text
+        return text.withUTF8 { bytes -> (offset: Int?, Void)? in
+            for byte in bytes where byte >= 0x80 || byte == 0x0A || byte == 0x0D { return nil }
+            guard let first = literal.first, bytes.count >= literal.count else { return (nil, ()) }
+            var start = 0
+            while start <= bytes.count - literal.count {
+                if bytes[start] == first {
+                    var offset = 1
+                    while offset < literal.count, bytes[start + offset] == literal[offset] { offset += 1 }
+                    if offset == literal.count { return (start, ()) }
+                }
+                start += 1
+            }
+            return (nil, ())
+        }
+    }
+
     /// The literal text every match starts with: the pattern's leading run of plain or escaped
     /// punctuation characters, before anything that could repeat, alternate or group them. Nil
     /// when there is none (or the pattern has an alternation anywhere, or flags).
     static func leading(_ pattern: String) -> String? {
         // An alternation at the top level makes any prefix optional; don't try to be clever.
         guard !pattern.contains("|"), !pattern.hasPrefix("(?") else { return nil }
-        var literal = ""
         var characters = Array(pattern)
-        var index = 0
         if characters.first == "^" { characters.removeFirst() }
+        let literal = leadingRun(characters).literal
+        return literal.isEmpty ? nil : literal
+    }
+
+    /// The leading literal run of a pattern's characters, and how many characters it took.
+    private static func leadingRun(_ characters: [Character]) -> (literal: String, consumed: Int) {
+        var literal = ""
+        var index = 0
         while index < characters.count {
             var next: Character
             var width = 1
@@ -614,6 +660,6 @@ enum RegexLiterals {
             literal.append(next)
             index += width
         }
-        return literal.isEmpty ? nil : literal
+        return (literal, index)
     }
 }

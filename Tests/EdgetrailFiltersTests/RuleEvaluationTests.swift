@@ -317,11 +317,34 @@ struct RegexLiteralTests {
         #expect(RegexLiterals.leading(#"\.\*x"#) == ".*x")
     }
 
-    @Test("a redaction with a literal prefilter redacts exactly what the regex alone would")
+    @Test("patterns that run from a literal to the end of the line are recognised, and only those")
+    func tailLiterals() {
+        #expect(RegexLiterals.tail(#"\?.*$"#) == "?")
+        #expect(RegexLiterals.tail("token=.*$") == "token=")
+        #expect(RegexLiterals.tail(##"\#.*$"##) == "#")
+        #expect(RegexLiterals.tail("^token=.*$") == nil)
+        #expect(RegexLiterals.tail("a+.*$") == nil)
+        #expect(RegexLiterals.tail("ab?.*$") == nil)
+        #expect(RegexLiterals.tail("[?].*$") == nil)
+        #expect(RegexLiterals.tail(".*$") == nil)
+        #expect(RegexLiterals.tail(#"\?.*"#) == nil)
+        #expect(RegexLiterals.tail("a|b.*$") == nil)
+    }
+
+    @Test("a redaction with a literal prefilter or the end-of-line shortcut redacts exactly what the regex alone would")
     func prefilterAgreesWithRegex() throws {
-        let patterns = [#"\?.*$"#, "token=[a-z]+", "e", "ab?c", "x{2}"]
+        let patterns = [#"\?.*$"#, "token=[a-z]+", "e", "ab?c", "x{2}", "token=.*$", "ab.*$"]
         // "e" against a decomposed é: the regex sees the code point e, so must the prefilter.
-        let texts = ["/a?b=1", "/plain", "token=abc&x", "token=", "cafe\u{301}", "café", "ac", "abc", "xx", "x"]
+        var texts = [
+            "/a?b=1", "/plain", "token=abc&x", "token=", "cafe\u{301}", "café", "ac", "abc", "xx", "x",
+            "/a?b\nsecond?line", "/a?b\r\n", "/a?b\n", "é?x", "?", "token=x?token=y", "ab", "aab\u{2028}ab", "",
+        ]
+        // And random values from a small alphabet with line breaks and non-ASCII characters.
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("ab?t=oken/\n\r é\u{85}")
+        for _ in 0..<300 {
+            texts.append(String((0..<Int.random(in: 0...12, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }))
+        }
         for pattern in patterns {
             let rules = RuleCompiler.compile(
                 [try RuleFile.parse("redact span.tags[\"v\"] matching /\(pattern)/ with \"#\"", fileName: "p.rules")],
