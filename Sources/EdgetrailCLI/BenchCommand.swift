@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure throughput and latency; prints figures and the baseline they compare with.",
         discussion: """
-            Run a release build for meaningful figures: 'make bench' builds one, starts the broker,
+            Run a release build for meaningful figures: 'make bench' builds one, starts the broker, \
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
         subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self])
@@ -33,9 +33,9 @@ struct BenchCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Requests/s through a proxy pod: eBPF redirect vs. iptables TPROXY interception (needs root).",
             discussion: """
-                A client opens a new connection per request to the origin's address; the node steers
-                them into the proxy pod either with the datapath's tc redirect or with iptables (a
-                mangle mark on the node, policy routing, TPROXY in the pod), to the same listener.
+                A client opens a new connection per request to the origin's address; the node steers \
+                them into the proxy pod either with the datapath's tc redirect or with iptables (a \
+                mangle mark on the node, policy routing, TPROXY in the pod), to the same listener. \
                 The modes alternate, and a run with no steering is the reference.
                 """)
 

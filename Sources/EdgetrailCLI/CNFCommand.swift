@@ -12,8 +12,8 @@ struct CNFCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check CNF specs: prints 'ok', or every problem as FILE:LINE:COLUMN: message.",
             discussion: """
-                Checks the YAML, required fields, μsrv kinds and events, handler bindings and files
-                (relative to the spec's folder), and datapath rules (addresses, ports, actions, labels,
+                Checks the YAML, required fields, μsrv kinds and events, handler bindings and files \
+                (relative to the spec's folder), and datapath rules (addresses, ports, actions, labels, \
                 rates). Exits 0 when every file is valid, 1 otherwise. See docs/cnf-spec.md.
                 """)
 

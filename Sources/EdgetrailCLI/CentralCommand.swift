@@ -7,7 +7,7 @@ struct CentralCommand: AsyncParsableCommand {
         commandName: "central",
         abstract: "Consume the telemetry topic, store records per cookie, and answer queries over HTTP.",
         discussion: """
-            Reads CookieBatches in a consumer group, stores each record once (a redelivered batch is
+            Reads CookieBatches in a consumer group, stores each record once (a redelivered batch is \
             not stored twice), and serves:
               GET /v1/cookies/{cookie}   one cookie's reconstructed timeline (JSON)
               GET /v1/cookies?cnf=&service=&since=&until=&error=true&limit=

@@ -9,11 +9,11 @@ struct CollectorCommand: AsyncParsableCommand {
         commandName: "collector",
         abstract: "Run the edge collector: spans, flow events and Redis snapshots joined on the cookie, shipped to Kafka.",
         discussion: """
-            Reads a pipeline file (see collectors/edge.yaml): sources (OTLP/gRPC spans, recorded flow
-            events, Redis snapshots under cookie:*), the cookie join, filter rules, and the Kafka sink
-            with its on-disk spool. Accepted records are journaled before they are acknowledged, and a
-            batch leaves the spool only once the broker acknowledged it, so a crash or a broker outage
-            loses nothing accepted. Metrics on http://127.0.0.1:9464/metrics by default.
+            Reads a pipeline file (see collectors/edge.yaml): sources (OTLP/gRPC spans, flow events from the Datapath \
+            Manager or a recording, Redis snapshots under cookie:*), the cookie join, filter rules, and the Kafka sink \
+            with its on-disk spool. Accepted records are journaled before they are acknowledged, and a \
+            batch leaves the spool only once the broker acknowledged it, so a crash or a broker outage \
+            loses nothing accepted. Metrics on http://127.0.0.1:9464/metrics by default. \
             SIGINT/SIGTERM shut down gracefully: sources stop, the join is emptied, the spool drained.
             """)
 

@@ -12,10 +12,10 @@ struct DatapathCommand: AsyncParsableCommand {
         commandName: "datapath",
         abstract: "Run the eBPF datapath of an edge node (Datapath Manager) and talk to it.",
         discussion: """
-            'serve' loads the tc programs (bpf/.output/datapath.bpf.o, built by 'make build'),
-            attaches them to the node's client-facing interface and serves the Datapath Manager's
-            gRPC API on a Unix socket (\(DatapathManagerConfiguration.defaultSocketPath) by default).
-            The other subcommands are its clients: apply a rule set, list it, read the per-rule
+            'serve' loads the tc programs (bpf/.output/datapath.bpf.o, built by 'make build'), \
+            attaches them to the node's client-facing interface and serves the Datapath Manager's \
+            gRPC API on a Unix socket (\(DatapathManagerConfiguration.defaultSocketPath) by default). \
+            The other subcommands are its clients: apply a rule set, list it, read the per-rule \
             counters, follow the flow events, bind a flow to a session cookie.
             """,
         subcommands: [
@@ -44,8 +44,8 @@ struct DatapathServe: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Load and attach the datapath and serve the Datapath Manager (needs root).",
         discussion: """
-            Runs until SIGINT/SIGTERM, then detaches the programs and removes the clsact qdisc it
-            added and its socket. Programs a crashed run left on the interface are taken over.
+            Runs until SIGINT/SIGTERM, then detaches the programs and removes the clsact qdisc it \
+            added and its socket. Programs a crashed run left on the interface are taken over. \
             Flows idle longer than --idle-timeout are ended (reason idle) by a sweep once a second.
             """)
 
@@ -96,9 +96,9 @@ struct DatapathApply: AsyncParsableCommand {
         commandName: "apply",
         abstract: "Replace the active rule set with the one in FILE, atomically.",
         discussion: """
-            FILE lists 'rules' in the CNF shorthand ("10.201.0.2 80 : redirect => [proxy]") and the
-            'pods' their labels point at (name, labels, interface, ip and/or mac); see
-            examples/datapath/rules.yaml. A set with any problem is refused whole, with every
+            FILE lists 'rules' in the CNF shorthand ("10.201.0.2 80 : redirect => [proxy]") and the \
+            'pods' their labels point at (name, labels, interface, ip and/or mac); see \
+            examples/datapath/rules.yaml. A set with any problem is refused whole, with every \
             problem, and the active rules stay.
             """)
 
@@ -164,7 +164,7 @@ struct DatapathEvents: AsyncParsableCommand {
         commandName: "events",
         abstract: "Follow the flow events (start, end) as the datapath reports them.",
         discussion: """
-            With --json each event is a line of protobuf JSON (FlowEventMessage): a recording the
+            With --json each event is a line of protobuf JSON (FlowEventMessage): a recording the \
             collector's flow source can replay ('replay: FILE' under sources.flows).
             """)
 

@@ -24,13 +24,13 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo",
         abstract: "Bring the services up, validate the example CNF, and follow one session through the telemetry spine.",
         discussion: """
-            Starts Redis, the Kafka-protocol broker and clamd under the run directory and validates
-            examples/edgesecurity/cnf.yaml. Then starts an edge collector (OTLP on 127.0.0.1:4317,
-            metrics on 127.0.0.1:9464) and central (API on 127.0.0.1:7070, SQLite in the run
-            directory), and plays one session of the CNF: as root, a real edge node (network
-            namespaces, the eBPF datapath with the CNF's rules, the client's request redirected into
-            the proxy pod, its flow events from the kernel; otherwise a recorded flow), the μsrvs'
-            state in Redis, clamd scanning the response, and the μsrvs' spans over OTLP. Central's reconstruction of the session is printed the way 'edgetrail trace'
+            Starts Redis, the Kafka-protocol broker and clamd under the run directory and validates \
+            examples/edgesecurity/cnf.yaml. Then starts an edge collector (OTLP on 127.0.0.1:4317, \
+            metrics on 127.0.0.1:9464) and central (API on 127.0.0.1:7070, SQLite in the run \
+            directory), and plays one session of the CNF: as root, a real edge node (network \
+            namespaces, the eBPF datapath with the CNF's rules, the client's request redirected into \
+            the proxy pod, its flow events from the kernel; otherwise a recorded flow), the μsrvs' \
+            state in Redis, clamd scanning the response, and the μsrvs' spans over OTLP. Central's reconstruction of the session is printed the way 'edgetrail trace' \
             shows it. Services the demo started are stopped at the end unless --keep-services.
             """)
 

@@ -6,7 +6,7 @@ public struct EdgetrailCommand: AsyncParsableCommand {
         commandName: "edgetrail",
         abstract: "Build, deploy and observe cloud-native network functions (CNFs) at the edge.",
         discussion: """
-            Start with 'edgetrail demo' (what 'make demo' runs), or bring the local services up with
+            Start with 'edgetrail demo' (what 'make demo' runs), or bring the local services up with \
             'edgetrail services up' and check a CNF spec with 'edgetrail cnf validate FILE'.
             """,
         version: "0.1.0",

@@ -15,8 +15,8 @@ struct FiltersCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check rule files: prints 'ok', or every error as FILE:LINE:COLUMN: message with a caret line.",
             discussion: """
-                Reports syntax errors, unknown fields (with a suggestion), type mismatches (text vs
-                number), bad regular expressions, and rules that can never be reached because an
+                Reports syntax errors, unknown fields (with a suggestion), type mismatches (text vs \
+                number), bad regular expressions, and rules that can never be reached because an \
                 earlier rule always decides first. Exits 1 when any file has an error.
                 """)
 
@@ -43,9 +43,9 @@ struct FiltersCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Dry-run rule files over a capture: matches per rule, what is kept, bytes/s to Kafka.",
             discussion: """
-                The capture holds CookieBatches as a collector's join released them
-                ('edgetrail collector --capture FILE'; a sample is filters/testdata/sample.capture).
-                With --explain COOKIE, shows for that cookie which rule dropped or redacted each record
+                The capture holds CookieBatches as a collector's join released them \
+                ('edgetrail collector --capture FILE'; a sample is filters/testdata/sample.capture). \
+                With --explain COOKIE, shows for that cookie which rule dropped or redacted each record \
                 and which rule decided the cookie, and why.
                 """)
 

@@ -36,8 +36,8 @@ struct ServicesCommand: ParsableCommand {
         commandName: "services",
         abstract: "Start, stop and list the local services: Redis, the Kafka-protocol broker, clamd, PostgreSQL.",
         discussion: """
-            Services run as detached processes under the run directory (pid files, logs/, sockets),
-            listening on 127.0.0.1 only. 'up' is safe to repeat; a port taken by another program is
+            Services run as detached processes under the run directory (pid files, logs/, sockets), \
+            listening on 127.0.0.1 only. 'up' is safe to repeat; a port taken by another program is \
             reported, not waited on. The broker (tansu) keeps topics in memory: stopping it empties it.
             """,
         subcommands: [Up.self, Down.self, Status.self])

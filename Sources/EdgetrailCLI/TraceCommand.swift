@@ -11,8 +11,8 @@ struct TraceCommand: AsyncParsableCommand {
         commandName: "trace",
         abstract: "Print one session reconstructed end to end: its span tree, flows and Redis snapshots.",
         discussion: """
-            Asks central (GET /v1/cookies/{cookie}). The text form lists the session in time order:
-            spans indented by their depth in the span tree with durations, flows and snapshots where
+            Asks central (GET /v1/cookies/{cookie}). The text form lists the session in time order: \
+            spans indented by their depth in the span tree with durations, flows and snapshots where \
             they happened. The JSON form is the API's contract, for other tools.
             """)
 
