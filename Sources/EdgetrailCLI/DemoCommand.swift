@@ -151,16 +151,9 @@ struct DemoCommand: AsyncParsableCommand {
 
             step("one session of '\(cnf.name)', cookie \(cookie)")
             if let edge {
-                try await DatapathManagerClient.with(socket: edge.socket) { client in
-                    var bind = Edgetrail_V1_BindFlowRequest()
-                    bind.tuple.srcIp = Data([10, 200, 0, 2])
-                    bind.tuple.dstIp = Data([10, 201, 0, 2])
-                    bind.tuple.srcPort = 41000
-                    bind.tuple.dstPort = 80
-                    bind.tuple.protocol = 6
-                    bind.cookie = cookie.rawValue
-                    _ = try await client.bindFlow(bind)
-                }
+                let bind = DatapathMessages.bindTCP(
+                    from: ([10, 200, 0, 2], 41000), to: ([10, 201, 0, 2], 80), cookie: cookie.rawValue)
+                _ = try await DatapathManagerClient.with(socket: edge.socket) { try await $0.bindFlow(bind) }
                 session.started = UInt64(Date().timeIntervalSince1970 * 1e9)
                 guard let answer = try edge.clientRequest(localPort: 41000) else {
                     printError("error: the client's request to 10.201.0.2:80 got no answer through the edge node")

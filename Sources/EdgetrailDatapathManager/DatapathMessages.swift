@@ -78,6 +78,17 @@ public enum DatapathMessages {
             destinationPort: UInt16(message.dstPort), proto: UInt8(message.protocol))
     }
 
+    /// `BindFlow` for a TCP connection from `client` to `server` (address bytes and port).
+    public static func bindTCP(
+        from client: ([UInt8], UInt16), to server: ([UInt8], UInt16), cookie: UInt64
+    ) -> Edgetrail_V1_BindFlowRequest {
+        var request = Edgetrail_V1_BindFlowRequest()
+        request.tuple = message(
+            FlowTuple(source: client.0, destination: server.0, sourcePort: client.1, destinationPort: server.1, proto: 6))
+        request.cookie = cookie
+        return request
+    }
+
     public static func message(_ tuple: FlowTuple) -> Edgetrail_V1_FiveTuple {
         var message = Edgetrail_V1_FiveTuple()
         message.srcIp = Data(tuple.source)

@@ -60,14 +60,8 @@ struct DatapathFlowSourceTests {
             let managerGroup = try manager.makeServiceGroup(signals: [])
             let managing = Task { try await manager.run(group: managerGroup) }
 
-            var bind = Edgetrail_V1_BindFlowRequest()
-            bind.tuple.srcIp = Data([10, 200, 0, 2])
-            bind.tuple.dstIp = Data([10, 201, 0, 2])
-            bind.tuple.srcPort = 42_424
-            bind.tuple.dstPort = 80
-            bind.tuple.protocol = 6
-            bind.cookie = 0x0000_0000_5eed_f10f
-            let request = bind
+            let request = DatapathMessages.bindTCP(
+                from: ([10, 200, 0, 2], 42_424), to: ([10, 201, 0, 2], 80), cookie: 0x0000_0000_5eed_f10f)
             for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(50)) }
             let rules = try RuleSetFile.read("rules: [\"10.201.0.2 80 : ratelimit 100MB/s\"]\npods: []", fileName: "rules.yaml")
             _ = try await DatapathManagerClient.with(socket: socket) { client in

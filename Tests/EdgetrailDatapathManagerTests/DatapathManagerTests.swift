@@ -165,13 +165,9 @@ struct DatapathManagerTests {
             try await waitForOrigin(topology)
             let denyNothing = try rules("rules: [\"10.201.0.99 * : deny\"]\npods: []")
             _ = try await DatapathManagerClient.with(socket: socket) { try await $0.applyRules(denyNothing) }
-            var bind = Edgetrail_V1_BindFlowRequest()
-            bind.tuple.srcIp = Data([10, 200, 0, 2])
-            bind.tuple.dstIp = Data([10, 201, 0, 2])
-            bind.tuple.srcPort = 41_234
-            bind.tuple.dstPort = 80
-            bind.tuple.protocol = 6
-            bind.cookie = 0x00c0_ffee_0000_0042
+            let bind = DatapathMessages.bindTCP(
+                from: ([10, 200, 0, 2], 41_234), to: ([10, 201, 0, 2], 80), cookie: 0x00c0_ffee_0000_0042)
+            #expect(bind.tuple.srcIp == Data([10, 200, 0, 2]) && bind.tuple.protocol == 6)
             let seen = try await DatapathManagerClient.with(socket: socket) { try await $0.bindFlow(bind).flowSeen }
             #expect(!seen)
 
