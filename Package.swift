@@ -202,11 +202,11 @@ let package = Package(
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
-        .testTarget(name: "EdgetrailDatapathTests", dependencies: ["EdgetrailDatapath", "EdgetrailCore"]),
+        .testTarget(name: "EdgetrailDatapathTests", dependencies: ["EdgetrailDatapath", "EdgetrailCore", "EdgetrailTesting"]),
         .testTarget(
             name: "EdgetrailDatapathManagerTests",
             dependencies: [
-                "EdgetrailDatapathManager", "EdgetrailDatapath", "EdgetrailCore", "EdgetrailProto",
+                "EdgetrailDatapathManager", "EdgetrailDatapath", "EdgetrailCore", "EdgetrailProto", "EdgetrailTesting",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

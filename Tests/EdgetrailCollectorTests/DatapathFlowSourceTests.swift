@@ -47,15 +47,10 @@ struct DatapathFlowSourceTests {
             let collecting = Task { try await collectorGroup.run() }
             try await Task.sleep(for: .milliseconds(1500))
 
-            let build = Process()
-            build.executableURL = URL(fileURLWithPath: TestServices.packageRoot + "/scripts/build-bpf.sh")
-            build.standardOutput = FileHandle.nullDevice
-            try build.run()
-            build.waitUntilExit()
             let manager = try DatapathManagerServer(
                 configuration: DatapathManagerConfiguration(
                     interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
-                    objectPath: TestServices.packageRoot + "/bpf/.output/datapath.bpf.o", node: "edge-1"),
+                    objectPath: try TestServices.datapathObject(), node: "edge-1"),
                 logger: logger)
             let managerGroup = try manager.makeServiceGroup(signals: [])
             let managing = Task { try await manager.run(group: managerGroup) }

@@ -2,6 +2,7 @@ import EdgetrailCore
 import EdgetrailDatapath
 @testable import EdgetrailDatapathManager
 import EdgetrailProto
+import EdgetrailTesting
 import Foundation
 import GRPCCore
 import Logging
@@ -9,19 +10,8 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 
-/// The Datapath Manager as its clients see it: the real programs attached in a throwaway edge
-/// node (network namespaces), served over gRPC on a Unix socket (root is required).
-private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
-private func objectPath() throws -> String {
-    let build = Process()
-    build.executableURL = URL(fileURLWithPath: repository.path + "/scripts/build-bpf.sh")
-    build.standardOutput = FileHandle.nullDevice
-    try build.run()
-    build.waitUntilExit()
-    return repository.path + "/bpf/.output/datapath.bpf.o"
-}
+// The Datapath Manager as its clients see it: the real programs attached in a throwaway edge
+// node (network namespaces), served over gRPC on a Unix socket (root is required).
 
 /// origin answers "origin"; transparent answers "proxied" (an IP_TRANSPARENT listener).
 private let serverScript = """
@@ -47,7 +37,7 @@ private func manager(
     logger.logLevel = .warning
     let configuration = DatapathManagerConfiguration(
         interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
-        objectPath: try objectPath(), node: "edge-test", idleTimeoutNanoseconds: idleSeconds * 1_000_000_000,
+        objectPath: try TestServices.datapathObject(), node: "edge-test", idleTimeoutNanoseconds: idleSeconds * 1_000_000_000,
         subscriberBuffer: subscriberBuffer)
     return try DatapathManagerServer(configuration: configuration, logger: logger)
 }

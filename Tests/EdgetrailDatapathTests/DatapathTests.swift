@@ -1,20 +1,11 @@
 import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailTesting
 import Foundation
 import Testing
 
-/// The real programs, loaded into the running kernel and attached to veths in network
-/// namespaces (root is required, as on the edge node).
-private let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
-private func objectPath() throws -> String {
-    let build = Process()
-    build.executableURL = URL(fileURLWithPath: repository.path + "/scripts/build-bpf.sh")
-    try build.run()
-    build.waitUntilExit()
-    return repository.path + "/bpf/.output/datapath.bpf.o"
-}
+// The real programs, loaded into the running kernel and attached to veths in network
+// namespaces (root is required, as on the edge node).
 
 /// origin: answers "origin" and logs each peer; transparent: an IP_TRANSPARENT listener on
 /// 0.0.0.0 that answers with the address the client asked for; sink: reads until the client
@@ -73,7 +64,7 @@ private let uploadScript = """
     """
 
 private func withNode(_ body: (EdgeNodeNamespaces, BPFDatapath, String) throws -> Void) throws {
-    let path = try objectPath()
+    let path = try TestServices.datapathObject()
     let topology = try EdgeNodeNamespaces()
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(topology.prefix).path
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -257,14 +248,14 @@ struct DatapathTests {
 
     @Test("programs the verifier refuses are reported with the verifier's own words and what to do")
     func verifierRefusal() throws {
-        _ = try objectPath()  // vmlinux.h
+        _ = try TestServices.datapathObject()  // vmlinux.h
         let object = FileManager.default.temporaryDirectory.appendingPathComponent("refused-\(getpid()).bpf.o").path
         defer { try? FileManager.default.removeItem(atPath: object) }
         let clang = Process()
         clang.executableURL = URL(fileURLWithPath: "/opt/swift/usr/bin/clang")
         clang.arguments = [
-            "-O2", "-g", "-target", "bpf", "-I", repository.path + "/bpf/.output", "-I", "/usr/include/x86_64-linux-gnu",
-            "-c", repository.path + "/bpf/testdata/refused.bpf.c", "-o", object,
+            "-O2", "-g", "-target", "bpf", "-I", TestServices.packageRoot + "/bpf/.output", "-I", "/usr/include/x86_64-linux-gnu",
+            "-c", TestServices.packageRoot + "/bpf/testdata/refused.bpf.c", "-o", object,
         ]
         try clang.run()
         clang.waitUntilExit()
@@ -282,7 +273,7 @@ struct DatapathTests {
 
     @Test("a datapath that finds another's programs on the interface (a crashed run) takes them over and cleans up")
     func leftoversTakenOver() throws {
-        let path = try objectPath()
+        let path = try TestServices.datapathObject()
         let topology = try EdgeNodeNamespaces()
         defer { topology.tearDown() }
         let crashed = try BPFDatapath(objectPath: path)
@@ -299,7 +290,7 @@ struct DatapathTests {
 
     @Test("after teardown no namespace, program or qdisc of the test remains")
     func cleanTeardown() throws {
-        let path = try objectPath()
+        let path = try TestServices.datapathObject()
         let topology = try EdgeNodeNamespaces()
         let datapath = try BPFDatapath(objectPath: path)
         try topology.inNode { try datapath.attach(interface: topology.clientInterface) }

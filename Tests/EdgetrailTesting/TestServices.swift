@@ -46,6 +46,16 @@ public struct TestServices: Sendable {
     }
 
     /// The checkout this test was built from.
+    /// The datapath's compiled programs, built first if a source changed (scripts/build-bpf.sh).
+    public static func datapathObject() throws -> String {
+        let build = Process()
+        build.executableURL = URL(fileURLWithPath: packageRoot + "/scripts/build-bpf.sh")
+        build.standardOutput = FileHandle.nullDevice
+        try build.run()
+        build.waitUntilExit()
+        return packageRoot + "/bpf/.output/datapath.bpf.o"
+    }
+
     public static var packageRoot: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().path
