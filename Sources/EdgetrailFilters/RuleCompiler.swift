@@ -395,10 +395,16 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
 
     private func redact(_ text: String) -> String? {
         guard let regex else { return replacement }
-        if let tail = tailLiteral, let cut = RegexLiterals.tailCut(text, tail) {
-            guard let offset = cut.offset else { return nil }
-            var text = text
-            return text.withUTF8 { String(decoding: $0[..<offset], as: UTF8.self) } + replacement
+        if let tail = tailLiteral {
+            switch RegexLiterals.tailCut(text, tail) {
+            case .noMatch:
+                return nil
+            case .from(let offset):
+                var text = text
+                return text.withUTF8 { String(decoding: $0[..<offset], as: UTF8.self) } + replacement
+            case .needsRegex:
+                break
+            }
         }
         if let literal = requiredLiteral, !RegexLiterals.contains(text, literal) { return nil }
         // One matching pass; the replacement is literal text, put in from the last match back.
@@ -574,22 +580,24 @@ enum RegexLiterals {
     /// Whether `text` contains `literal`, compared as UTF-8 bytes, as the regex compares code
     /// points (no canonical equivalence).
     static func contains(_ text: String, _ literal: [UInt8]) -> Bool {
+        guard !literal.isEmpty else { return true }
         var text = text
-        guard let first = literal.first else { return true }
-        return text.withUTF8 { bytes in
-            guard bytes.count >= literal.count else { return false }
-            var start = 0
-            let last = bytes.count - literal.count
-            while start <= last {
-                if bytes[start] == first {
-                    var offset = 1
-                    while offset < literal.count, bytes[start + offset] == literal[offset] { offset += 1 }
-                    if offset == literal.count { return true }
-                }
-                start += 1
+        return text.withUTF8 { firstOffset(of: literal, in: $0) != nil }
+    }
+
+    /// Where `literal` (not empty) first occurs in `bytes`.
+    private static func firstOffset(of literal: [UInt8], in bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let first = literal.first, bytes.count >= literal.count else { return nil }
+        var start = 0
+        while start <= bytes.count - literal.count {
+            if bytes[start] == first {
+                var offset = 1
+                while offset < literal.count, bytes[start + offset] == literal[offset] { offset += 1 }
+                if offset == literal.count { return start }
             }
-            return false
+            start += 1
         }
+        return nil
     }
 
     /// For a pattern that is a literal followed by `.*$` (no anchor before it, no flags): the
@@ -602,24 +610,22 @@ enum RegexLiterals {
         return consumed == head.count && !literal.isEmpty ? literal : nil
     }
 
-    /// Where a `tail` pattern's match starts in `text`: `offset` nil when `literal` is not in it.
-    /// Nil (use the regex) unless `text` is ASCII without line breaks, where `.` and `$` cannot
-    /// mean anything but "to the end".
-    static func tailCut(_ text: String, _ literal: [UInt8]) -> (offset: Int?, Void)? {
+    /// What a `tail` pattern does to a value.
+    enum TailCut: Equatable {
+        /// The value is not one-line ASCII, where `.` and `$` could mean more than "to the
+        /// end": ask the regex.
+        case needsRegex
+        /// The literal is not in the value: no match.
+        case noMatch
+        /// The match runs from this UTF-8 offset to the end.
+        case from(Int)
+    }
+
+    static func tailCut(_ text: String, _ literal: [UInt8]) -> TailCut {
         var text = text
-        return text.withUTF8 { bytes -> (offset: Int?, Void)? in
-            for byte in bytes where byte >= 0x80 || byte == 0x0A || byte == 0x0D { return nil }
-            guard let first = literal.first, bytes.count >= literal.count else { return (nil, ()) }
-            var start = 0
-            while start <= bytes.count - literal.count {
-                if bytes[start] == first {
-                    var offset = 1
-                    while offset < literal.count, bytes[start + offset] == literal[offset] { offset += 1 }
-                    if offset == literal.count { return (start, ()) }
-                }
-                start += 1
-            }
-            return (nil, ())
+        return text.withUTF8 { bytes in
+            for byte in bytes where byte >= 0x80 || byte == 0x0A || byte == 0x0D { return .needsRegex }
+            return firstOffset(of: literal, in: bytes).map(TailCut.from) ?? .noMatch
         }
     }
 
