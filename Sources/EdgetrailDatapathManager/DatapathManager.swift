@@ -119,7 +119,7 @@ public final class DatapathManager: Sendable {
     /// Runs `body` with the datapath, under the lock, inside the node's namespace.
     private func withDatapath<T>(_ body: (BPFDatapath, State) throws -> T) throws -> T {
         try state.lock.withLock {
-            guard let datapath = state.datapath else { throw DatapathError("the datapath manager is shutting down") }
+            guard let datapath = state.datapath else { throw DatapathManagerStopping() }
             return try Self.inNamespace(configuration.networkNamespace) { try body(datapath, state) }
         }
     }
@@ -282,4 +282,9 @@ public final class DatapathManager: Sendable {
             }
         }
     }
+}
+
+/// The manager has detached its programs (it is shutting down): nothing can be asked of it.
+public struct DatapathManagerStopping: Error, CustomStringConvertible {
+    public var description: String { "the Datapath Manager is shutting down" }
 }

@@ -21,9 +21,10 @@ public struct DatapathManagerService: Edgetrail_V1_DatapathManager.SimpleService
     private func answer<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
+        } catch let error as DatapathManagerStopping {
+            throw RPCError(code: .failedPrecondition, message: error.description)
         } catch let error as DatapathError {
-            let stopping = error.message.contains("shutting down")
-            throw RPCError(code: stopping ? .failedPrecondition : .invalidArgument, message: error.description)
+            throw RPCError(code: .invalidArgument, message: error.description)
         }
     }
 
