@@ -17,7 +17,7 @@ echo "==> building the fuzzer (EdgetrailCore + the rule language's parser and ch
 quiet swiftc "${flags[@]}" -module-name EdgetrailCore -emit-module -emit-module-path "$build/EdgetrailCore.swiftmodule" \
     -emit-library -static Sources/EdgetrailCore/*.swift -o "$build/libEdgetrailCore.a"
 quiet swiftc "${flags[@]}" -module-name EdgetrailFuzzFilters -I "$build" -L "$build" -lEdgetrailCore \
-    Sources/EdgetrailFilters/{Lexer,Parser,RuleChecker,RuleFile,Syntax}.swift fuzz/filters/FuzzLint.swift \
+    Sources/EdgetrailFilters/{Lexer,Parser,RuleChecker,RuleFile,Syntax,BoundedRegex}.swift fuzz/filters/FuzzLint.swift \
     -o "$build/fuzz-filters"
 echo "==> fuzzing for $seconds s"
 cd "$work"

@@ -45,6 +45,8 @@ public final class CollectorPipeline: @unchecked Sendable {
     private var refusedBySource: [String: Int] = [:]
     private var releasedByReason: [JoinRelease: Int] = [:]
     private var lastPublish: UInt64 = 0
+    /// Rule matches abandoned at the regex time bound, as of the last publish (for the warning).
+    private var regexTimeBoundsSeen = 0
     /// Extra figures sources report (dropped without cookie, lost datapath events, …).
     private var sourceCounters: [String: [String: Int]] = [:]
 
@@ -328,6 +330,19 @@ public final class CollectorPipeline: @unchecked Sendable {
         metrics.set("edgetrail_collector_producer_restarts_total", to: Double(counters.producerRestarts))
         for (rule, value) in filters.matches {
             metrics.set("edgetrail_collector_filter_rule_matches_total", [("rule", rule)], to: Double(value))
+        }
+        let timeBounds = RegexBudget.exceededCount
+        metrics.set(
+            "edgetrail_collector_source_events_total", [("source", "filters"), ("event", "regex_time_bound")],
+            to: Double(timeBounds))
+        if timeBounds > regexTimeBoundsSeen {
+            logger.warning(
+                "a filter rule's regular expression ran out of time and was abandoned (conditions: no match; redactions: the whole value)",
+                metadata: [
+                    "pattern": "/\(RegexBudget.lastExceededPattern)/", "abandoned": "\(timeBounds - regexTimeBoundsSeen)",
+                    "budget_ms": "\(RegexBudget.budgetMilliseconds)",
+                ])
+            regexTimeBoundsSeen = timeBounds
         }
     }
 }

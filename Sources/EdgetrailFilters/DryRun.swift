@@ -23,11 +23,14 @@ public struct DryRun: Sendable {
     public var seconds: Double = 0
     /// For `--explain`: what happened to one cookie, line by line.
     public var explanation: [String] = []
+    /// Matches abandoned at the regular-expression time bound during the run.
+    public var regexTimeBounds = 0
 
     /// Replays `batches` through the rules of `files`.
     public static func run(files: [RuleFile], batches: [Edgetrail_V1_CookieBatch], explain: Cookie? = nil) -> DryRun {
         var stage = FilterStage(rules: RuleCompiler.compile(files, version: "dry-run"))
         var result = DryRun()
+        let timeBoundsBefore = RegexBudget.exceededCount
         var seen = Set<UInt64>()
         var kept = Set<UInt64>()
         let texts = Dictionary(
@@ -85,6 +88,7 @@ public struct DryRun: Sendable {
                 result.rules.append(RuleCount(name: name, text: statement.text, matches: stage.matches[name] ?? 0))
             }
         }
+        result.regexTimeBounds = RegexBudget.exceededCount - timeBoundsBefore
         return result
     }
 
@@ -117,6 +121,11 @@ public struct DryRun: Sendable {
                     Double(bytesKept) / seconds, Double(bytes) / seconds, seconds))
         } else {
             lines.append("to Kafka at the capture's rate: the capture spans no time (one moment); no rate")
+        }
+        if regexTimeBounds > 0 {
+            lines.append(
+                "regex time bound: \(regexTimeBounds) matches ran past \(RegexBudget.budgetMilliseconds) ms and were abandoned "
+                    + "(conditions: no match; redactions: the whole value); simplify the pattern")
         }
         if !explanation.isEmpty {
             lines.append("explain:")

@@ -3,8 +3,20 @@ import EdgetrailCore
 /// Parses rule text into statements, one per line. A line with a syntax error is reported and
 /// skipped, so one run reports every broken line.
 struct Parser {
+    /// How deep parentheses, `not` and `any(`/`all(`/`count(` may nest in one condition.
+    static let maximumNesting = 32
+    /// How many operators (`and`, `or`, comparisons, `+`/`-`) one condition may hold.
+    ///
+    /// Both bounds keep the tree shallow: parsing, checking, compiling and freeing a condition
+    /// recurse over it, and a tree thousands deep overflows a thread's stack (a collector's rule
+    /// reload runs on a small one). Real rules stay far below either.
+    static let maximumOperators = 256
+
     private var tokens: [Token] = []
     private var index = 0
+    /// Nesting depth and operator count of the statement being parsed.
+    private var nesting = 0
+    private var operators = 0
     private let lines: [Substring]
     private(set) var errors: [RuleSyntaxError] = []
 
@@ -42,6 +54,8 @@ struct Parser {
             while current.kind == .newline { index += 1 }
             if current.kind == .end { return statements }
             let start = current
+            nesting = 0
+            operators = 0
             do throws(RuleSyntaxError) {
                 var statement = try parseStatement()
                 guard current.kind == .newline || current.kind == .end else {
@@ -70,6 +84,25 @@ struct Parser {
     private func failure(_ message: String, at token: Token? = nil) -> RuleSyntaxError {
         let token = token ?? current
         return RuleSyntaxError(message: message, line: token.line, column: token.column)
+    }
+
+    /// Enters one level of nesting at `token`, refusing past ``maximumNesting``.
+    private mutating func enter(_ token: Token, _ what: String) throws(RuleSyntaxError) {
+        nesting += 1
+        guard nesting <= Self.maximumNesting else {
+            throw failure(
+                "\(what) nests deeper than \(Self.maximumNesting) levels; split the condition into several rules",
+                at: token)
+        }
+    }
+
+    /// Counts one operator at `token`, refusing past ``maximumOperators``.
+    private mutating func countOperator(_ token: Token) throws(RuleSyntaxError) {
+        operators += 1
+        guard operators <= Self.maximumOperators else {
+            throw failure(
+                "a condition holds at most \(Self.maximumOperators) operators; split it into several rules", at: token)
+        }
     }
 
     private func describe(_ token: Token) -> String {
@@ -197,6 +230,7 @@ struct Parser {
         var left = try andExpression()
         while isKeyword("or") {
             let token = current
+            try countOperator(token)
             index += 1
             left = .binary("or", left, try andExpression(), position(token))
         }
@@ -207,6 +241,7 @@ struct Parser {
         var left = try notExpression()
         while isKeyword("and") {
             let token = current
+            try countOperator(token)
             index += 1
             left = .binary("and", left, try notExpression(), position(token))
         }
@@ -216,8 +251,11 @@ struct Parser {
     private mutating func notExpression() throws(RuleSyntaxError) -> Expression {
         if isKeyword("not") {
             let token = current
+            try enter(token, "'not'")
             index += 1
-            return .not(try notExpression(), position(token))
+            let inner = try notExpression()
+            nesting -= 1
+            return .not(inner, position(token))
         }
         return try comparison()
     }
@@ -226,11 +264,13 @@ struct Parser {
         let left = try sum()
         for symbol in ["==", "!=", "<=", ">=", "<", ">", "~"] where isSymbol(symbol) {
             let token = current
+            try countOperator(token)
             index += 1
             return .binary(symbol, left, try sum(), position(token))
         }
         if isKeyword("in") {
             let token = current
+            try countOperator(token)
             index += 1
             return .binary("in", left, try sum(), position(token))
         }
@@ -242,6 +282,7 @@ struct Parser {
         while isSymbol("+") || isSymbol("-") {
             let token = current
             guard case .symbol(let symbol) = token.kind else { break }
+            try countOperator(token)
             index += 1
             left = .binary(symbol, left, try primary(), position(token))
         }
@@ -267,9 +308,11 @@ struct Parser {
             index += 1
             return .network(prefix, position(token))
         case .symbol("("):
+            try enter(token, "'('")
             index += 1
             let inner = try orExpression()
             try expectSymbol(")", "to close the '(' at column \(token.column)")
+            nesting -= 1
             return inner
         case .identifier(let name):
             if name == "true" || name == "false" {
@@ -279,6 +322,7 @@ struct Parser {
             if ["any", "all", "count"].contains(name), tokens.indices.contains(index + 1),
                 tokens[index + 1].kind == .symbol("(")
             {
+                try enter(token, "\(name)(…)")
                 index += 2
                 let kind = try kind("inside \(name)(…)")
                 guard kind != .cookie else { throw failure("\(name)(…) ranges over span, flow or snapshot records") }
@@ -288,6 +332,7 @@ struct Parser {
                     condition = try orExpression()
                 }
                 try expectSymbol(")", "to close \(name)(")
+                nesting -= 1
                 return .aggregate(name, kind, condition, position(token))
             }
             return .field(try fieldReference())

@@ -122,6 +122,13 @@ struct RuleChecker {
             _ = try NSRegularExpression(pattern: pattern)
         } catch {
             report("/\(pattern)/ is not a valid regular expression", position)
+            return
+        }
+        if let nested = RegexCost.nestedRepeat(in: pattern) {
+            report(
+                "/\(pattern)/ repeats a repeat ('\(nested.inner)' inside '\(nested.outer)'): matching it can take seconds "
+                    + "on a value that almost matches; repeat the group's content once, e.g. (ab)+ instead of (a+b)+",
+                position)
         }
     }
 

@@ -10,7 +10,7 @@ enum Value {
     case boolean(Bool)
     case address([UInt8])
     case network(IPPrefix)
-    case regex(NSRegularExpression)
+    case regex(BoundedRegex)
     /// A field the record does not have (a missing tag): compares unequal to everything.
     case missing
 
@@ -53,7 +53,7 @@ public enum RuleCompiler {
                     recordRules.append(
                         CompiledRedactRule(
                             name: name, field: field,
-                            regex: pattern.flatMap { try? NSRegularExpression(pattern: $0) }, replacement: replacement,
+                            regex: pattern.flatMap(BoundedRegex.init), replacement: replacement,
                             ruleGuard: RuleGuards.presence(of: field),
                             requiredLiteral: pattern.flatMap(RegexLiterals.leading).map { Array($0.utf8) },
                             tailLiteral: pattern.flatMap(RegexLiterals.tail).map { Array($0.utf8) }))
@@ -96,9 +96,8 @@ public enum RuleCompiler {
             }
             return { _ in .network(prefix) }
         case .regex(let pattern, _):
-            let regex = try? NSRegularExpression(pattern: pattern)
-            nonisolated(unsafe) let shared = regex
-            return { _ in shared.map { .regex($0) } ?? .missing }
+            let regex = BoundedRegex(pattern: pattern)
+            return { _ in regex.map { .regex($0) } ?? .missing }
         case .field(let field):
             return fieldReader(field)
         case .not(let inner, _):
@@ -166,7 +165,8 @@ public enum RuleCompiler {
     static func compare(_ op: String, _ left: Value, _ right: Value) -> Bool {
         switch (op, left, right) {
         case ("~", .string(let text), .regex(let regex)):
-            return regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
+            // Out of time counts as no match: the record is kept.
+            return regex.matches(text) ?? false
         case ("in", .address(let address), .network(let network)):
             return network.contains(IPPrefix(address: address, length: address.count * 8))
         case ("in", .address(let address), .address(let other)):
@@ -382,7 +382,7 @@ struct CompiledDropRule: RecordRule {
 struct CompiledRedactRule: RecordRule, @unchecked Sendable {
     let name: String
     let field: FieldReference
-    let regex: NSRegularExpression?
+    let regex: BoundedRegex?
     let replacement: String
     let ruleGuard: RuleGuard?
     /// Text every match contains (UTF-8); a value without it is left alone without running the regex.
@@ -408,7 +408,8 @@ struct CompiledRedactRule: RecordRule, @unchecked Sendable {
         }
         if let literal = requiredLiteral, !RegexLiterals.contains(text, literal) { return nil }
         // One matching pass; the replacement is literal text, put in from the last match back.
-        let found = regex.matches(in: text, range: NSRange(text.startIndex..., in: text))
+        // Out of time, the whole value is replaced: a redaction fails closed.
+        guard let found = regex.allMatches(text) else { return replacement }
         guard !found.isEmpty else { return nil }
         // Usually every match range falls on character boundaries: splice the string.
         var spliced = ""

@@ -290,6 +290,27 @@ struct RulePropertyTests {
         #expect(compared == 12_000)
     }
 
+    @Test("a match that runs past its time bound is abandoned and counted: the condition does not match, a redaction replaces the whole value")
+    func regexTimeBound() throws {
+        // Lint cannot see that (a|a)+ backtracks exponentially; on 28 a's and a mismatch ICU
+        // would take seconds. Bounded, each match gives up after its budget.
+        let value = String(repeating: "a", count: 28) + "!"
+        let before = RegexBudget.exceededCount
+        var filters = try stage("drop snapshot where snapshot.value ~ /(a|a)+$/\nredact snapshot.value matching /(a|a)+$/")
+        var record = snapshot(value)
+        let kept = filters.admit(&record)
+        #expect(kept, "a match out of time counts as no match: the record is kept")
+        #expect(record.snapshot.stringValue == Data("[redacted]".utf8), "the redaction fails closed")
+        #expect(RegexBudget.exceededCount - before == 2)
+        #expect(RegexBudget.lastExceededPattern == "(a|a)+$")
+        // The same rules on an ordinary value decide as usual, without touching the bound.
+        var plain = snapshot("aaa")
+        let counted = RegexBudget.exceededCount
+        let plainKept = filters.admit(&plain)
+        #expect(!plainKept)
+        #expect(RegexBudget.exceededCount == counted)
+    }
+
     @Test("match counts survive a rule swap")
     func countsSurviveSwap() throws {
         var filters = try stage("drop span where span.service == \"x\"")

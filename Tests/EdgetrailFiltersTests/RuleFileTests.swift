@@ -89,6 +89,25 @@ struct RuleFileTests {
         ])
     }
 
+    @Test("a regular expression that repeats a repeat is refused with the reason; bounded and single repeats pass")
+    func nestedRepeats() {
+        let refused = ["/(a+)+$/", "/(a*)*/", "/(x+y)*/", "/((a+))+/", "/(a{2,})+/", "/(?:a+b)+?/", "/((a+)?)*/"]
+        for pattern in refused {
+            let found = problems("drop snapshot where snapshot.value ~ \(pattern)")
+            #expect(found.count == 1, "\(pattern)")
+            #expect(found.first?.hasPrefix("f.rules:1:38: \(pattern) repeats a repeat") == true, "\(pattern): \(found)")
+        }
+        #expect(problems("drop snapshot where snapshot.value ~ /(a+)+$/") == [
+            "f.rules:1:38: /(a+)+$/ repeats a repeat ('+' inside ')+'): matching it can take seconds on a value that "
+                + "almost matches; repeat the group's content once, e.g. (ab)+ instead of (a+b)+"
+        ])
+        #expect(problems("redact span.tags[\"q\"] matching /(\\w+\\s?)+$/").first?.contains("repeats a repeat") == true)
+        let accepted = ["/(ab)+/", "/a+b+/", "/[(a+)]+/", "/\\(a+\\)+/", "/(a+)?/", "/(a{1,3})+/", "/\\?.*$/", "/x{2}/"]
+        for pattern in accepted {
+            #expect(problems("drop snapshot where snapshot.value ~ \(pattern)") == [], "\(pattern)")
+        }
+    }
+
     @Test("rules after one that always decides are reported as unreachable")
     func unreachable() {
         #expect(problems("drop cookie\nkeep cookie where cookie.cnf == \"x\"") == [
@@ -151,5 +170,56 @@ struct RuleFileTests {
         let found = problems(#"redact span.tags["a"] with "x" 33333333333333333333333333333333"#)
         #expect(found.count == 1)
         #expect(found.first?.contains("the number 3.3333333333333334e+31 after the end of the statement") == true)
+    }
+}
+
+@Suite("Filter rule bounds")
+struct RuleBoundsTests {
+    private static let condition = "span.service == \"a\""
+
+    @Test("conditions nested thousands deep are refused at the level that passes the bound, not a crash")
+    func deepNesting() {
+        let parentheses = "drop span where " + String(repeating: "(", count: 2000) + Self.condition
+            + String(repeating: ")", count: 2000)
+        #expect(problems(parentheses) == [
+            "f.rules:1:49: '(' nests deeper than 32 levels; split the condition into several rules"
+        ])
+        let nots = "drop span where " + String(repeating: "not ", count: 10_000) + Self.condition
+        #expect(problems(nots) == [
+            "f.rules:1:145: 'not' nests deeper than 32 levels; split the condition into several rules"
+        ])
+        let aggregates = "keep cookie where " + String(repeating: "any(span where ", count: 2000) + Self.condition
+            + String(repeating: ")", count: 2000)
+        #expect(problems(aggregates).first?.hasPrefix(
+            "f.rules:1:\(18 + 32 * 15 + 1): any(…) nests deeper than 32 levels") == true)
+    }
+
+    @Test("a condition with thousands of operators is refused at the first operator past the bound")
+    func longChains() {
+        let terms = Array(repeating: Self.condition, count: 5000)
+        let chain = "drop span where " + terms.joined(separator: " or ")
+        // Operators count in reading order: each term's '==', then the 'or' after it. The 257th is
+        // the '==' of term 129, which starts at column 17 + 128 × 23 ('span.service == "a" or ').
+        #expect(problems(chain) == [
+            "f.rules:1:\(17 + 128 * 23 + 13): a condition holds at most 256 operators; split it into several rules"
+        ])
+        let sums = "drop span where span.duration_ms " + String(repeating: "+ 1 ", count: 3000) + "> 5"
+        #expect(problems(sums).first?.hasSuffix("a condition holds at most 256 operators; split it into several rules") == true)
+    }
+
+    @Test("conditions at the bounds still parse, and the lines after a refused one are still checked")
+    func atTheBounds() {
+        let nested = "drop span where " + String(repeating: "(", count: 32) + Self.condition
+            + String(repeating: ")", count: 32)
+        #expect(problems(nested) == [])
+        let nots = "drop span where " + String(repeating: "not ", count: 32) + Self.condition
+        #expect(problems(nots) == [])
+        // 128 comparisons joined by 127 'and's: 255 operators.
+        let chain = "drop span where " + Array(repeating: Self.condition, count: 128).joined(separator: " and ")
+        #expect(problems(chain) == [])
+        let deep = "drop span where " + String(repeating: "(", count: 40) + Self.condition + String(repeating: ")", count: 40)
+        let found = problems(deep + "\ndrop span where span.servce == \"x\"")
+        #expect(found.count == 2)
+        #expect(found.last?.hasPrefix("f.rules:2:17: unknown field span.servce") == true)
     }
 }

@@ -266,3 +266,44 @@ def test_a_rule_file_changed_while_records_flow_switches_rules_with_nothing_lost
         assert collector.metric("edgetrail_collector_filter_rule_matches_total", f'rule="{rules}:1"') == 200
     finally:
         collector.stop()
+
+
+def test_rules_nested_too_deep_or_too_slow_appended_live_are_refused_and_the_collector_keeps_filtering(services):
+    """The shapes that crashed the parser (thousands of '(', 'or', 'not', 'any(') and a regex
+    that backtracks exponentially, each appended to a live rule file: each edit is refused with
+    its position, the collector stays up and the rules in force keep working."""
+    topic = f"deep-{uuid.uuid4().hex[:8]}"
+    rules = os.path.join(services.run_dir, "live.rules")
+    good = 'drop span where span.operation == "op1"\n'
+    with open(rules, "w") as out:
+        out.write(good)
+    collector = Collector(services, topic, settle="200ms", rules=rules)
+    term = 'span.service == "a"'
+    shapes = [
+        "drop span where " + "(" * 2000 + term + ")" * 2000,
+        "drop span where " + " or ".join([term] * 5000),
+        "drop span where " + "not " * 10000 + term,
+        "keep cookie where " + "any(span where " * 2000 + term + ")" * 2000,
+        "drop span where span.tags[\"q\"] ~ /(a+)+$/",
+    ]
+    try:
+        for refused, shape in enumerate(shapes, start=1):
+            with open(rules, "w") as out:
+                out.write(good + shape + "\n")
+            assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                         'source="filters",event="reload_refused"', at_least=refused) == refused
+            assert collector.process.poll() is None, f"the collector survived edit {refused}"
+        log = open(collector.log.name, encoding="utf-8", errors="replace").read()
+        assert f"{rules}:2:49: '(' nests deeper than 32 levels" in log
+        assert "a condition holds at most 256 operators" in log
+        assert "'not' nests deeper than 32 levels" in log
+        assert "any(…) nests deeper than 32 levels" in log
+        assert "/(a+)+$/ repeats a repeat" in log
+        cookies = [0x0000000000D00000 + index for index in range(20)]
+        export_sessions(collector.endpoint, cookies, 3)
+        batches = consume(services.brokers, topic, lambda got: {b.cookie for b in got} >= set(cookies))
+        operations = sorted(record.span.operation for batch in batches for record in batch.records
+                            if batch.cookie == cookies[0])
+        assert operations == ["op0", "op2"], "the rules in force still drop op1"
+    finally:
+        collector.stop()
