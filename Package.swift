@@ -135,7 +135,7 @@ let package = Package(
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP", "EdgetrailTelemetry", "EdgetrailSpool",
                 "EdgetrailKafka", "EdgetrailRedis", "EdgetrailYAML", "EdgetrailRuntime", "EdgetrailFilters",
-                "EdgetrailDatapathManager",
+                "EdgetrailDatapathManager", "EdgetrailNet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),
@@ -150,7 +150,8 @@ let package = Package(
         .target(
             name: "EdgetrailCentral",
             dependencies: [
-                "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailRuntime", "CLibPQ",
+                "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailRuntime", "EdgetrailNet",
+                "CLibPQ",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -202,6 +203,12 @@ let package = Package(
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
+        .testTarget(
+            name: "EdgetrailRuntimeTests",
+            dependencies: [
+                "EdgetrailRuntime", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "EdgetrailDatapathTests", dependencies: ["EdgetrailDatapath", "EdgetrailCore", "EdgetrailTesting"]),
         .testTarget(
             name: "EdgetrailDatapathManagerTests",

@@ -1,5 +1,6 @@
 import EdgetrailCore
 import EdgetrailKafka
+import EdgetrailNet
 import EdgetrailProto
 import EdgetrailRuntime
 import EdgetrailTelemetry
@@ -50,6 +51,7 @@ public final class Central: @unchecked Sendable {
     public init(configuration: CentralConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        try ListenAddress.checkFree([ListenAddress(host: configuration.host, port: configuration.port, setting: "--listen")])
         self.store = try RecordStores.open(configuration.store)
     }
 

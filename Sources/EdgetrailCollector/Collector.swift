@@ -1,3 +1,4 @@
+import EdgetrailNet
 import EdgetrailProto
 import EdgetrailRuntime
 import Foundation
@@ -20,6 +21,14 @@ public struct Collector: Sendable {
     public init(configuration: CollectorConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        var addresses: [ListenAddress] = []
+        if let otlp = configuration.otlp {
+            addresses.append(ListenAddress(host: otlp.host, port: otlp.port, setting: "sources.otlp.listen"))
+        }
+        if let host = configuration.metricsHost {
+            addresses.append(ListenAddress(host: host, port: configuration.metricsPort, setting: "metrics.listen"))
+        }
+        try ListenAddress.checkFree(addresses)
         self.pipeline = try CollectorPipeline(configuration: configuration, logger: logger)
     }
 

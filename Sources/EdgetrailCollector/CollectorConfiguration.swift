@@ -94,10 +94,24 @@ extension CollectorConfiguration {
         if let collector = fields["collector"], let mapping = context.mapping(collector, what: "'collector'") {
             let collectorFields = context.fields(
                 of: mapping, allowed: ["cnf", "node", "data_dir", "intake_journal_bytes"], what: "'collector'")
-            if let value = collectorFields["cnf"] { cnf = context.string(value, what: "'cnf'") ?? cnf }
-            if let value = collectorFields["node"] { node = context.string(value, what: "'node'") ?? node }
-            if let value = collectorFields["data_dir"] {
-                dataDirectory = context.string(value, what: "'data_dir'") ?? dataDirectory
+            // The CNF's name as a CNF spec must write it, so the collector's batches name a CNF that can exist.
+            if let value = collectorFields["cnf"] { cnf = context.name(value, what: "'cnf'") ?? cnf }
+            if let value = collectorFields["node"], let text = context.string(value, what: "'node'") {
+                if text.trimmingCharacters(in: .whitespaces).isEmpty {
+                    context.report("'node' is empty; name the edge node this collector runs on, e.g. edge-1", at: value)
+                } else {
+                    node = text
+                }
+            }
+            if let value = collectorFields["data_dir"], let path = context.string(value, what: "'data_dir'") {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    context.report(
+                        "'data_dir' '\(path)' is a file; the collector keeps its journal and spool in a directory there",
+                        at: value)
+                } else {
+                    dataDirectory = path
+                }
             }
             if let value = collectorFields["intake_journal_bytes"] {
                 journalBytes = context.byteSize(value, what: "'intake_journal_bytes'")
@@ -119,7 +133,13 @@ extension CollectorConfiguration {
                 } else {
                     context.report("the kafka sink is missing the required field 'brokers'", at: kafka)
                 }
-                if let value = kafkaFields["topic"] { topic = context.string(value, what: "'topic'") }
+                if let value = kafkaFields["topic"], let text = context.string(value, what: "'topic'") {
+                    if let problem = KafkaTopicName.problem(text) {
+                        context.report("'\(text)' is not a Kafka topic name: \(problem)", at: value)
+                    } else {
+                        topic = text
+                    }
+                }
                 if let value = kafkaFields["compression"] {
                     compression = context.choice(value, what: "compression", from: ["lz4", "zstd", "none"])
                 }
@@ -270,5 +290,18 @@ extension CollectorConfiguration {
         }
         guard context.diagnostics.isEmpty else { throw DiagnosticsError(context.diagnostics) }
         return configuration
+    }
+}
+
+/// What Kafka accepts as a topic name; the broker would refuse the others at the first produce.
+enum KafkaTopicName {
+    static func problem(_ name: String) -> String? {
+        if name.isEmpty { return "it is empty" }
+        if name == "." || name == ".." { return "'.' and '..' are not allowed" }
+        if name.utf8.count > 249 { return "it is longer than 249 characters" }
+        if let bad = name.first(where: { !($0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-")) }) {
+            return "'\(bad)' is not allowed; use letters, digits, '.', '_' and '-'"
+        }
+        return nil
     }
 }

@@ -159,3 +159,36 @@ public enum SocketIO {
         return result
     }
 }
+
+/// A TCP address a server was told to listen on, and the setting that named it.
+public struct ListenAddress: Sendable {
+    public var host: String
+    public var port: Int
+    /// Where the address came from, for the message (e.g. `sources.otlp.listen`, `--listen`).
+    public var setting: String
+
+    public init(host: String, port: Int, setting: String) {
+        self.host = host
+        self.port = port
+        self.setting = setting
+    }
+
+    /// Throws, naming the first address another program holds. Servers call it before they
+    /// start anything: a server library that cannot bind may only say so deep inside a
+    /// shutting-down group, after the process looked up and running.
+    public static func checkFree(_ addresses: [ListenAddress]) throws(AddressInUseError) {
+        for address in addresses where !SocketProbe.isPortFree(host: address.host, port: address.port) {
+            throw AddressInUseError(address: address)
+        }
+    }
+}
+
+/// A listen address another program already holds.
+public struct AddressInUseError: Error, CustomStringConvertible {
+    public var address: ListenAddress
+
+    public var description: String {
+        "\(address.host):\(address.port) (\(address.setting)) is already in use by another program; "
+            + "stop that program or choose another address with \(address.setting)"
+    }
+}

@@ -2,7 +2,7 @@ import Foundation
 import ServiceLifecycle
 
 /// Runs a blocking loop on its own thread (hiredis, librdkafka and file reads block) as a
-/// service: graceful shutdown calls `stop`, and the service ends when the loop returns.
+/// service: graceful shutdown or cancellation calls `stop`, and the service ends when the loop returns.
 public struct ThreadService: Service {
     public let name: String
     private let body: @Sendable () -> Void
@@ -15,16 +15,22 @@ public struct ThreadService: Service {
     }
 
     public func run() async throws {
-        await withGracefulShutdownHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let thread = Thread {
-                    body()
-                    continuation.resume()
+        // A group also ends by cancellation (when another of its services fails): the loop must
+        // stop then too, or the process would wait on it forever, deaf to signals.
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let thread = Thread {
+                        body()
+                        continuation.resume()
+                    }
+                    thread.name = name
+                    thread.start()
                 }
-                thread.name = name
-                thread.start()
+            } onGracefulShutdown: {
+                onStop()
             }
-        } onGracefulShutdown: {
+        } onCancel: {
             onStop()
         }
     }

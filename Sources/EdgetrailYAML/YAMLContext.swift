@@ -143,11 +143,29 @@ extension YAMLContext {
     }
 
     /// A duration like `250ms`, `30s`, `2m`, in nanoseconds.
+    /// The longest duration a setting takes: a week. Longer waits are mistakes, and a number of
+    /// nanoseconds far past it would not fit the 64 bits that hold it.
+    public static let maximumDurationNanoseconds: UInt64 = 7 * 24 * 3600 * 1_000_000_000
+
+    /// The largest size a setting takes: 1 TiB.
+    public static let maximumBytes = 1 << 40
+
+    /// A duration like `500ms`, `30s`, `2m`, `1h`, in nanoseconds, at most a week.
     public mutating func duration(_ node: Node, what: String) -> UInt64? {
         guard let text = string(node, what: what) else { return nil }
         let units: [(String, Double)] = [("ms", 1e6), ("us", 1e3), ("ns", 1), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
-            if let value = Double(text.dropLast(suffix.count)), value >= 0 { return UInt64(value * scale) }
+            let digits = text.dropLast(suffix.count)
+            // Digits and a point only: Double() alone would take "inf", "nan" and "1e400".
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+                let value = Double(digits)
+            else { break }
+            let nanoseconds = value * scale
+            guard nanoseconds <= Double(Self.maximumDurationNanoseconds) else {
+                report("\(what) '\(text)' is longer than the most it can be, a week (168h)", at: node)
+                return nil
+            }
+            return UInt64(nanoseconds)
         }
         report("'\(text)' is not a duration; write it like 500ms, 30s or 2m", at: node)
         return nil
@@ -161,6 +179,10 @@ extension YAMLContext {
             "": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1_048_576, "gib": 1_073_741_824,
         ]
         if let value = Double(digits), let scale = units[text.dropFirst(digits.count).lowercased()], value > 0 {
+            guard value * scale <= Double(Self.maximumBytes) else {
+                report("\(what) '\(text)' is larger than the most it can be, 1 TiB", at: node)
+                return nil
+            }
             return Int(value * scale)
         }
         report("'\(text)' is not a size; write it like 4194304, 64KiB or 256MiB", at: node)

@@ -54,6 +54,28 @@ struct CollectorConfigurationTests {
         ])
     }
 
+    @Test("bad_ranges: durations and sizes too large for their setting are refused where they are, not a crash")
+    func badRanges() {
+        #expect(problems("bad_ranges.yaml") == [
+            "collectors/testdata/bad_ranges.yaml:3:25: 'intake_journal_bytes' '5000000GiB' is larger than the most it can be, 1 TiB",
+            "collectors/testdata/bad_ranges.yaml:7:24: 'max_request_bytes' '99999999999999999999' is larger than the most it can be, 1 TiB",
+            "collectors/testdata/bad_ranges.yaml:10:21: 'infs' is not a duration; write it like 500ms, 30s or 2m",
+            "collectors/testdata/bad_ranges.yaml:12:17: '1e400s' is not a duration; write it like 500ms, 30s or 2m",
+            "collectors/testdata/bad_ranges.yaml:13:11: 'settle' '5000000000000s' is longer than the most it can be, a week (168h)",
+            "collectors/testdata/bad_ranges.yaml:14:10: 'grace' '100000000000000h' is longer than the most it can be, a week (168h)",
+        ])
+    }
+
+    @Test("bad_names: what would fail at run time is refused by --check (CNF name, empty node, data_dir a file, topic name)")
+    func badNames() {
+        #expect(problems("bad_names.yaml") == [
+            "collectors/testdata/bad_names.yaml:3:8: 'Edge Security' is not a valid name for 'cnf': use 1-63 lowercase letters, digits, '-' or '_', starting with a letter",
+            "collectors/testdata/bad_names.yaml:4:10: 'node' is empty; name the edge node this collector runs on, e.g. edge-1",
+            "collectors/testdata/bad_names.yaml:5:13: 'data_dir' '/etc/passwd' is a file; the collector keeps its journal and spool in a directory there",
+            "collectors/testdata/bad_names.yaml:12:12: 'edgetrail telemetry/v1' is not a Kafka topic name: ' ' is not allowed; use letters, digits, '.', '_' and '-'",
+        ])
+    }
+
     @Test("flows: the Datapath Manager's socket or a recording, one of them; rate only paces a recording")
     func flowSources() throws {
         let datapath = try CollectorConfiguration.parse(
