@@ -47,9 +47,18 @@ struct TraceCommand: AsyncParsableCommand {
         }
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard status == 200 else {
-            let message = (try? JSONDecoder().decode([String: String].self, from: data))?["error"]
-                ?? String(decoding: data, as: UTF8.self)
-            printError("error: \(message)")
+            let body = String(decoding: data.prefix(500), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if let message = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] {
+                printError("error: \(message)")
+            } else if status == 404 {
+                // Not central's own answer: the URL names something else (e.g. a path after the port).
+                printError(
+                    "error: \(url.absoluteString) answered 404 Not Found; --central takes central's base address, "
+                        + "like http://127.0.0.1:7070, without a path")
+            } else {
+                printError(
+                    "error: central at \(central) answered HTTP \(status)\(body.isEmpty ? " with an empty body" : ": \(body)")")
+            }
             throw ExitCode.failure
         }
         if format == "json" {

@@ -5,7 +5,8 @@ extension CookieTimeline {
     /// session's first moment; spans indented by their depth in the span tree, with durations;
     /// flows and snapshots interleaved where they happened.
     public func renderText() -> String {
-        var lines = ["cookie \(cookie)" + (cnf.isEmpty ? "" : "  cnf \(cnf)")
+        let show = Self.printable
+        var lines = ["cookie \(cookie)" + (cnf.isEmpty ? "" : "  cnf \(show(cnf))")
             + "  \(spans.count) spans, \(flows.count) flows, \(snapshots.count) snapshots"]
         let parents = Dictionary(spans.map { ($0.spanId, $0.parentSpanId) }, uniquingKeysWith: { first, _ in first })
         func depth(_ spanId: String) -> Int {
@@ -30,8 +31,8 @@ extension CookieTimeline {
                 guard let span = spansByID[entry.ref] else { continue }
                 let duration = String(format: "%.3f ms", Double(span.endNs &- span.startNs) / 1e6)
                 let indent = String(repeating: "  ", count: depth(span.spanId))
-                var line = "\(offset)  \(indent)\(span.operation)"
-                if !span.service.isEmpty { line += " [\(span.service)]" }
+                var line = "\(offset)  \(indent)\(show(span.operation))"
+                if !span.service.isEmpty { line += " [\(show(span.service))]" }
                 line += " \(duration)"
                 if span.status == "error" { line += "  ERROR" }
                 lines.append(line)
@@ -51,17 +52,47 @@ extension CookieTimeline {
                 let snapshot = snapshots[index]
                 let value: String
                 switch snapshot.value {
-                case .string(let text)?: value = text
+                case .string(let text)?: value = show(text)
                 case .hash(let fields)?:
-                    value = "{" + fields.keys.sorted().map { "\($0)=\(fields[$0]!)" }.joined(separator: ", ") + "}"
+                    value = "{" + fields.keys.sorted().map { "\(show($0))=\(show(fields[$0]!))" }.joined(separator: ", ") + "}"
                 case nil: value = "(deleted)"
                 }
-                lines.append("\(offset)  snapshot    \(snapshot.key) = \(value)")
+                lines.append("\(offset)  snapshot    \(show(snapshot.key)) = \(value)")
             default:
                 continue
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// How much of one value the text form shows; `--format json` has it whole.
+    static let shownCharacters = 512
+
+    /// Text as a terminal can show it safely: control characters (which could move the cursor,
+    /// clear the screen or fake a line) written as escapes, long values cut with their length.
+    static func printable(_ text: String) -> String {
+        var result = ""
+        var shown = 0
+        for scalar in text.unicodeScalars {
+            if shown == shownCharacters {
+                result += "… (\(text.unicodeScalars.count) characters)"
+                break
+            }
+            shown += 1
+            switch scalar {
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case "\\": result += "\\\\"
+            default:
+                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+                    result += String(format: "\\x%02x", scalar.value)
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result
     }
 
     private static func index(_ ref: String) -> Int? {

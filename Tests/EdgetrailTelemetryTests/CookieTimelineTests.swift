@@ -111,4 +111,24 @@ struct CookieTimelineTests {
         #expect(lines[6].contains("flow end") && lines[6].contains("out 5120 B"))
         #expect(lines[1].hasPrefix("+    0.000 ms"))
     }
+
+    @Test("the text form writes control characters as escapes and cuts long values, so a value cannot rewrite the terminal")
+    func controlBytes() {
+        var snapshot = Edgetrail_V1_Record()
+        snapshot.cookie = 0xA1
+        snapshot.snapshot.key = "cookie:00000000000000a1:x:\u{1B}[2J"
+        snapshot.snapshot.stringValue = Data("ok\u{1B}]0;owned\u{07}\r\nfake line\tend\u{9B}".utf8)
+        snapshot.snapshot.atNs = 5
+        var long = Edgetrail_V1_Record()
+        long.cookie = 0xA1
+        long.snapshot.key = "cookie:00000000000000a1:x:long"
+        long.snapshot.stringValue = Data(String(repeating: "y", count: 2000).utf8)
+        long.snapshot.atNs = 6
+        let text = CookieTimeline(cookie: Cookie(0xA1), records: [snapshot, long]).renderText()
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3)
+        #expect(lines[1].hasSuffix(#"snapshot    cookie:00000000000000a1:x:\x1b[2J = ok\x1b]0;owned\x07\r\nfake line\tend\x9b"#))
+        #expect(!text.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" })
+        #expect(lines[2].hasSuffix(String(repeating: "y", count: 512) + "… (2000 characters)"))
+    }
 }

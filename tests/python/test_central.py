@@ -127,6 +127,10 @@ def test_trace_explains_what_is_wrong(services):
         assert status == 400 and "16 hex digits" in body["error"]
         status, body = central.get("/v1/cookies?limit=0")
         assert status == 400
+        with_path = subprocess.run([edgetrail_binary(), "trace", COOKIE, "--central", central.url + "/v1"],
+                                   capture_output=True, text=True)
+        assert with_path.returncode == 1
+        assert "answered 404 Not Found; --central takes central's base address" in with_path.stderr, with_path.stderr
     finally:
         central.stop()
     unreachable = subprocess.run([edgetrail_binary(), "trace", COOKIE, "--central", "http://127.0.0.1:9"],
