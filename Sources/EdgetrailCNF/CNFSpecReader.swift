@@ -113,7 +113,15 @@ public struct CNFSpecReader: Sendable {
         if let list = fields["datapath"] {
             let labels = Set(microservices.flatMap(\.0.labels))
             var seen: [String: Node] = [:]
-            for item in context.sequence(list, what: "datapath") {
+            for (position, item) in context.sequence(list, what: "datapath").enumerated() {
+                guard position < DatapathRule.maximumCount else {
+                    let count = list.sequence?.count ?? position
+                    context.report(
+                        "\(count) datapath rules; a node's datapath holds at most \(DatapathRule.maximumCount) "
+                            + "(this is rule \(position + 1)); merge rules with networks like 10.0.0.0/8 or '*'",
+                        at: item)
+                    break
+                }
                 guard let (rule, valid) = readRule(item, knownLabels: labels, context: &context) else { continue }
                 let key = "\(rule.destination?.description ?? "*") \(rule.port.map(String.init) ?? "*")"
                 if let first = seen[key] {

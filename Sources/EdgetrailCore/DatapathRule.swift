@@ -12,6 +12,11 @@ public enum DatapathAction: String, Sendable, CaseIterable, Hashable {
 
 /// `{ <ip> <port> : <action> => [labels] }`: one datapath rule of a CNF.
 public struct DatapathRule: Hashable, Sendable {
+    /// How many rules one datapath holds: the size of its rule maps (`ET_MAX_RULES` in
+    /// `bpf/datapath.h`; a datapath test checks the two agree). A CNF is refused past it at
+    /// validation, not when its rules reach the node.
+    public static let maximumCount = 1024
+
     /// Destination address or network; `nil` matches any address (`*`).
     public var destination: IPPrefix?
     /// Destination port; `nil` matches any port (`*`).

@@ -362,6 +362,9 @@ public final class BPFDatapath {
 // MARK: Rules
 
 extension BPFDatapath {
+    /// How many rules the loaded program's maps hold (`ET_MAX_RULES`).
+    public static var ruleCapacity: Int { Int(ET_MAX_RULES) }
+
     /// Checks a rule set before anything is written: every problem, each naming its rule.
     public static func problems(in rules: [DatapathRule], pods: [DatapathPod]) -> [String] {
         var problems: [String] = []

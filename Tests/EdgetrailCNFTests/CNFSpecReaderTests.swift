@@ -196,3 +196,19 @@ struct CNFSpecReaderTests {
         #expect(problems("") == ["spec.yaml:1:1: the file is empty; a CNF spec needs name, node and microservices"])
     }
 }
+
+@Suite("CNF spec bounds")
+struct CNFSpecBoundsTests {
+    @Test("more datapath rules than a node's datapath holds are refused at validation, at the first one too many")
+    func tooManyRules() {
+        let head = "name: big\nnode: edge-1\nmicroservices:\n  - { name: http-proxy, kind: http-proxy }\ndatapath:\n"
+        let rules = (0..<1100).map { "  - \"10.\($0 / 256).\($0 % 256).1 80 : deny\"" }.joined(separator: "\n")
+        // Line 6 holds rule 1, so rule 1,025 is on line 1,030.
+        #expect(problems(head + rules) == [
+            "spec.yaml:1030:6: 1100 datapath rules; a node's datapath holds at most 1024 (this is rule 1025); "
+                + "merge rules with networks like 10.0.0.0/8 or '*'"
+        ])
+        let atTheBound = (0..<1024).map { "  - \"10.\($0 / 256).\($0 % 256).1 80 : deny\"" }.joined(separator: "\n")
+        #expect(problems(head + atTheBound) == [])
+    }
+}

@@ -94,6 +94,14 @@ private func curl(_ topology: EdgeNodeNamespaces, port: Int? = nil) -> (status: 
     return topology.attempt(topology.client, "curl -s -m 2 \(local)http://10.201.0.2/")
 }
 
+@Suite("eBPF datapath limits")
+struct DatapathLimitTests {
+    @Test("the rule maps hold as many rules as CNF validation allows")
+    func ruleCapacity() {
+        #expect(BPFDatapath.ruleCapacity == DatapathRule.maximumCount)
+    }
+}
+
 @Suite(
     "eBPF datapath in network namespaces", .serialized,
     .enabled(if: getuid() == 0, "SKIPPED: loading eBPF programs and making network namespaces needs root"))
