@@ -38,13 +38,20 @@ public enum CaptureFile {
     public static func read(path: String) throws -> [Edgetrail_V1_CookieBatch] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         let bytes = [UInt8](data)
+        if bytes.isEmpty { throw notACapture(path, "it is empty") }
+        if bytes.count < 4 { throw notACapture(path, "it has \(bytes.count) bytes, fewer than one frame's length") }
         var batches: [Edgetrail_V1_CookieBatch] = []
         var offset = 0
         while offset + 4 <= bytes.count {
             let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16
                 | Int(bytes[offset + 3]) << 24
             let end = offset + 4 + length
-            guard end <= bytes.count else { break }
+            guard end <= bytes.count else {
+                // A torn last frame is what a collector stopped mid-write leaves; a first frame
+                // longer than the file means the file is something else.
+                if batches.isEmpty { throw notACapture(path, "its first frame claims \(length) bytes but the file has \(bytes.count)") }
+                break
+            }
             do {
                 batches.append(try Edgetrail_V1_CookieBatch(serializedBytes: Array(bytes[(offset + 4)..<end])))
             } catch {
@@ -55,5 +62,14 @@ public enum CaptureFile {
             offset = end
         }
         return batches
+    }
+
+    private static func notACapture(_ path: String, _ why: String) -> CocoaError {
+        CocoaError(
+            .fileReadCorruptFile,
+            userInfo: [
+                NSLocalizedDescriptionKey:
+                    "\(path) is not a capture (\(why)); captures are written by 'edgetrail collector --capture FILE'"
+            ])
     }
 }

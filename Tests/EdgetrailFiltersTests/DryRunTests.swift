@@ -30,6 +30,26 @@ struct DryRunTests {
         #expect(try CaptureFile.read(path: path) == batches)
     }
 
+    @Test("a file that is not a capture is refused with why, instead of reading as zero cookies")
+    func notACapture() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("cap-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func refusal(_ contents: String) -> String {
+            let path = directory.appendingPathComponent("input").path
+            FileManager.default.createFile(atPath: path, contents: Data(contents.utf8))
+            do {
+                _ = try CaptureFile.read(path: path)
+                return "read"
+            } catch {
+                return error.localizedDescription.replacingOccurrences(of: path, with: "FILE")
+            }
+        }
+        #expect(refusal("drop span where span.service == \"x\"\n") == "FILE is not a capture (its first frame claims 1886351972 bytes but the file has 36); captures are written by 'edgetrail collector --capture FILE'")
+        #expect(refusal("") == "FILE is not a capture (it is empty); captures are written by 'edgetrail collector --capture FILE'")
+        #expect(refusal("ab").hasPrefix("FILE is not a capture (it has 2 bytes"))
+    }
+
     @Test("the sample capture dry-runs with the example rules: counts, kept share and an explanation")
     func sampleCapture() throws {
         let batches = try CaptureFile.read(path: "\(root)/filters/testdata/sample.capture")
