@@ -32,6 +32,15 @@ public enum FieldCatalog {
         ],
     ]
 
+    /// Fields whose values are a fixed set of names (the `ruleName`s of `EdgetrailTelemetry`'s
+    /// RuleNames.swift; a test checks every enum case's name is here). `flow.proto` also takes
+    /// other protocols' numbers.
+    public static let values: [String: [String]] = [
+        "span.status": ["ok", "error", "unset"],
+        "flow.action": ["redirect", "copy", "deny", "ratelimit", "pass"],
+        "flow.proto": ["tcp", "udp"],
+    ]
+
     /// Map fields that take a key (`span.tags["k"]`).
     public static let keyed: Set<String> = ["span.tags"]
 
@@ -132,6 +141,23 @@ struct RuleChecker {
         }
     }
 
+    /// A field with a fixed set of values compared with a string none of them is: the rule
+    /// could never match (or always would, with `!=`), which is a typo, not intent.
+    private mutating func checkValue(_ field: Expression, _ value: Expression) {
+        guard case .field(let reference) = field, case .string(let text, let position) = value,
+            let known = FieldCatalog.values["\(reference.kind.rawValue).\(reference.name)"], !known.contains(text)
+        else { return }
+        if reference.kind == .flow, reference.name == "proto" {
+            // Protocols other than TCP and UDP go by number.
+            if let number = UInt8(text), String(number) == text, number != 6, number != 17 { return }
+            report(
+                "\(reference) is never \"\(text)\"; its values are \"tcp\", \"udp\" or another IP protocol's number, like \"1\" for ICMP",
+                position)
+            return
+        }
+        report("\(reference) is never \"\(text)\"; its values are \(known.map { "\"\($0)\"" }.joined(separator: ", "))", position)
+    }
+
     /// The field's type, or nil (reported) when it does not exist here.
     private mutating func check(field: FieldReference, scope: RecordKind) -> ValueType? {
         guard field.kind == scope || scope == .cookie && field.kind == .cookie else {
@@ -214,6 +240,8 @@ struct RuleChecker {
                 let comparable = leftType == rightType
                     || (leftType == .address && rightType == .network) || (leftType == .network && rightType == .address)
                 guard comparable, leftType != .regex else { return mismatch("compares values of the same type") }
+                checkValue(left, right)
+                checkValue(right, left)
                 return .boolean
             case "~":
                 guard leftType == .string, rightType == .regex else {

@@ -311,6 +311,17 @@ struct RulePropertyTests {
         #expect(RegexBudget.exceededCount == counted)
     }
 
+    @Test("lint knows every name an enumerated field can have")
+    func valueCatalog() {
+        #expect(Set(Edgetrail_V1_SpanStatus.allCases.map(\.ruleName)) == Set(FieldCatalog.values["span.status"]!))
+        #expect(Set(Edgetrail_V1_DatapathAction.allCases.map(\.ruleName)) == Set(FieldCatalog.values["flow.action"]!))
+        var tuple = Edgetrail_V1_FiveTuple()
+        tuple.protocol = 6
+        #expect(FieldCatalog.values["flow.proto"]!.contains(tuple.protocolRuleName))
+        tuple.protocol = 17
+        #expect(FieldCatalog.values["flow.proto"]!.contains(tuple.protocolRuleName))
+    }
+
     @Test("match counts survive a rule swap")
     func countsSurviveSwap() throws {
         var filters = try stage("drop span where span.service == \"x\"")

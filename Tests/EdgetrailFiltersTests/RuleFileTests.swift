@@ -108,6 +108,25 @@ struct RuleFileTests {
         }
     }
 
+    @Test("a comparison with a value the field never has is refused with the values it has")
+    func impossibleValues() {
+        #expect(problems("drop span where span.status == \"bogus\"") == [
+            "f.rules:1:32: span.status is never \"bogus\"; its values are \"ok\", \"error\", \"unset\""
+        ])
+        #expect(problems("drop flow where flow.proto == \"icmp\"") == [
+            "f.rules:1:31: flow.proto is never \"icmp\"; its values are \"tcp\", \"udp\" or another IP protocol's number, like \"1\" for ICMP"
+        ])
+        #expect(problems("keep cookie where any(flow where \"redirected\" != flow.action)").first?.hasSuffix(
+            "flow.action is never \"redirected\"; its values are \"redirect\", \"copy\", \"deny\", \"ratelimit\", \"pass\"") == true)
+        for fine in ["span.status == \"error\"", "span.status != \"unset\""] {
+            #expect(problems("drop span where \(fine)") == [], "\(fine)")
+        }
+        for fine in ["flow.proto == \"1\"", "flow.proto == \"udp\"", "flow.action == \"pass\""] {
+            #expect(problems("drop flow where \(fine)") == [], "\(fine)")
+        }
+        #expect(problems("drop flow where flow.proto == \"6\"").count == 1, "TCP is named tcp, not 6")
+    }
+
     @Test("rules after one that always decides are reported as unreachable")
     func unreachable() {
         #expect(problems("drop cookie\nkeep cookie where cookie.cnf == \"x\"") == [
