@@ -72,21 +72,30 @@ struct DatapathFlowSourceTests {
             let answer = topology.attempt(topology.client, "curl -s -m 3 --local-port 42424 http://10.201.0.2/")
             #expect(answer.status == 0, "the origin should answer: \(answer.output)")
 
-            let consumer = try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    brokers: services.brokers, groupID: "check-\(UUID().uuidString)", topics: [topic]))
-            defer { consumer.close() }
-            var flows: [Edgetrail_V1_FlowEvent] = []
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline, !flows.contains(where: { $0.phase == .end }) {
-                guard let message = try consumer.poll(timeoutMilliseconds: 300) else { continue }
-                let batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
-                guard batch.cookie == request.cookie else { continue }
-                #expect(String(decoding: message.key, as: UTF8.self) == "000000005eedf10f")
-                flows += batch.records.compactMap { record in
-                    if case .flow(let flow) = record.kind { flow } else { nil }
+            // The poll loop blocks: on a thread of its own, so the collector's async flow source
+            // (in this process) is not starved of the cooperative pool.
+            let brokers = services.brokers
+            let cookie = request.cookie
+            let (flows, keys) = try await onThread { () throws -> ([Edgetrail_V1_FlowEvent], Set<String>) in
+                let consumer = try KafkaConsumer(
+                    configuration: KafkaConsumerConfiguration(
+                        brokers: brokers, groupID: "check-\(UUID().uuidString)", topics: [topic]))
+                defer { consumer.close() }
+                var flows: [Edgetrail_V1_FlowEvent] = []
+                var keys: Set<String> = []
+                let deadline = Date().addingTimeInterval(30)
+                while Date() < deadline, !flows.contains(where: { $0.phase == .end }) {
+                    guard let message = try consumer.poll(timeoutMilliseconds: 300) else { continue }
+                    let batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
+                    guard batch.cookie == cookie else { continue }
+                    keys.insert(String(decoding: message.key, as: UTF8.self))
+                    flows += batch.records.compactMap { record in
+                        if case .flow(let flow) = record.kind { flow } else { nil }
+                    }
                 }
+                return (flows, keys)
             }
+            #expect(keys == ["000000005eedf10f"])
             // The manager's counters reach the collector's /metrics.
             let series = "edgetrail_datapath_rule_packets_total{rule=\"1\",match=\"10.201.0.2 80 : ratelimit 100MB/s\"}"
             let metricsBy = ContinuousClock.now + .seconds(10)

@@ -27,6 +27,13 @@ private func batch(_ cookie: UInt64, seq: UInt32 = 0, records: Int = 3) -> Edget
 }
 
 /// Reads the topic from the start until `expected` messages arrived or `seconds` passed; returns
+/// `sink.drain` waits on librdkafka for up to the timeout: on a thread of its own, off the
+/// cooperative pool other suites share.
+private func drain(_ sink: KafkaSink, _ milliseconds: Int) async throws -> Bool {
+    nonisolated(unsafe) let sink = sink
+    return try await onThread { try sink.drain(timeoutMilliseconds: milliseconds) }
+}
+
 /// (cookie, seq) of each message in arrival order.
 private func consume(
     _ configuration: ServicesConfiguration, topic: String, expected: Int, seconds: Double = 60
@@ -81,11 +88,11 @@ struct KafkaSinkTests {
                 try sink.ship(batch(cookie))
                 if cookie % 100 == 0 { try sink.pump() }
             }
-            #expect(try sink.drain(timeoutMilliseconds: 30_000))
+            #expect(try await drain(sink, 30_000))
             #expect(sink.counters.acknowledged == 2000)
             #expect(sink.counters.acknowledgedRecords == 6000)
             #expect(sink.spoolBytes == 0 && sink.pendingBatches == 0)
-            let seen = try consume(services, topic: topic, expected: 2000)
+            let seen = try await onThread { try consume(services, topic: topic, expected: 2000) }
             #expect(seen.count == 2000)
             #expect(Set(seen.map(\.0)) == Set(1...2000))
             #expect(seen.allSatisfy { $0.2 == String(format: "%016llx", $0.0) })
@@ -98,7 +105,7 @@ struct KafkaSinkTests {
             let topic = "outage-\(UUID().uuidString.prefix(8))"
             let sink = try KafkaSink(configuration: sinkConfiguration(services, topic: topic), logger: logger)
             try sink.ship(batch(1))
-            #expect(try sink.drain(timeoutMilliseconds: 20_000))
+            #expect(try await drain(sink, 20_000))
             let broker = try pid(of: .broker, services)
             kill(broker, SIGSTOP)
             for cookie in 2...1001 as ClosedRange<UInt64> { try sink.ship(batch(cookie)) }
@@ -107,8 +114,8 @@ struct KafkaSinkTests {
             #expect(sink.pendingBatches == 1000, "nothing can be acknowledged while the broker is paused")
             #expect(sink.spoolBytes > 0)
             kill(broker, SIGCONT)
-            #expect(try sink.drain(timeoutMilliseconds: 60_000))
-            let seen = try consume(services, topic: topic, expected: 1001)
+            #expect(try await drain(sink, 60_000))
+            let seen = try await onThread { try consume(services, topic: topic, expected: 1001) }
             #expect(seen.count == 1001, "every batch arrives, none twice")
             #expect(Set(seen.map(\.0)) == Set(1...1001))
         }
@@ -130,9 +137,9 @@ struct KafkaSinkTests {
             #expect(sink.backlogBatches == 450)
             #expect(sink.pendingBatches == 500)
             kill(broker, SIGCONT)
-            #expect(try sink.drain(timeoutMilliseconds: 60_000))
+            #expect(try await drain(sink, 60_000))
             #expect(sink.backlogBatches == 0)
-            let seen = try consume(services, topic: topic, expected: 500)
+            let seen = try await onThread { try consume(services, topic: topic, expected: 500) }
             #expect(seen.count == 500, "every batch arrives, none twice")
             #expect(Set(seen.map(\.0)) == Set(1...500))
         }
@@ -152,9 +159,9 @@ struct KafkaSinkTests {
             kill(broker, SIGCONT)
             let sink = try KafkaSink(configuration: sinkConfiguration(services, topic: topic), logger: logger)
             #expect(sink.counters.resent == 300)
-            #expect(try sink.drain(timeoutMilliseconds: 60_000))
+            #expect(try await drain(sink, 60_000))
             #expect(sink.spoolBytes == 0)
-            let seen = try consume(services, topic: topic, expected: 300)
+            let seen = try await onThread { try consume(services, topic: topic, expected: 300) }
             #expect(Set(seen.map(\.0)) == Set(1...300), "every batch arrives (a resend may repeat one)")
         }
     }
@@ -165,14 +172,14 @@ struct KafkaSinkTests {
             let topic = "restart-\(UUID().uuidString.prefix(8))"
             let sink = try KafkaSink(configuration: sinkConfiguration(services, topic: topic), logger: logger)
             for cookie in 1...100 as ClosedRange<UInt64> { try sink.ship(batch(cookie)) }
-            #expect(try sink.drain(timeoutMilliseconds: 20_000))
+            #expect(try await drain(sink, 20_000))
             let local = LocalServices(configuration: services)
             local.down([.broker])
             for cookie in 101...200 as ClosedRange<UInt64> { try sink.ship(batch(cookie)) }
             try sink.pump(timeoutMilliseconds: 500)
             try local.up([.broker])
-            #expect(try sink.drain(timeoutMilliseconds: 60_000), "producer restarts: \(sink.counters.producerRestarts)")
-            let seen = try consume(services, topic: topic, expected: 100, seconds: 30)
+            #expect(try await drain(sink, 60_000), "producer restarts: \(sink.counters.producerRestarts)")
+            let seen = try await onThread { try consume(services, topic: topic, expected: 100, seconds: 30) }
             #expect(Set(seen.map(\.0)) == Set(101...200), "the new, empty broker holds exactly the batches sent after the restart")
         }
     }

@@ -44,22 +44,26 @@ struct KafkaRoundTripTests {
             #expect(failures.isEmpty, "delivery failures: \(failures.prefix(3))")
             #expect(acknowledged == 500 * perCookie)
 
-            let consumer = try KafkaConsumer(
-                configuration: KafkaConsumerConfiguration(
-                    brokers: configuration.brokers, groupID: "test-\(topic)", topics: [topic]))
-            defer { consumer.close() }
-            var seen: [UInt64: [UInt32]] = [:]
-            var count = 0
-            var keyMismatches = 0
-            let deadline = Date().addingTimeInterval(90)
-            while count < 500 * perCookie, Date() < deadline {
-                guard let message = try consumer.poll(timeoutMilliseconds: 500) else { continue }
-                let batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
-                if String(decoding: message.key, as: UTF8.self) != String(format: "%016llx", batch.cookie) {
-                    keyMismatches += 1
+            // The poll loop blocks: on a thread of its own, off the cooperative pool other suites share.
+            let (seen, count, keyMismatches) = try await onThread { () throws -> ([UInt64: [UInt32]], Int, Int) in
+                let consumer = try KafkaConsumer(
+                    configuration: KafkaConsumerConfiguration(
+                        brokers: configuration.brokers, groupID: "test-\(topic)", topics: [topic]))
+                defer { consumer.close() }
+                var seen: [UInt64: [UInt32]] = [:]
+                var count = 0
+                var keyMismatches = 0
+                let deadline = Date().addingTimeInterval(90)
+                while count < 500 * perCookie, Date() < deadline {
+                    guard let message = try consumer.poll(timeoutMilliseconds: 500) else { continue }
+                    let batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
+                    if String(decoding: message.key, as: UTF8.self) != String(format: "%016llx", batch.cookie) {
+                        keyMismatches += 1
+                    }
+                    seen[batch.cookie, default: []].append(batch.seq)
+                    count += 1
                 }
-                seen[batch.cookie, default: []].append(batch.seq)
-                count += 1
+                return (seen, count, keyMismatches)
             }
             #expect(count == 500 * perCookie)
             #expect(keyMismatches == 0)

@@ -18,7 +18,8 @@ public struct TestServices: Sendable {
     ) async throws -> Result {
         let fixture = try TestServices()
         defer { fixture.tearDown() }
-        try fixture.services.up(kinds)
+        // Starting a broker or clamd waits seconds for it: off the cooperative pool.
+        try await onThread("test-services-up") { try fixture.services.up(kinds) }
         return try await body(fixture.configuration)
     }
 
