@@ -87,6 +87,8 @@ public struct Collector: Sendable {
                         pipeline.count("snapshots", "malformed_key", counters.malformedKeys - reported.malformedKeys)
                         pipeline.count("snapshots", "unsupported_type", counters.unsupportedTypes - reported.unsupportedTypes)
                         pipeline.count("snapshots", "reconnect", counters.reconnects - reported.reconnects)
+                        pipeline.count("snapshots", "value_truncated", counters.truncatedValues - reported.truncatedValues)
+                        pipeline.count("snapshots", "repeat_skipped", counters.repeatsSkipped - reported.repeatsSkipped)
                         reported = counters
                     }
                 }, stop: { stop.set() })

@@ -14,6 +14,9 @@ public struct OTLPSourceConfiguration: Sendable {
     /// Larger export requests are refused (RESOURCE_EXHAUSTED) without reading them whole.
     public var maxRequestBytes = 4 << 20
     public var noCookie: NoCookiePolicy = .bucket
+    /// Spans without a cookie are held by trace id until a span of their trace brings one;
+    /// `noCookie` applies to those still without one when the hold lets them go.
+    public var hold = TraceHoldConfiguration()
 
     public init() {}
 }
@@ -123,11 +126,13 @@ extension CollectorConfiguration {
         var topic: String?
         var compression: String?
         var spoolBytes: Int?
+        var maxMessageBytes: Int?
         if let sinks = fields["sinks"], let mapping = context.mapping(sinks, what: "'sinks'") {
             let sinkFields = context.fields(of: mapping, allowed: ["kafka"], what: "'sinks'")
             if let kafka = sinkFields["kafka"], let kafkaMapping = context.mapping(kafka, what: "'kafka'") {
                 let kafkaFields = context.fields(
-                    of: kafkaMapping, allowed: ["brokers", "topic", "compression", "spool_bytes"], what: "'kafka'")
+                    of: kafkaMapping, allowed: ["brokers", "topic", "compression", "spool_bytes", "max_message_bytes"],
+                    what: "'kafka'")
                 if let value = kafkaFields["brokers"] {
                     if let parsed = context.hostPort(value, what: "'brokers'") { brokers = "\(parsed.host):\(parsed.port)" }
                 } else {
@@ -144,6 +149,15 @@ extension CollectorConfiguration {
                     compression = context.choice(value, what: "compression", from: ["lz4", "zstd", "none"])
                 }
                 if let value = kafkaFields["spool_bytes"] { spoolBytes = context.byteSize(value, what: "'spool_bytes'") }
+                if let value = kafkaFields["max_message_bytes"],
+                    let size = context.byteSize(value, what: "'max_message_bytes'")
+                {
+                    if let problem = KafkaSinkConfiguration.messageSizeProblem(size) {
+                        context.report("'max_message_bytes' \(problem)", at: value)
+                    } else {
+                        maxMessageBytes = size
+                    }
+                }
             } else if sinkFields["kafka"] == nil {
                 context.report("'sinks' needs a 'kafka' sink", at: sinks)
             }
@@ -157,13 +171,16 @@ extension CollectorConfiguration {
         if let topic { configuration.kafka.topic = topic }
         if let compression { configuration.kafka.compression = compression }
         if let spoolBytes { configuration.kafka.spool.capacityBytes = spoolBytes }
+        if let maxMessageBytes { configuration.kafka.maxMessageBytes = maxMessageBytes }
 
         if let sources = fields["sources"], let mapping = context.mapping(sources, what: "'sources'") {
             let sourceFields = context.fields(of: mapping, allowed: ["otlp", "flows", "snapshots"], what: "'sources'")
             if let otlp = sourceFields["otlp"], let otlpMapping = context.mapping(otlp, what: "'otlp'") {
                 var settings = OTLPSourceConfiguration()
                 let otlpFields = context.fields(
-                    of: otlpMapping, allowed: ["listen", "socket", "max_request_bytes", "no_cookie"], what: "'otlp'")
+                    of: otlpMapping,
+                    allowed: ["listen", "socket", "max_request_bytes", "no_cookie", "hold_without_cookie", "hold_max_spans"],
+                    what: "'otlp'")
                 if let value = otlpFields["listen"], let parsed = context.hostPort(value, what: "'listen'") {
                     settings.host = parsed.host
                     settings.port = parsed.port
@@ -178,6 +195,16 @@ extension CollectorConfiguration {
                     let choice = context.choice(value, what: "no_cookie policy", from: NoCookiePolicy.allCases.map(\.rawValue))
                 {
                     settings.noCookie = NoCookiePolicy(rawValue: choice)!
+                }
+                if let value = otlpFields["hold_without_cookie"],
+                    let duration = context.duration(value, what: "'hold_without_cookie'")
+                {
+                    settings.hold.holdNanoseconds = duration
+                }
+                if let value = otlpFields["hold_max_spans"],
+                    let number = context.integer(value, what: "'hold_max_spans'", in: 1...10_000_000)
+                {
+                    settings.hold.maxSpans = number
                 }
                 configuration.otlp = settings
             }
@@ -218,7 +245,7 @@ extension CollectorConfiguration {
                 let snapshotMapping = context.mapping(snapshots, what: "'snapshots'")
             {
                 let snapshotFields = context.fields(
-                    of: snapshotMapping, allowed: ["redis", "pattern", "database"], what: "'snapshots'")
+                    of: snapshotMapping, allowed: ["redis", "pattern", "database", "max_value_bytes"], what: "'snapshots'")
                 if let value = snapshotFields["redis"], let parsed = context.hostPort(value, what: "'redis'") {
                     var settings = RedisSnapshotSourceConfiguration(host: parsed.host, port: parsed.port)
                     if let pattern = snapshotFields["pattern"] {
@@ -226,6 +253,18 @@ extension CollectorConfiguration {
                     }
                     if let database = snapshotFields["database"] {
                         settings.database = context.integer(database, what: "'database'", in: 0...15) ?? 0
+                    }
+                    if let value = snapshotFields["max_value_bytes"],
+                        let size = context.byteSize(value, what: "'max_value_bytes'")
+                    {
+                        if size < 1 << 10 || size > maxValueBytesLimit(maxMessageBytes) {
+                            context.report(
+                                "'max_value_bytes' must be between 1KiB and \(maxValueBytesLimit(maxMessageBytes)) bytes "
+                                    + "(a quarter of sinks.kafka.max_message_bytes, so a snapshot fits in a message)",
+                                at: value)
+                        } else {
+                            settings.maxValueBytes = size
+                        }
                     }
                     configuration.snapshots = settings
                 } else if snapshotFields["redis"] == nil {
@@ -290,6 +329,21 @@ extension CollectorConfiguration {
         }
         guard context.diagnostics.isEmpty else { throw DiagnosticsError(context.diagnostics) }
         return configuration
+    }
+}
+
+/// Snapshot values may take up to a quarter of a Kafka message.
+private func maxValueBytesLimit(_ maxMessageBytes: Int?) -> Int {
+    (maxMessageBytes ?? KafkaSinkConfiguration(brokers: "", spoolDirectory: "").maxMessageBytes) / 4
+}
+
+extension KafkaSinkConfiguration {
+    /// Why `bytes` cannot be the largest Kafka message, if it cannot.
+    static func messageSizeProblem(_ bytes: Int) -> String? {
+        if bytes < 64 << 10 { return "must be at least 64KiB (a batch must hold a span with its attributes)" }
+        // librdkafka's ceiling for message.max.bytes.
+        if bytes > 1_000_000_000 { return "must be at most 1000000000 bytes (librdkafka's message.max.bytes)" }
+        return nil
     }
 }
 

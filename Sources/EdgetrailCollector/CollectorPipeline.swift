@@ -9,8 +9,9 @@ import SwiftProtobuf
 
 /// The answer a source gets when it hands records to the pipeline.
 public enum IntakeResult: Sendable, Equatable {
-    /// Journaled on disk and queued: the records survive a crash from here on.
-    case accepted
+    /// Journaled on disk and queued: the records survive a crash from here on. `tooLarge`
+    /// records were refused because none could fit in a Kafka message (counted and logged).
+    case accepted(tooLarge: Int = 0)
     /// The pipeline is full; the sender should retry later. Nothing was kept.
     case full(String)
 }
@@ -30,7 +31,13 @@ public final class CollectorPipeline: @unchecked Sendable {
     private let clock: @Sendable () -> UInt64
     private let journal: Spool
     private let queue: IntakeQueue
+    /// The largest record the join can ship in one Kafka message; larger ones are refused at
+    /// intake, before anything is journaled or acknowledged.
+    public let largestRecordBytes: Int
     private var join: CookieJoin
+    /// Spans without a cookie, waiting for a span of their trace that brings it.
+    private var hold: TraceHold
+    private let noCookie: NoCookiePolicy
     private var filters: FilterStage
     private let sink: KafkaSink
     /// Records of each journal entry not yet spooled or dropped.
@@ -43,6 +50,7 @@ public final class CollectorPipeline: @unchecked Sendable {
     private let counterLock = NSLock()
     private var acceptedBySource: [String: Int] = [:]
     private var refusedBySource: [String: Int] = [:]
+    private var tooLargeBySource: [String: Int] = [:]
     private var releasedByReason: [JoinRelease: Int] = [:]
     private var lastPublish: UInt64 = 0
     /// Rule matches abandoned at the regex time bound, as of the last publish (for the warning).
@@ -62,7 +70,12 @@ public final class CollectorPipeline: @unchecked Sendable {
         journalConfiguration.capacityBytes = configuration.intakeJournalBytes
         journal = try Spool(configuration: journalConfiguration)
         queue = IntakeQueue(capacity: configuration.intakeQueueRecords)
-        join = CookieJoin(configuration: configuration.join)
+        var joinConfiguration = configuration.join
+        joinConfiguration.maxBatchBytes = configuration.kafka.maxMessageBytes - KafkaSink.messageOverheadBytes
+        join = CookieJoin(configuration: joinConfiguration)
+        largestRecordBytes = join.largestRecordBytes
+        hold = TraceHold(configuration: configuration.otlp?.hold ?? TraceHoldConfiguration())
+        noCookie = configuration.otlp?.noCookie ?? .bucket
         // Rules are validated at start: a collector never runs with half its rules.
         let rules = try RuleCompiler.load(paths: configuration.filterFiles)
         filters = FilterStage(rules: rules)
@@ -99,14 +112,17 @@ public final class CollectorPipeline: @unchecked Sendable {
     /// Journals and queues `records` from `source`. With `wait`, waits for room in the queue
     /// (for sources that cannot ask their sender to retry).
     public func accept(_ records: [Edgetrail_V1_Record], source: String, wait: Bool = false) -> IntakeResult {
-        guard !records.isEmpty else { return .accepted }
+        guard !records.isEmpty else { return .accepted() }
         if !wait, queue.isFull {
             countRefused(source, records.count)
             return .full("the collector's intake queue is full; retry shortly")
         }
         // Each record is encoded once: the journal entry and, later, the shipped batch frame
         // the same bytes.
-        let encoded = records.map(RecordWire.encode)
+        var records = records
+        var encoded = records.map(RecordWire.encode)
+        let tooLarge = refuseTooLarge(&records, &encoded, source: source)
+        guard !records.isEmpty else { return .accepted(tooLarge: tooLarge) }
         let id: UInt64
         do {
             id = try journal.append(RecordWire.container(encoded))
@@ -122,10 +138,40 @@ public final class CollectorPipeline: @unchecked Sendable {
         if !queued {
             // Shutting down (or filled meanwhile): the journal keeps the records for the next start.
             if !wait { countRefused(source, 0) }
-            return wait ? .accepted : .full("the collector is shutting down or full; retry")
+            return wait ? .accepted(tooLarge: tooLarge) : .full("the collector is shutting down or full; retry")
         }
         counterLock.withLock { acceptedBySource[source, default: 0] += records.count }
-        return .accepted
+        return .accepted(tooLarge: tooLarge)
+    }
+
+    /// Takes out the records no Kafka message could carry: a batch holds at least one record,
+    /// so such a record would be refused by the broker forever. Each is counted and logged.
+    private func refuseTooLarge(
+        _ records: inout [Edgetrail_V1_Record], _ encoded: inout [[UInt8]], source: String
+    ) -> Int {
+        guard encoded.contains(where: { $0.count > largestRecordBytes }) else { return 0 }
+        var keptRecords: [Edgetrail_V1_Record] = []
+        var keptEncoded: [[UInt8]] = []
+        var refused = 0
+        for (record, bytes) in zip(records, encoded) {
+            guard bytes.count > largestRecordBytes else {
+                keptRecords.append(record)
+                keptEncoded.append(bytes)
+                continue
+            }
+            refused += 1
+            logger.warning(
+                "refused a record too large for any Kafka message",
+                metadata: [
+                    "source": "\(source)", "cookie": "\(Cookie(record.cookie))", "kind": "\(record.kindName)",
+                    "bytes": "\(bytes.count)", "limit": "\(largestRecordBytes)",
+                    "hint": "raise sinks.kafka.max_message_bytes (and the broker's limit) or send smaller records",
+                ])
+        }
+        counterLock.withLock { tooLargeBySource[source, default: 0] += refused }
+        records = keptRecords
+        encoded = keptEncoded
+        return refused
     }
 
     /// Adds to a source's own counter (published as edgetrail_collector_source_events_total).
@@ -151,7 +197,8 @@ public final class CollectorPipeline: @unchecked Sendable {
         while !stopLock.withLock({ stopRequested }) {
             step(timeout: 0.05)
         }
-        // Sources are stopped: take what they queued last, then empty the join.
+        // Sources are stopped: take what they queued last, then empty the join. Spans the trace
+        // hold still waits for stay in the intake journal and are held again on the next start.
         step(timeout: 0)
         ship(join.drain())
         let drained = (try? sink.drain(timeoutMilliseconds: configuration.shutdownDrainMilliseconds)) ?? false
@@ -197,17 +244,20 @@ public final class CollectorPipeline: @unchecked Sendable {
         for item in items {
             remaining[item.origin, default: 0] += item.records.count
             let hasBytes = item.encoded.count == item.records.count
-            for (index, var record) in item.records.enumerated() {
-                var modified = false
-                guard filters.admit(&record, modified: &modified) else {
-                    finished([item.origin])
+            for (index, record) in item.records.enumerated() {
+                let bytes = hasBytes ? item.encoded[index] : []
+                if hold.shouldHold(record) {
+                    let size = bytes.isEmpty ? RecordWire.encode(record).count : bytes.count
+                    released += letGo(hold.hold(record, bytes: size, origin: item.origin, now: now), now: now)
                     continue
                 }
-                // A redacted record is encoded again when its batch goes out.
-                let bytes = hasBytes && !modified ? item.encoded[index] : []
-                released += join.add(record, encoded: bytes, origin: item.origin, now: now)
+                if case .span(let span) = record.kind, record.cookie != 0, hold.heldSpans > 0 {
+                    released += letGo(hold.attach(cookie: record.cookie, trace: span.traceID), now: now)
+                }
+                released += process(record, encoded: bytes, origin: item.origin, now: now)
             }
         }
+        released += letGo(hold.tick(now: now), now: now)
         released += join.tick(now: now)
         ship(released)
         do {
@@ -216,6 +266,40 @@ public final class CollectorPipeline: @unchecked Sendable {
             logger.warning("Kafka sink error", metadata: ["error": "\(error)"])
         }
         publishMetrics(force: false)
+    }
+
+    /// Filters one record and adds it to the join; `encoded` is reused unless a rule changed it.
+    private func process(_ record: Edgetrail_V1_Record, encoded: [UInt8], origin: UInt64, now: UInt64) -> [JoinedBatch] {
+        var record = record
+        var modified = false
+        guard filters.admit(&record, modified: &modified) else {
+            finished([origin])
+            return []
+        }
+        // A redacted record is encoded again when its batch goes out.
+        return join.add(record, encoded: modified ? [] : encoded, origin: origin, now: now)
+    }
+
+    /// Spans the trace hold let go: with their trace's cookie, or, still without one, kept in
+    /// the no-cookie bucket or dropped as `sources.otlp.no_cookie` says.
+    private func letGo(_ spans: [HeldSpan], now: UInt64) -> [JoinedBatch] {
+        var released: [JoinedBatch] = []
+        for span in spans {
+            switch span.reason {
+            case .attached:
+                count("otlp", "span_without_cookie_attached")
+            case .expired, .full:
+                if span.reason == .full { count("otlp", "span_without_cookie_hold_full") }
+                guard noCookie == .bucket else {
+                    count("otlp", "span_without_cookie_dropped")
+                    finished([span.origin])
+                    continue
+                }
+                count("otlp", "span_without_cookie_bucketed")
+            }
+            released += process(span.record, encoded: [], origin: span.origin, now: now)
+        }
+        return released
     }
 
     private func ship(_ released: [JoinedBatch]) {
@@ -264,6 +348,9 @@ public final class CollectorPipeline: @unchecked Sendable {
             "edgetrail_collector_batches_released_total", .counter, help: "Batches the join released, by reason.")
         metrics.declare("edgetrail_collector_open_cookies", .gauge, help: "Cookies the join holds records for.")
         metrics.declare("edgetrail_collector_open_records", .gauge, help: "Records the join holds.")
+        metrics.declare(
+            "edgetrail_collector_held_spans", .gauge,
+            help: "Spans without a cookie held until a span of their trace brings it.")
         metrics.declare("edgetrail_collector_spool_bytes", .gauge, help: "Bytes spooled and not yet acknowledged.")
         metrics.declare("edgetrail_collector_spool_batches", .gauge, help: "Batches spooled and not yet acknowledged.")
         metrics.declare(
@@ -285,9 +372,12 @@ public final class CollectorPipeline: @unchecked Sendable {
         let now = clock()
         guard force || now &- lastPublish > 250_000_000 else { return }
         lastPublish = now
-        let (accepted, refused, releasedCounts, sourceEvents) = counterLock.withLock {
-            (acceptedBySource, refusedBySource, releasedByReason, sourceCounters)
+        let (accepted, refused, releasedCounts, sourceEvents, tooLarge) = counterLock.withLock {
+            (acceptedBySource, refusedBySource, releasedByReason, sourceCounters, tooLargeBySource)
         }
+        metrics.set(
+            "edgetrail_collector_records_dropped_total", [("stage", "intake"), ("reason", "too_large")],
+            to: Double(tooLarge.values.reduce(0, +)))
         for (source, value) in accepted {
             metrics.set("edgetrail_collector_records_in_total", [("source", source)], to: Double(value))
         }
@@ -313,6 +403,9 @@ public final class CollectorPipeline: @unchecked Sendable {
         metrics.set(
             "edgetrail_collector_records_dropped_total", [("stage", "sink"), ("reason", "spool_full")],
             to: Double(counters.refusedRecords))
+        metrics.set(
+            "edgetrail_collector_records_dropped_total", [("stage", "sink"), ("reason", "too_large")],
+            to: Double(counters.tooLargeRecords))
         let noCookie = sourceEvents["otlp"]?["span_without_cookie_dropped"] ?? 0
         metrics.set(
             "edgetrail_collector_records_dropped_total", [("stage", "source"), ("reason", "no_cookie")],
@@ -321,6 +414,7 @@ public final class CollectorPipeline: @unchecked Sendable {
         metrics.set("edgetrail_collector_batches_out_total", to: Double(counters.acknowledged))
         metrics.set("edgetrail_collector_open_cookies", to: Double(join.trackedCookies))
         metrics.set("edgetrail_collector_open_records", to: Double(join.openRecords))
+        metrics.set("edgetrail_collector_held_spans", to: Double(hold.heldSpans))
         metrics.set("edgetrail_collector_spool_bytes", to: Double(sink.spoolBytes))
         metrics.set("edgetrail_collector_spool_batches", to: Double(sink.pendingBatches))
         metrics.set("edgetrail_collector_spool_backlog_batches", to: Double(sink.backlogBatches))
@@ -343,6 +437,18 @@ public final class CollectorPipeline: @unchecked Sendable {
                     "budget_ms": "\(RegexBudget.budgetMilliseconds)",
                 ])
             regexTimeBoundsSeen = timeBounds
+        }
+    }
+}
+
+extension Edgetrail_V1_Record {
+    /// "span", "flow", "snapshot" (or "none"), for log lines.
+    var kindName: String {
+        switch kind {
+        case .span: "span"
+        case .flow: "flow"
+        case .snapshot: "snapshot"
+        case nil: "none"
         }
     }
 }

@@ -24,6 +24,11 @@ public struct KafkaSinkConfiguration: Sendable {
     /// the spool (a backlog read back from disk as acknowledgements come), so a long outage
     /// fills the spool, not memory, and never blocks the pipeline.
     public var maxInFlightBatches: Int = 20_000
+    /// The largest Kafka message (key and value) the sink sends: librdkafka's
+    /// `message.max.bytes`, which must not exceed the broker's and the topic's limit. The join
+    /// cuts a cookie's batch into messages under it; a batch the broker still finds too large is
+    /// split in two and sent again.
+    public var maxMessageBytes: Int = 1_000_000
 
     public init(brokers: String, spoolDirectory: String) {
         self.brokers = brokers
@@ -48,6 +53,10 @@ public struct KafkaSinkCounters: Sendable, Hashable {
     public var producerRestarts = 0
     /// Seconds from spooling to acknowledgement, summed, and how many were timed.
     public var deliverySecondsTotal = 0.0
+    /// Batches the broker found too large, split in two and sent again.
+    public var splitBatches = 0
+    /// Records dropped because even alone they were too large for a message (counted, logged).
+    public var tooLargeRecords = 0
 }
 
 /// Ships `CookieBatch`es to Kafka, keyed by the cookie as 16 hex digits, through a durable spool:
@@ -56,6 +65,10 @@ public struct KafkaSinkCounters: Sendable, Hashable {
 ///
 /// Not thread-safe: one task drives it with `ship` and `pump`.
 public final class KafkaSink {
+    /// Bytes of a Kafka message besides the batch: the 16-byte key and librdkafka's framing of
+    /// one message in a record batch.
+    public static let messageOverheadBytes = 16 + 256
+
     public let configuration: KafkaSinkConfiguration
     public private(set) var counters = KafkaSinkCounters()
     private let spool: Spool
@@ -107,6 +120,7 @@ public final class KafkaSink {
         // Never give up on a message: the spool holds it until the broker takes it.
         producerConfiguration.messageTimeoutMilliseconds = 0
         producerConfiguration.properties["queue.buffering.max.messages"] = String(configuration.maxInFlightBatches + 1000)
+        producerConfiguration.properties["message.max.bytes"] = String(configuration.maxMessageBytes)
         return try KafkaProducer(configuration: producerConfiguration)
     }
 
@@ -168,14 +182,69 @@ public final class KafkaSink {
     }
 
     private func send(id: UInt64, payload: [UInt8]) throws {
-        try producer.send(topic: configuration.topic, message: payload, keyLength: 16, id: id)
+        do {
+            try producer.send(topic: configuration.topic, message: payload, keyLength: 16, id: id)
+        } catch let error where error.isMessageTooLarge {
+            try splitOrDrop(id: id, payload: payload, reason: error.message)
+            return
+        }
         counters.sent += 1
+    }
+
+    /// A spooled batch the client or the broker refused as too large: sending it again can never
+    /// succeed, so it is replaced in the spool by its two halves (same cookie and `seq`; central
+    /// stores records, not batches), each sent at once and split again if need be. A single
+    /// record too large for any message is dropped, counted and logged. (Batches from the join
+    /// are already under the limit; this catches a spool written under a larger limit, or a
+    /// broker whose limit is below `maxMessageBytes`.)
+    private func splitOrDrop(id: UInt64, payload: [UInt8], reason: String) throws {
+        guard let entry = inFlight[id] else { return }
+        let key = Array(payload.prefix(16))
+        let batch = try? Edgetrail_V1_CookieBatch(serializedBytes: Array(payload.dropFirst(16)))
+        guard let batch, batch.records.count > 1 else {
+            let records = batch?.records.count ?? entry.records
+            counters.tooLargeRecords += records
+            logger.error(
+                "the broker refused a record as too large for any message; dropped",
+                metadata: [
+                    "cookie": "\(String(decoding: key, as: UTF8.self))", "bytes": "\(payload.count)",
+                    "max_message_bytes": "\(configuration.maxMessageBytes)", "error": "\(reason)",
+                    "hint": "raise the broker's message.max.bytes and the collector's sinks.kafka.max_message_bytes",
+                ])
+            inFlight[id] = nil
+            spool.acknowledge([id])
+            return
+        }
+        let middle = batch.records.count / 2
+        var halves = [batch, batch]
+        halves[0].records = Array(batch.records[..<middle])
+        halves[0].final = false
+        halves[1].records = Array(batch.records[middle...])
+        var pieces: [(UInt64, [UInt8], Int)] = []
+        for half in halves {
+            let bytes = key + (try half.serializedBytes() as [UInt8])
+            // Appended before the original goes: a crash in between ships records twice, never none.
+            pieces.append((try spool.append(bytes), bytes, half.records.count))
+        }
+        inFlight[id] = nil
+        spool.acknowledge([id])
+        counters.splitBatches += 1
+        logger.notice(
+            "a batch was too large for the broker; split in two and sent again",
+            metadata: [
+                "cookie": "\(String(decoding: key, as: UTF8.self))", "seq": "\(batch.seq)",
+                "records": "\(batch.records.count)", "bytes": "\(payload.count)", "error": "\(reason)",
+            ])
+        for (pieceID, bytes, records) in pieces {
+            inFlight[pieceID] = (records, entry.spooledAt)
+            try send(id: pieceID, payload: bytes)
+        }
     }
 
     /// Collects acknowledgements (waiting up to `timeoutMilliseconds`), removes acknowledged
     /// batches from the spool, and replaces the producer if it failed fatally.
     public func pump(timeoutMilliseconds: Int32 = 0) throws {
-        handle(producer.poll(timeoutMilliseconds: timeoutMilliseconds))
+        try handle(producer.poll(timeoutMilliseconds: timeoutMilliseconds))
         try refill()
         if let fatal = producer.fatalError {
             try replaceProducer(reason: fatal)
@@ -228,11 +297,17 @@ public final class KafkaSink {
         return inFlight.isEmpty
     }
 
-    private func handle(_ reports: [DeliveryReport]) {
+    private func handle(_ reports: [DeliveryReport]) throws {
         guard !reports.isEmpty else { return }
         var acknowledged: [UInt64] = []
         let now = clock()
         for report in reports {
+            if report.isMessageTooLarge, let error = report.error {
+                for entry in try spool.entries(ids: [report.id]) {
+                    try splitOrDrop(id: entry.id, payload: entry.payload, reason: error)
+                }
+                continue
+            }
             if let error = report.error {
                 // With no message timeout this is rare (a purge or a fatal error); the batch
                 // stays spooled and in flight, and goes out again with the next producer.

@@ -22,7 +22,7 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
         self.converter = Mutex(
             SpanConverter(
                 cnf: pipeline.configuration.join.cnf, node: pipeline.configuration.join.node,
-                noCookie: configuration.noCookie))
+                noCookie: configuration.noCookie, holdsTraces: configuration.hold.holdNanoseconds > 0))
     }
 
     public func export(
@@ -34,13 +34,23 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
         let converted = converter.withLock { $0.convert(request.message, baggage: baggage, now: now) }
         pipeline.count("otlp", "span_without_cookie_dropped", converted.droppedWithoutCookie)
         pipeline.count("otlp", "span_without_cookie_bucketed", converted.bucketedWithoutCookie)
+        pipeline.count("otlp", "span_without_cookie_held", converted.heldWithoutCookie)
         switch pipeline.accept(converted.records, source: "otlp") {
-        case .accepted:
+        case .accepted(let tooLarge):
             var response = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceResponse()
+            var reasons: [String] = []
             if converted.droppedWithoutCookie > 0 {
-                response.partialSuccess.rejectedSpans = Int64(converted.droppedWithoutCookie)
-                response.partialSuccess.errorMessage =
-                    "\(converted.droppedWithoutCookie) spans had no edgetrail.cookie attribute or baggage and were dropped"
+                reasons.append(
+                    "\(converted.droppedWithoutCookie) spans had no edgetrail.cookie attribute or baggage and were dropped")
+            }
+            if tooLarge > 0 {
+                reasons.append(
+                    "\(tooLarge) spans were larger than the collector ships in one message "
+                        + "(\(pipeline.largestRecordBytes) bytes encoded) and were dropped")
+            }
+            if !reasons.isEmpty {
+                response.partialSuccess.rejectedSpans = Int64(converted.droppedWithoutCookie + tooLarge)
+                response.partialSuccess.errorMessage = reasons.joined(separator: "; ")
             }
             return ServerResponse(message: response)
         case .full(let reason):

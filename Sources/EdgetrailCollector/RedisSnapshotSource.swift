@@ -13,6 +13,9 @@ public struct RedisSnapshotSourceConfiguration: Sendable, Hashable {
     public var keyPattern: String = "cookie:*"
     /// Wait between reconnection attempts after Redis went away.
     public var reconnectDelayMilliseconds: Int = 500
+    /// Values larger than this are cut to it (a hash: whole fields by name until it is reached)
+    /// and marked with their full size, so one huge value cannot stall the batch of its cookie.
+    public var maxValueBytes: Int = 64 << 10
 
     public init(host: String, port: Int) {
         self.host = host
@@ -25,8 +28,12 @@ public struct RedisSnapshotCounters: Sendable, Hashable {
     public var captured = 0
     /// Keys under the pattern whose second part is not a 16-hex-digit cookie.
     public var malformedKeys = 0
-    /// Keys of a type other than string or hash: recorded with their event, without a value.
+    /// Keys of a type other than string or hash: recorded with their event and type, without a value.
     public var unsupportedTypes = 0
+    /// Values cut to `maxValueBytes`.
+    public var truncatedValues = 0
+    /// `expire` events whose value was just captured by the command that set it (SET … EX).
+    public var repeatsSkipped = 0
     public var reconnects = 0
 }
 
@@ -44,6 +51,9 @@ public final class RedisSnapshotSource: @unchecked Sendable {
     private var reader: RedisConnection?
     private var nextAttempt: UInt64 = 0
     private var connectedOnce = false
+    /// The key last captured with a value, and that value, to tell a repeat (`set` then
+    /// `expire` from one `SET … EX`) from a change.
+    private var lastCaptured: (key: String, value: Edgetrail_V1_Snapshot)?
 
     public init(
         configuration: RedisSnapshotSourceConfiguration, logger: Logger,
@@ -161,28 +171,61 @@ public final class RedisSnapshotSource: @unchecked Sendable {
         switch event {
         case "del", "expired", "evicted", "rename_from":
             record.snapshot.deleted = true
+            lastCaptured = nil
         default:
             try readValue(key, into: &record.snapshot)
+            // Setting a value with an expiry raises two events; the second shows nothing new.
+            if event == "expire", let last = lastCaptured, last.key == key, Self.sameValue(last.value, record.snapshot) {
+                counters.repeatsSkipped += 1
+                return nil
+            }
+            lastCaptured = (key, record.snapshot)
         }
         counters.captured += 1
         return record
     }
 
+    private static func sameValue(_ a: Edgetrail_V1_Snapshot, _ b: Edgetrail_V1_Snapshot) -> Bool {
+        a.value == b.value && a.deleted == b.deleted && a.fullSize == b.fullSize && a.unsupportedType == b.unsupportedType
+    }
+
     private func readValue(_ key: String, into snapshot: inout Edgetrail_V1_Snapshot) throws {
         guard let reader else { return }
         let type = try reader.command("TYPE", key).text ?? "none"
+        let limit = configuration.maxValueBytes
         switch type {
         case "string":
-            if case .string(let bytes) = try reader.command("GET", key) { snapshot.stringValue = Data(bytes) }
+            if case .string(let bytes) = try reader.command("GET", key) {
+                if bytes.count > limit {
+                    snapshot.fullSize = UInt64(bytes.count)
+                    snapshot.stringValue = Data(bytes.prefix(limit))
+                    counters.truncatedValues += 1
+                } else {
+                    snapshot.stringValue = Data(bytes)
+                }
+            }
         case "hash":
             if case .array(let items) = try reader.command("HGETALL", key) {
-                var fields = Edgetrail_V1_HashFields()
+                var all: [(String, [UInt8])] = []
                 var index = 0
                 while index + 1 < items.count {
                     if let name = items[index].text, case .string(let value) = items[index + 1] {
-                        fields.fields[name] = Data(value)
+                        all.append((name, value))
                     }
                     index += 2
+                }
+                let fullSize = all.reduce(0) { $0 + $1.0.utf8.count + $1.1.count }
+                var fields = Edgetrail_V1_HashFields()
+                var kept = 0
+                for (name, value) in all.sorted(by: { $0.0 < $1.0 }) {
+                    let size = name.utf8.count + value.count
+                    guard kept + size <= limit else { break }
+                    fields.fields[name] = Data(value)
+                    kept += size
+                }
+                if fullSize > limit {
+                    snapshot.fullSize = UInt64(fullSize)
+                    counters.truncatedValues += 1
                 }
                 snapshot.hashFields = fields
             }
@@ -190,6 +233,7 @@ public final class RedisSnapshotSource: @unchecked Sendable {
             // Changed and gone again before it could be read.
             snapshot.deleted = true
         default:
+            snapshot.unsupportedType = type
             counters.unsupportedTypes += 1
         }
     }

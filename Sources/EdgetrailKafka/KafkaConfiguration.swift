@@ -18,6 +18,9 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+
+    /// The message was larger than the client's `message.max.bytes` or the broker's limit.
+    public var isMessageTooLarge: Bool { code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue }
 }
 
 /// The librdkafka build this process loaded, and whether it can talk to the broker.

@@ -9,6 +9,12 @@ public struct DeliveryReport: Sendable, Hashable {
     public var offset: Int64
     /// `nil` when the broker acknowledged the message.
     public var error: String?
+    /// librdkafka's code for `error`.
+    public var errorCode: Int32? = nil
+
+    /// The message was larger than the broker (or the client's `message.max.bytes`) takes; sending
+    /// it again can never succeed.
+    public var isMessageTooLarge: Bool { errorCode == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue }
 }
 
 /// A librdkafka producer. Messages are handed over with `send` and acknowledged (or failed)
@@ -143,5 +149,6 @@ private let deliveryCallback:
         reports.append(
             DeliveryReport(
                 id: id, partition: message.pointee.partition, offset: message.pointee.offset,
-                error: error == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : String(cString: rd_kafka_err2str(error))))
+                error: error == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : String(cString: rd_kafka_err2str(error)),
+                errorCode: error == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : error.rawValue))
     }

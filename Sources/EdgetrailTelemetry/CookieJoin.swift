@@ -18,6 +18,10 @@ public struct CookieJoinConfiguration: Sendable, Hashable {
     public var maxOpenRecords: Int = 1_000_000
     /// Records held for one cookie; past it they go out as a non-final batch.
     public var maxRecordsPerCookie: Int = 10_000
+    /// The largest encoded batch: a cookie's records that together exceed it go out as several
+    /// batches (consecutive `seq`, only the last `final`), each under it. The collector sets it
+    /// from the Kafka message limit, so no batch is ever too large for the broker.
+    public var maxBatchBytes: Int = 1_000_000
 
     public init(cnf: String, node: String) {
         self.cnf = cnf
@@ -82,10 +86,24 @@ public struct CookieJoin: Sendable {
 
     public init(configuration: CookieJoinConfiguration) {
         self.configuration = configuration
+        var header = Edgetrail_V1_CookieBatch()
+        header.cookie = .max
+        header.seq = .max
+        header.final = true
+        header.cnf = configuration.cnf
+        header.node = configuration.node
+        header.createdAtNs = .max
+        let headerBytes = ((try? header.serializedBytes()) as [UInt8]?)?.count ?? 64
+        // One tag byte and up to five length bytes frame each record.
+        largestRecordBytes = max(0, configuration.maxBatchBytes - headerBytes - 6)
     }
 
     /// Cookies with records held or inside their grace period.
     public var trackedCookies: Int { cookies.count }
+
+    /// The largest record (encoded) that fits in a batch on its own. Larger ones must be refused
+    /// before they reach the join: they would make a batch over `maxBatchBytes`.
+    public let largestRecordBytes: Int
 
     /// Takes one record at time `now`; returns any batches that must go out because of it.
     /// `origin` is handed back with the record when its batch is released; `encoded`, the
@@ -112,7 +130,7 @@ public struct CookieJoin: Sendable {
         state.encoded.append(encoded)
         openRecords += 1
         if state.records.count >= configuration.maxRecordsPerCookie {
-            released.append(release(&state, cookie: cookie, final: false, reason: .cookieFull))
+            released += release(&state, cookie: cookie, final: false, reason: .cookieFull)
         }
         cookies[cookie] = state
         // The heap may hold a later deadline than the cookie now has (the session just looked
@@ -120,7 +138,7 @@ public struct CookieJoin: Sendable {
         let due = deadline(of: state)
         if existing == nil || due < deadline(of: existing!) { deadlines.push(due, cookie) }
         while openRecords > configuration.maxOpenRecords, let victim = oldestOpenCookie(excluding: cookie) {
-            released.append(closeCookie(victim, reason: .evicted, now: now))
+            released += closeCookie(victim, reason: .evicted, now: now)
         }
         return released
     }
@@ -141,12 +159,12 @@ public struct CookieJoin: Sendable {
                 // Grace over: late records (if any) go out, then the cookie is forgotten.
                 var closing = state
                 if !closing.records.isEmpty {
-                    released.append(release(&closing, cookie: cookie, final: true, reason: .late))
+                    released += release(&closing, cookie: cookie, final: true, reason: .late)
                 }
                 cookies[cookie] = nil
                 continue
             }
-            released.append(closeCookie(cookie, reason: state.looksEnded ? .sessionEnded : .idleTimeout, now: now))
+            released += closeCookie(cookie, reason: state.looksEnded ? .sessionEnded : .idleTimeout, now: now)
         }
         return released
     }
@@ -156,7 +174,7 @@ public struct CookieJoin: Sendable {
         var released: [JoinedBatch] = []
         for cookie in cookies.keys.sorted() {
             guard var state = cookies[cookie], !state.records.isEmpty else { continue }
-            released.append(release(&state, cookie: cookie, final: true, reason: .shutdown))
+            released += release(&state, cookie: cookie, final: true, reason: .shutdown)
         }
         cookies.removeAll()
         deadlines = DeadlineHeap()
@@ -165,38 +183,60 @@ public struct CookieJoin: Sendable {
 
     // MARK: Internals
 
-    private mutating func closeCookie(_ cookie: UInt64, reason: JoinRelease, now: UInt64) -> JoinedBatch {
+    private mutating func closeCookie(_ cookie: UInt64, reason: JoinRelease, now: UInt64) -> [JoinedBatch] {
         var state = cookies[cookie]!
-        let batch = release(&state, cookie: cookie, final: true, reason: reason)
+        let batches = release(&state, cookie: cookie, final: true, reason: reason)
         state.closedAt = now
         state.lastSeen = now
         cookies[cookie] = state
         deadlines.push(deadline(of: state), cookie)
-        return batch
+        return batches
     }
 
+    /// The cookie's held records as one batch, or as several in order when together they exceed
+    /// `maxBatchBytes`; each takes the next `seq`, and only the last is `final` (if `final`).
     private mutating func release(
         _ state: inout Open, cookie: UInt64, final: Bool, reason: JoinRelease
-    ) -> JoinedBatch {
-        var batch = Edgetrail_V1_CookieBatch()
-        batch.cookie = cookie
-        batch.seq = state.seq
-        batch.final = final
-        batch.cnf = configuration.cnf
-        batch.node = configuration.node
-        batch.createdAtNs = state.lastSeen
-        batch.records = state.records
-        let origins = state.origins
+    ) -> [JoinedBatch] {
         var encoded = state.encoded
         for index in encoded.indices where encoded[index].isEmpty {
             encoded[index] = RecordWire.encode(state.records[index])
+        }
+        let budget = largestRecordBytes
+        var pieces: [Range<Int>] = []
+        var start = 0
+        var size = 0
+        for (index, bytes) in encoded.enumerated() {
+            let framed = bytes.count + 6
+            if index > start, size + framed > budget {
+                pieces.append(start..<index)
+                start = index
+                size = 0
+            }
+            size += framed
+        }
+        pieces.append(start..<encoded.count)
+        var released: [JoinedBatch] = []
+        for (number, piece) in pieces.enumerated() {
+            var batch = Edgetrail_V1_CookieBatch()
+            batch.cookie = cookie
+            batch.seq = state.seq
+            batch.final = final && number == pieces.count - 1
+            batch.cnf = configuration.cnf
+            batch.node = configuration.node
+            batch.createdAtNs = state.lastSeen
+            batch.records = Array(state.records[piece])
+            state.seq += 1
+            released.append(
+                JoinedBatch(
+                    batch: batch, reason: reason, origins: Array(state.origins[piece]),
+                    encodedRecords: Array(encoded[piece])))
         }
         openRecords -= state.records.count
         state.records.removeAll(keepingCapacity: false)
         state.origins.removeAll(keepingCapacity: false)
         state.encoded.removeAll(keepingCapacity: false)
-        state.seq += 1
-        return JoinedBatch(batch: batch, reason: reason, origins: origins, encodedRecords: encoded)
+        return released
     }
 
     private func deadline(of state: Open) -> UInt64 {

@@ -50,12 +50,16 @@ extension CookieTimeline {
             case "snapshot":
                 guard let index = Self.index(entry.ref), index < snapshots.count else { continue }
                 let snapshot = snapshots[index]
-                let value: String
+                var value: String
                 switch snapshot.value {
                 case .string(let text)?: value = show(text)
                 case .hash(let fields)?:
                     value = "{" + fields.keys.sorted().map { "\(show($0))=\(show(fields[$0]!))" }.joined(separator: ", ") + "}"
-                case nil: value = "(deleted)"
+                case nil:
+                    value = snapshot.unsupportedType.map { "(a Redis \(show($0)): its value is not captured)" } ?? "(deleted)"
+                }
+                if let fullSize = snapshot.fullSize {
+                    value += " (cut by the collector: the value has \(fullSize) bytes)"
                 }
                 lines.append("\(offset)  snapshot    \(show(snapshot.key)) = \(value)")
             default:

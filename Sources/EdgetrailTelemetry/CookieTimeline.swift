@@ -57,9 +57,14 @@ public struct CookieTimeline: Codable, Sendable, Equatable {
 
     public struct Snapshot: Codable, Sendable, Equatable {
         public var key: String
-        /// A string's value, or a hash as a JSON object of its fields; null when deleted.
+        /// A string's value, or a hash as a JSON object of its fields; null when deleted or
+        /// of a type not captured.
         public var value: SnapshotValue?
         public var atNs: UInt64
+        /// Set when the collector cut the value to its limit: the value's full size in bytes.
+        public var fullSize: UInt64?
+        /// The Redis type of a value not captured (list, set, zset, stream).
+        public var unsupportedType: String?
     }
 
     public enum SnapshotValue: Codable, Sendable, Equatable {
@@ -136,7 +141,11 @@ extension CookieTimeline {
                     case nil: value = nil
                     }
                 }
-                snapshots.append(Snapshot(key: snapshot.key, value: value, atNs: snapshot.atNs))
+                snapshots.append(
+                    Snapshot(
+                        key: snapshot.key, value: value, atNs: snapshot.atNs,
+                        fullSize: snapshot.fullSize > 0 ? snapshot.fullSize : nil,
+                        unsupportedType: snapshot.unsupportedType.isEmpty ? nil : snapshot.unsupportedType))
             case nil:
                 continue
             }

@@ -48,6 +48,9 @@ public struct ConvertedSpans: Sendable {
     /// Spans without a cookie that were dropped, or kept in the "no cookie" bucket.
     public var droppedWithoutCookie = 0
     public var bucketedWithoutCookie = 0
+    /// Spans without a cookie handed on with cookie 0 and their trace id, for the collector to
+    /// hold until a span of the trace brings the cookie (`holdsTraces`).
+    public var heldWithoutCookie = 0
 }
 
 /// Converts OTLP spans into Edgetrail span records, finding each span's cookie in its
@@ -57,12 +60,16 @@ public struct SpanConverter: Sendable {
     public var cnf: String
     public var node: String
     public var noCookie: NoCookiePolicy
+    /// When true, a cookie-less span with a trace id is handed on with cookie 0 (for a
+    /// `TraceHold`), and `noCookie` applies only to spans without a trace id.
+    public var holdsTraces: Bool
     public var traces = TraceCookieCache()
 
-    public init(cnf: String, node: String, noCookie: NoCookiePolicy) {
+    public init(cnf: String, node: String, noCookie: NoCookiePolicy, holdsTraces: Bool = false) {
         self.cnf = cnf
         self.node = node
         self.noCookie = noCookie
+        self.holdsTraces = holdsTraces
     }
 
     /// - Parameters:
@@ -92,7 +99,10 @@ public struct SpanConverter: Sendable {
                     let fromBaggage = Self.cookie(in: span.attributes) == nil && resourceCookie == nil && callCookie != nil
                     var cookie = Self.cookie(in: span.attributes) ?? resourceCookie ?? callCookie
                         ?? traces.cookie(forTrace: span.traceID)
-                    if cookie == nil {
+                    if cookie == nil, holdsTraces, !span.traceID.isEmpty {
+                        result.heldWithoutCookie += 1
+                        cookie = 0
+                    } else if cookie == nil {
                         switch noCookie {
                         case .drop:
                             result.droppedWithoutCookie += 1

@@ -34,27 +34,33 @@ private func drain(_ sink: KafkaSink, _ milliseconds: Int) async throws -> Bool 
     return try await onThread { try sink.drain(timeoutMilliseconds: milliseconds) }
 }
 
-/// (cookie, seq) of each message in arrival order.
+/// (cookie, seq, key) of each message in arrival order.
 private func consume(
     _ configuration: ServicesConfiguration, topic: String, expected: Int, seconds: Double = 60
 ) throws -> [(UInt64, UInt32, String)] {
+    try consumeMessages(configuration, topic: topic, expected: expected, seconds: seconds).map { message in
+        let decoded = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
+        return (decoded.cookie, decoded.seq, String(decoding: message.key, as: UTF8.self))
+    }
+}
+
+/// The topic's messages from the start, until `expected` arrived or `seconds` passed, and a
+/// little longer to catch duplicates arriving after the expected count.
+private func consumeMessages(
+    _ configuration: ServicesConfiguration, topic: String, expected: Int, seconds: Double = 60
+) throws -> [KafkaMessage] {
     let consumer = try KafkaConsumer(
         configuration: KafkaConsumerConfiguration(
             brokers: configuration.brokers, groupID: "check-\(UUID().uuidString)", topics: [topic]))
     defer { consumer.close() }
-    var seen: [(UInt64, UInt32, String)] = []
+    var seen: [KafkaMessage] = []
     let deadline = Date().addingTimeInterval(seconds)
     while seen.count < expected, Date() < deadline {
-        guard let message = try consumer.poll(timeoutMilliseconds: 300) else { continue }
-        let decoded = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
-        seen.append((decoded.cookie, decoded.seq, String(decoding: message.key, as: UTF8.self)))
+        if let message = try consumer.poll(timeoutMilliseconds: 300) { seen.append(message) }
     }
-    // A little longer, to catch duplicates arriving after the expected count.
     let extra = Date().addingTimeInterval(1.5)
     while Date() < extra {
-        guard let message = try consumer.poll(timeoutMilliseconds: 300) else { continue }
-        let decoded = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
-        seen.append((decoded.cookie, decoded.seq, String(decoding: message.key, as: UTF8.self)))
+        if let message = try consumer.poll(timeoutMilliseconds: 300) { seen.append(message) }
     }
     return seen
 }
@@ -201,6 +207,40 @@ struct KafkaSinkTests {
             #expect(sink.counters.refusedBatches == refused)
             #expect(sink.counters.refusedRecords == refused * 3)
             #expect(sink.pendingBatches == 100 - refused)
+        }
+    }
+
+    @Test("a spooled batch too large for the broker is split until every piece fits and arrives; a record too large alone is dropped and counted; the sink starts regardless")
+    func oversizedSpooledBatches() async throws {
+        try await TestServices.with([.broker]) { services in
+            let topic = "oversize-\(UUID().uuidString.prefix(8))"
+            let broker = try pid(of: .broker, services)
+            // Spooled under a 1 MB limit while the broker is away, as an older collector would.
+            kill(broker, SIGSTOP)
+            do {
+                let earlier = try KafkaSink(configuration: sinkConfiguration(services, topic: topic), logger: logger)
+                var large = batch(1, records: 200)
+                for index in large.records.indices { large.records[index].span.tags["body"] = String(repeating: "a", count: 1_000) }
+                try earlier.ship(large)
+                var single = batch(2, records: 1)
+                single.records[0].span.tags["body"] = String(repeating: "b", count: 100_000)
+                try earlier.ship(single)
+            }
+            kill(broker, SIGCONT)
+            var configuration = sinkConfiguration(services, topic: topic)
+            configuration.maxMessageBytes = 64 << 10
+            let sink = try KafkaSink(configuration: configuration, logger: logger)
+            #expect(try await drain(sink, 60_000), "nothing stays stuck in the spool")
+            #expect(sink.spoolBytes == 0)
+            #expect(sink.counters.splitBatches >= 3, "200 KB in pieces under 64 KiB takes at least three splits")
+            #expect(sink.counters.tooLargeRecords == 1)
+            let messages = try await onThread { try consumeMessages(services, topic: topic, expected: 4) }
+            let batches = try messages.map { try Edgetrail_V1_CookieBatch(serializedBytes: $0.value) }
+            #expect(messages.allSatisfy { $0.key.count + $0.value.count <= 64 << 10 })
+            #expect(batches.allSatisfy { $0.cookie == 1 }, "the record too large alone never reaches the topic")
+            #expect(messages.allSatisfy { String(decoding: $0.key, as: UTF8.self) == "0000000000000001" })
+            let operations = batches.flatMap(\.records).map(\.span.operation)
+            #expect(Set(operations) == Set((0..<200).map { "op\($0)" }), "every record of the split batch arrives")
         }
     }
 }

@@ -137,6 +137,55 @@ struct CookieJoinTests {
         #expect(out.reduce(0) { $0 + $1.batch.records.count } == 10)
     }
 
+    @Test("a cookie's records larger together than a Kafka message go out as several batches under it, in order, only the last final")
+    func batchesSplitUnderTheMessageLimit() throws {
+        var config = configuration()
+        config.maxBatchBytes = 10_000
+        var join = CookieJoin(configuration: config)
+        for index in 0..<30 {
+            var record = span(9, "op\(index)")
+            record.span.tags["payload"] = String(repeating: "x", count: 1_000)
+            _ = join.add(record, origin: UInt64(index), now: UInt64(index) * ms)
+        }
+        _ = join.add(span(9, "request", root: true), now: 30 * ms)
+        let out = join.tick(now: 1 * s)
+        #expect(out.count >= 4, "31 records of ~1 KB do not fit in 10 KB")
+        #expect(out.map(\.batch.seq) == Array(0..<UInt32(out.count)))
+        #expect(out.map(\.batch.final) == Array(repeating: false, count: out.count - 1) + [true])
+        #expect(out.allSatisfy { $0.reason == .sessionEnded && $0.batch.cookie == 9 })
+        for piece in out {
+            #expect(piece.serializedBytes().count <= 10_000)
+            #expect(try Edgetrail_V1_CookieBatch(serializedBytes: piece.serializedBytes()).records == piece.batch.records)
+        }
+        #expect(out.flatMap(\.batch.records).map(\.span.operation) == (0..<30).map { "op\($0)" } + ["request"])
+        #expect(out.flatMap(\.origins) == (0..<30).map(UInt64.init) + [0], "each record keeps its origin")
+        // A late record after the split continues the sequence.
+        let late = join.add(span(9, "straggler"), now: 2 * s) + join.tick(now: 20 * s)
+        #expect(late.map(\.batch.seq) == [UInt32(out.count)])
+    }
+
+    @Test("the largest record the join can ship alone is what a batch holds besides its header")
+    func largestRecord() {
+        var config = configuration()
+        config.maxBatchBytes = 10_000
+        let join = CookieJoin(configuration: config)
+        #expect(join.largestRecordBytes > 9_900 && join.largestRecordBytes < 10_000)
+        var join2 = CookieJoin(configuration: config)
+        var record = span(3, "big", root: true)
+        record.span.tags["payload"] = ""
+        let empty = RecordWire.encode(record).count
+        // The largest payload that keeps the record within the bound (length prefixes grow with it).
+        var filler = join.largestRecordBytes - empty
+        repeat {
+            record.span.tags["payload"] = String(repeating: "y", count: filler)
+            filler -= 1
+        } while RecordWire.encode(record).count > join.largestRecordBytes
+        #expect(RecordWire.encode(record).count >= join.largestRecordBytes - 1)
+        _ = join2.add(record, now: 0)
+        let out = join2.drain()
+        #expect(out.count == 1 && out[0].serializedBytes().count <= 10_000)
+    }
+
     @Test("drain releases everything held, for shutdown")
     func drain() {
         var join = CookieJoin(configuration: configuration())

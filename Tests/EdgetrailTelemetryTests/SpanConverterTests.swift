@@ -89,4 +89,15 @@ struct SpanConverterTests {
         let result = converter.convert(request([otlpSpan(trace: 6, id: 1, cookie: "not-a-cookie")]), now: 1)
         #expect(result.records.isEmpty && result.droppedWithoutCookie == 1)
     }
+
+    @Test("for a collector that holds traces, a cookie-less span with a trace id goes on with cookie 0; one without a trace id meets the policy")
+    func holdingConverter() {
+        var converter = SpanConverter(cnf: "c", node: "n", noCookie: .drop, holdsTraces: true)
+        var orphan = otlpSpan(trace: 8, id: 2, parent: 1)
+        let held = converter.convert(request([orphan]), now: 1)
+        #expect(held.records.map(\.cookie) == [0] && held.heldWithoutCookie == 1 && held.droppedWithoutCookie == 0)
+        orphan.traceID = Data()
+        let dropped = converter.convert(request([orphan]), now: 2)
+        #expect(dropped.records.isEmpty && dropped.droppedWithoutCookie == 1)
+    }
 }

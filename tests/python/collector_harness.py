@@ -90,7 +90,7 @@ class Collector:
     """`edgetrail collector` with a generated pipeline file; restartable, killable."""
 
     def __init__(self, services, topic, settle="300ms", idle="5s", flows=None, max_request="4MiB",
-                 no_cookie="bucket", rules=None):
+                 no_cookie="bucket", rules=None, hold="2s"):
         self.services = services
         self.topic = topic
         self.otlp_port = free_port()
@@ -110,6 +110,7 @@ sources:
     socket: {services.run_dir}/otlp.sock
     max_request_bytes: {max_request}
     no_cookie: {no_cookie}
+    hold_without_cookie: {hold}
   snapshots:
     redis: 127.0.0.1:{services.redis_port}
 {flow_source}{filters}join:

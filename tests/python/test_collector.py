@@ -5,6 +5,7 @@ OTLP/gRPC, redis-server, replayed flow events, the broker, and an independent co
 import os
 import signal
 import socket
+import subprocess
 import time
 import uuid
 
@@ -155,6 +156,100 @@ def test_spans_without_a_cookie_are_counted_and_kept_in_the_no_cookie_bucket(ser
         assert [batch.cookie for batch in batches] == [0]
         assert collector.wait_metric("edgetrail_collector_source_events_total",
                                      'source="otlp",event="span_without_cookie_bucketed"') == 1
+    finally:
+        collector.stop()
+
+
+def test_a_cookie_larger_than_a_kafka_message_arrives_in_pieces_and_a_record_too_large_is_refused_and_counted(services):
+    topic = f"oversize-{uuid.uuid4().hex[:8]}"
+    collector = Collector(services, topic, settle="500ms", idle="20s", max_request="8MiB")
+    store = f"sqlite:{services.run_dir}/central.sqlite"
+    from collector_harness import Central
+    central = Central(services, topic, store)
+    cookie, lone = 0x00000000000000E1, 0x00000000000000E2
+    try:
+        # A 20 MB Redis value: kept cut to max_value_bytes with its full size.
+        value = os.path.join(services.run_dir, "value.bin")
+        with open(value, "wb") as out:
+            out.write(b"v" * (20 << 20))
+        with open(value, "rb") as source:
+            subprocess.run(["redis-cli", "-p", str(services.redis_port), "-x", "SET",
+                            f"cookie:{cookie:016x}:content-inspect:body"], stdin=source, check=True,
+                           capture_output=True)
+
+        # 10,000 spans of one cookie in one export: ~3 MB, three times a Kafka message.
+        channel = grpc.insecure_channel(collector.endpoint, options=[("grpc.max_send_message_length", 16 << 20)])
+        stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        scope = request.resource_spans.add().scope_spans.add()
+        trace_id, root_id = os.urandom(16), os.urandom(8)
+        for index in range(10_000):
+            span = scope.spans.add(trace_id=trace_id, span_id=root_id if index == 0 else os.urandom(8),
+                                   name=f"op{index}", start_time_unix_nano=time.time_ns())
+            span.end_time_unix_nano = span.start_time_unix_nano + 1000
+            if index:
+                span.parent_span_id = root_id
+            span.attributes.add(key="edgetrail.cookie").value.string_value = f"{cookie:016x}"
+            span.attributes.add(key="http.url").value.string_value = "http://10.201.0.2/" + "p" * 200
+        response = stub.Export(request, timeout=60)
+        assert response.partial_success.rejected_spans == 0
+        # One 4 MB span: under max_request_bytes, over any message: refused at intake, and the
+        # exporter is told so.
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        span = request.resource_spans.add().scope_spans.add().spans.add(
+            trace_id=os.urandom(16), span_id=os.urandom(8), name="huge")
+        span.attributes.add(key="edgetrail.cookie").value.string_value = f"{lone:016x}"
+        span.attributes.add(key="blob").value.string_value = "x" * (4 << 20)
+        response = stub.Export(request, timeout=60)
+        assert response.partial_success.rejected_spans == 1
+        assert "larger than the collector ships in one message" in response.partial_success.error_message
+        channel.close()
+        def spans(got):
+            return sum(1 for batch in got if batch.cookie == cookie for record in batch.records
+                       if record.HasField("span"))
+        batches = consume(services.brokers, topic, lambda got: spans(got) >= 10_000, seconds=90)
+        mine = [batch for batch in batches if batch.cookie == cookie]
+        assert spans(batches) == 10_000, "every span of the cookie arrives"
+        assert len(mine) >= 3, "the cookie's batch went out as several messages"
+        assert all(batch.ByteSize() + 16 <= 1_000_000 for batch in mine), "each under the message limit"
+        assert sorted(batch.seq for batch in mine) == list(range(len(mine)))
+        assert all(batch.cookie != lone for batch in batches)
+        assert collector.wait_metric("edgetrail_collector_records_dropped_total",
+                                     'stage="intake",reason="too_large"') == 1
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="snapshots",event="value_truncated"') == 1
+        assert "refused a record too large for any Kafka message" in open(collector.log.name).read()
+        # Central joins the pieces: one session of 10,000 spans and the cut snapshot.
+        body = central.wait_for(f"{cookie:016x}", {"spans": 10_000, "snapshots": 1}, seconds=90)
+        snapshot = body["snapshots"][0]
+        assert snapshot["fullSize"] == 20 << 20 and len(snapshot["value"]) == 64 << 10
+        text = central.trace(f"{cookie:016x}").stdout
+        assert "(cut by the collector: the value has 20971520 bytes)" in text
+        # Nothing is wedged in the spool: a restart starts and ships at once.
+        collector.stop()
+        collector = Collector(services, topic, settle="300ms")
+        assert collector.wait_metric("edgetrail_collector_spool_batches", at_least=0) == 0
+        assert collector.process.poll() is None
+    finally:
+        collector.stop()
+        central.stop()
+
+
+def test_child_spans_that_arrive_before_their_root_join_the_cookie_the_root_brings(services):
+    topic = f"children-{uuid.uuid4().hex[:8]}"
+    collector = Collector(services, topic, settle="300ms", hold="5s")
+    cookie = 0x00000000000000C7
+    try:
+        send(collector.endpoint, f"{cookie:016x}", root_only=True)
+        batches = consume(services.brokers, topic, lambda got: len(kinds(got)) >= 3, seconds=30)
+        assert {batch.cookie for batch in batches} == {cookie}, "nothing is filed under the no-cookie bucket"
+        operations = sorted(record.span.operation for batch in batches for record in batch.records)
+        assert operations == ["inspect", "policy_check", "request"]
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="otlp",event="span_without_cookie_attached"') == 2
+        assert collector.metric("edgetrail_collector_source_events_total",
+                                'source="otlp",event="span_without_cookie_held"') == 2
+        assert collector.metric("edgetrail_collector_held_spans") == 0
     finally:
         collector.stop()
 

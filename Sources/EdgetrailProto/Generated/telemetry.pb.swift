@@ -456,6 +456,14 @@ public nonisolated struct Edgetrail_V1_Snapshot: Sendable {
   /// Where it was read, e.g. "redis://127.0.0.1:16379/0".
   public var source: String = String()
 
+  /// Set when the value was larger than the collector's max_value_bytes and was cut: the full
+  /// size in bytes. The value then holds its first bytes (a hash: its first fields by name).
+  public var fullSize: UInt64 = 0
+
+  /// The Redis type of a value the collector does not capture (list, set, zset, stream); the
+  /// snapshot then has the event and no value.
+  public var unsupportedType: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Value: Equatable, Sendable {
@@ -963,7 +971,7 @@ nonisolated extension Edgetrail_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Snapshot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}string_value\0\u{3}hash_fields\0\u{1}deleted\0\u{1}event\0\u{3}at_ns\0\u{1}source\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0\u{3}string_value\0\u{3}hash_fields\0\u{1}deleted\0\u{1}event\0\u{3}at_ns\0\u{1}source\0\u{3}full_size\0\u{3}unsupported_type\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -997,6 +1005,8 @@ nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobu
       case 5: try { try decoder.decodeSingularStringField(value: &self.event) }()
       case 6: try { try decoder.decodeSingularFixed64Field(value: &self.atNs) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.fullSize) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.unsupportedType) }()
       default: break
       }
     }
@@ -1033,6 +1043,12 @@ nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobu
     if !self.source.isEmpty {
       try visitor.visitSingularStringField(value: self.source, fieldNumber: 7)
     }
+    if self.fullSize != 0 {
+      try visitor.visitSingularUInt64Field(value: self.fullSize, fieldNumber: 8)
+    }
+    if !self.unsupportedType.isEmpty {
+      try visitor.visitSingularStringField(value: self.unsupportedType, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1043,6 +1059,8 @@ nonisolated extension Edgetrail_V1_Snapshot: SwiftProtobuf.Message, SwiftProtobu
     if lhs.event != rhs.event {return false}
     if lhs.atNs != rhs.atNs {return false}
     if lhs.source != rhs.source {return false}
+    if lhs.fullSize != rhs.fullSize {return false}
+    if lhs.unsupportedType != rhs.unsupportedType {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

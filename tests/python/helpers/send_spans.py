@@ -27,15 +27,20 @@ class BaggageToAttributes(SpanProcessor):
             span.set_attribute("edgetrail.cookie", value)
 
 
-def send(endpoint, cookie, error=False, service="http-proxy"):
+def send(endpoint, cookie, error=False, service="http-proxy", root_only=False):
+    """With root_only, the cookie is an attribute of the root span alone (as auto-instrumentation
+    sets it): the children, exported as they end, reach the collector before their root."""
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    provider.add_span_processor(BaggageToAttributes())
+    if not root_only:
+        provider.add_span_processor(BaggageToAttributes())
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
     tracer = provider.get_tracer("edgetrail-test")
-    token = context.attach(baggage.set_baggage("edgetrail.cookie", cookie))
+    token = context.attach(baggage.set_baggage("edgetrail.cookie", cookie) if not root_only else context.get_current())
     try:
         with tracer.start_as_current_span("request", kind=trace.SpanKind.SERVER) as root:
             root.set_attribute("http.url", "/index.html?user=alice")
+            if root_only:
+                root.set_attribute("edgetrail.cookie", cookie)
             with tracer.start_as_current_span("policy_check") as check:
                 check.set_attribute("policy.rule", "allow-web")
                 time.sleep(0.002)

@@ -162,7 +162,7 @@ class FlowEvent(_message.Message):
     def __init__(self, phase: _Optional[_Union[FlowPhase, str]] = ..., tuple: _Optional[_Union[_common_pb2.FiveTuple, _Mapping]] = ..., action: _Optional[_Union[_common_pb2.DatapathAction, str]] = ..., rule_id: _Optional[int] = ..., packets_in: _Optional[int] = ..., packets_out: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., drops: _Optional[int] = ..., start_ns: _Optional[int] = ..., end_ns: _Optional[int] = ..., end_reason: _Optional[_Union[FlowEndReason, str]] = ..., lost_events: _Optional[int] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("key", "string_value", "hash_fields", "deleted", "event", "at_ns", "source")
+    __slots__ = ("key", "string_value", "hash_fields", "deleted", "event", "at_ns", "source", "full_size", "unsupported_type")
     KEY_FIELD_NUMBER: _ClassVar[int]
     STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELDS_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,8 @@ class Snapshot(_message.Message):
     EVENT_FIELD_NUMBER: _ClassVar[int]
     AT_NS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FULL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    UNSUPPORTED_TYPE_FIELD_NUMBER: _ClassVar[int]
     key: str
     string_value: bytes
     hash_fields: HashFields
@@ -177,7 +179,9 @@ class Snapshot(_message.Message):
     event: str
     at_ns: int
     source: str
-    def __init__(self, key: _Optional[str] = ..., string_value: _Optional[bytes] = ..., hash_fields: _Optional[_Union[HashFields, _Mapping]] = ..., deleted: _Optional[bool] = ..., event: _Optional[str] = ..., at_ns: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+    full_size: int
+    unsupported_type: str
+    def __init__(self, key: _Optional[str] = ..., string_value: _Optional[bytes] = ..., hash_fields: _Optional[_Union[HashFields, _Mapping]] = ..., deleted: _Optional[bool] = ..., event: _Optional[str] = ..., at_ns: _Optional[int] = ..., source: _Optional[str] = ..., full_size: _Optional[int] = ..., unsupported_type: _Optional[str] = ...) -> None: ...
 
 class HashFields(_message.Message):
     __slots__ = ("fields",)
