@@ -73,6 +73,40 @@ struct RedisSnapshotSourceTests {
             #expect(records.last?.snapshot.stringValue == Data([0xFF, 0x00, 0xFE]))
             #expect(source.counters.malformedKeys == 1)
             #expect(source.counters.unsupportedTypes == 1)
+            #expect(records.first?.snapshot.unsupportedType == "list", "the list is recorded with its type")
+            #expect(records.first?.snapshot.deleted == false)
+        }
+    }
+
+    @Test("a value over max_value_bytes is cut and marked with its full size; SET … EX is recorded once")
+    func largeValuesAndExpiry() async throws {
+        try await TestServices.with([.redis]) { services in
+            var configuration = RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort)
+            configuration.maxValueBytes = 1024
+            let source = RedisSnapshotSource(configuration: configuration, logger: quietLogger)
+            _ = source.step(timeoutMilliseconds: 10)
+            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            try redis.command("SET", "cookie:00000000000000c4:proxy:body", String(repeating: "z", count: 5000))
+            try redis.command(
+                "HSET", "cookie:00000000000000c4:proxy:headers", "a", String(repeating: "1", count: 600),
+                "b", String(repeating: "2", count: 600), "c", "3")
+            var records = collect(source, count: 2)
+            // The source reads a key right after its notification: let it see each value.
+            try redis.command("SET", "cookie:00000000000000c4:proxy:token", "t1", "EX", "60")
+            records += collect(source, count: 1)
+            try redis.command("EXPIRE", "cookie:00000000000000c4:proxy:token", "120")
+            records += collect(source, count: 1, seconds: 1)
+            try redis.command("SET", "cookie:00000000000000c4:proxy:token", "t2", "KEEPTTL")
+            records += collect(source, count: 1)
+            #expect(records.map(\.snapshot.event) == ["set", "hset", "set", "set"])
+            guard records.count == 4 else { return }
+            #expect(records[3].snapshot.stringValue == Data("t2".utf8))
+            #expect(records[0].snapshot.stringValue.count == 1024 && records[0].snapshot.fullSize == 5000)
+            #expect(records[1].snapshot.hashFields.fields.keys.sorted() == ["a"], "whole fields, by name, within the limit")
+            #expect(records[1].snapshot.fullSize == 1204)
+            #expect(records[2].snapshot.stringValue == Data("t1".utf8) && records[2].snapshot.fullSize == 0)
+            #expect(source.counters.truncatedValues == 2)
+            #expect(source.counters.repeatsSkipped == 2, "an expiry set on a value just captured shows nothing new")
         }
     }
 

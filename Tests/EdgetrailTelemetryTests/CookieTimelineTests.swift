@@ -131,4 +131,33 @@ struct CookieTimelineTests {
         #expect(!text.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" })
         #expect(lines[2].hasSuffix(String(repeating: "y", count: 512) + "… (2000 characters)"))
     }
+
+    @Test("a value the collector cut says its full size, a value of another type says its type, and only a removed key says deleted")
+    func cutUnsupportedDeleted() throws {
+        func record(_ key: String, at: UInt64, _ change: (inout Edgetrail_V1_Snapshot) -> Void) -> Edgetrail_V1_Record {
+            var record = Edgetrail_V1_Record()
+            record.cookie = 0xA1
+            record.snapshot.key = key
+            record.snapshot.atNs = at
+            change(&record.snapshot)
+            return record
+        }
+        let records = [
+            record("cookie:00000000000000a1:x:body", at: 1) {
+                $0.stringValue = Data("abc".utf8)
+                $0.fullSize = 20_971_520
+            },
+            record("cookie:00000000000000a1:x:queue", at: 2) { $0.unsupportedType = "list" },
+            record("cookie:00000000000000a1:x:gone", at: 3) { $0.deleted = true },
+        ]
+        let timeline = CookieTimeline(cookie: Cookie(0xA1), records: records)
+        #expect(timeline.snapshots.map(\.fullSize) == [20_971_520, nil, nil])
+        #expect(timeline.snapshots.map(\.unsupportedType) == [nil, "list", nil])
+        let lines = timeline.renderText().split(separator: "\n").map(String.init)
+        #expect(lines[1].hasSuffix("x:body = abc (cut by the collector: the value has 20971520 bytes)"))
+        #expect(lines[2].hasSuffix("x:queue = (a Redis list: its value is not captured)"))
+        #expect(lines[3].hasSuffix("x:gone = (deleted)"))
+        let json = String(decoding: try JSONEncoder().encode(timeline), as: UTF8.self)
+        #expect(json.contains(#""fullSize":20971520"#) && json.contains(#""unsupportedType":"list""#))
+    }
 }
