@@ -45,12 +45,13 @@ public struct Collector: Sendable {
                 successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "pipeline")
         ]
         if let otlp = configuration.otlp {
-            let receiver = OTLPReceiver(pipeline: pipeline, configuration: otlp)
+            let receiver = OTLPReceiver(pipeline: pipeline, configuration: otlp, logger: logger)
+            let refusals = OTLPRefusals(pipeline: pipeline, logger: logger, maxRequestBytes: otlp.maxRequestBytes)
             let config = HTTP2ServerTransport.Posix.Config.defaults { $0.rpc.maxRequestPayloadSize = otlp.maxRequestBytes }
             let tcp = GRPCServer(
                 transport: .http2NIOPosix(
                     address: .ipv4(host: otlp.host, port: otlp.port), transportSecurity: .plaintext, config: config),
-                services: [receiver])
+                services: [receiver], interceptors: [refusals])
             services.append(
                 .init(
                     service: GRPCServerService(server: tcp), successTerminationBehavior: .gracefullyShutdownGroup,
@@ -60,7 +61,7 @@ public struct Collector: Sendable {
                 let unix = GRPCServer(
                     transport: .http2NIOPosix(
                         address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext, config: config),
-                    services: [receiver])
+                    services: [receiver], interceptors: [refusals])
                 services.append(
                     .init(
                         service: GRPCServerService(server: unix), successTerminationBehavior: .gracefullyShutdownGroup,

@@ -120,6 +120,12 @@ public final class CollectorPipeline: @unchecked Sendable {
         // Each record is encoded once: the journal entry and, later, the shipped batch frame
         // the same bytes.
         var records = records
+        // Every record names the CNF and node it was seen on, whichever source brought it.
+        let (cnf, node) = (configuration.join.cnf, configuration.join.node)
+        for index in records.indices where records[index].cnf.isEmpty || records[index].node.isEmpty {
+            if records[index].cnf.isEmpty { records[index].cnf = cnf }
+            if records[index].node.isEmpty { records[index].node = node }
+        }
         var encoded = records.map(RecordWire.encode)
         let tooLarge = refuseTooLarge(&records, &encoded, source: source)
         guard !records.isEmpty else { return .accepted(tooLarge: tooLarge) }

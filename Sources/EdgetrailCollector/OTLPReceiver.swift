@@ -12,13 +12,17 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
     private let pipeline: CollectorPipeline
     private let converter: Mutex<SpanConverter>
     private let clock: @Sendable () -> UInt64
+    private let logger: Logger
+    /// When a malformed cookie was last logged: at most one line per 10 s, however many exports.
+    private let lastMalformedLog = Mutex<UInt64>(0)
 
     public init(
-        pipeline: CollectorPipeline, configuration: OTLPSourceConfiguration,
+        pipeline: CollectorPipeline, configuration: OTLPSourceConfiguration, logger: Logger,
         clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
     ) {
         self.pipeline = pipeline
         self.clock = clock
+        self.logger = logger
         self.converter = Mutex(
             SpanConverter(
                 cnf: pipeline.configuration.join.cnf, node: pipeline.configuration.join.node,
@@ -35,6 +39,21 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
         pipeline.count("otlp", "span_without_cookie_dropped", converted.droppedWithoutCookie)
         pipeline.count("otlp", "span_without_cookie_bucketed", converted.bucketedWithoutCookie)
         pipeline.count("otlp", "span_without_cookie_held", converted.heldWithoutCookie)
+        for (reason, count) in converted.malformedCookies {
+            pipeline.count("otlp", "cookie_attribute_\(reason)", count)
+        }
+        if let example = converted.malformedExample, lastMalformedLog.withLock({ last in
+            guard now &- last >= 10_000_000_000 else { return false }
+            last = now
+            return true
+        }) {
+            logger.warning(
+                "spans carry an edgetrail.cookie that is not a cookie (16 hex digits in a string); taken as having none",
+                metadata: [
+                    "example": "\(example)",
+                    "spans": "\(converted.malformedCookies.values.reduce(0, +))",
+                ])
+        }
         switch pipeline.accept(converted.records, source: "otlp") {
         case .accepted(let tooLarge):
             var response = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceResponse()
@@ -55,6 +74,58 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
             return ServerResponse(message: response)
         case .full(let reason):
             throw RPCError(code: .unavailable, message: reason)
+        }
+    }
+}
+
+/// Counts and logs the export calls the OTLP receiver refuses before its handler sees a span:
+/// requests that are not an export request (`export_unreadable`) and, when the transport lets
+/// the call start, requests over `max_request_bytes` (`export_too_large`; most are reset by the
+/// HTTP/2 transport before any call exists, and those are not seen here). The exporter gets the
+/// gRPC error; the operator gets `source="otlp"` events on /metrics and a log line (at most one
+/// per 10 s).
+final class OTLPRefusals: ServerInterceptor {
+    let pipeline: CollectorPipeline
+    let logger: Logger
+    let maxRequestBytes: Int
+    private let lastLog = Mutex<UInt64>(0)
+
+    init(pipeline: CollectorPipeline, logger: Logger, maxRequestBytes: Int) {
+        self.pipeline = pipeline
+        self.logger = logger
+        self.maxRequestBytes = maxRequestBytes
+    }
+
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        do {
+            return try await next(request, context)
+        } catch let error as RPCError {
+            let event: String
+            switch error.code {
+            case .resourceExhausted: event = "export_too_large"
+            case .invalidArgument: event = "export_unreadable"
+            default: throw error
+            }
+            pipeline.count("otlp", event)
+            let now = wallClockNanoseconds()
+            if lastLog.withLock({ last in
+                guard now &- last >= 10_000_000_000 else { return false }
+                last = now
+                return true
+            }) {
+                logger.warning(
+                    event == "export_too_large"
+                        ? "refused an OTLP export larger than max_request_bytes"
+                        : "refused an OTLP export that is not a readable ExportTraceServiceRequest",
+                    metadata: [
+                        "peer": "\(context.remotePeer)", "max_request_bytes": "\(maxRequestBytes)",
+                        "error": "\(error.message)",
+                    ])
+            }
+            throw error
         }
     }
 }

@@ -51,6 +51,11 @@ public struct ConvertedSpans: Sendable {
     /// Spans without a cookie handed on with cookie 0 and their trace id, for the collector to
     /// hold until a span of the trace brings the cookie (`holdsTraces`).
     public var heldWithoutCookie = 0
+    /// `edgetrail.cookie` attributes that were there but not a cookie, by reason (the span is
+    /// then taken as having none): `not_16_hex_digits`, `not_a_string`.
+    public var malformedCookies: [String: Int] = [:]
+    /// One malformed value, for the log line.
+    public var malformedExample: String?
 }
 
 /// Converts OTLP spans into Edgetrail span records, finding each span's cookie in its
@@ -91,11 +96,18 @@ public struct SpanConverter: Sendable {
             }
         }
         var result = ConvertedSpans()
+        func noteMalformed(_ attribute: CookieAttribute) {
+            guard case .malformed(let reason, let value) = attribute else { return }
+            result.malformedCookies[reason, default: 0] += 1
+            if result.malformedExample == nil { result.malformedExample = value }
+        }
         for resourceSpans in request.resourceSpans {
             let service = Self.string(named: "service.name", in: resourceSpans.resource.attributes) ?? ""
             let resourceCookie = Self.cookie(in: resourceSpans.resource.attributes)
+            noteMalformed(Self.cookieAttribute(in: resourceSpans.resource.attributes))
             for scopeSpans in resourceSpans.scopeSpans {
                 for span in scopeSpans.spans {
+                    noteMalformed(Self.cookieAttribute(in: span.attributes))
                     let fromBaggage = Self.cookie(in: span.attributes) == nil && resourceCookie == nil && callCookie != nil
                     var cookie = Self.cookie(in: span.attributes) ?? resourceCookie ?? callCookie
                         ?? traces.cookie(forTrace: span.traceID)
@@ -185,15 +197,29 @@ public struct SpanConverter: Sendable {
         return nil
     }
 
-    /// The cookie in `edgetrail.cookie`: 16 hex digits, or an integer.
-    static func cookie(in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> UInt64? {
+    /// What an `edgetrail.cookie` attribute holds.
+    enum CookieAttribute: Equatable {
+        case missing
+        case cookie(UInt64)
+        /// There, but not 16 hex digits in a string; the reason names why.
+        case malformed(reason: String, value: String)
+    }
+
+    /// The cookie in `edgetrail.cookie`, which must be a string of 16 hex digits. An integer is
+    /// refused too: SDKs carry 64-bit integers as signed, and a cookie is no number to compute on.
+    static func cookieAttribute(in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> CookieAttribute {
         for attribute in attributes where attribute.key == cookieAttributeKey {
-            switch attribute.value.value {
-            case .stringValue(let text): return Cookie(hex: text)?.rawValue
-            case .intValue(let value): return UInt64(bitPattern: value)
-            default: return nil
+            if case .stringValue(let text) = attribute.value.value {
+                if let cookie = Cookie(hex: text) { return .cookie(cookie.rawValue) }
+                return .malformed(reason: "not_16_hex_digits", value: String(text.prefix(64)))
             }
+            return .malformed(reason: "not_a_string", value: String(text(attribute.value).prefix(64)))
         }
+        return .missing
+    }
+
+    static func cookie(in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> UInt64? {
+        if case .cookie(let value) = cookieAttribute(in: attributes) { return value }
         return nil
     }
 

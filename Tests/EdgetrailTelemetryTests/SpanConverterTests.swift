@@ -88,6 +88,20 @@ struct SpanConverterTests {
         var converter = SpanConverter(cnf: "c", node: "n", noCookie: .drop)
         let result = converter.convert(request([otlpSpan(trace: 6, id: 1, cookie: "not-a-cookie")]), now: 1)
         #expect(result.records.isEmpty && result.droppedWithoutCookie == 1)
+        #expect(result.malformedCookies == ["not_16_hex_digits": 1] && result.malformedExample == "not-a-cookie")
+    }
+
+    @Test("an integer cookie attribute is refused and counted: a cookie is 16 hex digits in a string")
+    func integerCookie() {
+        var converter = SpanConverter(cnf: "c", node: "n", noCookie: .drop)
+        var span = otlpSpan(trace: 6, id: 1)
+        var attribute = Opentelemetry_Proto_Common_V1_KeyValue()
+        attribute.key = "edgetrail.cookie"
+        attribute.value.intValue = 0xB7
+        span.attributes.append(attribute)
+        let result = converter.convert(request([span]), now: 1)
+        #expect(result.records.isEmpty && result.droppedWithoutCookie == 1)
+        #expect(result.malformedCookies == ["not_a_string": 1] && result.malformedExample == "183")
     }
 
     @Test("for a collector that holds traces, a cookie-less span with a trace id goes on with cookie 0; one without a trace id meets the policy")

@@ -55,7 +55,10 @@ def run_spine(services, store):
         services.redis_cli("HSET", f"cookie:{COOKIE}:anti-virus:verdict", "infected", "yes",
                            "signature", "Eicar-Test-Signature")
         send(collector.endpoint, COOKIE, error=True)
+        services.redis_cli("SET", "cookie:00000000000000a9:http-proxy:state", "open")
         check_timeline(central)
+        only_snapshots = central.wait_for("00000000000000a9", {"snapshots": 1})
+        assert only_snapshots["cnf"] == "edgesecurity", "a cookie seen only in Redis names the collector's CNF"
 
         text = central.trace(COOKIE)
         assert text.returncode == 0, text.stderr

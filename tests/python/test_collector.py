@@ -129,7 +129,19 @@ def test_garbage_and_oversized_requests_are_refused_and_the_collector_keeps_work
         # The gRPC transport resets the stream once the message passes the limit (clients see
         # CANCELLED from the RST_STREAM) or answers RESOURCE_EXHAUSTED; either way it is refused.
         assert refused.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED)
+        # Bytes that are not an export request, in a well-formed gRPC call.
+        garbage = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                      request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
+        with pytest.raises(grpc.RpcError) as unreadable:
+            garbage(b"\xff\xff\xff\xff garbage", timeout=10)
+        assert unreadable.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         channel.close()
+        # The unreadable export is counted and logged. (The oversized one is cut off by the
+        # HTTP/2 transport before any RPC exists, so it is not counted yet.)
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="otlp",event="export_unreadable"') == 1
+        log = open(collector.log.name).read()
+        assert "refused an OTLP export that is not a readable ExportTraceServiceRequest" in log
         # Still alive and still shipping.
         assert collector.process.poll() is None
         send(collector.endpoint, "00000000000000b2")
