@@ -7,7 +7,8 @@
  * egress (node -> client): account the reply direction of known flows.
  *
  * Flow start and end (FIN both ways, RST) go to a ring buffer with the cookie user space bound
- * to the flow; a full ring buffer is counted in `lost`, never silent. Idle flows are swept
+ * to the flow; a full ring buffer is counted in `lost`, a full flow table in `flows_untracked`,
+ * never silent. Idle flows are swept
  * from user space. */
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
@@ -92,6 +93,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
+
+/* Flow starts the full `flows` table had no room for (each try: a SYN sent again counts again).
+ * Their packets still pass under the rules, but they are not accounted and give no events. Per
+ * CPU, like `lost`, so counting costs no shared cache line. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} flows_untracked SEC(".maps");
 
 struct packet {
 	struct et_tuple tuple;
@@ -320,9 +331,15 @@ int edgetrail_ingress(struct __sk_buff *skb)
 				.rule = local, .rules_version = version, .has_rule = rule != NULL,
 				.start_ns = now, .rule_id = rule ? rule->id : 0, .action = action};
 			bpf_map_update_elem(&flows, &packet.tuple, &fresh, BPF_NOEXIST);
+			/* Looked up whatever the update said: another CPU may have inserted it first. */
 			flow = bpf_map_lookup_elem(&flows, &packet.tuple);
-			if (flow)
+			if (flow) {
 				emit(ET_EVENT_FLOW_START, ET_END_NONE, &packet.tuple, flow, now);
+			} else {
+				__u64 *untracked = bpf_map_lookup_elem(&flows_untracked, &zero);
+				if (untracked)
+					*untracked += 1;
+			}
 		}
 		if (flow) {
 			__sync_fetch_and_add(&flow->packets_in, 1);

@@ -46,7 +46,7 @@ struct DatapathServe: AsyncParsableCommand {
         discussion: """
             Runs until SIGINT/SIGTERM, then detaches the programs and removes the clsact qdisc it \
             added and its socket. Programs a crashed run left on the interface are taken over. \
-            Flows idle longer than --idle-timeout are ended (reason idle) by a sweep once a second.
+            Flows idle longer than --idle-timeout are ended (reason idle) by a sweep once a second.             The newest --replay-buffer flow events are kept so a subscriber that reconnects (the             collector) resumes where it was; what it missed beyond them is counted on its next event.
             """)
 
     @Option(help: "The node's client-facing interface to attach to.")
@@ -67,11 +67,23 @@ struct DatapathServe: AsyncParsableCommand {
     @Option(help: "Seconds without a packet after which a flow is ended.")
     var idleTimeout: Double = 60
 
+    @Option(help: "Flows the flow table holds; new flows beyond it pass unaccounted and are counted (default: 65536).")
+    var flowTableSize: Int?
+
+    @Option(help: "Flow events kept for subscribers that reconnect.")
+    var replayBuffer = 16_384
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
     func validate() throws {
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be above zero seconds") }
+        if let flowTableSize, !(1...BPFDatapath.maximumFlowTableSize).contains(flowTableSize) {
+            throw ValidationError("--flow-table-size must be 1 to \(BPFDatapath.maximumFlowTableSize) flows")
+        }
+        guard (1...1_048_576).contains(replayBuffer) else {
+            throw ValidationError("--replay-buffer must be 1 to 1048576 events")
+        }
     }
 
     func run() async throws {
@@ -79,7 +91,7 @@ struct DatapathServe: AsyncParsableCommand {
         let configuration = DatapathManagerConfiguration(
             interface: interface, networkNamespace: netns, socketPath: socket,
             objectPath: object ?? BPFDatapath.defaultObjectPath(), node: node ?? ProcessInfo.processInfo.hostName,
-            idleTimeoutNanoseconds: UInt64(idleTimeout * 1e9))
+            idleTimeoutNanoseconds: UInt64(idleTimeout * 1e9), replayBuffer: replayBuffer, flowTableSize: flowTableSize)
         let server: DatapathManagerServer
         do {
             server = try DatapathManagerServer(configuration: configuration, logger: logger)
@@ -154,7 +166,8 @@ struct DatapathStats: AsyncParsableCommand {
                 "\(String(counters.ruleID).leftPad(4))  \(String(counters.packets).rightPad(13))  "
                     + "\(String(counters.bytes).rightPad(13))  \(String(counters.drops).rightPad(9))  \(shorthand)")
         }
-        print("open flows: \(stats.openFlows)")
+        print("open flows: \(stats.openFlows) of \(stats.flowTableSize)")
+        print("new flows not tracked (flow table full): \(stats.flowsUntracked)")
         print("flow events lost (ring buffer full): \(stats.ringBufferLost)")
     }
 }

@@ -6,9 +6,17 @@ import ServiceLifecycle
 import Synchronization
 
 /// Flow events from the Datapath Manager on this node: follows its `StreamEvents` and hands
-/// each event to the pipeline as a flow record, and publishes its `Stats` on /metrics. When the manager is not there (not started
-/// yet, restarting) it retries every second and says so once per outage; each reconnect is
-/// counted (`flows` / `datapath_reconnect`), because events while disconnected are not seen.
+/// each event to the pipeline as a flow record, and publishes its `Stats` on /metrics. When the
+/// manager is not there (not started yet, restarting) it retries every second and says so once
+/// per outage; each reconnect is counted (`flows` / `datapath_reconnect`).
+///
+/// A reconnect resumes after the last event received (the manager numbers its events per run
+/// and replays what it still holds), so a dropped connection loses nothing the manager kept;
+/// what it no longer kept arrives as `lost_events` on the first event. The first connection
+/// starts from the manager's last event at that moment (its `Stats`), so even events before the
+/// first one received are resumed from. A manager that restarted in between is counted
+/// (`flows` / `datapath_manager_restarted`): what the old run published after the last event
+/// received cannot be known.
 ///
 /// The ring buffer's losses, and the manager's own when this source fell behind, arrive on the
 /// events (`lost_events`) and are counted as `flows` / `datapath_lost_events`. Handing a record
@@ -43,6 +51,10 @@ struct DatapathFlowSource: Service {
             "edgetrail_datapath_ring_buffer_lost_total", .counter,
             help: "Flow events the datapath's ring buffer had no room for.")
         metrics.declare("edgetrail_datapath_open_flows", .gauge, help: "Flows the datapath tracks now.")
+        metrics.declare("edgetrail_datapath_flow_table_size", .gauge, help: "Flows the datapath's flow table holds.")
+        metrics.declare(
+            "edgetrail_datapath_flows_untracked_total", .counter,
+            help: "New flows the full flow table had no room for: they passed under the rules, unaccounted and without events.")
         metrics.declare("edgetrail_datapath_rules_version", .gauge, help: "Version of the active datapath rule set.")
     }
 
@@ -73,15 +85,24 @@ struct DatapathFlowSource: Service {
                 }
                 metrics.set("edgetrail_datapath_ring_buffer_lost_total", to: Double(stats.ringBufferLost))
                 metrics.set("edgetrail_datapath_open_flows", to: Double(stats.openFlows))
+                metrics.set("edgetrail_datapath_flow_table_size", to: Double(stats.flowTableSize))
+                metrics.set("edgetrail_datapath_flows_untracked_total", to: Double(stats.flowsUntracked))
                 metrics.set("edgetrail_datapath_rules_version", to: Double(rules.version))
             }
             try? await Task.sleep(for: statsInterval)
         }
     }
 
-    /// Whether the stream was ever up, and whether an outage was reported since.
+    /// Whether the stream was ever up, whether an outage was reported since, and the last event
+    /// received (where a reconnect resumes).
     private final class LinkState: Sendable {
         let value = Mutex((connectedBefore: false, outageReported: false))
+        let resume = Mutex<(run: UInt64, after: UInt64)?>(nil)
+
+        /// Notes the last event received: a reconnect resumes after it.
+        func received(_ message: Edgetrail_V1_FlowEventMessage) {
+            resume.withLock { $0 = (message.managerRun, message.sequence) }
+        }
 
         /// Marks the stream up; true when this is a reconnect (after an outage).
         func up() -> (first: Bool, reconnect: Bool) {
@@ -105,13 +126,30 @@ struct DatapathFlowSource: Service {
         while !Task.isCancelled {
             do {
                 try await DatapathManagerClient.with(socket: socket) { client in
-                    try await client.streamEvents(Edgetrail_V1_StreamEventsRequest()) { response in
+                    // The manager answering its Stats is the link up; its run and last event
+                    // say where a first connection starts and whether it restarted since.
+                    let stats = try await client.stats(Edgetrail_V1_StatsRequest())
+                    let change = link.up()
+                    if change.first {
+                        logger.info("following the Datapath Manager's flow events", metadata: ["socket": "\(socket)"])
+                    }
+                    if change.reconnect { pipeline.count("flows", "datapath_reconnect") }
+                    let resume = link.resume.withLock { resume -> (run: UInt64, after: UInt64) in
+                        let point = resume ?? (stats.managerRun, stats.lastSequence)
+                        resume = point
+                        return point
+                    }
+                    if resume.run != stats.managerRun {
+                        pipeline.count("flows", "datapath_manager_restarted")
+                        logger.warning(
+                            "the Datapath Manager restarted: flow events of its previous run after the last one received are not known",
+                            metadata: ["socket": "\(socket)"])
+                    }
+                    var request = Edgetrail_V1_StreamEventsRequest()
+                    (request.resumeRun, request.resumeAfter) = resume
+                    try await client.streamEvents(request) { response in
                         for try await message in response.messages {
-                            let change = link.up()
-                            if change.first {
-                                logger.info("following the Datapath Manager's flow events", metadata: ["socket": "\(socket)"])
-                            }
-                            if change.reconnect { pipeline.count("flows", "datapath_reconnect") }
+                            link.received(message)
                             let record = FlowReplaySource.record(message, cnf: cnf, node: node, now: wallClockNanoseconds())
                             _ = pipeline.accept([record], source: "flows", wait: true)
                             pipeline.count("flows", "datapath_lost_events", Int(message.event.lostEvents))

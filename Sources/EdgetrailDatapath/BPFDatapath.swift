@@ -179,8 +179,11 @@ public final class BPFDatapath {
 
     /// Opens and loads the compiled programs. A kernel refusal carries the verifier's log.
     /// `ingressProgram` names the program attached to ingress (benchmarks attach
-    /// `edgetrail_floor`, which does nothing, to measure the floor).
-    public init(objectPath: String, ingressProgram: String = "edgetrail_ingress") throws(DatapathError) {
+    /// `edgetrail_floor`, which does nothing, to measure the floor). `flowTableSize` replaces the
+    /// programs' own size of the flow table (`ET_MAX_FLOWS`), e.g. to see what a full one does.
+    public init(
+        objectPath: String, ingressProgram: String = "edgetrail_ingress", flowTableSize: Int? = nil
+    ) throws(DatapathError) {
         LibbpfMessages.reset()
         guard FileManager.default.fileExists(atPath: objectPath) else {
             throw DatapathError(
@@ -197,6 +200,18 @@ public final class BPFDatapath {
         options.kernel_log_size = logSize
         guard let object = bpf_object__open_file(objectPath, &options) else {
             throw .system("cannot open \(objectPath)", errno)
+        }
+        if let flowTableSize {
+            guard (1...Self.maximumFlowTableSize).contains(flowTableSize) else {
+                bpf_object__close(object)
+                throw DatapathError("a flow table of \(flowTableSize) flows: it holds 1 to \(Self.maximumFlowTableSize)")
+            }
+            guard let flows = bpf_object__find_map_by_name(object, "flows"),
+                bpf_map__set_max_entries(flows, UInt32(flowTableSize)) == 0
+            else {
+                bpf_object__close(object)
+                throw DatapathError("\(objectPath) has no flow table to size; rebuild it (scripts/build-bpf.sh)")
+            }
         }
         let loaded = bpf_object__load(object)
         if loaded != 0 {
@@ -553,11 +568,31 @@ extension BPFDatapath {
 
     /// Flow events the ring buffer had no room for, since load.
     public func lostEvents() -> UInt64 {
+        perCPUTotal("lost")
+    }
+
+    /// New flows the full flow table had no room for, since load: their packets went on under
+    /// the rules, unaccounted and without events.
+    public func untrackedFlows() -> UInt64 {
+        perCPUTotal("flows_untracked")
+    }
+
+    /// The sum over CPUs of a one-counter per-CPU array.
+    private func perCPUTotal(_ map: String) -> UInt64 {
         var key: UInt32 = 0
         var values = [UInt64](repeating: 0, count: possibleCPUs)
-        guard bpf_map_lookup_elem(mapFD("lost"), &key, &values) == 0 else { return 0 }
+        guard bpf_map_lookup_elem(mapFD(map), &key, &values) == 0 else { return 0 }
         return values.reduce(0, +)
     }
+
+    /// How many flows the flow table holds.
+    public var flowTableSize: Int {
+        guard let map = bpf_object__find_map_by_name(object, "flows") else { return 0 }
+        return Int(bpf_map__max_entries(map))
+    }
+
+    /// The largest flow table the manager accepts (16 M flows, ~1.6 GB of kernel memory).
+    public static let maximumFlowTableSize = 1 << 24
 
     /// Flows the datapath is tracking now.
     public func openFlows() -> Int {

@@ -25,13 +25,18 @@ public struct DatapathManagerConfiguration: Sendable {
     public var idleTimeoutNanoseconds: UInt64
     /// Events buffered per `StreamEvents` subscriber before the oldest are dropped (and counted).
     public var subscriberBuffer: Int
+    /// The newest events kept for subscribers that reconnect and resume (`FlowEventLog`).
+    public var replayBuffer: Int
+    /// Flows the flow table holds; `nil`: the programs' own size (`ET_MAX_FLOWS`, 65,536).
+    public var flowTableSize: Int?
 
     public static let defaultSocketPath = "/run/edgetrail/datapath.sock"
 
     public init(
         interface: String, networkNamespace: String? = nil, socketPath: String = Self.defaultSocketPath,
         objectPath: String = BPFDatapath.defaultObjectPath(), node: String = ProcessInfo.processInfo.hostName,
-        idleTimeoutNanoseconds: UInt64 = 60_000_000_000, subscriberBuffer: Int = 65_536
+        idleTimeoutNanoseconds: UInt64 = 60_000_000_000, subscriberBuffer: Int = 65_536,
+        replayBuffer: Int = 16_384, flowTableSize: Int? = nil
     ) {
         self.interface = interface
         self.networkNamespace = networkNamespace
@@ -40,6 +45,8 @@ public struct DatapathManagerConfiguration: Sendable {
         self.node = node
         self.idleTimeoutNanoseconds = idleTimeoutNanoseconds
         self.subscriberBuffer = subscriberBuffer
+        self.replayBuffer = replayBuffer
+        self.flowTableSize = flowTableSize
     }
 }
 
@@ -49,12 +56,13 @@ public struct DatapathManagerConfiguration: Sendable {
 /// One lock guards the datapath; everything that names an interface runs inside the node's
 /// network namespace. `run()` is the event pump (a blocking loop on its own thread): it waits on
 /// the ring buffer without the lock, reads what arrived, sweeps idle flows once a second, and
-/// carries the ring buffer's losses to the subscribers on their next event.
+/// carries the ring buffer's losses to the subscribers on their next event. Events are numbered
+/// per run and the newest kept, so a subscriber that reconnects resumes where it was.
 public final class DatapathManager: Sendable {
     public let configuration: DatapathManagerConfiguration
     private let logger: Logger
     private let state: State
-    private let subscribers = Mutex(Subscribers())
+    private let subscribers: Mutex<Subscribers>
     private let stopped = Atomic<Bool>(false)
     private let eventDescriptor: Int32
 
@@ -64,6 +72,7 @@ public final class DatapathManager: Sendable {
         var datapath: BPFDatapath?
         var pods: [Edgetrail_V1_PodEndpoint] = []
         var reportedRingLoss: UInt64 = 0
+        var reportedUntracked: UInt64 = 0
 
         init(datapath: BPFDatapath) { self.datapath = datapath }
     }
@@ -77,6 +86,7 @@ public final class DatapathManager: Sendable {
     private struct Subscribers {
         var next = 0
         var byID: [Int: Subscriber] = [:]
+        var log: FlowEventLog
     }
 
     /// Loads the programs and attaches them; a kernel refusal says what the verifier said or
@@ -84,12 +94,14 @@ public final class DatapathManager: Sendable {
     public init(configuration: DatapathManagerConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        let datapath = try BPFDatapath(objectPath: configuration.objectPath)
+        let datapath = try BPFDatapath(objectPath: configuration.objectPath, flowTableSize: configuration.flowTableSize)
         try Self.inNamespace(configuration.networkNamespace) { () throws(DatapathError) in
             try datapath.attach(interface: configuration.interface)
         }
         eventDescriptor = try datapath.eventDescriptor()
         state = State(datapath: datapath)
+        subscribers = Mutex(
+            Subscribers(log: FlowEventLog(run: UInt64.random(in: 1...UInt64.max), capacity: configuration.replayBuffer)))
         logger.info(
             "datapath attached",
             metadata: [
@@ -183,6 +195,9 @@ public final class DatapathManager: Sendable {
             }
             response.ringBufferLost = datapath.lostEvents()
             response.openFlows = UInt64(datapath.openFlows())
+            response.flowsUntracked = datapath.untrackedFlows()
+            response.flowTableSize = UInt64(datapath.flowTableSize)
+            (response.managerRun, response.lastSequence) = subscribers.withLock { ($0.log.run, $0.log.lastSequence) }
             return response
         }
     }
@@ -198,18 +213,31 @@ public final class DatapathManager: Sendable {
 
     // MARK: Events
 
-    /// A live stream of flow events from now on. It ends when the manager shuts down or the
-    /// consumer stops iterating.
-    public func subscribe() -> AsyncStream<Edgetrail_V1_FlowEventMessage> {
+    /// A stream of flow events: with `resumeRun` 0, those published from now on; otherwise first
+    /// the held events after `after` of that run (see `FlowEventLog.replay`), what is no longer
+    /// held counted on the first event. It ends when the manager shuts down or the consumer stops
+    /// iterating.
+    public func subscribe(resumeRun: UInt64 = 0, after: UInt64 = 0) -> AsyncStream<Edgetrail_V1_FlowEventMessage> {
         let (stream, continuation) = AsyncStream<Edgetrail_V1_FlowEventMessage>.makeStream(
             bufferingPolicy: .bufferingNewest(configuration.subscriberBuffer))
-        let id = subscribers.withLock { subscribers in
+        // Replayed and registered under one lock: no event published meanwhile is missed or
+        // sent twice.
+        let (id, replay) = subscribers.withLock { subscribers in
+            let replay = subscribers.log.replay(run: resumeRun, after: after)
+            var subscriber = Subscriber(continuation: continuation, unreported: replay.notReplayed)
+            for event in replay.events { Self.deliver(event, to: &subscriber) }
             defer { subscribers.next += 1 }
-            subscribers.byID[subscribers.next] = Subscriber(continuation: continuation)
-            return subscribers.next
+            subscribers.byID[subscribers.next] = subscriber
+            return (subscribers.next, replay)
         }
         continuation.onTermination = { [weak self] _ in
             _ = self?.subscribers.withLock { $0.byID.removeValue(forKey: id) }
+        }
+        if resumeRun != 0 {
+            var metadata: Logger.Metadata = ["replayed": "\(replay.events.count)", "not_replayed": "\(replay.notReplayed)"]
+            if replay.otherRun { metadata["note"] = "the subscriber followed an earlier run of the manager" }
+            let level: Logger.Level = replay.notReplayed > 0 || replay.otherRun ? .warning : .info
+            logger.log(level: level, "a subscriber resumed the flow event stream", metadata: metadata)
         }
         return stream
     }
@@ -241,6 +269,16 @@ public final class DatapathManager: Sendable {
                     if sweep { events += datapath.sweepIdle(idleNanoseconds: configuration.idleTimeoutNanoseconds) }
                     let lost = datapath.lostEvents()
                     defer { state.reportedRingLoss = lost }
+                    let untracked = datapath.untrackedFlows()
+                    if untracked != state.reportedUntracked {
+                        logger.warning(
+                            "the flow table is full: new flows pass under the rules but are not accounted and give no events",
+                            metadata: [
+                                "untracked": "\(untracked &- state.reportedUntracked)",
+                                "flow_table_size": "\(datapath.flowTableSize)",
+                            ])
+                        state.reportedUntracked = untracked
+                    }
                     return (events, lost &- state.reportedRingLoss)
                 }
             } catch {
@@ -258,28 +296,34 @@ public final class DatapathManager: Sendable {
         stopped.store(true, ordering: .relaxed)
     }
 
-    /// Hands events to every subscriber; each event carries the losses its subscriber has not
-    /// been told of yet.
+    /// Numbers events, keeps them for replay, and hands them to every subscriber; each event
+    /// carries the losses its subscriber has not been told of yet.
     func publish(_ events: [Edgetrail_V1_FlowEventMessage], ringLoss: UInt64) {
         guard !events.isEmpty || ringLoss > 0 else { return }
         subscribers.withLock { subscribers in
+            let numbered = subscribers.log.append(events, ringLoss: ringLoss)
+            guard !numbered.isEmpty else { return }
             for id in subscribers.byID.keys {
                 guard var subscriber = subscribers.byID[id] else { continue }
-                subscriber.unreported += ringLoss
-                for var event in events {
-                    event.event.lostEvents = subscriber.unreported
-                    subscriber.unreported = 0
-                    switch subscriber.continuation.yield(event) {
-                    case .dropped(let oldest):
-                        // The subscriber fell behind: the oldest buffered event is gone; it and
-                        // the losses it carried go on the next one.
-                        subscriber.unreported += 1 + oldest.event.lostEvents
-                    case .enqueued, .terminated: break
-                    @unknown default: break
-                    }
-                }
+                for event in numbered { Self.deliver(event, to: &subscriber) }
                 subscribers.byID[id] = subscriber
             }
+        }
+    }
+
+    /// Yields one event (whose `lost_events` holds the ring buffer's losses it reports) with the
+    /// subscriber's own unreported losses added.
+    private static func deliver(_ event: Edgetrail_V1_FlowEventMessage, to subscriber: inout Subscriber) {
+        var event = event
+        event.event.lostEvents += subscriber.unreported
+        subscriber.unreported = 0
+        switch subscriber.continuation.yield(event) {
+        case .dropped(let oldest):
+            // The subscriber fell behind: the oldest buffered event is gone; it and the losses
+            // it carried go on the next one.
+            subscriber.unreported += 1 + oldest.event.lostEvents
+        case .enqueued, .terminated: break
+        @unknown default: break
         }
     }
 }

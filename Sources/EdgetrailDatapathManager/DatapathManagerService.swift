@@ -60,7 +60,7 @@ public struct DatapathManagerService: Edgetrail_V1_DatapathManager.SimpleService
         request: Edgetrail_V1_StreamEventsRequest, response: RPCWriter<Edgetrail_V1_FlowEventMessage>,
         context: ServerContext
     ) async throws {
-        for await event in manager.subscribe() {
+        for await event in manager.subscribe(resumeRun: request.resumeRun, after: request.resumeAfter) {
             try await response.write(event)
         }
     }

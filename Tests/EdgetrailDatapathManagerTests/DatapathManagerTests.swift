@@ -31,20 +31,21 @@ private let serverScript = """
     """
 
 private func manager(
-    _ topology: EdgeNodeNamespaces, socket: String, subscriberBuffer: Int = 65_536, idleSeconds: UInt64 = 30
+    _ topology: EdgeNodeNamespaces, socket: String, subscriberBuffer: Int = 65_536, idleSeconds: UInt64 = 30,
+    flowTableSize: Int? = nil
 ) throws -> DatapathManagerServer {
     var logger = Logger(label: "test.datapath-manager")
     logger.logLevel = .warning
     let configuration = DatapathManagerConfiguration(
         interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
         objectPath: try TestServices.datapathObject(), node: "edge-test", idleTimeoutNanoseconds: idleSeconds * 1_000_000_000,
-        subscriberBuffer: subscriberBuffer)
+        subscriberBuffer: subscriberBuffer, flowTableSize: flowTableSize)
     return try DatapathManagerServer(configuration: configuration, logger: logger)
 }
 
 /// Runs a manager for `body`, then shuts it down the way a signal would and waits for it.
 private func withManager(
-    idleSeconds: UInt64 = 30,
+    idleSeconds: UInt64 = 30, flowTableSize: Int? = nil,
     _ body: (EdgeNodeNamespaces, String, String, DatapathManager) async throws -> Void,
     afterStop: (EdgeNodeNamespaces, String) throws -> Void = { _, _ in }
 ) async throws {
@@ -58,7 +59,7 @@ private func withManager(
     try serverScript.write(toFile: scratch + "/server.py", atomically: true, encoding: .utf8)
     try topology.start(topology.server, "python3 \(scratch)/server.py origin 10.201.0.2 80")
     let socket = scratch + "/datapath.sock"
-    let server = try manager(topology, socket: socket, idleSeconds: idleSeconds)
+    let server = try manager(topology, socket: socket, idleSeconds: idleSeconds, flowTableSize: flowTableSize)
     let group = try server.makeServiceGroup(signals: [])
     let running = Task { try await server.run(group: group) }
     for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { try await Task.sleep(for: .milliseconds(50)) }
@@ -241,6 +242,34 @@ struct DatapathManagerTests {
             #expect(flow(5556).last?.packetsIn == 30)
             let duration = flow(5556).last.map { Double($0.endNs - $0.startNs) / 1e9 } ?? 0
             #expect(duration > 5 && duration < 8.5, "it sent for ~6 s; the end is known to a sweep interval: \(duration) s")
+        }
+    }
+
+    @Test("new flows a full flow table has no room for pass, and are counted in Stats; the table's size is there too")
+    func fullFlowTable() async throws {
+        // Idle flows stay a minute: the table fills and stays full for the test.
+        try await withManager(idleSeconds: 600, flowTableSize: 4) { topology, _, socket, _ in
+            try await waitForOrigin(topology)
+            let before = try await DatapathManagerClient.with(socket: socket) { try await $0.stats(Edgetrail_V1_StatsRequest()) }
+            #expect(before.flowTableSize == 4)
+            #expect(before.flowsUntracked == 0)
+            // Ten UDP flows from ten ports; the origin's namespace answers none of them.
+            try topology.sh(
+                topology.client,
+                "python3 -c \"import socket\nfor port in range(6000, 6010):\n"
+                    + "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('10.200.0.2', port))\n"
+                    + "    s.sendto(b'x' * 50, ('10.201.0.2', 53)); s.close()\"")
+            let after = try await DatapathManagerClient.with(socket: socket) { try await $0.stats(Edgetrail_V1_StatsRequest()) }
+            #expect(after.openFlows == 4)
+            let room = 4 - before.openFlows
+            #expect(after.flowsUntracked == 10 - room, "of 10 new flows, \(room) found room")
+            // A full table does not stop traffic: the client still reaches the origin (its
+            // flow is not tracked, its packets pass).
+            #expect(curl(topology).contains("origin"))
+            let last = try await DatapathManagerClient.with(socket: socket) { try await $0.stats(Edgetrail_V1_StatsRequest()) }
+            // (A flow start that finds no room is counted each time it is tried: a SYN sent
+            // again would count again.)
+            #expect(last.flowsUntracked >= after.flowsUntracked + 1, "the request's own flow is counted too")
         }
     }
 

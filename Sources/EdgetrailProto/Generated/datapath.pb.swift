@@ -203,21 +203,48 @@ public nonisolated struct Edgetrail_V1_StatsResponse: Sendable {
 
   public var openFlows: UInt64 = 0
 
+  /// New flows the full flow table had no room for since the programs were loaded: their
+  /// packets went on under the rules, but unaccounted and without events.
+  public var flowsUntracked: UInt64 = 0
+
+  /// How many flows the flow table holds.
+  public var flowTableSize: UInt64 = 0
+
+  /// This run of the manager (see FlowEventMessage.manager_run) and the sequence number of the
+  /// last event it published: a subscriber that resumes from here misses nothing published
+  /// after this answer.
+  public var managerRun: UInt64 = 0
+
+  public var lastSequence: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
+/// With `resume_run` 0 the stream carries the events published from now on. A subscriber that
+/// reconnects names the run and sequence of the last event it received: the manager first
+/// replays what it still holds of the events after it, and what it no longer holds is counted in
+/// the first event's `event.lost_events`. A run other than the manager's own (it restarted in
+/// between) replays this run's events from its first; what the previous run published after
+/// `resume_after` cannot be known.
 public nonisolated struct Edgetrail_V1_StreamEventsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  public var resumeRun: UInt64 = 0
+
+  public var resumeAfter: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
+/// One flow event. A subscriber that falls behind by more than the manager buffers loses the
+/// oldest events; how many is carried in the next event's `event.lost_events`, added to the
+/// ring buffer's own losses.
 public nonisolated struct Edgetrail_V1_FlowEventMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -235,6 +262,12 @@ public nonisolated struct Edgetrail_V1_FlowEventMessage: Sendable {
   public var hasEvent: Bool {self._event != nil}
   /// Clears the value of `event`. Subsequent reads from it will return its default value.
   public mutating func clearEvent() {self._event = nil}
+
+  /// Numbered from 1 in each run of the manager, in the order published; `manager_run` is
+  /// random, fixed for the run.
+  public var sequence: UInt64 = 0
+
+  public var managerRun: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -606,7 +639,7 @@ nonisolated extension Edgetrail_V1_RuleStats: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Edgetrail_V1_StatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rules\0\u{3}ring_buffer_lost\0\u{3}open_flows\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rules\0\u{3}ring_buffer_lost\0\u{3}open_flows\0\u{3}flows_untracked\0\u{3}flow_table_size\0\u{3}manager_run\0\u{3}last_sequence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -617,6 +650,10 @@ nonisolated extension Edgetrail_V1_StatsResponse: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.rules) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.ringBufferLost) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.openFlows) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.flowsUntracked) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.flowTableSize) }()
+      case 6: try { try decoder.decodeSingularFixed64Field(value: &self.managerRun) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
       default: break
       }
     }
@@ -632,6 +669,18 @@ nonisolated extension Edgetrail_V1_StatsResponse: SwiftProtobuf.Message, SwiftPr
     if self.openFlows != 0 {
       try visitor.visitSingularUInt64Field(value: self.openFlows, fieldNumber: 3)
     }
+    if self.flowsUntracked != 0 {
+      try visitor.visitSingularUInt64Field(value: self.flowsUntracked, fieldNumber: 4)
+    }
+    if self.flowTableSize != 0 {
+      try visitor.visitSingularUInt64Field(value: self.flowTableSize, fieldNumber: 5)
+    }
+    if self.managerRun != 0 {
+      try visitor.visitSingularFixed64Field(value: self.managerRun, fieldNumber: 6)
+    }
+    if self.lastSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSequence, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -639,6 +688,10 @@ nonisolated extension Edgetrail_V1_StatsResponse: SwiftProtobuf.Message, SwiftPr
     if lhs.rules != rhs.rules {return false}
     if lhs.ringBufferLost != rhs.ringBufferLost {return false}
     if lhs.openFlows != rhs.openFlows {return false}
+    if lhs.flowsUntracked != rhs.flowsUntracked {return false}
+    if lhs.flowTableSize != rhs.flowTableSize {return false}
+    if lhs.managerRun != rhs.managerRun {return false}
+    if lhs.lastSequence != rhs.lastSequence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -646,18 +699,34 @@ nonisolated extension Edgetrail_V1_StatsResponse: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Edgetrail_V1_StreamEventsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StreamEventsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}resume_run\0\u{3}resume_after\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularFixed64Field(value: &self.resumeRun) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.resumeAfter) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.resumeRun != 0 {
+      try visitor.visitSingularFixed64Field(value: self.resumeRun, fieldNumber: 1)
+    }
+    if self.resumeAfter != 0 {
+      try visitor.visitSingularUInt64Field(value: self.resumeAfter, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Edgetrail_V1_StreamEventsRequest, rhs: Edgetrail_V1_StreamEventsRequest) -> Bool {
+    if lhs.resumeRun != rhs.resumeRun {return false}
+    if lhs.resumeAfter != rhs.resumeAfter {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -665,7 +734,7 @@ nonisolated extension Edgetrail_V1_StreamEventsRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Edgetrail_V1_FlowEventMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FlowEventMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cookie\0\u{1}node\0\u{1}event\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cookie\0\u{1}node\0\u{1}event\0\u{1}sequence\0\u{3}manager_run\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -676,6 +745,8 @@ nonisolated extension Edgetrail_V1_FlowEventMessage: SwiftProtobuf.Message, Swif
       case 1: try { try decoder.decodeSingularFixed64Field(value: &self.cookie) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.node) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._event) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 5: try { try decoder.decodeSingularFixed64Field(value: &self.managerRun) }()
       default: break
       }
     }
@@ -695,6 +766,12 @@ nonisolated extension Edgetrail_V1_FlowEventMessage: SwiftProtobuf.Message, Swif
     try { if let v = self._event {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 4)
+    }
+    if self.managerRun != 0 {
+      try visitor.visitSingularFixed64Field(value: self.managerRun, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -702,6 +779,8 @@ nonisolated extension Edgetrail_V1_FlowEventMessage: SwiftProtobuf.Message, Swif
     if lhs.cookie != rhs.cookie {return false}
     if lhs.node != rhs.node {return false}
     if lhs._event != rhs._event {return false}
+    if lhs.sequence != rhs.sequence {return false}
+    if lhs.managerRun != rhs.managerRun {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

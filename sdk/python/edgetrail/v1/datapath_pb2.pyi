@@ -95,25 +95,41 @@ class RuleStats(_message.Message):
     def __init__(self, rule_id: _Optional[int] = ..., packets: _Optional[int] = ..., bytes: _Optional[int] = ..., drops: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("rules", "ring_buffer_lost", "open_flows")
+    __slots__ = ("rules", "ring_buffer_lost", "open_flows", "flows_untracked", "flow_table_size", "manager_run", "last_sequence")
     RULES_FIELD_NUMBER: _ClassVar[int]
     RING_BUFFER_LOST_FIELD_NUMBER: _ClassVar[int]
     OPEN_FLOWS_FIELD_NUMBER: _ClassVar[int]
+    FLOWS_UNTRACKED_FIELD_NUMBER: _ClassVar[int]
+    FLOW_TABLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MANAGER_RUN_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     rules: _containers.RepeatedCompositeFieldContainer[RuleStats]
     ring_buffer_lost: int
     open_flows: int
-    def __init__(self, rules: _Optional[_Iterable[_Union[RuleStats, _Mapping]]] = ..., ring_buffer_lost: _Optional[int] = ..., open_flows: _Optional[int] = ...) -> None: ...
+    flows_untracked: int
+    flow_table_size: int
+    manager_run: int
+    last_sequence: int
+    def __init__(self, rules: _Optional[_Iterable[_Union[RuleStats, _Mapping]]] = ..., ring_buffer_lost: _Optional[int] = ..., open_flows: _Optional[int] = ..., flows_untracked: _Optional[int] = ..., flow_table_size: _Optional[int] = ..., manager_run: _Optional[int] = ..., last_sequence: _Optional[int] = ...) -> None: ...
 
 class StreamEventsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("resume_run", "resume_after")
+    RESUME_RUN_FIELD_NUMBER: _ClassVar[int]
+    RESUME_AFTER_FIELD_NUMBER: _ClassVar[int]
+    resume_run: int
+    resume_after: int
+    def __init__(self, resume_run: _Optional[int] = ..., resume_after: _Optional[int] = ...) -> None: ...
 
 class FlowEventMessage(_message.Message):
-    __slots__ = ("cookie", "node", "event")
+    __slots__ = ("cookie", "node", "event", "sequence", "manager_run")
     COOKIE_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    MANAGER_RUN_FIELD_NUMBER: _ClassVar[int]
     cookie: int
     node: str
     event: _telemetry_pb2.FlowEvent
-    def __init__(self, cookie: _Optional[int] = ..., node: _Optional[str] = ..., event: _Optional[_Union[_telemetry_pb2.FlowEvent, _Mapping]] = ...) -> None: ...
+    sequence: int
+    manager_run: int
+    def __init__(self, cookie: _Optional[int] = ..., node: _Optional[str] = ..., event: _Optional[_Union[_telemetry_pb2.FlowEvent, _Mapping]] = ..., sequence: _Optional[int] = ..., manager_run: _Optional[int] = ...) -> None: ...
