@@ -39,6 +39,13 @@ public struct YAMLContext: Sendable {
             .composer(let context, let problem, let mark, _):
             let detail = context.map { "\($0.text) " } ?? ""
             return Diagnostic("malformed YAML: \(detail)\(problem)", at: at(mark))
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            // Yams' own text quotes the whole mapping; the key and where it first appears (the
+            // context's mark) is what an operator needs.
+            let keys = duplicates.sorted().map { "'\($0)'" }.joined(separator: ", ")
+            return Diagnostic(
+                "the key \(keys) is given more than once in the same mapping (first here); keep one",
+                at: at(context.mark))
         case .reader(let problem, _, _, _):
             return Diagnostic(
                 "malformed YAML: \(problem)", at: SourceLocation(file: fileName, line: 1, column: 1))

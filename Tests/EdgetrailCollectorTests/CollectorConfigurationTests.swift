@@ -36,6 +36,13 @@ struct CollectorConfigurationTests {
         ])
     }
 
+    @Test("bad_duplicate_key: a key given twice is named where it first appears, not with the whole file")
+    func duplicateKey() {
+        #expect(problems("bad_duplicate_key.yaml") == [
+            "collectors/testdata/bad_duplicate_key.yaml:6:5: the key 'topic' is given more than once in the same mapping (first here); keep one"
+        ])
+    }
+
     @Test("bad_no_sources: a pipeline without a source is refused")
     func noSources() {
         #expect(problems("bad_no_sources.yaml") == [
