@@ -26,13 +26,10 @@ struct FiltersCommand: ParsableCommand {
         func run() throws {
             var failed = false
             for file in files {
-                do {
-                    let rules = try RuleFile.load(path: file)
+                if let rules = loadRuleFile(file) {
                     print(files.count == 1 ? "ok (\(rules.statements.count) rules)" : "\(file): ok (\(rules.statements.count) rules)")
-                } catch {
+                } else {
                     failed = true
-                    let source = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
-                    print(DiagnosticRenderer.render(error.diagnostics, source: source), terminator: "")
                 }
             }
             if failed { throw ExitCode.failure }
@@ -59,18 +56,9 @@ struct FiltersCommand: ParsableCommand {
         var explain: String?
 
         func run() throws {
-            var rules: [RuleFile] = []
-            var failed = false
-            for file in files {
-                do {
-                    rules.append(try RuleFile.load(path: file))
-                } catch {
-                    failed = true
-                    let source = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
-                    print(DiagnosticRenderer.render(error.diagnostics, source: source), terminator: "")
-                }
-            }
-            if failed { throw ExitCode.failure }
+            let loaded = files.map(loadRuleFile)
+            let rules = loaded.compactMap { $0 }
+            if rules.count < loaded.count { throw ExitCode.failure }
             var cookie: Cookie?
             if let explain {
                 guard let parsed = Cookie(hex: explain) else {
@@ -91,5 +79,17 @@ struct FiltersCommand: ParsableCommand {
                 print("explain: cookie \(cookie) is not in the capture")
             }
         }
+    }
+}
+
+/// Loads and checks one rule file; on failure prints its problems with the line and a caret under
+/// each (bytes that are not UTF-8 shown as U+FFFD, so the caret still lands on the bad one).
+private func loadRuleFile(_ file: String) -> RuleFile? {
+    do {
+        return try RuleFile.load(path: file)
+    } catch {
+        let source = FileManager.default.contents(atPath: file).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        print(DiagnosticRenderer.render(error.diagnostics, source: source), terminator: "")
+        return nil
     }
 }

@@ -20,15 +20,6 @@ extension CNFSpecReader {
     /// Reads and validates the spec file at `path`.
     public static func load(path: String) throws(DiagnosticsError) -> CNFSpec {
         let reader = CNFSpecReader(path: path)
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "not readable as UTF-8 text" : "no such file"
-            throw DiagnosticsError([
-                Diagnostic("cannot read the CNF spec: \(reason)", at: SourceLocation(file: path, line: 1, column: 1))
-            ])
-        }
-        return try reader.read(text)
+        return try reader.read(TextFile.read(path, what: "the CNF spec"))
     }
 }

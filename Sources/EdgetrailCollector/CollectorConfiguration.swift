@@ -69,17 +69,7 @@ extension CollectorConfiguration {
     /// Reads and validates a pipeline file (e.g. `collectors/edge.yaml`); every problem is
     /// reported as `FILE:LINE:COLUMN: message`. Nothing is half-applied: it is all or nothing.
     public static func load(path: String) throws(DiagnosticsError) -> CollectorConfiguration {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw DiagnosticsError([
-                Diagnostic(
-                    "cannot read the collector configuration: no such file or not UTF-8 text",
-                    at: SourceLocation(file: path, line: 1, column: 1))
-            ])
-        }
-        return try parse(text, fileName: path)
+        try parse(TextFile.read(path, what: "the collector configuration"), fileName: path)
     }
 
     public static func parse(_ yaml: String, fileName: String) throws(DiagnosticsError) -> CollectorConfiguration {

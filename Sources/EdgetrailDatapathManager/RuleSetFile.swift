@@ -22,10 +22,7 @@ import Yams
 /// duplicates, rates) are checked by the manager, which refuses the set whole.
 public enum RuleSetFile {
     public static func load(path: String) throws(DiagnosticsError) -> Edgetrail_V1_ApplyRulesRequest {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DiagnosticsError([Diagnostic("cannot read the file", at: SourceLocation(file: path, line: 1, column: 1))])
-        }
-        return try read(text, fileName: path)
+        try read(TextFile.read(path, what: "the rule set"), fileName: path)
     }
 
     public static func read(_ yaml: String, fileName: String) throws(DiagnosticsError) -> Edgetrail_V1_ApplyRulesRequest {

@@ -24,12 +24,7 @@ public struct RuleFile: Sendable {
 
     /// Reads, parses and checks a rule file.
     public static func load(path: String) throws(DiagnosticsError) -> RuleFile {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DiagnosticsError([
-                Diagnostic("cannot read the rule file", at: SourceLocation(file: path, line: 1, column: 1))
-            ])
-        }
-        return try parse(text, fileName: path)
+        try parse(TextFile.read(path, what: "the rule file"), fileName: path)
     }
 }
 

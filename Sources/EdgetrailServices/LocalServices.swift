@@ -33,19 +33,27 @@ public struct LocalServices: Sendable {
 
     public func status(_ kinds: [ServiceKind] = ServiceKind.allCases) -> [ServiceStatus] {
         kinds.map { kind in
-            let pid = runningPid(kind)
-            let endpoint = configuration.endpoint(of: kind)
+            let running = running(kind)
+            let endpoint = running?.endpoint ?? configuration.endpoint(of: kind)
             return ServiceStatus(
-                kind: kind, isUp: pid != nil && SocketProbe.isListening(endpoint), endpoint: endpoint, pid: pid)
+                kind: kind, isUp: running != nil && SocketProbe.isListening(endpoint), endpoint: endpoint,
+                pid: running?.pid)
         }
     }
 
-    /// The pid from the pid file when that process still runs the expected program.
-    func runningPid(_ kind: ServiceKind) -> Int32? {
-        guard let text = try? String(contentsOfFile: configuration.pidFile(kind), encoding: .utf8),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-            ProcessControl.isAlive(pid)
-        else { return nil }
+    /// A service started from this run directory: its process and where it was started to listen.
+    struct Running {
+        var pid: Int32
+        var endpoint: Endpoint
+    }
+
+    /// The service the pid file names, when that process still runs the expected program. The pid
+    /// file also holds the port it was started on, so `status` and `up` report where it really
+    /// listens even when asked without the `--…-port` options it was started with.
+    func running(_ kind: ServiceKind) -> Running? {
+        guard let text = try? String(contentsOfFile: configuration.pidFile(kind), encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let pid = lines.first.flatMap({ Int32($0) }), ProcessControl.isAlive(pid) else { return nil }
         let expected: String =
             switch kind {
             case .redis: "redis-server"
@@ -54,7 +62,11 @@ public struct LocalServices: Sendable {
             case .postgres: "postgres"
             }
         guard let commandLine = ProcessControl.commandLine(pid), commandLine.contains(expected) else { return nil }
-        return pid
+        var endpoint = configuration.endpoint(of: kind)
+        if case .tcp(let host, _) = endpoint, lines.count > 1, let port = Int(lines[1]) {
+            endpoint = .tcp(host: host, port: port)
+        }
+        return Running(pid: pid, endpoint: endpoint)
     }
 
     // MARK: Up
@@ -65,13 +77,18 @@ public struct LocalServices: Sendable {
         try makeDirectory(configuration.runDirectory)
         try makeDirectory(configuration.runDirectory + "/logs")
         for kind in kinds {
-            if runningPid(kind) != nil, SocketProbe.isListening(configuration.endpoint(of: kind)) {
-                progress("\(kind.rawValue): already up at \(configuration.endpoint(of: kind))")
+            if let running = running(kind), SocketProbe.isListening(running.endpoint) {
+                let asked = configuration.endpoint(of: kind)
+                progress(
+                    running.endpoint == asked
+                        ? "\(kind.rawValue): already up at \(running.endpoint)"
+                        : "\(kind.rawValue): already up at \(running.endpoint), not \(asked); "
+                            + "'edgetrail services down --only \(kind.rawValue)' first to move it")
                 continue
             }
-            if let stale = runningPid(kind) {
+            if let stale = running(kind) {
                 // Running but not answering: restart it rather than guess.
-                ProcessControl.stop(stale)
+                ProcessControl.stop(stale.pid)
             }
             try checkAddressFree(kind)
             progress("\(kind.rawValue): starting")
@@ -124,7 +141,7 @@ public struct LocalServices: Sendable {
             throw ServiceError("\(kind.rawValue): \(error)")
         }
         do {
-            try "\(pid)\n".write(toFile: configuration.pidFile(kind), atomically: true, encoding: .utf8)
+            try pidFileText(pid, kind).write(toFile: configuration.pidFile(kind), atomically: true, encoding: .utf8)
         } catch {
             ProcessControl.stop(pid)
             throw ServiceError("\(kind.rawValue): cannot write \(configuration.pidFile(kind)): \(error)")
@@ -147,6 +164,12 @@ public struct LocalServices: Sendable {
             usleep(50_000)
         }
         if kind == .postgres { try createPostgresDatabase() }
+    }
+
+    /// The pid, and for a TCP service the port it was started on (see `running`).
+    private func pidFileText(_ pid: pid_t, _ kind: ServiceKind) -> String {
+        if case .tcp(_, let port) = configuration.endpoint(of: kind) { return "\(pid)\n\(port)\n" }
+        return "\(pid)\n"
     }
 
     struct Launch {
@@ -231,7 +254,7 @@ public struct LocalServices: Sendable {
     {
         var stopped: [ServiceKind] = []
         for kind in kinds {
-            guard let pid = runningPid(kind) else {
+            guard let pid = running(kind)?.pid else {
                 try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
                 continue
             }

@@ -74,6 +74,41 @@ struct CLITests {
         #expect(result.output == "/nonexistent/cnf.yaml:1:1: cannot read the CNF spec: no such file\n")
     }
 
+    @Test("a rule file saved as Latin-1 is refused at its first bad byte, with the line and a caret under it")
+    func ruleFileNotUTF8() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rules-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("latin1.rules").path
+        // "Zürich" written by an editor set to Latin-1: ü is the single byte 0xFC.
+        let text = Array("redact span.tags[\"url.query\"] with \"-\"\nredact span.tags[\"http.url\"] with \"Z".utf8) + [0xFC]
+            + Array("rich\"\n".utf8)
+        FileManager.default.createFile(atPath: file, contents: Data(text))
+        let result = try edgetrail(["filters", "lint", file])
+        #expect(result.status == 1)
+        #expect(result.output.split(separator: "\n", omittingEmptySubsequences: false) == [
+            "\(file):2:37: cannot read the rule file: byte 0xFC is not UTF-8 text; save the file as UTF-8",
+            "    redact span.tags[\"http.url\"] with \"Z\u{FFFD}rich\"",
+            "                                        ^",
+            "",
+        ])
+    }
+
+    @Test("a CNF spec that is a folder, or has a bad byte, says which")
+    func specNotReadable() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("spec-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let folder = try edgetrail(["cnf", "validate", directory.path])
+        #expect(folder.status == 1)
+        #expect(folder.output == "\(directory.path):1:1: cannot read the CNF spec: it is a folder, not a file\n")
+        let file = directory.appendingPathComponent("cnf.yaml").path
+        FileManager.default.createFile(atPath: file, contents: Data(Array("name: edge\u{E9}\n".utf8) + [0xC3, 0x28]))
+        let bad = try edgetrail(["cnf", "validate", file])
+        #expect(bad.status == 1)
+        #expect(bad.output == "\(file):2:1: cannot read the CNF spec: byte 0xC3 is not UTF-8 text; save the file as UTF-8\n")
+    }
+
     @Test("services status prints one line per service with down and its address when nothing runs")
     func statusWhenDown() throws {
         let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString)")

@@ -52,6 +52,25 @@ struct LocalServicesTests {
         #expect(fixture.services.status([.redis]).first?.pid == firstPid)
     }
 
+    @Test("status and up asked without the ports a run directory was started with report where it really listens")
+    func statusFindsStartedPorts() throws {
+        let fixture = try TestServices()
+        defer { fixture.tearDown() }
+        try fixture.services.up([.redis])
+        // The same run directory, asked about with the default ports (no --redis-port).
+        let asked = LocalServices(configuration: ServicesConfiguration(runDirectory: fixture.configuration.runDirectory))
+        let port = fixture.configuration.redisPort
+        #expect(asked.status([.redis]).map(\.description) == ["redis    up   127.0.0.1:\(port)"])
+        var lines: [String] = []
+        try asked.up([.redis]) { lines.append($0) }
+        #expect(lines == [
+            "redis: already up at 127.0.0.1:\(port), not 127.0.0.1:16379; "
+                + "'edgetrail services down --only redis' first to move it"
+        ])
+        #expect(asked.down([.redis]) == [.redis])
+        #expect(!SocketProbe.isListening(.tcp(host: "127.0.0.1", port: port)))
+    }
+
     @Test("a port another program holds is a clear error at once, not a hang")
     func portTaken() throws {
         let fixture = try TestServices()
