@@ -50,7 +50,8 @@ public struct DryRun: Sendable {
                 let size = (try? original.serializedBytes() as [UInt8])?.count ?? 0
                 result.records += 1
                 result.bytes += size
-                let before = stage.matches
+                // The match table costs a pass over every rule: read it only to explain a cookie.
+                let before = explaining ? stage.matches : [:]
                 let keep = stage.admit(&record)
                 if explaining {
                     let fired = stage.matches.filter { before[$0.key] != $0.value }.keys.sorted()
@@ -63,7 +64,7 @@ public struct DryRun: Sendable {
                 }
                 if keep { admitted.records.append(record) }
             }
-            let before = stage.matches
+            let before = explaining ? stage.matches : [:]
             let keepCookie = stage.keep(admitted)
             if explaining {
                 let decider = stage.matches.filter { before[$0.key] != $0.value }.keys.first
@@ -82,10 +83,11 @@ public struct DryRun: Sendable {
         result.cookies = seen.count
         result.cookiesKept = kept.count
         result.seconds = last > first ? Double(last - first) / 1e9 : 0
+        let matches = stage.matches
         for file in files {
             for statement in file.statements {
                 let name = "\(file.fileName):\(statement.position.line)"
-                result.rules.append(RuleCount(name: name, text: statement.text, matches: stage.matches[name] ?? 0))
+                result.rules.append(RuleCount(name: name, text: statement.text, matches: matches[name] ?? 0))
             }
         }
         result.regexTimeBounds = RegexBudget.exceededCount - timeBoundsBefore
