@@ -46,8 +46,12 @@ public struct Collector: Sendable {
         ]
         if let otlp = configuration.otlp {
             let receiver = OTLPReceiver(pipeline: pipeline, configuration: otlp, logger: logger)
-            let refusals = OTLPRefusals(pipeline: pipeline, logger: logger, maxRequestBytes: otlp.maxRequestBytes)
-            let config = HTTP2ServerTransport.Posix.Config.defaults { $0.rpc.maxRequestPayloadSize = otlp.maxRequestBytes }
+            let refusals = OTLPRefusals(pipeline: pipeline, logger: logger)
+            let watch = OTLPWireWatch(pipeline: pipeline, logger: logger, maxRequestBytes: otlp.maxRequestBytes)
+            let config = HTTP2ServerTransport.Posix.Config.defaults {
+                $0.rpc.maxRequestPayloadSize = otlp.maxRequestBytes
+                $0.channelDebuggingCallbacks = watch.callbacks
+            }
             let tcp = GRPCServer(
                 transport: .http2NIOPosix(
                     address: .ipv4(host: otlp.host, port: otlp.port), transportSecurity: .plaintext, config: config),

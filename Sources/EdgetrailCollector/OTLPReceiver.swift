@@ -87,13 +87,11 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
 final class OTLPRefusals: ServerInterceptor {
     let pipeline: CollectorPipeline
     let logger: Logger
-    let maxRequestBytes: Int
     private let lastLog = Mutex<UInt64>(0)
 
-    init(pipeline: CollectorPipeline, logger: Logger, maxRequestBytes: Int) {
+    init(pipeline: CollectorPipeline, logger: Logger) {
         self.pipeline = pipeline
         self.logger = logger
-        self.maxRequestBytes = maxRequestBytes
     }
 
     func intercept<Input: Sendable, Output: Sendable>(
@@ -103,13 +101,9 @@ final class OTLPRefusals: ServerInterceptor {
         do {
             return try await next(request, context)
         } catch let error as RPCError {
-            let event: String
-            switch error.code {
-            case .resourceExhausted: event = "export_too_large"
-            case .invalidArgument: event = "export_unreadable"
-            default: throw error
-            }
-            pipeline.count("otlp", event)
+            // Exports over max_request_bytes never get here: OTLPWireWatch counts those.
+            guard error.code == .invalidArgument else { throw error }
+            pipeline.count("otlp", "export_unreadable")
             let now = wallClockNanoseconds()
             if lastLog.withLock({ last in
                 guard now &- last >= 10_000_000_000 else { return false }
@@ -117,13 +111,8 @@ final class OTLPRefusals: ServerInterceptor {
                 return true
             }) {
                 logger.warning(
-                    event == "export_too_large"
-                        ? "refused an OTLP export larger than max_request_bytes"
-                        : "refused an OTLP export that is not a readable ExportTraceServiceRequest",
-                    metadata: [
-                        "peer": "\(context.remotePeer)", "max_request_bytes": "\(maxRequestBytes)",
-                        "error": "\(error.message)",
-                    ])
+                    "refused an OTLP export that is not a readable ExportTraceServiceRequest",
+                    metadata: ["peer": "\(context.remotePeer)", "error": "\(error.message)"])
             }
             throw error
         }

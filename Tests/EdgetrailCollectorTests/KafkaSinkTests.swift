@@ -79,8 +79,10 @@ private var logger: Logger {
 }
 
 private func pid(of kind: ServiceKind, _ configuration: ServicesConfiguration) throws -> pid_t {
-    let text = try String(contentsOfFile: configuration.runDirectory + "/\(kind.rawValue).pid", encoding: .utf8)
-    return pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))!
+    guard let pid = LocalServices(configuration: configuration).status([kind]).first?.pid else {
+        throw ServiceError("\(kind.rawValue) is not running from \(configuration.runDirectory)")
+    }
+    return pid
 }
 
 @Suite("Kafka sink with its spool, against the real broker", .serialized)

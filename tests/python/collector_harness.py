@@ -75,7 +75,8 @@ class Services:
         self._cli("up", "--only", "broker")
 
     def broker_pid(self):
-        return int(pathlib.Path(self.run_dir, "broker.pid").read_text())
+        # The pid file holds the pid, then the port the broker was started on.
+        return int(pathlib.Path(self.run_dir, "broker.pid").read_text().split()[0])
 
     def redis_cli(self, *args):
         subprocess.run(["redis-cli", "-p", str(self.redis_port), *args], check=True, capture_output=True)

@@ -136,17 +136,32 @@ def test_garbage_and_oversized_requests_are_refused_and_the_collector_keeps_work
             garbage(b"\xff\xff\xff\xff garbage", timeout=10)
         assert unreadable.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         channel.close()
-        # The unreadable export is counted and logged. (The oversized one is cut off by the
-        # HTTP/2 transport before any RPC exists, so it is not counted yet.)
+        # Each refusal is counted and logged: the connection that is not HTTP/2 and the oversized
+        # export (both refused by the transport before any RPC exists), and the unreadable export.
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="otlp",event="connection_not_http2"') == 1
+        # (gRPC clients may send the reset request once more on their own: each arrival counts.)
+        assert collector.wait_metric("edgetrail_collector_source_events_total",
+                                     'source="otlp",event="export_too_large"') >= 1
         assert collector.wait_metric("edgetrail_collector_source_events_total",
                                      'source="otlp",event="export_unreadable"') == 1
         log = open(collector.log.name).read()
+        assert "refused a connection to the OTLP port that does not speak HTTP/2 (gRPC)" in log
+        assert "refused an OTLP export larger than max_request_bytes" in log
         assert "refused an OTLP export that is not a readable ExportTraceServiceRequest" in log
         # Still alive and still shipping.
         assert collector.process.poll() is None
         send(collector.endpoint, "00000000000000b2")
         batches = consume(services.brokers, topic, lambda got: any(b.cookie == 0xB2 for b in got))
         assert any(batch.cookie == 0xB2 for batch in batches)
+        # An ordinary export on a new connection is not taken for a refusal.
+        too_large = collector.metric("edgetrail_collector_source_events_total", 'source="otlp",event="export_too_large"')
+        send(collector.endpoint, "00000000000000b3")
+        consume(services.brokers, topic, lambda got: any(b.cookie == 0xB3 for b in got))
+        assert collector.metric("edgetrail_collector_source_events_total",
+                                'source="otlp",event="connection_not_http2"') == 1
+        assert collector.metric("edgetrail_collector_source_events_total",
+                                'source="otlp",event="export_too_large"') == too_large
     finally:
         collector.stop()
 
