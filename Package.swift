@@ -110,11 +110,21 @@ let package = Package(
             name: "EdgetrailDatapath",
             dependencies: ["EdgetrailCore", "CBPF", .product(name: "Logging", package: "swift-log")]),
 
+        // MARK: The Datapath Manager's API: its client and wire messages (no libbpf); what the
+        // collector, the CLI and the node agent link to talk to a manager
+        .target(
+            name: "EdgetrailDatapathAPI",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]),
+
         // MARK: The Datapath Manager: owns the datapath on a node, serves it over gRPC (Unix socket)
         .target(
             name: "EdgetrailDatapathManager",
             dependencies: [
-                "EdgetrailCore", "EdgetrailDatapath", "EdgetrailProto", "EdgetrailRuntime", "EdgetrailYAML",
+                "EdgetrailCore", "EdgetrailDatapath", "EdgetrailDatapathAPI", "EdgetrailProto", "EdgetrailRuntime", "EdgetrailYAML",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -137,7 +147,7 @@ let package = Package(
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailOTLP", "EdgetrailTelemetry", "EdgetrailSpool",
                 "EdgetrailKafka", "EdgetrailRedis", "EdgetrailYAML", "EdgetrailRuntime", "EdgetrailFilters",
-                "EdgetrailDatapathManager", "EdgetrailNet",
+                "EdgetrailDatapathAPI", "EdgetrailNet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Yams", package: "Yams"),
@@ -150,11 +160,17 @@ let package = Package(
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ]),
 
+        // MARK: Central's API: the reconstruction contract (timelines, listings, queries) and a client;
+        // what the CLI and the portal read central through, without linking its stores
+        .target(
+            name: "EdgetrailCentralAPI",
+            dependencies: ["EdgetrailCore", "EdgetrailProto"]),
+
         // MARK: Central: consumes the topic, stores records per cookie, answers queries
         .target(
             name: "EdgetrailCentral",
             dependencies: [
-                "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailRuntime", "EdgetrailNet",
+                "EdgetrailCore", "EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailRuntime", "EdgetrailNet",
                 "CLibPQ",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -184,9 +200,10 @@ let package = Package(
         .target(
             name: "EdgetrailCLI",
             dependencies: [
-                "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral", "EdgetrailTelemetry",
+                "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral",
+                "EdgetrailCentralAPI", "EdgetrailTelemetry",
                 "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath",
-                "EdgetrailDatapathManager",
+                "EdgetrailDatapathManager", "EdgetrailDatapathAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -217,7 +234,8 @@ let package = Package(
         .testTarget(
             name: "EdgetrailDatapathManagerTests",
             dependencies: [
-                "EdgetrailDatapathManager", "EdgetrailDatapath", "EdgetrailCore", "EdgetrailProto", "EdgetrailTesting",
+                "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailDatapath", "EdgetrailCore", "EdgetrailProto",
+                "EdgetrailTesting",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -230,13 +248,15 @@ let package = Package(
             name: "EdgetrailCollectorTests",
             dependencies: [
                 "EdgetrailCollector", "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting",
-                "EdgetrailDatapath", "EdgetrailDatapathManager",
+                "EdgetrailDatapath", "EdgetrailDatapathManager", "EdgetrailDatapathAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),
         .testTarget(
             name: "EdgetrailCentralTests",
-            dependencies: ["EdgetrailCentral", "EdgetrailProto", "EdgetrailTesting", "EdgetrailCore"]),
+            dependencies: ["EdgetrailCentral", "EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailTesting", "EdgetrailCore"]),
+        .testTarget(
+            name: "EdgetrailCentralAPITests", dependencies: ["EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailCore"]),
         .testTarget(
             name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTelemetry", "EdgetrailProto", "EdgetrailOTLP"]),
         .testTarget(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailDatapathAPI
 import EdgetrailDatapathManager
 import EdgetrailProto
 import Foundation
@@ -245,11 +246,7 @@ struct DatapathBind: AsyncParsableCommand {
 /// Flow events and tuples as people read and write them.
 enum FlowEventText {
     static func protocolName(_ number: UInt32) -> String {
-        switch number {
-        case 6: "tcp"
-        case 17: "udp"
-        default: "proto \(number)"
-        }
+        IPProtocolName.known(number) ?? "proto \(number)"
     }
 
     static func line(_ message: Edgetrail_V1_FlowEventMessage) -> String {
@@ -274,18 +271,17 @@ enum FlowEventText {
     }
 
     static func actionName(_ action: Edgetrail_V1_DatapathAction) -> String {
-        DatapathMessages.action(action)?.rawValue ?? "pass"
+        action.ruleName
     }
 
     struct BadTuple: Error, CustomStringConvertible { var description: String }
 
     static func tuple(proto: String, source: String, destination: String) throws -> Edgetrail_V1_FiveTuple {
         var tuple = Edgetrail_V1_FiveTuple()
-        switch proto.lowercased() {
-        case "tcp": tuple.protocol = 6
-        case "udp": tuple.protocol = 17
-        default: throw BadTuple(description: "'\(proto)' is not tcp or udp")
+        guard let number = IPProtocolName.number(proto) else {
+            throw BadTuple(description: "'\(proto)' is not \(IPProtocolName.named.map(\.name).joined(separator: " or "))")
         }
+        tuple.protocol = number
         func endpoint(_ text: String) throws -> (Data, UInt32) {
             let parts = text.split(separator: ":")
             guard parts.count == 2, let address = IPPrefix.parseAddress(String(parts[0])), address.count == 4,

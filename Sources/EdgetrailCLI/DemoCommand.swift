@@ -1,9 +1,11 @@
 import ArgumentParser
 import EdgetrailCNF
 import EdgetrailCentral
+import EdgetrailCentralAPI
 import EdgetrailClamAV
 import EdgetrailCollector
 import EdgetrailCore
+import EdgetrailDatapathAPI
 import EdgetrailDatapathManager
 import EdgetrailKafka
 import EdgetrailProto

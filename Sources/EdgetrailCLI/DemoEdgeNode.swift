@@ -1,6 +1,7 @@
 import EdgetrailCNF
 import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailDatapathAPI
 import EdgetrailDatapathManager
 import EdgetrailProto
 import Foundation

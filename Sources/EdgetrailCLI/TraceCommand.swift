@@ -1,10 +1,7 @@
 import ArgumentParser
 import EdgetrailCore
-import EdgetrailTelemetry
+import EdgetrailCentralAPI
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 struct TraceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,43 +30,16 @@ struct TraceCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let hex = Cookie(hex: cookie)!.hex
-        guard let url = URL(string: "\(central)/v1/cookies/\(hex)") else {
-            throw ValidationError("--central '\(central)' is not a URL")
-        }
-        let data: Data
-        let response: URLResponse
+        let client = CentralClient(base: central)
         do {
-            (data, response) = try await URLSession.shared.data(from: url)
-        } catch {
-            printError("error: cannot reach central at \(central): \(error.localizedDescription); is 'edgetrail central' running?")
-            throw ExitCode.failure
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        guard status == 200 else {
-            let body = String(decoding: data.prefix(500), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            if let message = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] {
-                printError("error: \(message)")
-            } else if status == 404 {
-                // Not central's own answer: the URL names something else (e.g. a path after the port).
-                printError(
-                    "error: \(url.absoluteString) answered 404 Not Found; --central takes central's base address, "
-                        + "like http://127.0.0.1:7070, without a path")
+            let (timeline, json) = try await client.timeline(Cookie(hex: cookie)!)
+            if format == "json" {
+                print(String(decoding: json, as: UTF8.self))
             } else {
-                printError(
-                    "error: central at \(central) answered HTTP \(status)\(body.isEmpty ? " with an empty body" : ": \(body)")")
+                print(timeline.renderText(), terminator: "")
             }
-            throw ExitCode.failure
-        }
-        if format == "json" {
-            print(String(decoding: data, as: UTF8.self))
-            return
-        }
-        do {
-            let timeline = try JSONDecoder().decode(CookieTimeline.self, from: data)
-            print(timeline.renderText(), terminator: "")
         } catch {
-            printError("error: central answered something that is not a cookie timeline: \(error)")
+            printError("error: \(error.message)\(error.reason == .notCentral ? "; give --central that address" : "")")
             throw ExitCode.failure
         }
     }

@@ -1,3 +1,4 @@
+import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailKafka
 import EdgetrailNet
@@ -159,28 +160,13 @@ public final class Central: @unchecked Sendable {
             return Self.json(.ok, CookieTimeline(cookie: cookie, records: records))
         }
         router.get("/v1/cookies") { request, _ -> Response in
-            var query = CookieQuery()
-            let parameters = request.uri.queryParameters
-            if let cnf = parameters["cnf"] { query.cnf = String(cnf) }
-            if let service = parameters["service"] { query.service = String(service) }
-            for (name, keyPath) in [("since", \CookieQuery.sinceNs), ("until", \CookieQuery.untilNs)] {
-                guard let value = parameters[Substring(name)] else { continue }
-                guard let number = UInt64(value) else {
-                    return Self.json(.badRequest, ["error": "'\(name)' must be Unix nanoseconds, got '\(value)'"])
-                }
-                query[keyPath: keyPath] = number
-            }
-            if let error = parameters["error"] {
-                guard error == "true" || error == "false" else {
-                    return Self.json(.badRequest, ["error": "'error' must be true or false"])
-                }
-                query.errorOnly = error == "true"
-            }
-            if let limit = parameters["limit"] {
-                guard let number = Int(limit), (1...10_000).contains(number) else {
-                    return Self.json(.badRequest, ["error": "'limit' must be 1-10000"])
-                }
-                query.limit = number
+            var parameters: [String: String] = [:]
+            for (name, value) in request.uri.queryParameters { parameters[String(name)] = String(value) }
+            let query: CookieQuery
+            do {
+                query = try CookieQuery(parameters: parameters)
+            } catch let error as CookieQueryError {
+                return Self.json(.badRequest, ["error": error.message])
             }
             return Self.json(.ok, ["cookies": try store.cookies(query)])
         }

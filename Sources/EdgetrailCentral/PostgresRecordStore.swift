@@ -1,4 +1,5 @@
 import CLibPQ
+import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
 import Foundation

@@ -1,3 +1,4 @@
+import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
 import Foundation
@@ -11,44 +12,6 @@ public struct StoreResult: Sendable, Hashable {
         self.inserted = inserted
         self.duplicates = duplicates
     }
-}
-
-/// One line of the cookie listing.
-public struct CookieSummary: Codable, Sendable, Hashable {
-    public var cookie: String
-    public var cnf: String
-    public var node: String
-    public var firstNs: UInt64
-    public var lastNs: UInt64
-    /// True when a span of the cookie ended in error.
-    public var error: Bool
-    public var records: Int
-
-    public init(
-        cookie: String, cnf: String, node: String, firstNs: UInt64, lastNs: UInt64, error: Bool, records: Int
-    ) {
-        self.cookie = cookie
-        self.cnf = cnf
-        self.node = node
-        self.firstNs = firstNs
-        self.lastNs = lastNs
-        self.error = error
-        self.records = records
-    }
-}
-
-/// `GET /v1/cookies?cnf=&service=&since=&until=&error=true&limit=`.
-public struct CookieQuery: Sendable, Hashable {
-    public var cnf: String?
-    public var service: String?
-    /// Cookies active at or after this time (their last record).
-    public var sinceNs: UInt64?
-    /// Cookies that began at or before this time (their first record).
-    public var untilNs: UInt64?
-    public var errorOnly = false
-    public var limit = 100
-
-    public init() {}
 }
 
 /// Where central keeps records per cookie. Storing is idempotent: a record already stored

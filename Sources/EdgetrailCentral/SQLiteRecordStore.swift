@@ -1,3 +1,4 @@
+import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
 import Foundation

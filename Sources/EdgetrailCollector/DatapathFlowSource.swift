@@ -1,4 +1,4 @@
-import EdgetrailDatapathManager
+import EdgetrailDatapathAPI
 import EdgetrailProto
 import Foundation
 import Logging

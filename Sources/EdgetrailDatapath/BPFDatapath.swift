@@ -36,27 +36,8 @@ func zeroPadding<T>(_ value: inout T) {
     withUnsafeMutableBytes(of: &value) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
 }
 
-/// A connection as the datapath keys it: oriented client to server.
-public struct FlowTuple: Hashable, Sendable, CustomStringConvertible {
-    public var source: [UInt8]
-    public var destination: [UInt8]
-    public var sourcePort: UInt16
-    public var destinationPort: UInt16
-    /// IP protocol number (6 TCP, 17 UDP).
-    public var proto: UInt8
-
-    public init(source: [UInt8], destination: [UInt8], sourcePort: UInt16, destinationPort: UInt16, proto: UInt8) {
-        self.source = source
-        self.destination = destination
-        self.sourcePort = sourcePort
-        self.destinationPort = destinationPort
-        self.proto = proto
-    }
-
-    public var description: String {
-        "\(IPPrefix.format(source)):\(sourcePort) -> \(IPPrefix.format(destination)):\(destinationPort) proto \(proto)"
-    }
-
+/// The kernel's key for a flow (`et_tuple`, shared with `bpf/datapath.h`).
+extension FlowTuple {
     var raw: et_tuple {
         var tuple = et_tuple()
         tuple.saddr = Self.word(source)
@@ -68,11 +49,9 @@ public struct FlowTuple: Hashable, Sendable, CustomStringConvertible {
     }
 
     init(_ raw: et_tuple) {
-        source = Self.bytes(raw.saddr)
-        destination = Self.bytes(raw.daddr)
-        sourcePort = UInt16(bigEndian: raw.sport)
-        destinationPort = UInt16(bigEndian: raw.dport)
-        proto = raw.proto
+        self.init(
+            source: Self.bytes(raw.saddr), destination: Self.bytes(raw.daddr), sourcePort: UInt16(bigEndian: raw.sport),
+            destinationPort: UInt16(bigEndian: raw.dport), proto: raw.proto)
     }
 
     /// Four address bytes as the packet carries them, read into a 32-bit word as memory holds it.

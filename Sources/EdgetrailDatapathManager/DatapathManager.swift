@@ -1,5 +1,6 @@
 import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailDatapathAPI
 import EdgetrailProto
 import Foundation
 import Logging

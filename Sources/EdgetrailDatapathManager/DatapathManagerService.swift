@@ -1,4 +1,5 @@
 import EdgetrailDatapath
+import EdgetrailDatapathAPI
 import EdgetrailProto
 import EdgetrailRuntime
 import Foundation
@@ -24,6 +25,8 @@ public struct DatapathManagerService: Edgetrail_V1_DatapathManager.SimpleService
         } catch let error as DatapathManagerStopping {
             throw RPCError(code: .failedPrecondition, message: error.description)
         } catch let error as DatapathError {
+            throw RPCError(code: .invalidArgument, message: error.description)
+        } catch let error as DatapathMessageError {
             throw RPCError(code: .invalidArgument, message: error.description)
         }
     }

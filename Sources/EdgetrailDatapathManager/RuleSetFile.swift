@@ -1,4 +1,5 @@
 import EdgetrailCore
+import EdgetrailDatapathAPI
 import EdgetrailProto
 import EdgetrailYAML
 import Foundation

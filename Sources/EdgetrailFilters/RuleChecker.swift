@@ -1,4 +1,5 @@
 import EdgetrailCore
+import EdgetrailProto
 import Foundation
 
 /// The value types of the condition language.
@@ -38,7 +39,7 @@ public enum FieldCatalog {
     public static let values: [String: [String]] = [
         "span.status": ["ok", "error", "unset"],
         "flow.action": ["redirect", "copy", "deny", "ratelimit", "pass"],
-        "flow.proto": ["tcp", "udp"],
+        "flow.proto": IPProtocolName.named.map(\.name),
     ]
 
     /// Map fields that take a key (`span.tags["k"]`).

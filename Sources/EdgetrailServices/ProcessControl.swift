@@ -35,6 +35,9 @@ enum ProcessControl {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // A daemon must not keep the caller's other descriptors open: it would hold a pipe's
+        // write end (a command's output someone reads to its end) for as long as it runs.
+        closeDescriptors(from: 3, in: &actions)
 
         var merged = ProcessInfo.processInfo.environment
         for (key, value) in environment { merged[key] = value }
@@ -57,6 +60,18 @@ enum ProcessControl {
             throw ServiceError("could not start \(executable): \(String(cString: strerror(status)))")
         }
         return pid
+    }
+
+    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc
+    /// module does not declare.
+    private static let addCloseFrom: CloseFrom? = dlsym(
+        UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np"
+    ).map { unsafeBitCast($0, to: CloseFrom.self) }
+
+    private static func closeDescriptors(from lowest: Int32, in actions: inout posix_spawn_file_actions_t) {
+        _ = addCloseFrom?(&actions, lowest)
     }
 
     /// Runs a command to completion, returning its exit status and combined output.

@@ -120,7 +120,7 @@ public struct CookieJoin: Sendable {
         case .span(let span):
             if span.parentSpanID.isEmpty { state.rootSpanSeen = true }
         case .flow(let flow):
-            let key = Self.flowKey(flow.tuple)
+            let key = flow.tuple.flowKey
             if flow.phase == .end { state.openFlows.remove(key) } else { state.openFlows.insert(key) }
         default:
             break
@@ -252,17 +252,6 @@ public struct CookieJoin: Sendable {
             if best == nil || state.lastSeen < best!.1 { best = (cookie, state.lastSeen) }
         }
         return best?.0
-    }
-
-    static func flowKey(_ tuple: Edgetrail_V1_FiveTuple) -> [UInt8] {
-        var key = [UInt8](tuple.srcIp)
-        key += tuple.dstIp
-        key += [
-            UInt8(truncatingIfNeeded: tuple.srcPort >> 8), UInt8(truncatingIfNeeded: tuple.srcPort),
-            UInt8(truncatingIfNeeded: tuple.dstPort >> 8), UInt8(truncatingIfNeeded: tuple.dstPort),
-            UInt8(truncatingIfNeeded: tuple.protocol),
-        ]
-        return key
     }
 }
 

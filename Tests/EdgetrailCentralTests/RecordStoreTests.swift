@@ -1,4 +1,5 @@
 import EdgetrailCentral
+import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
 import EdgetrailServices

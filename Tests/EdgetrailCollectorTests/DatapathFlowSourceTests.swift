@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import EdgetrailDatapathAPI
 import Glibc
 #endif
 import EdgetrailCollector

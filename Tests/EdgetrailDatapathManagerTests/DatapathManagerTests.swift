@@ -1,6 +1,7 @@
 import EdgetrailCore
 import EdgetrailDatapath
 @testable import EdgetrailDatapathManager
+import EdgetrailDatapathAPI
 import EdgetrailProto
 import EdgetrailTesting
 import Foundation

@@ -1,4 +1,5 @@
 import EdgetrailCore
+import EdgetrailDatapathAPI
 import EdgetrailDatapathManager
 import EdgetrailProto
 import Foundation

@@ -133,7 +133,8 @@ def test_trace_explains_what_is_wrong(services):
         with_path = subprocess.run([edgetrail_binary(), "trace", COOKIE, "--central", central.url + "/v1"],
                                    capture_output=True, text=True)
         assert with_path.returncode == 1
-        assert "answered 404 Not Found; --central takes central's base address" in with_path.stderr, with_path.stderr
+        assert ("answered 404 Not Found; central's address is its base address, like http://127.0.0.1:7070, "
+                "without a path; give --central that address") in with_path.stderr, with_path.stderr
     finally:
         central.stop()
     unreachable = subprocess.run([edgetrail_binary(), "trace", COOKIE, "--central", "http://127.0.0.1:9"],

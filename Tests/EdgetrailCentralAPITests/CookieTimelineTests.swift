@@ -1,6 +1,7 @@
+import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
-import EdgetrailTelemetry
+
 import Foundation
 import Testing
 

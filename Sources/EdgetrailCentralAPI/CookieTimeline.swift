@@ -118,11 +118,11 @@ extension CookieTimeline {
                         traceId: span.traceID.hexString, spanId: span.spanID.hexString,
                         parentSpanId: span.parentSpanID.hexString, service: record.service,
                         operation: span.operation, startNs: span.startNs, endNs: span.endNs,
-                        status: span.status == .error ? "error" : span.status == .ok ? "ok" : "unset",
+                        status: span.status.ruleName,
                         tags: span.tags,
                         logs: span.logs.map { Log(atNs: $0.atNs, name: $0.name, fields: $0.fields) }))
             case .flow(let event):
-                let key = CookieJoin.flowKey(event.tuple)
+                let key = event.tuple.flowKey
                 let index = flowIndex[key] ?? {
                     flows.append(Flow(event))
                     flowIndex[key] = flows.count - 1
@@ -181,14 +181,8 @@ extension CookieTimeline.Flow {
         dst = IPPrefix.format([UInt8](tuple.dstIp))
         sport = tuple.srcPort
         dport = tuple.dstPort
-        proto = tuple.protocol == 6 ? "tcp" : tuple.protocol == 17 ? "udp" : String(tuple.protocol)
-        switch event.action {
-        case .redirect: action = "redirect"
-        case .copy: action = "copy"
-        case .deny: action = "deny"
-        case .ratelimit: action = "ratelimit"
-        default: action = "pass"
-        }
+        proto = tuple.protocolRuleName
+        action = event.action.ruleName
         packetsIn = 0
         packetsOut = 0
         bytesIn = 0
@@ -205,19 +199,5 @@ extension CookieTimeline.Flow {
         bytesIn = max(bytesIn, event.bytesIn)
         bytesOut = max(bytesOut, event.bytesOut)
         if event.phase == .end { endNs = max(endNs, event.endNs) }
-    }
-}
-
-extension Data {
-    /// Lowercase hex, two digits per byte.
-    public var hexString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var result = [UInt8]()
-        result.reserveCapacity(count * 2)
-        for byte in self {
-            result.append(digits[Int(byte >> 4)])
-            result.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: result, as: UTF8.self)
     }
 }

@@ -1,9 +1,16 @@
 import EdgetrailCore
-import EdgetrailDatapath
 import EdgetrailProto
 import Foundation
 
-/// Between the Datapath Manager's wire messages and the datapath's own types.
+/// A request the Datapath Manager cannot take as it is (a malformed tuple), with what to send instead.
+public struct DatapathMessageError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Between the Datapath Manager's wire messages and the domain's own types (rules, tuples): what
+/// a client sends and the manager reads, written once for both.
 public enum DatapathMessages {
     /// The wire form of a rule; `id` is its position in the set, from 1.
     public static func message(_ rule: DatapathRule, id: UInt32) -> Edgetrail_V1_DatapathRule {
@@ -66,12 +73,12 @@ public enum DatapathMessages {
         }
     }
 
-    public static func tuple(_ message: Edgetrail_V1_FiveTuple) throws(DatapathError) -> FlowTuple {
+    public static func tuple(_ message: Edgetrail_V1_FiveTuple) throws(DatapathMessageError) -> FlowTuple {
         guard message.srcIp.count == 4, message.dstIp.count == 4 else {
-            throw DatapathError("the datapath tracks IPv4 flows; give 4-byte source and destination addresses")
+            throw DatapathMessageError("the datapath tracks IPv4 flows; give 4-byte source and destination addresses")
         }
         guard message.srcPort <= 65535, message.dstPort <= 65535, message.protocol <= 255 else {
-            throw DatapathError("ports are 0-65535 and the protocol 0-255")
+            throw DatapathMessageError("ports are 0-65535 and the protocol 0-255")
         }
         return FlowTuple(
             source: Array(message.srcIp), destination: Array(message.dstIp), sourcePort: UInt16(message.srcPort),
@@ -96,33 +103,6 @@ public enum DatapathMessages {
         message.srcPort = UInt32(tuple.sourcePort)
         message.dstPort = UInt32(tuple.destinationPort)
         message.protocol = UInt32(tuple.proto)
-        return message
-    }
-
-    /// A flow event as `StreamEvents` sends it; a flow no rule matched has the action pass.
-    public static func message(_ event: DatapathFlowEvent, node: String) -> Edgetrail_V1_FlowEventMessage {
-        var flow = Edgetrail_V1_FlowEvent()
-        flow.phase = event.kind == .start ? .start : .end
-        flow.tuple = message(event.tuple)
-        flow.action = event.action.map(action) ?? .pass
-        flow.ruleID = event.ruleIndex.map { UInt32($0 + 1) } ?? 0
-        flow.packetsIn = event.packetsIn
-        flow.packetsOut = event.packetsOut
-        flow.bytesIn = event.bytesIn
-        flow.bytesOut = event.bytesOut
-        flow.drops = event.drops
-        flow.startNs = event.startNs
-        flow.endNs = event.kind == .start ? 0 : event.endNs
-        switch event.reason {
-        case .none: flow.endReason = .unspecified
-        case .fin: flow.endReason = .fin
-        case .rst: flow.endReason = .rst
-        case .idle: flow.endReason = .idle
-        }
-        var message = Edgetrail_V1_FlowEventMessage()
-        message.cookie = event.cookie
-        message.node = node
-        message.event = flow
         return message
     }
 }

@@ -1,0 +1,99 @@
+import EdgetrailCore
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Asks central's query API over HTTP: what `edgetrail trace` and the portal read. Central's
+/// answers are the contract types of this target (`CookieTimeline`, `CookieSummary`); its error
+/// bodies are `{"error": "…"}`.
+public struct CentralClient: Sendable {
+    /// Central's base address, e.g. `http://127.0.0.1:7070` (no path).
+    public let base: String
+
+    public init(base: String) {
+        self.base = base
+    }
+
+    /// The reconstructed session, and the JSON exactly as central sent it.
+    public func timeline(_ cookie: Cookie) async throws(CentralClientError) -> (timeline: CookieTimeline, json: Data) {
+        let data = try await get("/v1/cookies/\(cookie.hex)")
+        do {
+            return (try JSONDecoder().decode(CookieTimeline.self, from: data), data)
+        } catch {
+            throw CentralClientError(.unreadable, "central answered something that is not a cookie timeline: \(error)")
+        }
+    }
+
+    /// Cookies matching `query`, newest first.
+    public func cookies(_ query: CookieQuery) async throws(CentralClientError) -> [CookieSummary] {
+        var components = URLComponents()
+        components.queryItems = query.parameters.map { URLQueryItem(name: $0.name, value: $0.value) }
+        let data = try await get("/v1/cookies" + (components.percentEncodedQuery.map { "?" + $0 } ?? ""))
+        struct Listing: Decodable { var cookies: [CookieSummary] }
+        do {
+            return try JSONDecoder().decode(Listing.self, from: data).cookies
+        } catch {
+            throw CentralClientError(.unreadable, "central answered something that is not a cookie listing: \(error)")
+        }
+    }
+
+    /// The body of a 200 answer to `path`; anything else is an error that says what to do.
+    func get(_ path: String) async throws(CentralClientError) -> Data {
+        guard let url = URL(string: base + path), url.scheme != nil, url.host != nil else {
+            throw CentralClientError(.notCentral, "'\(base)' is not a URL like http://127.0.0.1:7070")
+        }
+        let data: Data
+        let response: URLResponse
+        do {
+            (data, response) = try await URLSession.shared.data(from: url)
+        } catch {
+            throw CentralClientError(
+                .unreachable,
+                "cannot reach central at \(base): \(error.localizedDescription); is 'edgetrail central' running?")
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200 else {
+            if let message = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] {
+                throw CentralClientError(.answered(status: status), message)
+            }
+            if status == 404 {
+                // Not central's own answer: the base names something else (e.g. a path after the port).
+                throw CentralClientError(
+                    .notCentral,
+                    "\(url.absoluteString) answered 404 Not Found; central's address is its base address, "
+                        + "like http://127.0.0.1:7070, without a path")
+            }
+            let body = String(decoding: data.prefix(500), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            throw CentralClientError(
+                .answered(status: status),
+                "central at \(base) answered HTTP \(status)\(body.isEmpty ? " with an empty body" : ": \(body)")")
+        }
+        return data
+    }
+}
+
+/// What went wrong asking central, said so a person knows what to do.
+public struct CentralClientError: Error, CustomStringConvertible, Sendable {
+    public enum Reason: Sendable, Equatable {
+        /// Nothing answered at the address.
+        case unreachable
+        /// Something answered, but not central's API (a path after the port, another server).
+        case notCentral
+        /// Central refused the request (its `error` message is the description).
+        case answered(status: Int)
+        /// Central's answer could not be read as the contract says.
+        case unreadable
+    }
+
+    public var reason: Reason
+    public var message: String
+
+    public init(_ reason: Reason, _ message: String) {
+        self.reason = reason
+        self.message = message
+    }
+
+    public var description: String { message }
+}
