@@ -139,7 +139,11 @@ let package = Package(
         // MARK: Running long-lived parts: blocking loops as lifecycle services
         .target(
             name: "EdgetrailRuntime",
-            dependencies: [.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
+            dependencies: [
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
 
         // MARK: The edge collector: sources -> join -> filters -> Kafka sink
         .target(
@@ -217,7 +221,7 @@ let package = Package(
         // MARK: Test support: starts the real services tests need, in a private run directory
         .target(
             name: "EdgetrailTesting",
-            dependencies: ["EdgetrailServices", "EdgetrailNet"],
+            dependencies: ["EdgetrailServices", "EdgetrailNet", "EdgetrailProto"],
             path: "Tests/EdgetrailTesting"),
 
         // MARK: Tests
@@ -247,7 +251,7 @@ let package = Package(
         .testTarget(
             name: "EdgetrailCollectorTests",
             dependencies: [
-                "EdgetrailCollector", "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting",
+                "EdgetrailCollector", "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting", "EdgetrailRuntime",
                 "EdgetrailDatapath", "EdgetrailDatapathManager", "EdgetrailDatapathAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

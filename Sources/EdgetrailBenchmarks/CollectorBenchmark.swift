@@ -98,7 +98,8 @@ public enum CollectorBenchmark {
         configuration.metricsHost = nil
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
-        let pipeline = try CollectorPipeline(configuration: configuration, logger: logger)
+        let sink = try KafkaSink(configuration: configuration.kafka, logger: logger)
+        let pipeline = try CollectorPipeline(configuration: configuration, sink: sink, logger: logger)
         let before = ResourceUsage.now()
         let started = Date()
         let runner = Thread { pipeline.run() }
@@ -113,7 +114,7 @@ public enum CollectorBenchmark {
                 batch += SyntheticSessions.records(cookie: cookie, at: base + cookie * 1000)
                 cookie += 1
             }
-            _ = pipeline.accept(batch, source: "bench", wait: true)
+            _ = pipeline.put(batch, from: .bench)
         }
         // Done when the broker acknowledged every record.
         while (pipeline.metrics.value("edgetrail_collector_records_out_total") ?? 0) < Double(records) {

@@ -54,6 +54,7 @@ public final class Central: @unchecked Sendable {
         self.logger = logger
         try ListenAddress.checkFree([ListenAddress(host: configuration.host, port: configuration.port, setting: "--listen")])
         self.store = try RecordStores.open(configuration.store)
+        declareMetrics()
     }
 
     /// Central over a store already opened (benchmarks, tests).
@@ -61,9 +62,34 @@ public final class Central: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.store = store
+        declareMetrics()
     }
 
     public var counters: CentralCounters { lock.withLock { countersStorage } }
+
+    /// Central's /metrics: the same registry and text format as the collector's.
+    public let metrics = MetricsRegistry()
+
+    private func declareMetrics() {
+        metrics.declare("edgetrail_central_batches_total", .counter, help: "CookieBatches stored.")
+        metrics.declare(
+            "edgetrail_central_records_total", .counter,
+            help: "Records stored, by outcome (a duplicate was already stored).")
+        metrics.declare(
+            "edgetrail_central_malformed_messages_total", .counter,
+            help: "Messages that were not a CookieBatch (skipped).")
+        metrics.declare("edgetrail_central_store_errors_total", .counter, help: "Failed store attempts (retried).")
+        publishMetrics()
+    }
+
+    private func publishMetrics() {
+        let counters = self.counters
+        metrics.set("edgetrail_central_batches_total", to: Double(counters.batches))
+        metrics.set("edgetrail_central_records_total", [("outcome", "inserted")], to: Double(counters.inserted))
+        metrics.set("edgetrail_central_records_total", [("outcome", "duplicate")], to: Double(counters.duplicates))
+        metrics.set("edgetrail_central_malformed_messages_total", to: Double(counters.malformed))
+        metrics.set("edgetrail_central_store_errors_total", to: Double(counters.storeErrors))
+    }
 
     /// Consumes until stopped. Offsets are committed only after the batch is stored, so a crash
     /// redelivers rather than loses; the store ignores what it already has.
@@ -113,6 +139,7 @@ public final class Central: @unchecked Sendable {
 
     /// Stores one message; a malformed one is counted and skipped, a store failure retried.
     func ingest(_ message: KafkaMessage) {
+        defer { publishMetrics() }
         let batch: Edgetrail_V1_CookieBatch
         do {
             batch = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
@@ -153,7 +180,7 @@ public final class Central: @unchecked Sendable {
             guard let cookie = Cookie(hex: text) else {
                 return Self.json(.badRequest, ["error": "'\(text)' is not a cookie; write it as 16 hex digits"])
             }
-            let records = try store.records(cookie: cookie.rawValue)
+            let records = try await Blocking.run { try store.records(cookie: cookie.rawValue) }
             guard !records.isEmpty else {
                 return Self.json(.notFound, ["error": "no records for cookie \(cookie.hex)"])
             }
@@ -168,29 +195,13 @@ public final class Central: @unchecked Sendable {
             } catch let error as CookieQueryError {
                 return Self.json(.badRequest, ["error": error.message])
             }
-            return Self.json(.ok, ["cookies": try store.cookies(query)])
+            return Self.json(.ok, ["cookies": try await Blocking.run { try store.cookies(query) }])
         }
+        let metrics = self.metrics
         router.get("/metrics") { _, _ -> Response in
-            let counters = self.counters
-            let text = """
-                # HELP edgetrail_central_batches_total CookieBatches stored.
-                # TYPE edgetrail_central_batches_total counter
-                edgetrail_central_batches_total \(counters.batches)
-                # HELP edgetrail_central_records_total Records stored, by outcome (a duplicate was already stored).
-                # TYPE edgetrail_central_records_total counter
-                edgetrail_central_records_total{outcome="inserted"} \(counters.inserted)
-                edgetrail_central_records_total{outcome="duplicate"} \(counters.duplicates)
-                # HELP edgetrail_central_malformed_messages_total Messages that were not a CookieBatch (skipped).
-                # TYPE edgetrail_central_malformed_messages_total counter
-                edgetrail_central_malformed_messages_total \(counters.malformed)
-                # HELP edgetrail_central_store_errors_total Failed store attempts (retried).
-                # TYPE edgetrail_central_store_errors_total counter
-                edgetrail_central_store_errors_total \(counters.storeErrors)
-
-                """
-            return Response(
+            Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
         }
         router.get("/healthz") { _, _ in "ok\n" }
         return router

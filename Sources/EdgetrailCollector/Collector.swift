@@ -29,7 +29,10 @@ public struct Collector: Sendable {
             addresses.append(ListenAddress(host: host, port: configuration.metricsPort, setting: "metrics.listen"))
         }
         try ListenAddress.checkFree(addresses)
-        self.pipeline = try CollectorPipeline(configuration: configuration, logger: logger)
+        var sinkLogger = logger
+        sinkLogger[metadataKey: "component"] = "kafka-sink"
+        let sink = try KafkaSink(configuration: configuration.kafka, logger: sinkLogger)
+        self.pipeline = try CollectorPipeline(configuration: configuration, sink: sink, logger: logger)
     }
 
     /// Runs until SIGTERM or SIGINT.
@@ -38,97 +41,38 @@ public struct Collector: Sendable {
     }
 
     /// The collector's services as a group; `triggerGracefulShutdown()` stops it like a signal.
+    /// Each source is a service handing records to the pipeline; the pipeline runs on its thread.
     public func makeServiceGroup(signals: [UnixSignal] = [.sigterm, .sigint]) throws -> ServiceGroup {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(
                 service: ThreadService(name: "pipeline", run: { pipeline.run() }, stop: { pipeline.stop() }),
                 successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "pipeline")
         ]
+        let (cnf, node) = (configuration.join.cnf, configuration.join.node)
+        func componentLogger(_ component: String) -> Logger {
+            var logger = self.logger
+            logger[metadataKey: "component"] = "\(component)"
+            return logger
+        }
         if let otlp = configuration.otlp {
-            let receiver = OTLPReceiver(pipeline: pipeline, configuration: otlp, logger: logger)
-            let refusals = OTLPRefusals(pipeline: pipeline, logger: logger)
-            let watch = OTLPWireWatch(pipeline: pipeline, logger: logger, maxRequestBytes: otlp.maxRequestBytes)
-            let config = HTTP2ServerTransport.Posix.Config.defaults {
-                $0.rpc.maxRequestPayloadSize = otlp.maxRequestBytes
-                $0.channelDebuggingCallbacks = watch.callbacks
-            }
-            let tcp = GRPCServer(
-                transport: .http2NIOPosix(
-                    address: .ipv4(host: otlp.host, port: otlp.port), transportSecurity: .plaintext, config: config),
-                services: [receiver], interceptors: [refusals])
-            services.append(
-                .init(
-                    service: GRPCServerService(server: tcp), successTerminationBehavior: .gracefullyShutdownGroup,
-                    serviceName: "otlp-tcp"))
-            if let socketPath = otlp.socketPath {
-                try? FileManager.default.removeItem(atPath: socketPath)
-                let unix = GRPCServer(
-                    transport: .http2NIOPosix(
-                        address: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext, config: config),
-                    services: [receiver], interceptors: [refusals])
-                services.append(
-                    .init(
-                        service: GRPCServerService(server: unix), successTerminationBehavior: .gracefullyShutdownGroup,
-                        serviceName: "otlp-unix"))
-            }
-            logger.info(
-                "OTLP/gRPC receiver",
-                metadata: ["listen": "\(otlp.host):\(otlp.port)", "socket": "\(otlp.socketPath ?? "-")"])
+            let source = OTLPSource(configuration: otlp, consumer: pipeline, cnf: cnf, node: node, logger: componentLogger("otlp-source"))
+            services.append(.init(service: source, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "otlp"))
         }
         if let snapshots = configuration.snapshots {
-            var sourceLogger = logger
-            sourceLogger[metadataKey: "component"] = "snapshot-source"
-            let source = RedisSnapshotSource(configuration: snapshots, logger: sourceLogger)
-            let stop = StopFlag()
-            let pipeline = self.pipeline
-            let service = ThreadService(
-                name: "snapshots",
-                run: {
-                    var reported = RedisSnapshotCounters()
-                    while !stop.isSet {
-                        let records = source.step(timeoutMilliseconds: 100)
-                        if !records.isEmpty { _ = pipeline.accept(records, source: "snapshots", wait: true) }
-                        let counters = source.counters
-                        pipeline.count("snapshots", "malformed_key", counters.malformedKeys - reported.malformedKeys)
-                        pipeline.count("snapshots", "unsupported_type", counters.unsupportedTypes - reported.unsupportedTypes)
-                        pipeline.count("snapshots", "reconnect", counters.reconnects - reported.reconnects)
-                        pipeline.count("snapshots", "value_truncated", counters.truncatedValues - reported.truncatedValues)
-                        pipeline.count("snapshots", "repeat_skipped", counters.repeatsSkipped - reported.repeatsSkipped)
-                        reported = counters
-                    }
-                }, stop: { stop.set() })
-            services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "snapshots"))
+            let source = RedisSnapshotSource(configuration: snapshots, consumer: pipeline, logger: componentLogger("snapshot-source"))
+            services.append(.init(service: source, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "snapshots"))
         }
         switch configuration.flows {
         case .datapath(let socket, let statsInterval):
-            var flowLogger = logger
-            flowLogger[metadataKey: "component"] = "flow-source"
             let source = DatapathFlowSource(
-                socket: socket, pipeline: pipeline, cnf: configuration.join.cnf, node: configuration.join.node,
-                logger: flowLogger, statsInterval: .nanoseconds(Int64(statsInterval)))
+                socket: socket, consumer: pipeline, metrics: pipeline.metrics, cnf: cnf, node: node,
+                logger: componentLogger("flow-source"), statsInterval: .nanoseconds(Int64(statsInterval)))
             services.append(.init(service: source, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "flows"))
         case .replay(let flows):
-            var flowLogger = logger
-            flowLogger[metadataKey: "component"] = "flow-source"
-            let sourceLogger = flowLogger
-            let replay = FlowReplaySource(configuration: flows)
-            let stop = StopFlag()
-            let pipeline = self.pipeline
-            let join = configuration.join
-            let service = ThreadService(
-                name: "flows",
-                run: {
-                    replay.run(
-                        cnf: join.cnf, node: join.node, logger: sourceLogger, clock: wallClockNanoseconds,
-                        shouldStop: { stop.isSet }
-                    ) { records, lost, malformed in
-                        _ = pipeline.accept(records, source: "flows", wait: true)
-                        pipeline.count("flows", "datapath_lost_events", lost)
-                        pipeline.count("flows", "malformed_line", malformed)
-                    }
-                }, stop: { stop.set() })
+            let source = FlowReplaySource(
+                configuration: flows, consumer: pipeline, cnf: cnf, node: node, logger: componentLogger("flow-source"))
             // A replay that reached the end of its file is done; the collector goes on.
-            services.append(.init(service: service, successTerminationBehavior: .ignore, serviceName: "flows"))
+            services.append(.init(service: source, successTerminationBehavior: .ignore, serviceName: "flows"))
         case nil:
             break
         }
@@ -151,18 +95,5 @@ public struct Collector: Sendable {
         return ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services, gracefulShutdownSignals: signals, logger: logger))
-    }
-}
-
-/// A gRPC server as a service that stops accepting and finishes its RPCs on graceful shutdown.
-struct GRPCServerService<Transport: ServerTransport>: Service {
-    let server: GRPCServer<Transport>
-
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await server.serve()
-        } onGracefulShutdown: {
-            server.beginGracefulShutdown()
-        }
     }
 }

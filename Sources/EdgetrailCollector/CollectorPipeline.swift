@@ -1,30 +1,22 @@
 import EdgetrailCore
 import EdgetrailFilters
 import EdgetrailProto
+import EdgetrailRuntime
 import EdgetrailSpool
 import EdgetrailTelemetry
 import Foundation
 import Logging
 import SwiftProtobuf
 
-/// The answer a source gets when it hands records to the pipeline.
-public enum IntakeResult: Sendable, Equatable {
-    /// Journaled on disk and queued: the records survive a crash from here on. `tooLarge`
-    /// records were refused because none could fit in a Kafka message (counted and logged).
-    case accepted(tooLarge: Int = 0)
-    /// The pipeline is full; the sender should retry later. Nothing was kept.
-    case full(String)
-}
-
 /// The collector's processing path: intake journal → filters (record rules) → cookie join →
-/// filters (cookie rules) → Kafka sink with its spool. One thread runs it; sources hand records
-/// in through `accept` from any thread.
+/// filters (cookie rules) → a batch sink (Kafka with its spool). One thread runs it; sources hand
+/// records in from any thread through its `RecordConsumer` side.
 ///
 /// Crash safety: records are journaled before `accept` returns. A journal entry is released
 /// once every record in it has been spooled by the sink (or dropped by a rule), so a SIGKILL at
 /// any point loses nothing accepted: on restart the journal's unreleased entries are joined
 /// again (a record may then ship twice; central stores each record once).
-public final class CollectorPipeline: @unchecked Sendable {
+public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
     public let configuration: CollectorConfiguration
     public let metrics: MetricsRegistry
     private let logger: Logger
@@ -39,7 +31,7 @@ public final class CollectorPipeline: @unchecked Sendable {
     private var hold: TraceHold
     private let noCookie: NoCookiePolicy
     private var filters: FilterStage
-    private let sink: KafkaSink
+    private let sink: any BatchSink
     /// Records of each journal entry not yet spooled or dropped.
     private var remaining: [UInt64: Int] = [:]
     private let stopLock = NSLock()
@@ -48,19 +40,21 @@ public final class CollectorPipeline: @unchecked Sendable {
     private let ruleWatcher: RuleFileWatcher
     private let capture: CaptureFile.Writer?
     private let counterLock = NSLock()
-    private var acceptedBySource: [String: Int] = [:]
-    private var refusedBySource: [String: Int] = [:]
-    private var tooLargeBySource: [String: Int] = [:]
+    private var acceptedBySource: [RecordSource: Int] = [:]
+    private var refusedBySource: [RecordSource: Int] = [:]
+    private var tooLargeBySource: [RecordSource: Int] = [:]
     private var releasedByReason: [JoinRelease: Int] = [:]
     private var lastPublish: UInt64 = 0
     /// Rule matches abandoned at the regex time bound, as of the last publish (for the warning).
     private var regexTimeBoundsSeen = 0
     /// Extra figures sources report (dropped without cookie, lost datapath events, …).
-    private var sourceCounters: [String: [String: Int]] = [:]
+    private var sourceCounters: [SourceEvent: Int] = [:]
 
+    /// A pipeline that ships to `sink` (for the collector, a `KafkaSink` on
+    /// `configuration.kafka`); it reads back what its intake journal still holds.
     public init(
-        configuration: CollectorConfiguration, logger: Logger, metrics: MetricsRegistry = MetricsRegistry(),
-        clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
+        configuration: CollectorConfiguration, sink: any BatchSink, logger: Logger,
+        metrics: MetricsRegistry = MetricsRegistry(), clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
     ) throws {
         self.configuration = configuration
         self.logger = logger
@@ -87,9 +81,7 @@ public final class CollectorPipeline: @unchecked Sendable {
                 metadata: ["version": "\(rules.version)", "files": "\(configuration.filterFiles.joined(separator: ","))",
                            "record_rules": "\(rules.recordRules.count)", "cookie_rules": "\(rules.cookieRules.count)"])
         }
-        var sinkLogger = logger
-        sinkLogger[metadataKey: "component"] = "kafka-sink"
-        sink = try KafkaSink(configuration: configuration.kafka, logger: sinkLogger, clock: clock)
+        self.sink = sink
         Self.declareMetrics(metrics)
         // Records accepted before a crash come first.
         for entry in journal.recovered {
@@ -98,7 +90,7 @@ public final class CollectorPipeline: @unchecked Sendable {
                 journal.acknowledge([entry.id])
                 continue
             }
-            queue.put(IntakeItem(records: container.records, encoded: [], origin: entry.id, source: "journal"))
+            queue.put(IntakeItem(records: container.records, encoded: [], origin: entry.id, source: .journal))
         }
         if !journal.recovered.isEmpty {
             logger.notice(
@@ -107,13 +99,37 @@ public final class CollectorPipeline: @unchecked Sendable {
         }
     }
 
-    // MARK: Intake (any thread)
+    // MARK: Intake (any thread): the RecordConsumer side
 
-    /// Journals and queues `records` from `source`. With `wait`, waits for room in the queue
-    /// (for sources that cannot ask their sender to retry).
-    public func accept(_ records: [Edgetrail_V1_Record], source: String, wait: Bool = false) -> IntakeResult {
+    public func offer(_ records: [Edgetrail_V1_Record], from source: RecordSource) -> IntakeResult {
+        intake(records, source: source, mode: .offer)
+    }
+
+    public func put(_ records: [Edgetrail_V1_Record], from source: RecordSource) -> IntakeResult {
+        intake(records, source: source, mode: .wait)
+    }
+
+    public func deliver(_ records: [Edgetrail_V1_Record], from source: RecordSource) async -> IntakeResult {
         guard !records.isEmpty else { return .accepted() }
-        if !wait, queue.isFull {
+        // Suspends without holding a thread; room may be taken again before this one queues, so
+        // the queue can pass its capacity by the few deliveries that were waiting.
+        await queue.waitForRoom()
+        return intake(records, source: source, mode: .force)
+    }
+
+    private enum IntakeMode {
+        /// Refuse when full.
+        case offer
+        /// Block the calling thread while full.
+        case wait
+        /// Queue even when full (the caller waited for room already).
+        case force
+    }
+
+    /// Journals and queues `records` from `source`.
+    private func intake(_ records: [Edgetrail_V1_Record], source: RecordSource, mode: IntakeMode) -> IntakeResult {
+        guard !records.isEmpty else { return .accepted() }
+        if mode == .offer, queue.isFull {
             countRefused(source, records.count)
             return .full("the collector's intake queue is full; retry shortly")
         }
@@ -140,11 +156,19 @@ public final class CollectorPipeline: @unchecked Sendable {
             return .full("\(error)")
         }
         let item = IntakeItem(records: records, encoded: encoded, origin: id, source: source)
-        let queued = wait ? queue.put(item) : queue.offer(item)
+        let queued: Bool
+        switch mode {
+        case .offer: queued = queue.offer(item)
+        case .wait: queued = queue.put(item)
+        case .force: queued = queue.force(item)
+        }
         if !queued {
             // Shutting down (or filled meanwhile): the journal keeps the records for the next start.
-            if !wait { countRefused(source, 0) }
-            return wait ? .accepted(tooLarge: tooLarge) : .full("the collector is shutting down or full; retry")
+            if mode == .offer {
+                countRefused(source, 0)
+                return .full("the collector is shutting down or full; retry")
+            }
+            return .accepted(tooLarge: tooLarge)
         }
         counterLock.withLock { acceptedBySource[source, default: 0] += records.count }
         return .accepted(tooLarge: tooLarge)
@@ -153,7 +177,7 @@ public final class CollectorPipeline: @unchecked Sendable {
     /// Takes out the records no Kafka message could carry: a batch holds at least one record,
     /// so such a record would be refused by the broker forever. Each is counted and logged.
     private func refuseTooLarge(
-        _ records: inout [Edgetrail_V1_Record], _ encoded: inout [[UInt8]], source: String
+        _ records: inout [Edgetrail_V1_Record], _ encoded: inout [[UInt8]], source: RecordSource
     ) -> Int {
         guard encoded.contains(where: { $0.count > largestRecordBytes }) else { return 0 }
         var keptRecords: [Edgetrail_V1_Record] = []
@@ -180,13 +204,12 @@ public final class CollectorPipeline: @unchecked Sendable {
         return refused
     }
 
-    /// Adds to a source's own counter (published as edgetrail_collector_source_events_total).
-    public func count(_ source: String, _ event: String, _ amount: Int = 1) {
+    public func count(_ event: SourceEvent, _ amount: Int) {
         guard amount != 0 else { return }
-        counterLock.withLock { sourceCounters[source, default: [:]][event, default: 0] += amount }
+        counterLock.withLock { sourceCounters[event, default: 0] += amount }
     }
 
-    private func countRefused(_ source: String, _ amount: Int) {
+    private func countRefused(_ source: RecordSource, _ amount: Int) {
         counterLock.withLock { refusedBySource[source, default: 0] += amount }
     }
 
@@ -209,9 +232,10 @@ public final class CollectorPipeline: @unchecked Sendable {
         ship(join.drain())
         let drained = (try? sink.drain(timeoutMilliseconds: configuration.shutdownDrainMilliseconds)) ?? false
         if !drained {
+            let figures = sink.figures
             logger.warning(
                 "shutting down with batches not yet acknowledged; they stay spooled and go out on the next start",
-                metadata: ["batches": "\(sink.pendingBatches)", "spool_bytes": "\(sink.spoolBytes)"])
+                metadata: ["batches": "\(figures.pendingBatches)", "spool_bytes": "\(figures.spoolBytes)"])
         }
         publishMetrics(force: true)
     }
@@ -227,9 +251,9 @@ public final class CollectorPipeline: @unchecked Sendable {
         switch ruleWatcher.poll() {
         case .applied(let rules):
             replaceRules(rules)
-            count("filters", "reload_applied")
+            count(.rulesReloadApplied)
         case .refused(let diagnostics):
-            count("filters", "reload_refused")
+            count(.rulesReloadRefused)
             logger.warning(
                 "changed filter rules refused; the previous rules stay active",
                 metadata: ["version": "\(filters.rules.version)",
@@ -293,15 +317,15 @@ public final class CollectorPipeline: @unchecked Sendable {
         for span in spans {
             switch span.reason {
             case .attached:
-                count("otlp", "span_without_cookie_attached")
+                count(.spanWithoutCookieAttached)
             case .expired, .full:
-                if span.reason == .full { count("otlp", "span_without_cookie_hold_full") }
+                if span.reason == .full { count(.spanWithoutCookieHoldFull) }
                 guard noCookie == .bucket else {
-                    count("otlp", "span_without_cookie_dropped")
+                    count(.spanWithoutCookieDropped)
                     finished([span.origin])
                     continue
                 }
-                count("otlp", "span_without_cookie_bucketed")
+                count(.spanWithoutCookieBucketed)
             }
             released += process(span.record, encoded: [], origin: span.origin, now: now)
         }
@@ -385,21 +409,20 @@ public final class CollectorPipeline: @unchecked Sendable {
             "edgetrail_collector_records_dropped_total", [("stage", "intake"), ("reason", "too_large")],
             to: Double(tooLarge.values.reduce(0, +)))
         for (source, value) in accepted {
-            metrics.set("edgetrail_collector_records_in_total", [("source", source)], to: Double(value))
+            metrics.set("edgetrail_collector_records_in_total", [("source", source.rawValue)], to: Double(value))
         }
         for (source, value) in refused {
-            metrics.set("edgetrail_collector_records_refused_total", [("source", source)], to: Double(value))
+            metrics.set("edgetrail_collector_records_refused_total", [("source", source.rawValue)], to: Double(value))
         }
         for (reason, value) in releasedCounts {
             metrics.set("edgetrail_collector_batches_released_total", [("reason", reason.rawValue)], to: Double(value))
         }
-        for (source, events) in sourceEvents {
-            for (event, value) in events {
-                metrics.set(
-                    "edgetrail_collector_source_events_total", [("source", source), ("event", event)], to: Double(value))
-            }
+        for (event, value) in sourceEvents {
+            metrics.set(
+                "edgetrail_collector_source_events_total", [("source", event.source), ("event", event.event)],
+                to: Double(value))
         }
-        let counters = sink.counters
+        let counters = sink.figures
         metrics.set(
             "edgetrail_collector_records_dropped_total", [("stage", "filter"), ("reason", "record_rule")],
             to: Double(filters.droppedRecords))
@@ -412,28 +435,29 @@ public final class CollectorPipeline: @unchecked Sendable {
         metrics.set(
             "edgetrail_collector_records_dropped_total", [("stage", "sink"), ("reason", "too_large")],
             to: Double(counters.tooLargeRecords))
-        let noCookie = sourceEvents["otlp"]?["span_without_cookie_dropped"] ?? 0
+        let noCookie = sourceEvents[.spanWithoutCookieDropped] ?? 0
         metrics.set(
             "edgetrail_collector_records_dropped_total", [("stage", "source"), ("reason", "no_cookie")],
             to: Double(noCookie))
         metrics.set("edgetrail_collector_records_out_total", to: Double(counters.acknowledgedRecords))
-        metrics.set("edgetrail_collector_batches_out_total", to: Double(counters.acknowledged))
+        metrics.set("edgetrail_collector_batches_out_total", to: Double(counters.acknowledgedBatches))
         metrics.set("edgetrail_collector_open_cookies", to: Double(join.trackedCookies))
         metrics.set("edgetrail_collector_open_records", to: Double(join.openRecords))
         metrics.set("edgetrail_collector_held_spans", to: Double(hold.heldSpans))
-        metrics.set("edgetrail_collector_spool_bytes", to: Double(sink.spoolBytes))
-        metrics.set("edgetrail_collector_spool_batches", to: Double(sink.pendingBatches))
-        metrics.set("edgetrail_collector_spool_backlog_batches", to: Double(sink.backlogBatches))
+        metrics.set("edgetrail_collector_spool_bytes", to: Double(counters.spoolBytes))
+        metrics.set("edgetrail_collector_spool_batches", to: Double(counters.pendingBatches))
+        metrics.set("edgetrail_collector_spool_backlog_batches", to: Double(counters.backlogBatches))
         metrics.set("edgetrail_collector_intake_journal_bytes", to: Double(journal.usedBytes))
         metrics.set("edgetrail_collector_delivery_seconds_sum", to: counters.deliverySecondsTotal)
-        metrics.set("edgetrail_collector_delivery_seconds_count", to: Double(counters.acknowledged))
+        metrics.set("edgetrail_collector_delivery_seconds_count", to: Double(counters.acknowledgedBatches))
         metrics.set("edgetrail_collector_producer_restarts_total", to: Double(counters.producerRestarts))
         for (rule, value) in filters.matches {
             metrics.set("edgetrail_collector_filter_rule_matches_total", [("rule", rule)], to: Double(value))
         }
         let timeBounds = RegexBudget.exceededCount
         metrics.set(
-            "edgetrail_collector_source_events_total", [("source", "filters"), ("event", "regex_time_bound")],
+            "edgetrail_collector_source_events_total",
+            [("source", SourceEvent.regexTimeBound.source), ("event", SourceEvent.regexTimeBound.event)],
             to: Double(timeBounds))
         if timeBounds > regexTimeBoundsSeen {
             logger.warning(

@@ -1,5 +1,6 @@
 import EdgetrailDatapathAPI
 import EdgetrailProto
+import EdgetrailRuntime
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -20,18 +21,33 @@ import Synchronization
 ///
 /// The ring buffer's losses, and the manager's own when this source fell behind, arrive on the
 /// events (`lost_events`) and are counted as `flows` / `datapath_lost_events`. Handing a record
-/// to a full pipeline waits: the wait backs up into the manager's per-subscriber buffer, whose
+/// to a full pipeline suspends: the wait backs up into the manager's per-subscriber buffer, whose
 /// overflow is counted the same way.
-struct DatapathFlowSource: Service {
+public struct DatapathFlowSource: Service {
     let socket: String
-    let pipeline: CollectorPipeline
+    let consumer: any RecordConsumer
+    /// Where the manager's counters are published (the collector's /metrics).
+    let metrics: MetricsRegistry
     let cnf: String
     let node: String
     let logger: Logger
     var statsInterval: Duration = .seconds(5)
     var retryInterval: Duration = .seconds(1)
 
-    func run() async throws {
+    public init(
+        socket: String, consumer: any RecordConsumer, metrics: MetricsRegistry, cnf: String, node: String,
+        logger: Logger, statsInterval: Duration = .seconds(5)
+    ) {
+        self.socket = socket
+        self.consumer = consumer
+        self.metrics = metrics
+        self.cnf = cnf
+        self.node = node
+        self.logger = logger
+        self.statsInterval = statsInterval
+    }
+
+    public func run() async throws {
         try await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { await follow() }
@@ -61,7 +77,6 @@ struct DatapathFlowSource: Service {
     /// Reads the manager's counters every `statsInterval` into /metrics (rules by position and
     /// shorthand). Quiet while the manager is away; `follow` reports that.
     private func publishStats() async {
-        let metrics = pipeline.metrics
         Self.declareMetrics(metrics)
         while !Task.isCancelled {
             if let (rules, stats) = try? await DatapathManagerClient.with(socket: socket, { client in
@@ -133,14 +148,14 @@ struct DatapathFlowSource: Service {
                     if change.first {
                         logger.info("following the Datapath Manager's flow events", metadata: ["socket": "\(socket)"])
                     }
-                    if change.reconnect { pipeline.count("flows", "datapath_reconnect") }
+                    if change.reconnect { consumer.count(.datapathReconnect) }
                     let resume = link.resume.withLock { resume -> (run: UInt64, after: UInt64) in
                         let point = resume ?? (stats.managerRun, stats.lastSequence)
                         resume = point
                         return point
                     }
                     if resume.run != stats.managerRun {
-                        pipeline.count("flows", "datapath_manager_restarted")
+                        consumer.count(.datapathManagerRestarted)
                         logger.warning(
                             "the Datapath Manager restarted: flow events of its previous run after the last one received are not known",
                             metadata: ["socket": "\(socket)"])
@@ -151,8 +166,10 @@ struct DatapathFlowSource: Service {
                         for try await message in response.messages {
                             link.received(message)
                             let record = FlowReplaySource.record(message, cnf: cnf, node: node, now: wallClockNanoseconds())
-                            _ = pipeline.accept([record], source: "flows", wait: true)
-                            pipeline.count("flows", "datapath_lost_events", Int(message.event.lostEvents))
+                            // Suspends while the pipeline is full: the wait backs up into the
+                            // manager's per-subscriber buffer, not onto a thread.
+                            _ = await consumer.deliver([record], from: .flows)
+                            consumer.count(.datapathLostEvents, Int(message.event.lostEvents))
                         }
                     }
                 }

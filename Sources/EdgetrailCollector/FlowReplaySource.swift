@@ -1,7 +1,9 @@
 import EdgetrailCore
 import EdgetrailProto
+import EdgetrailRuntime
 import Foundation
 import Logging
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// Replays recorded flow events: a file of JSON lines, each a `FlowEventMessage` in protobuf's
@@ -9,12 +11,42 @@ import SwiftProtobuf
 /// Manager's event stream, for tests and for trying rules without a datapath.
 ///
 /// The datapath's lost-event counts (`lost_events`) are carried through: summed into the
-/// `datapath_lost_events` source counter, and kept on each record.
-public struct FlowReplaySource: Sendable {
+/// `datapath_lost_events` source counter, and kept on each record. A replay that reached the end
+/// of its file is done; the service then returns.
+public struct FlowReplaySource: Service {
     public let configuration: FlowReplaySourceConfiguration
+    let consumer: any RecordConsumer
+    let cnf: String
+    let node: String
+    let logger: Logger
 
-    public init(configuration: FlowReplaySourceConfiguration) {
+    public init(
+        configuration: FlowReplaySourceConfiguration, consumer: any RecordConsumer, cnf: String, node: String,
+        logger: Logger
+    ) {
         self.configuration = configuration
+        self.consumer = consumer
+        self.cnf = cnf
+        self.node = node
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let stop = StopFlag()
+        let replay = self
+        try await ThreadService(
+            name: "flows",
+            run: {
+                replay.run(
+                    cnf: replay.cnf, node: replay.node, logger: replay.logger, clock: wallClockNanoseconds,
+                    shouldStop: { stop.isSet }
+                ) { records, lost, malformed in
+                    _ = replay.consumer.put(records, from: .flows)
+                    replay.consumer.count(.datapathLostEvents, lost)
+                    replay.consumer.count(.malformedLine, malformed)
+                }
+            }, stop: { stop.set() }
+        ).run()
     }
 
     /// A flow event as a record of the pipeline; an event without a node gets the collector's.
@@ -30,7 +62,7 @@ public struct FlowReplaySource: Sendable {
 
     /// Reads the file and hands each event to `deliver` (blocking), paced to the configured rate.
     /// A malformed line is reported with its line number and skipped.
-    public func run(
+    func run(
         cnf: String, node: String, logger: Logger, clock: @Sendable () -> UInt64,
         shouldStop: () -> Bool, deliver: ([Edgetrail_V1_Record], _ lost: Int, _ malformed: Int) -> Void
     ) {

@@ -7,7 +7,7 @@ public struct IntakeItem: Sendable {
     /// Each record's protobuf bytes (as journaled); empty when they are to be encoded later.
     public var encoded: [[UInt8]]
     public var origin: UInt64
-    public var source: String
+    public var source: RecordSource
 }
 
 /// The bounded buffer between the sources and the pipeline. Sources that can push back on
@@ -18,6 +18,8 @@ public final class IntakeQueue: @unchecked Sendable {
     private var items: [IntakeItem] = []
     private var records = 0
     private var closed = false
+    /// Async deliveries waiting for room; resumed when the pipeline takes what is queued.
+    private var roomWaiters: [CheckedContinuation<Void, Never>] = []
     /// Records the queue holds before it counts as full.
     public let capacity: Int
 
@@ -57,15 +59,52 @@ public final class IntakeQueue: @unchecked Sendable {
         return true
     }
 
+    /// Adds even when full (the caller waited for room with `waitForRoom`); false only when closed.
+    @discardableResult
+    public func force(_ item: IntakeItem) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !closed else { return false }
+        items.append(item)
+        records += item.records.count
+        condition.broadcast()
+        return true
+    }
+
+    /// Returns once the queue has room (or is closed), suspending meanwhile without holding a thread.
+    public func waitForRoom() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            condition.lock()
+            guard !closed, records >= capacity else {
+                condition.unlock()
+                continuation.resume()
+                return
+            }
+            roomWaiters.append(continuation)
+            condition.unlock()
+        }
+    }
+
+    private func resumeRoomWaiters() {
+        condition.lock()
+        let waiters = roomWaiters
+        roomWaiters.removeAll()
+        condition.unlock()
+        for waiter in waiters { waiter.resume() }
+    }
+
     /// Everything queued, waiting up to `timeout` seconds for something to arrive.
     public func take(timeout: Double) -> [IntakeItem] {
         condition.lock()
-        defer { condition.unlock() }
         if items.isEmpty, !closed { _ = condition.wait(until: Date().addingTimeInterval(timeout)) }
         let taken = items
         items.removeAll(keepingCapacity: true)
         records = 0
         condition.broadcast()
+        let waiters = roomWaiters
+        roomWaiters.removeAll()
+        condition.unlock()
+        for waiter in waiters { waiter.resume() }
         return taken
     }
 
@@ -75,5 +114,6 @@ public final class IntakeQueue: @unchecked Sendable {
         closed = true
         condition.broadcast()
         condition.unlock()
+        resumeRoomWaiters()
     }
 }

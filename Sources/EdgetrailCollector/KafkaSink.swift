@@ -336,3 +336,23 @@ public final class KafkaSink {
     clock_gettime(CLOCK_REALTIME, &spec)
     return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
 }
+
+extension KafkaSink: BatchSink {
+    public func pump() throws {
+        try pump(timeoutMilliseconds: 0)
+    }
+
+    public var figures: BatchSinkFigures {
+        var figures = BatchSinkFigures()
+        figures.acknowledgedBatches = counters.acknowledged
+        figures.acknowledgedRecords = counters.acknowledgedRecords
+        figures.refusedRecords = counters.refusedRecords
+        figures.tooLargeRecords = counters.tooLargeRecords
+        figures.deliverySecondsTotal = counters.deliverySecondsTotal
+        figures.producerRestarts = counters.producerRestarts
+        figures.spoolBytes = spoolBytes
+        figures.pendingBatches = pendingBatches
+        figures.backlogBatches = backlogBatches
+        return figures
+    }
+}

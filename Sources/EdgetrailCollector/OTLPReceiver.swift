@@ -9,7 +9,7 @@ import Synchronization
 /// Edgetrail span records keyed by their cookie and go to the pipeline; when the pipeline is
 /// full the exporter is told to retry (UNAVAILABLE), so nothing it sent is lost.
 public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceService.ServiceProtocol, Sendable {
-    private let pipeline: CollectorPipeline
+    private let consumer: any RecordConsumer
     private let converter: Mutex<SpanConverter>
     private let clock: @Sendable () -> UInt64
     private let logger: Logger
@@ -17,15 +17,15 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
     private let lastMalformedLog = Mutex<UInt64>(0)
 
     public init(
-        pipeline: CollectorPipeline, configuration: OTLPSourceConfiguration, logger: Logger,
-        clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
+        consumer: any RecordConsumer, configuration: OTLPSourceConfiguration, cnf: String, node: String,
+        logger: Logger, clock: @escaping @Sendable () -> UInt64 = wallClockNanoseconds
     ) {
-        self.pipeline = pipeline
+        self.consumer = consumer
         self.clock = clock
         self.logger = logger
         self.converter = Mutex(
             SpanConverter(
-                cnf: pipeline.configuration.join.cnf, node: pipeline.configuration.join.node,
+                cnf: cnf, node: node,
                 noCookie: configuration.noCookie, holdsTraces: configuration.hold.holdNanoseconds > 0))
     }
 
@@ -36,11 +36,11 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
         let baggage = request.metadata[stringValues: "baggage"].first { _ in true }
         let now = clock()
         let converted = converter.withLock { $0.convert(request.message, baggage: baggage, now: now) }
-        pipeline.count("otlp", "span_without_cookie_dropped", converted.droppedWithoutCookie)
-        pipeline.count("otlp", "span_without_cookie_bucketed", converted.bucketedWithoutCookie)
-        pipeline.count("otlp", "span_without_cookie_held", converted.heldWithoutCookie)
+        consumer.count(.spanWithoutCookieDropped, converted.droppedWithoutCookie)
+        consumer.count(.spanWithoutCookieBucketed, converted.bucketedWithoutCookie)
+        consumer.count(.spanWithoutCookieHeld, converted.heldWithoutCookie)
         for (reason, count) in converted.malformedCookies {
-            pipeline.count("otlp", "cookie_attribute_\(reason)", count)
+            consumer.count(.cookieAttribute(reason), count)
         }
         if let example = converted.malformedExample, lastMalformedLog.withLock({ last in
             guard now &- last >= 10_000_000_000 else { return false }
@@ -54,7 +54,7 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
                     "spans": "\(converted.malformedCookies.values.reduce(0, +))",
                 ])
         }
-        switch pipeline.accept(converted.records, source: "otlp") {
+        switch consumer.offer(converted.records, from: .otlp) {
         case .accepted(let tooLarge):
             var response = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceResponse()
             var reasons: [String] = []
@@ -65,7 +65,7 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
             if tooLarge > 0 {
                 reasons.append(
                     "\(tooLarge) spans were larger than the collector ships in one message "
-                        + "(\(pipeline.largestRecordBytes) bytes encoded) and were dropped")
+                        + "(\(consumer.largestRecordBytes) bytes encoded) and were dropped")
             }
             if !reasons.isEmpty {
                 response.partialSuccess.rejectedSpans = Int64(converted.droppedWithoutCookie + tooLarge)
@@ -85,12 +85,12 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
 /// gRPC error; the operator gets `source="otlp"` events on /metrics and a log line (at most one
 /// per 10 s).
 final class OTLPRefusals: ServerInterceptor {
-    let pipeline: CollectorPipeline
+    let consumer: any RecordConsumer
     let logger: Logger
     private let lastLog = Mutex<UInt64>(0)
 
-    init(pipeline: CollectorPipeline, logger: Logger) {
-        self.pipeline = pipeline
+    init(consumer: any RecordConsumer, logger: Logger) {
+        self.consumer = consumer
         self.logger = logger
     }
 
@@ -103,7 +103,7 @@ final class OTLPRefusals: ServerInterceptor {
         } catch let error as RPCError {
             // Exports over max_request_bytes never get here: OTLPWireWatch counts those.
             guard error.code == .invalidArgument else { throw error }
-            pipeline.count("otlp", "export_unreadable")
+            consumer.count(.exportUnreadable)
             let now = wallClockNanoseconds()
             if lastLog.withLock({ last in
                 guard now &- last >= 10_000_000_000 else { return false }

@@ -10,14 +10,14 @@ import Synchronization
 /// transport answers by resetting the stream. Both only look at the first bytes and then step
 /// out of the pipeline; the transport still does the refusing.
 final class OTLPWireWatch: Sendable {
-    let pipeline: CollectorPipeline
+    let consumer: any RecordConsumer
     let logger: Logger
     let maxRequestBytes: Int
     /// When a refusal was last logged: at most one line per 10 s and kind, however many.
     private let lastLog = Mutex<[String: UInt64]>([:])
 
-    init(pipeline: CollectorPipeline, logger: Logger, maxRequestBytes: Int) {
-        self.pipeline = pipeline
+    init(consumer: any RecordConsumer, logger: Logger, maxRequestBytes: Int) {
+        self.consumer = consumer
         self.logger = logger
         self.maxRequestBytes = maxRequestBytes
     }
@@ -39,12 +39,12 @@ final class OTLPWireWatch: Sendable {
             })
     }
 
-    func refused(_ event: String, _ message: String, metadata: Logger.Metadata) {
-        pipeline.count("otlp", event)
+    func refused(_ event: SourceEvent, _ message: String, metadata: Logger.Metadata) {
+        consumer.count(event)
         let now = wallClockNanoseconds()
         let due = lastLog.withLock { last in
-            guard now &- last[event, default: 0] >= 10_000_000_000 else { return false }
-            last[event] = now
+            guard now &- last[event.event, default: 0] >= 10_000_000_000 else { return false }
+            last[event.event] = now
             return true
         }
         if due { logger.warning("\(message)", metadata: metadata) }
@@ -72,7 +72,7 @@ private final class PrefaceWatch: ChannelInboundHandler, RemovableChannelHandler
         let matches = seen.elementsEqual(Self.preface.prefix(seen.count))
         if !matches {
             watch.refused(
-                "connection_not_http2", "refused a connection to the OTLP port that does not speak HTTP/2 (gRPC)",
+                .connectionNotHTTP2, "refused a connection to the OTLP port that does not speak HTTP/2 (gRPC)",
                 metadata: [
                     "peer": "\(context.remoteAddress.map { "\($0)" } ?? "?")",
                     "first_bytes": "\(String(decoding: seen.prefix(16), as: UTF8.self).debugDescription)",
@@ -108,7 +108,7 @@ private final class MessageSizeWatch: ChannelInboundHandler, RemovableChannelHan
         let length = prefix[1...].reduce(0) { $0 << 8 | Int($1) }
         if length > watch.maxRequestBytes {
             watch.refused(
-                "export_too_large", "refused an OTLP export larger than max_request_bytes",
+                .exportTooLarge, "refused an OTLP export larger than max_request_bytes",
                 metadata: [
                     "peer": "\(context.channel.parent?.remoteAddress.map { "\($0)" } ?? "?")",
                     "bytes": "\(length)", "max_request_bytes": "\(watch.maxRequestBytes)",

@@ -1,8 +1,10 @@
 import EdgetrailCore
 import EdgetrailProto
+import EdgetrailRuntime
 import EdgetrailRedis
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// Which Redis the snapshot source watches.
 public struct RedisSnapshotSourceConfiguration: Sendable, Hashable {
@@ -41,8 +43,8 @@ public struct RedisSnapshotCounters: Sendable, Hashable {
 /// keyspace notifications and reads the key (GET for strings, HGETALL for hashes) right after
 /// the change. Survives Redis restarts by reconnecting and subscribing again.
 ///
-/// Blocking: drive it from one thread with `step`.
-public final class RedisSnapshotSource: @unchecked Sendable {
+/// Blocking: drive it from one thread with `step` (`RedisSnapshotSource` does, for the collector).
+public final class RedisSnapshotReader: @unchecked Sendable {
     public let configuration: RedisSnapshotSourceConfiguration
     public private(set) var counters = RedisSnapshotCounters()
     private let logger: Logger
@@ -236,5 +238,40 @@ public final class RedisSnapshotSource: @unchecked Sendable {
             snapshot.unsupportedType = type
             counters.unsupportedTypes += 1
         }
+    }
+}
+
+/// The snapshot source of the collector: a `RedisSnapshotReader` on a thread of its own, handing
+/// what it captures to the pipeline (waiting while the pipeline is full: Redis cannot be asked to
+/// resend) and its own counts to the source-event counters.
+public struct RedisSnapshotSource: Service {
+    let reader: RedisSnapshotReader
+    let consumer: any RecordConsumer
+
+    public init(configuration: RedisSnapshotSourceConfiguration, consumer: any RecordConsumer, logger: Logger) {
+        self.reader = RedisSnapshotReader(configuration: configuration, logger: logger)
+        self.consumer = consumer
+    }
+
+    public func run() async throws {
+        let stop = StopFlag()
+        let (reader, consumer) = (self.reader, self.consumer)
+        try await ThreadService(
+            name: "snapshots",
+            run: {
+                var reported = RedisSnapshotCounters()
+                while !stop.isSet {
+                    let records = reader.step(timeoutMilliseconds: 100)
+                    if !records.isEmpty { _ = consumer.put(records, from: .snapshots) }
+                    let counters = reader.counters
+                    consumer.count(.malformedKey, counters.malformedKeys - reported.malformedKeys)
+                    consumer.count(.unsupportedType, counters.unsupportedTypes - reported.unsupportedTypes)
+                    consumer.count(.redisReconnect, counters.reconnects - reported.reconnects)
+                    consumer.count(.valueTruncated, counters.truncatedValues - reported.truncatedValues)
+                    consumer.count(.repeatSkipped, counters.repeatsSkipped - reported.repeatsSkipped)
+                    reported = counters
+                }
+            }, stop: { stop.set() }
+        ).run()
     }
 }

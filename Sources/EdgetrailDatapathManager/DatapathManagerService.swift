@@ -19,9 +19,11 @@ public struct DatapathManagerService: Edgetrail_V1_DatapathManager.SimpleService
         self.manager = manager
     }
 
-    private func answer<T>(_ body: () throws -> T) throws -> T {
+    /// Runs one call on NIO's thread pool (it takes the manager's lock and enters the node's
+    /// network namespace, both blocking) and maps what it throws to a status.
+    private func answer<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         do {
-            return try body()
+            return try await Blocking.run(body)
         } catch let error as DatapathManagerStopping {
             throw RPCError(code: .failedPrecondition, message: error.description)
         } catch let error as DatapathError {
@@ -35,28 +37,28 @@ public struct DatapathManagerService: Edgetrail_V1_DatapathManager.SimpleService
         -> Edgetrail_V1_ApplyRulesResponse
     {
         var response = Edgetrail_V1_ApplyRulesResponse()
-        response.version = try answer { try manager.apply(request) }
+        response.version = try await answer { try manager.apply(request) }
         return response
     }
 
     public func listRules(request: Edgetrail_V1_ListRulesRequest, context: ServerContext) async throws
         -> Edgetrail_V1_ListRulesResponse
     {
-        try answer { try manager.listRules() }
+        try await answer { try manager.listRules() }
     }
 
     public func bindFlow(request: Edgetrail_V1_BindFlowRequest, context: ServerContext) async throws
         -> Edgetrail_V1_BindFlowResponse
     {
         var response = Edgetrail_V1_BindFlowResponse()
-        response.flowSeen = try answer { try manager.bind(request) }
+        response.flowSeen = try await answer { try manager.bind(request) }
         return response
     }
 
     public func stats(request: Edgetrail_V1_StatsRequest, context: ServerContext) async throws
         -> Edgetrail_V1_StatsResponse
     {
-        try answer { try manager.stats() }
+        try await answer { try manager.stats() }
     }
 
     public func streamEvents(
@@ -99,7 +101,9 @@ public struct DatapathManagerServer: Sendable {
                 services: [
                     .init(service: pump, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "events"),
                     .init(
-                        service: ManagerGRPCService(server: server, manager: manager),
+                        // The event streams end first, so the server's wait for open calls
+                        // does not wait on subscribers.
+                        service: GRPCServerService(server: server, beforeShutdown: { manager.endStreams() }),
                         successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "grpc"),
                 ],
                 gracefulShutdownSignals: signals, logger: logger))
@@ -117,21 +121,5 @@ public struct DatapathManagerServer: Sendable {
             try? FileManager.default.removeItem(atPath: manager.configuration.socketPath)
         }
         try await group.run()
-    }
-}
-
-/// The gRPC server as a service; on graceful shutdown the event streams end first, so the
-/// server's wait for open calls does not wait on subscribers.
-struct ManagerGRPCService<Transport: ServerTransport>: Service {
-    let server: GRPCServer<Transport>
-    let manager: DatapathManager
-
-    func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await server.serve()
-        } onGracefulShutdown: {
-            manager.endStreams()
-            server.beginGracefulShutdown()
-        }
     }
 }

@@ -1,4 +1,5 @@
 @testable import EdgetrailCollector
+import EdgetrailRuntime
 import Foundation
 import Testing
 

@@ -14,7 +14,7 @@ private var quietLogger: Logger {
 }
 
 /// Steps the source until `count` snapshots arrived or `seconds` passed.
-private func collect(_ source: RedisSnapshotSource, count: Int, seconds: Double = 5) -> [Edgetrail_V1_Record] {
+private func collect(_ source: RedisSnapshotReader, count: Int, seconds: Double = 5) -> [Edgetrail_V1_Record] {
     var records: [Edgetrail_V1_Record] = []
     let deadline = Date().addingTimeInterval(seconds)
     while records.count < count, Date() < deadline {
@@ -28,7 +28,7 @@ struct RedisSnapshotSourceTests {
     @Test("each change under cookie:* is captured with the key's value at that moment, strings and hashes")
     func capturesChanges() async throws {
         try await TestServices.with([.redis]) { services in
-            let source = RedisSnapshotSource(
+            let source = RedisSnapshotReader(
                 configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
                 logger: quietLogger)
             _ = source.step(timeoutMilliseconds: 10)
@@ -60,7 +60,7 @@ struct RedisSnapshotSourceTests {
     @Test("keys without a valid cookie and values of other types are counted, and capture goes on")
     func malformedKeysAndTypes() async throws {
         try await TestServices.with([.redis]) { services in
-            let source = RedisSnapshotSource(
+            let source = RedisSnapshotReader(
                 configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
                 logger: quietLogger)
             _ = source.step(timeoutMilliseconds: 10)
@@ -83,7 +83,7 @@ struct RedisSnapshotSourceTests {
         try await TestServices.with([.redis]) { services in
             var configuration = RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort)
             configuration.maxValueBytes = 1024
-            let source = RedisSnapshotSource(configuration: configuration, logger: quietLogger)
+            let source = RedisSnapshotReader(configuration: configuration, logger: quietLogger)
             _ = source.step(timeoutMilliseconds: 10)
             let redis = try RedisConnection(host: services.host, port: services.redisPort)
             try redis.command("SET", "cookie:00000000000000c4:proxy:body", String(repeating: "z", count: 5000))
@@ -115,7 +115,7 @@ struct RedisSnapshotSourceTests {
         try await TestServices.with([.redis]) { services in
             var configuration = RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort)
             configuration.reconnectDelayMilliseconds = 100
-            let source = RedisSnapshotSource(configuration: configuration, logger: quietLogger)
+            let source = RedisSnapshotReader(configuration: configuration, logger: quietLogger)
             _ = source.step(timeoutMilliseconds: 10)
             let local = LocalServices(configuration: services)
             local.down([.redis])
@@ -138,7 +138,7 @@ struct RedisSnapshotSourceTests {
         try await TestServices.with([.redis]) { services in
             let redis = try RedisConnection(host: services.host, port: services.redisPort)
             try redis.command("CONFIG", "SET", "notify-keyspace-events", "")
-            let source = RedisSnapshotSource(
+            let source = RedisSnapshotReader(
                 configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
                 logger: quietLogger)
             _ = source.step(timeoutMilliseconds: 10)
