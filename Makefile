@@ -1,7 +1,7 @@
 # Edgetrail: two commands do everything on a fresh Debian 12 machine of this kind.
-#   make demo   set up, build, start the local services, run the demo, stop them
-#   make test   set up, build, run every test (Swift and Python) against real services
-# Other targets: setup, build, bench, fuzz, proto (regenerate committed code), services-up/-down, clean-run.
+#   make demo   set up, build, start the local infrastructure, run the demo, stop it
+#   make test   set up, build, run every test (Swift and Python) against the real infrastructure
+# Other targets: setup, build, bench, fuzz, proto (regenerate committed code), infra-up/-down, clean-run.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,11 +14,11 @@ export PATH := $(ROOT)/.deps/bin:/opt/swift/usr/bin:$(PATH)
 
 EDGETRAIL := $(ROOT)/.build/debug/edgetrail
 
-.PHONY: help setup build demo test bench fuzz proto services-up services-down clean-run
+.PHONY: help setup build demo test bench fuzz proto infra-up infra-down clean-run
 
 help:
-	@echo "make demo    - set up, build, bring services up, run the demo, stop them"
-	@echo "make test    - set up, build and run all tests against real services"
+	@echo "make demo    - set up, build, start the local infrastructure, run the demo, stop it"
+	@echo "make test    - set up, build and run all tests against the real infrastructure"
 	@echo "make setup   - install Debian packages, pinned wheels (sha256-checked) and the Python venv"
 	@echo "make build   - swift build (debug)"
 	@echo "make proto   - regenerate Swift and Python code from proto/ (builds the protoc plugins)"
@@ -53,11 +53,11 @@ proto: setup
 	@scripts/gen-proto.sh
 	@scripts/gen-otlp.sh
 
-services-up: build
-	@$(EDGETRAIL) services up
+infra-up: build
+	@$(EDGETRAIL) infra up
 
-services-down:
-	@$(EDGETRAIL) services down
+infra-down:
+	@$(EDGETRAIL) infra down
 
-clean-run: services-down
+clean-run: infra-down
 	rm -rf .run

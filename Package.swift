@@ -195,19 +195,19 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]),
 
-        // MARK: Local services (redis-server, the broker, clamd, PostgreSQL)
+        // MARK: Local infrastructure (redis-server, the broker, clamd, PostgreSQL): what the parts rely on
         .target(
-            name: "EdgetrailServices",
+            name: "EdgetrailInfra",
             dependencies: ["EdgetrailCore", "EdgetrailNet"]),
 
         // MARK: Command line
         .target(
             name: "EdgetrailCLI",
             dependencies: [
-                "EdgetrailCore", "EdgetrailCNF", "EdgetrailServices", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral",
+                "EdgetrailCore", "EdgetrailCNF", "EdgetrailInfra", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral",
                 "EdgetrailCentralAPI", "EdgetrailTelemetry",
                 "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath",
-                "EdgetrailDatapathManager", "EdgetrailDatapathAPI",
+                "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailRuntime",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -221,7 +221,7 @@ let package = Package(
         // MARK: Test support: starts the real services tests need, in a private run directory
         .target(
             name: "EdgetrailTesting",
-            dependencies: ["EdgetrailServices", "EdgetrailNet", "EdgetrailProto"],
+            dependencies: ["EdgetrailInfra", "EdgetrailNet", "EdgetrailProto"],
             path: "Tests/EdgetrailTesting"),
 
         // MARK: Tests
@@ -267,8 +267,8 @@ let package = Package(
             name: "EdgetrailProtoTests",
             dependencies: ["EdgetrailProto", "EdgetrailCore"]),
         .testTarget(
-            name: "EdgetrailServicesTests",
-            dependencies: ["EdgetrailServices", "EdgetrailTesting"]),
+            name: "EdgetrailInfraTests",
+            dependencies: ["EdgetrailInfra", "EdgetrailTesting"]),
         .testTarget(
             name: "EdgetrailKafkaTests",
             dependencies: [

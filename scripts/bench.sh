@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 edgetrail="$(swift build -c release --show-bin-path)/edgetrail"
 run_dir="$PWD/.run/bench"
 port=19192
-"$edgetrail" services up --only broker --run-dir "$run_dir" --broker-port "$port"
-trap '"$edgetrail" services down --run-dir "$run_dir" --broker-port "$port" >/dev/null' EXIT
+"$edgetrail" infra up --only broker --run-dir "$run_dir" --broker-port "$port"
+trap '"$edgetrail" infra down --run-dir "$run_dir" --broker-port "$port" >/dev/null' EXIT
 echo "==> edgetrail bench collector"
 "$edgetrail" bench collector --brokers "127.0.0.1:$port" --cookies "${BENCH_COOKIES:-100000}" --work-dir "$run_dir/collector"
 echo "==> edgetrail bench central"

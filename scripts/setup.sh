@@ -36,7 +36,7 @@ else
     fail "installing packages needs root; run as root or: sudo apt-get install ${missing[*]}"
   fi
   # Package scripts must not start system-wide daemons (clamav-freshclam would reach out to
-  # the internet, redis would take port 6379): services are started by 'edgetrail services up'.
+  # the internet, redis would take port 6379): services are started by 'edgetrail infra up'.
   created_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d

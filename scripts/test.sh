@@ -16,7 +16,7 @@ swift test --skip-build 2>&1 | tee .build/swift-test.log
 swift_status=${PIPESTATUS[0]}
 
 echo "==> Python tests"
-.venv/bin/python -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee .build/python-test.log
+.venv/bin/python -m pytest -q -p no:cacheprovider pytests 2>&1 | tee .build/python-test.log
 python_status=${PIPESTATUS[0]}
 
 # One closing line over both runners.

@@ -82,7 +82,7 @@ struct BenchCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Records/s, CPU per million records and peak RSS of the collector pipeline vs raw librdkafka.")
 
-        @Option(help: "The broker (started by 'edgetrail services up').")
+        @Option(help: "The broker (started by 'edgetrail infra up').")
         var brokers = "127.0.0.1:19092"
 
         @Option(help: "Synthetic cookies (11 records each).")

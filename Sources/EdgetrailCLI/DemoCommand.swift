@@ -11,20 +11,20 @@ import EdgetrailKafka
 import EdgetrailProto
 import EdgetrailRedis
 import EdgetrailNet
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTelemetry
 import Foundation
 import Logging
 import ServiceLifecycle
 import SwiftProtobuf
 
-/// The main job on embedded defaults: bring the local services up, validate the example CNF,
+/// The main job on embedded defaults: bring the local infra up, validate the example CNF,
 /// run the telemetry spine (collector and central) and reconstruct one session end to end,
 /// then stop what it started.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Bring the services up, validate the example CNF, and follow one session through the telemetry spine.",
+        abstract: "Bring the infra up, validate the example CNF, and follow one session through the telemetry spine.",
         discussion: """
             Starts Redis, the Kafka-protocol broker and clamd under the run directory and validates \
             examples/edgesecurity/cnf.yaml. Then starts an edge collector (OTLP on 127.0.0.1:4317, \
@@ -33,10 +33,10 @@ struct DemoCommand: AsyncParsableCommand {
             namespaces, the eBPF datapath with the CNF's rules, the client's request redirected into \
             the proxy pod, its flow events from the kernel; otherwise a recorded flow), the μsrvs' \
             state in Redis, clamd scanning the response, and the μsrvs' spans over OTLP. Central's reconstruction of the session is printed the way 'edgetrail trace' \
-            shows it. Services the demo started are stopped at the end unless --keep-services.
+            shows it. The local infrastructure the demo started is stopped at the end unless --keep-infra.
             """)
 
-    @OptionGroup var options: ServicesOptions
+    @OptionGroup var options: InfraOptions
 
     @Option(help: "The CNF spec to validate.")
     var spec = "examples/edgesecurity/cnf.yaml"
@@ -44,27 +44,27 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Kafka topic to ship the sample batch to.")
     var topic = "edgetrail.telemetry"
 
-    @Flag(help: "Leave the services running afterwards.")
-    var keepServices = false
+    @Flag(help: "Leave the local infrastructure (Redis, the broker, clamd) running afterwards.")
+    var keepInfra = false
 
     func run() async throws {
         let configuration = options.configuration
-        let services = LocalServices(configuration: configuration)
-        let alreadyUp = Set(services.status().filter(\.isUp).map(\.kind))
-        step("starting local services in \(configuration.runDirectory)")
+        let infra = LocalInfra(configuration: configuration)
+        let alreadyUp = Set(infra.status().filter(\.isUp).map(\.kind))
+        step("starting the local infrastructure in \(configuration.runDirectory)")
         do {
-            try services.up(ServiceKind.defaults) { print("    \($0)") }
+            try infra.up(InfraKind.defaults) { print("    \($0)") }
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure
         }
         defer {
-            if !keepServices {
-                step("stopping the services this demo started")
-                services.down(ServiceKind.defaults.filter { !alreadyUp.contains($0) }) { print("    \($0)") }
+            if !keepInfra {
+                step("stopping the local infrastructure this demo started")
+                infra.down(InfraKind.defaults.filter { !alreadyUp.contains($0) }) { print("    \($0)") }
             }
         }
-        for line in services.status(ServiceKind.defaults) { print("    \(line)") }
+        for line in infra.status(InfraKind.defaults) { print("    \(line)") }
 
         step("validating \(spec)")
         let cnf: CNFSpec
@@ -95,7 +95,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     /// Runs collector and central in this process and follows one session through them.
-    private func followOneSession(configuration: ServicesConfiguration, cnf: CNFSpec) async throws {
+    private func followOneSession(configuration: InfraConfiguration, cnf: CNFSpec) async throws {
         let cookie = Cookie(UInt64.random(in: 1...UInt64.max))
         var session = DemoSession(cookie: cookie)
         let work = configuration.runDirectory + "/demo"
@@ -157,7 +157,7 @@ struct DemoCommand: AsyncParsableCommand {
                     from: ([10, 200, 0, 2], 41000), to: ([10, 201, 0, 2], 80), cookie: cookie.rawValue)
                 _ = try await DatapathManagerClient.with(socket: edge.socket) { try await $0.bindFlow(bind) }
                 session.started = UInt64(Date().timeIntervalSince1970 * 1e9)
-                guard let answer = try edge.clientRequest(localPort: 41000) else {
+                guard let answer = try await edge.clientRequest(localPort: 41000) else {
                     printError("error: the client's request to 10.201.0.2:80 got no answer through the edge node")
                     throw ExitCode.failure
                 }

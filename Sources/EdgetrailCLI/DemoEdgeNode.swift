@@ -4,6 +4,7 @@ import EdgetrailDatapath
 import EdgetrailDatapathAPI
 import EdgetrailDatapathManager
 import EdgetrailProto
+import EdgetrailRuntime
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -76,10 +77,12 @@ struct DemoEdgeNode: @unchecked Sendable {
         return request
     }
 
-    /// One request from the client namespace to the origin's address, from a fixed port.
-    func clientRequest(localPort: UInt16) throws -> String? {
-        try NetworkNamespace.run(named: topology.client) {
-            NamespaceHTTPClient.get([10, 201, 0, 2], localPort: localPort)
+    /// One request from the client namespace to the origin's address, from a fixed port (on
+    /// NIO's thread pool: entering a namespace and the request both block).
+    func clientRequest(localPort: UInt16) async throws -> String? {
+        let client = topology.client
+        return try await Blocking.run {
+            try NetworkNamespace.run(named: client) { NamespaceHTTPClient.get([10, 201, 0, 2], localPort: localPort) }
         }
     }
 

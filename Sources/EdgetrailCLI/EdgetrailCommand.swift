@@ -6,12 +6,12 @@ public struct EdgetrailCommand: AsyncParsableCommand {
         commandName: "edgetrail",
         abstract: "Build, deploy and observe cloud-native network functions (CNFs) at the edge.",
         discussion: """
-            Start with 'edgetrail demo' (what 'make demo' runs), or bring the local services up with \
-            'edgetrail services up' and check a CNF spec with 'edgetrail cnf validate FILE'.
+            Start with 'edgetrail demo' (what 'make demo' runs), or bring the local infra up with \
+            'edgetrail infra up' and check a CNF spec with 'edgetrail cnf validate FILE'.
             """,
         version: "0.1.0",
         subcommands: [
-            DemoCommand.self, ServicesCommand.self, CNFCommand.self, CollectorCommand.self, CentralCommand.self,
+            DemoCommand.self, InfraCommand.self, CNFCommand.self, CollectorCommand.self, CentralCommand.self,
             TraceCommand.self, FiltersCommand.self, DatapathCommand.self, BenchCommand.self,
         ])
 

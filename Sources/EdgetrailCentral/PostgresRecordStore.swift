@@ -16,7 +16,7 @@ public final class PostgresRecordStore: RecordStore, @unchecked Sendable {
             let message = String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines)
             PQfinish(connection)
             throw StoreError(
-                "cannot connect to PostgreSQL at \(url): \(message); is it up ('edgetrail services up --with-postgres')?")
+                "cannot connect to PostgreSQL at \(url): \(message); is it up ('edgetrail infra up --with-postgres')?")
         }
         self.connection = connection
         try execute(

@@ -75,7 +75,7 @@ public struct ClamAVClient: Sendable {
         let fd = UnixSocket.connect(path: socketPath)
         guard fd >= 0 else {
             throw ClamAVError(
-                "cannot reach clamd at \(socketPath): \(String(cString: strerror(errno))); is it up ('edgetrail services status')?")
+                "cannot reach clamd at \(socketPath): \(String(cString: strerror(errno))); is it up ('edgetrail infra status')?")
         }
         defer { close(fd) }
         SocketIO.setTimeout(fd, seconds: timeoutSeconds)

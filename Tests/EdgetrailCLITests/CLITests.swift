@@ -109,12 +109,12 @@ struct CLITests {
         #expect(bad.output == "\(file):2:1: cannot read the CNF spec: byte 0xC3 is not UTF-8 text; save the file as UTF-8\n")
     }
 
-    @Test("services status prints one line per service with down and its address when nothing runs")
+    @Test("infra status prints one line per service with down and its address when nothing runs")
     func statusWhenDown() throws {
         let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("run-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: runDirectory) }
         let result = try edgetrail([
-            "services", "status", "--run-dir", runDirectory.path, "--redis-port", "16001", "--broker-port", "16002",
+            "infra", "status", "--run-dir", runDirectory.path, "--redis-port", "16001", "--broker-port", "16002",
             "--postgres-port", "16003",
         ])
         #expect(result.status == 0)
@@ -130,7 +130,7 @@ struct CLITests {
     func help() throws {
         let result = try edgetrail(["--help"])
         #expect(result.status == 0)
-        for subcommand in ["demo", "services", "cnf"] {
+        for subcommand in ["demo", "infra", "cnf"] {
             #expect(result.output.contains(subcommand))
         }
     }

@@ -2,7 +2,7 @@ import EdgetrailCentral
 import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTesting
 import Foundation
 import Testing
@@ -82,11 +82,11 @@ struct RecordStoreTests {
 
     @Test("PostgreSQL: the same behaviour against a real server")
     func postgres() async throws {
-        guard TestServices.isRoot else {
+        guard TestInfra.isRoot else {
             print("SKIPPED: PostgreSQL runs as the postgres user, which needs root to switch to")
             return
         }
-        try await TestServices.with([.postgres]) { services in
+        try await TestInfra.with([.postgres]) { services in
             try exercise(try PostgresRecordStore(url: services.postgresURL))
         }
     }

@@ -1,5 +1,5 @@
 import EdgetrailClamAV
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTesting
 import Testing
 
@@ -9,7 +9,7 @@ private let eicar = Array(#"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS
 struct ClamAVClientTests {
     @Test("clamd reports the EICAR test file as infected and a clean body as clean")
     func eicarAndClean() async throws {
-        try await TestServices.with([.clamd]) { configuration in
+        try await TestInfra.with([.clamd]) { configuration in
             let client = ClamAVClient(socketPath: configuration.clamdSocket)
             let pong = try client.ping()
             let version = try client.version()
@@ -44,7 +44,7 @@ struct ClamAVClientTests {
             _ = try client.scan(eicar)
         } throws: { error in
             "\(error)".contains("cannot reach clamd at /tmp/edgetrail-no-such-clamd.sock")
-                && "\(error)".contains("services status")
+                && "\(error)".contains("infra status")
         }
     }
 }

@@ -17,7 +17,7 @@ private func problems(_ fixture: String) -> [String] {
 
 @Suite("Collector pipeline files")
 struct CollectorConfigurationTests {
-    @Test("the shipped collectors/edge.yaml is valid and says what services up starts")
+    @Test("the shipped collectors/edge.yaml is valid and says what infra up starts")
     func shippedPipeline() throws {
         let configuration = try CollectorConfiguration.load(path: "\(root)/collectors/edge.yaml")
         #expect(configuration.kafka.brokers == "127.0.0.1:19092")

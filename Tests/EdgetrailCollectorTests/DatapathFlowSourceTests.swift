@@ -7,7 +7,7 @@ import EdgetrailDatapath
 import EdgetrailDatapathManager
 import EdgetrailKafka
 import EdgetrailProto
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTesting
 import Foundation
 import Logging
@@ -24,7 +24,7 @@ struct DatapathFlowSourceTests {
         "a collector that loses the manager's stream resumes after the last event it got: what happened meanwhile is shipped, what the manager no longer held is counted lost"
     )
     func resumesAfterReconnect() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let node = try TestNode(services)
             defer { node.topology.tearDown() }
             let (topology, socket, topic, logger) = (node.topology, node.socket, node.topic, node.logger)
@@ -32,7 +32,7 @@ struct DatapathFlowSourceTests {
             let manager = try DatapathManagerServer(
                 configuration: DatapathManagerConfiguration(
                     interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
-                    objectPath: try TestServices.datapathObject(), node: "edge-1",
+                    objectPath: try TestInfra.datapathObject(), node: "edge-1",
                     // No idle sweep in the test's time: only the test's own flows make events.
                     idleTimeoutNanoseconds: 3_600_000_000_000, replayBuffer: 2),
                 logger: logger)
@@ -131,7 +131,7 @@ struct DatapathFlowSourceTests {
             let restarted = try DatapathManagerServer(
                 configuration: DatapathManagerConfiguration(
                     interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
-                    objectPath: try TestServices.datapathObject(), node: "edge-1", idleTimeoutNanoseconds: 3_600_000_000_000),
+                    objectPath: try TestInfra.datapathObject(), node: "edge-1", idleTimeoutNanoseconds: 3_600_000_000_000),
                 logger: logger)
             let restartedGroup = try restarted.makeServiceGroup(signals: [])
             let restartedRun = Task { try await restarted.run(group: restartedGroup) }
@@ -154,7 +154,7 @@ struct DatapathFlowSourceTests {
 
     @Test("a collector started before the manager follows its events once it is up, and ships a bound flow under its cookie")
     func followsTheManager() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let node = try TestNode(services)
             defer { node.topology.tearDown() }
             let (topology, socket, topic, logger) = (node.topology, node.socket, node.topic, node.logger)
@@ -168,7 +168,7 @@ struct DatapathFlowSourceTests {
             let manager = try DatapathManagerServer(
                 configuration: DatapathManagerConfiguration(
                     interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
-                    objectPath: try TestServices.datapathObject(), node: "edge-1"),
+                    objectPath: try TestInfra.datapathObject(), node: "edge-1"),
                 logger: logger)
             let managerGroup = try manager.makeServiceGroup(signals: [])
             let managing = Task { try await manager.run(group: managerGroup) }
@@ -258,7 +258,7 @@ private struct TestNode {
     let topic = "flows-\(UUID().uuidString.prefix(8))"
     let logger: Logger
 
-    init(_ services: ServicesConfiguration) throws {
+    init(_ services: InfraConfiguration) throws {
         topology = try EdgeNodeNamespaces()
         scratch = services.runDirectory + "/\(topology.prefix)"
         socket = scratch + "/datapath.sock"
@@ -277,7 +277,7 @@ private struct TestNode {
     }
 
     /// A collector following this node's manager, shipping to `topic`, releasing cookies soon.
-    func collectorConfiguration(_ services: ServicesConfiguration) -> CollectorConfiguration {
+    func collectorConfiguration(_ services: InfraConfiguration) -> CollectorConfiguration {
         var configuration = CollectorConfiguration(
             cnf: "edgesecurity", node: "edge-1", brokers: services.brokers, dataDirectory: scratch + "/collector")
         configuration.kafka.topic = topic

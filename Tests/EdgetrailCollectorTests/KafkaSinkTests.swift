@@ -4,7 +4,7 @@ import Glibc
 import EdgetrailCollector
 import EdgetrailKafka
 import EdgetrailProto
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailSpool
 import EdgetrailTesting
 import Foundation
@@ -36,7 +36,7 @@ private func drain(_ sink: KafkaSink, _ milliseconds: Int) async throws -> Bool 
 
 /// (cookie, seq, key) of each message in arrival order.
 private func consume(
-    _ configuration: ServicesConfiguration, topic: String, expected: Int, seconds: Double = 60
+    _ configuration: InfraConfiguration, topic: String, expected: Int, seconds: Double = 60
 ) throws -> [(UInt64, UInt32, String)] {
     try consumeMessages(configuration, topic: topic, expected: expected, seconds: seconds).map { message in
         let decoded = try Edgetrail_V1_CookieBatch(serializedBytes: message.value)
@@ -47,7 +47,7 @@ private func consume(
 /// The topic's messages from the start, until `expected` arrived or `seconds` passed, and a
 /// little longer to catch duplicates arriving after the expected count.
 private func consumeMessages(
-    _ configuration: ServicesConfiguration, topic: String, expected: Int, seconds: Double = 60
+    _ configuration: InfraConfiguration, topic: String, expected: Int, seconds: Double = 60
 ) throws -> [KafkaMessage] {
     let consumer = try KafkaConsumer(
         configuration: KafkaConsumerConfiguration(
@@ -65,7 +65,7 @@ private func consumeMessages(
     return seen
 }
 
-private func sinkConfiguration(_ services: ServicesConfiguration, topic: String) -> KafkaSinkConfiguration {
+private func sinkConfiguration(_ services: InfraConfiguration, topic: String) -> KafkaSinkConfiguration {
     var configuration = KafkaSinkConfiguration(
         brokers: services.brokers, spoolDirectory: services.runDirectory + "/spool")
     configuration.topic = topic
@@ -78,9 +78,9 @@ private var logger: Logger {
     return logger
 }
 
-private func pid(of kind: ServiceKind, _ configuration: ServicesConfiguration) throws -> pid_t {
-    guard let pid = LocalServices(configuration: configuration).status([kind]).first?.pid else {
-        throw ServiceError("\(kind.rawValue) is not running from \(configuration.runDirectory)")
+private func pid(of kind: InfraKind, _ configuration: InfraConfiguration) throws -> pid_t {
+    guard let pid = LocalInfra(configuration: configuration).status([kind]).first?.pid else {
+        throw InfraError("\(kind.rawValue) is not running from \(configuration.runDirectory)")
     }
     return pid
 }
@@ -89,7 +89,7 @@ private func pid(of kind: ServiceKind, _ configuration: ServicesConfiguration) t
 struct KafkaSinkTests {
     @Test("every shipped batch is acknowledged, leaves the spool, and is on the topic keyed by its cookie")
     func shipsEverything() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let topic = "sink-\(UUID().uuidString.prefix(8))"
             let sink = try KafkaSink(configuration: sinkConfiguration(services, topic: topic), logger: logger)
             for cookie in 1...2000 as ClosedRange<UInt64> {
@@ -109,7 +109,7 @@ struct KafkaSinkTests {
 
     @Test("while the broker is paused batches wait in the spool; once it is back every one arrives once")
     func brokerOutage() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let topic = "outage-\(UUID().uuidString.prefix(8))"
             let sink = try KafkaSink(configuration: sinkConfiguration(services, topic: topic), logger: logger)
             try sink.ship(batch(1))
@@ -131,7 +131,7 @@ struct KafkaSinkTests {
 
     @Test("past the in-flight limit batches wait on disk, shipping never blocks, and all arrive once")
     func backlogDuringOutage() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let topic = "backlog-\(UUID().uuidString.prefix(8))"
             var configuration = sinkConfiguration(services, topic: topic)
             configuration.maxInFlightBatches = 50
@@ -155,7 +155,7 @@ struct KafkaSinkTests {
 
     @Test("batches a sink had not got acknowledged are sent by the next sink opened on the same spool")
     func recoveryAfterCrash() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let topic = "crash-\(UUID().uuidString.prefix(8))"
             let broker = try pid(of: .broker, services)
             kill(broker, SIGSTOP)
@@ -176,12 +176,12 @@ struct KafkaSinkTests {
 
     @Test("after the broker restarts empty the sink reconnects and ships what comes next")
     func brokerRestartsEmpty() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let topic = "restart-\(UUID().uuidString.prefix(8))"
             let sink = try KafkaSink(configuration: sinkConfiguration(services, topic: topic), logger: logger)
             for cookie in 1...100 as ClosedRange<UInt64> { try sink.ship(batch(cookie)) }
             #expect(try await drain(sink, 20_000))
-            let local = LocalServices(configuration: services)
+            let local = LocalInfra(configuration: services)
             local.down([.broker])
             for cookie in 101...200 as ClosedRange<UInt64> { try sink.ship(batch(cookie)) }
             try sink.pump(timeoutMilliseconds: 500)
@@ -194,7 +194,7 @@ struct KafkaSinkTests {
 
     @Test("a full spool refuses a batch, counts it, and keeps everything it already holds")
     func fullSpoolRefuses() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             var configuration = sinkConfiguration(services, topic: "full-\(UUID().uuidString.prefix(8))")
             configuration.spool.capacityBytes = 2_000
             let broker = try pid(of: .broker, services)
@@ -214,7 +214,7 @@ struct KafkaSinkTests {
 
     @Test("a spooled batch too large for the broker is split until every piece fits and arrives; a record too large alone is dropped and counted; the sink starts regardless")
     func oversizedSpooledBatches() async throws {
-        try await TestServices.with([.broker]) { services in
+        try await TestInfra.with([.broker]) { services in
             let topic = "oversize-\(UUID().uuidString.prefix(8))"
             let broker = try pid(of: .broker, services)
             // Spooled under a 1 MB limit while the broker is away, as an older collector would.

@@ -1,7 +1,7 @@
 import EdgetrailCollector
 import EdgetrailProto
 import EdgetrailRedis
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTesting
 import Foundation
 import Logging
@@ -27,7 +27,7 @@ private func collect(_ source: RedisSnapshotReader, count: Int, seconds: Double 
 struct RedisSnapshotSourceTests {
     @Test("each change under cookie:* is captured with the key's value at that moment, strings and hashes")
     func capturesChanges() async throws {
-        try await TestServices.with([.redis]) { services in
+        try await TestInfra.with([.redis]) { services in
             let source = RedisSnapshotReader(
                 configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
                 logger: quietLogger)
@@ -59,7 +59,7 @@ struct RedisSnapshotSourceTests {
 
     @Test("keys without a valid cookie and values of other types are counted, and capture goes on")
     func malformedKeysAndTypes() async throws {
-        try await TestServices.with([.redis]) { services in
+        try await TestInfra.with([.redis]) { services in
             let source = RedisSnapshotReader(
                 configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
                 logger: quietLogger)
@@ -80,7 +80,7 @@ struct RedisSnapshotSourceTests {
 
     @Test("a value over max_value_bytes is cut and marked with its full size; SET … EX is recorded once")
     func largeValuesAndExpiry() async throws {
-        try await TestServices.with([.redis]) { services in
+        try await TestInfra.with([.redis]) { services in
             var configuration = RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort)
             configuration.maxValueBytes = 1024
             let source = RedisSnapshotReader(configuration: configuration, logger: quietLogger)
@@ -112,12 +112,12 @@ struct RedisSnapshotSourceTests {
 
     @Test("after Redis restarts the source reconnects and captures again")
     func reconnectsAfterRestart() async throws {
-        try await TestServices.with([.redis]) { services in
+        try await TestInfra.with([.redis]) { services in
             var configuration = RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort)
             configuration.reconnectDelayMilliseconds = 100
             let source = RedisSnapshotReader(configuration: configuration, logger: quietLogger)
             _ = source.step(timeoutMilliseconds: 10)
-            let local = LocalServices(configuration: services)
+            let local = LocalInfra(configuration: services)
             local.down([.redis])
             _ = collect(source, count: 1, seconds: 1)
             #expect(!source.isConnected)
@@ -135,7 +135,7 @@ struct RedisSnapshotSourceTests {
 
     @Test("keyspace notifications that are off are turned on")
     func turnsOnNotifications() async throws {
-        try await TestServices.with([.redis]) { services in
+        try await TestInfra.with([.redis]) { services in
             let redis = try RedisConnection(host: services.host, port: services.redisPort)
             try redis.command("CONFIG", "SET", "notify-keyspace-events", "")
             let source = RedisSnapshotReader(

@@ -39,7 +39,7 @@ private func manager(
     logger.logLevel = .warning
     let configuration = DatapathManagerConfiguration(
         interface: topology.clientInterface, networkNamespace: topology.node, socketPath: socket,
-        objectPath: try TestServices.datapathObject(), node: "edge-test", idleTimeoutNanoseconds: idleSeconds * 1_000_000_000,
+        objectPath: try TestInfra.datapathObject(), node: "edge-test", idleTimeoutNanoseconds: idleSeconds * 1_000_000_000,
         subscriberBuffer: subscriberBuffer, flowTableSize: flowTableSize)
     return try DatapathManagerServer(configuration: configuration, logger: logger)
 }

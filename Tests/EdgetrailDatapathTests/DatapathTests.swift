@@ -64,7 +64,7 @@ private let uploadScript = """
     """
 
 private func withNode(_ body: (EdgeNodeNamespaces, BPFDatapath, String) throws -> Void) throws {
-    let path = try TestServices.datapathObject()
+    let path = try TestInfra.datapathObject()
     let topology = try EdgeNodeNamespaces()
     let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(topology.prefix).path
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
@@ -256,14 +256,14 @@ struct DatapathTests {
 
     @Test("programs the verifier refuses are reported with the verifier's own words and what to do")
     func verifierRefusal() throws {
-        _ = try TestServices.datapathObject()  // vmlinux.h
+        _ = try TestInfra.datapathObject()  // vmlinux.h
         let object = FileManager.default.temporaryDirectory.appendingPathComponent("refused-\(getpid()).bpf.o").path
         defer { try? FileManager.default.removeItem(atPath: object) }
         let clang = Process()
         clang.executableURL = URL(fileURLWithPath: "/opt/swift/usr/bin/clang")
         clang.arguments = [
-            "-O2", "-g", "-target", "bpf", "-I", TestServices.packageRoot + "/bpf/.output", "-I", "/usr/include/x86_64-linux-gnu",
-            "-c", TestServices.packageRoot + "/bpf/testdata/refused.bpf.c", "-o", object,
+            "-O2", "-g", "-target", "bpf", "-I", TestInfra.packageRoot + "/bpf/.output", "-I", "/usr/include/x86_64-linux-gnu",
+            "-c", TestInfra.packageRoot + "/bpf/testdata/refused.bpf.c", "-o", object,
         ]
         try clang.run()
         clang.waitUntilExit()
@@ -281,7 +281,7 @@ struct DatapathTests {
 
     @Test("a datapath that finds another's programs on the interface (a crashed run) takes them over and cleans up")
     func leftoversTakenOver() throws {
-        let path = try TestServices.datapathObject()
+        let path = try TestInfra.datapathObject()
         let topology = try EdgeNodeNamespaces()
         defer { topology.tearDown() }
         let crashed = try BPFDatapath(objectPath: path)
@@ -298,7 +298,7 @@ struct DatapathTests {
 
     @Test("after teardown no namespace, program or qdisc of the test remains")
     func cleanTeardown() throws {
-        let path = try TestServices.datapathObject()
+        let path = try TestInfra.datapathObject()
         let topology = try EdgeNodeNamespaces()
         let datapath = try BPFDatapath(objectPath: path)
         try topology.inNode { try datapath.attach(interface: topology.clientInterface) }

@@ -1,6 +1,6 @@
 import EdgetrailKafka
 import EdgetrailProto
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTesting
 import Foundation
 import SwiftProtobuf
@@ -10,7 +10,7 @@ import Testing
 struct KafkaRoundTripTests {
     @Test("10,000 batches keyed by 500 cookies all come back, in order per cookie")
     func tenThousandRecordsInOrderPerKey() async throws {
-        try await TestServices.with([.broker]) { configuration in
+        try await TestInfra.with([.broker]) { configuration in
             let topic = "edgetrail.test.\(UInt32.random(in: 0...UInt32.max))"
             let cookies = (0..<500).map { _ in UInt64.random(in: 1...UInt64.max) }
             let perCookie = 20

@@ -1,5 +1,5 @@
 import EdgetrailRedis
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTesting
 import Testing
 
@@ -7,7 +7,7 @@ import Testing
 struct RedisConnectionTests {
     @Test("a value written under a cookie key reads back, strings and hashes, binary-safe")
     func writeAndRead() async throws {
-        try await TestServices.with([.redis]) { configuration in
+        try await TestInfra.with([.redis]) { configuration in
             let redis = try RedisConnection(host: configuration.host, port: configuration.redisPort)
             #expect(try redis.command("SET", "cookie:00000000000000aa:http-proxy:state", "open") == .status("OK"))
             #expect(try redis.command("GET", "cookie:00000000000000aa:http-proxy:state").text == "open")
@@ -33,7 +33,7 @@ struct RedisConnectionTests {
 
     @Test("a change under cookie:* arrives as a keyspace notification")
     func keyspaceNotification() async throws {
-        try await TestServices.with([.redis]) { configuration in
+        try await TestInfra.with([.redis]) { configuration in
             let subscriber = try RedisConnection(host: configuration.host, port: configuration.redisPort)
             let confirmation = try subscriber.command("PSUBSCRIBE", "__keyspace@0__:cookie:*")
             guard case .array(let parts) = confirmation else {

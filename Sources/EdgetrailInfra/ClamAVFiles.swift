@@ -8,13 +8,13 @@ enum ClamAVFiles {
     static let eicarSignature = "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature"
 
     /// Writes `clamd.conf` and the database under `runDirectory`; returns the config's path.
-    static func prepare(in runDirectory: String, socket: String) throws(ServiceError) -> String {
+    static func prepare(in runDirectory: String, socket: String) throws(InfraError) -> String {
         let database = runDirectory + "/clamav-db"
         let temporary = runDirectory + "/clamav-tmp"
         try makeDirectory(database)
         try makeDirectory(temporary)
         let config = """
-            # Written by 'edgetrail services up'; changes are overwritten.
+            # Written by 'edgetrail infra up'; changes are overwritten.
             LocalSocket \(socket)
             LocalSocketMode 660
             DatabaseDirectory \(database)
@@ -31,7 +31,7 @@ enum ClamAVFiles {
                 toFile: database + "/edgetrail-test.hdb", atomically: true, encoding: .utf8)
             try (config + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
         } catch {
-            throw ServiceError("clamd: cannot write its configuration under \(runDirectory): \(error)")
+            throw InfraError("clamd: cannot write its configuration under \(runDirectory): \(error)")
         }
         return configPath
     }

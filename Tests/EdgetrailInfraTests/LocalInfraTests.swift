@@ -3,22 +3,22 @@ import Glibc
 #endif
 import EdgetrailCore
 import EdgetrailNet
-import EdgetrailServices
+import EdgetrailInfra
 import EdgetrailTesting
 import Foundation
 import Testing
 
-@Suite("Local services", .serialized)
-struct LocalServicesTests {
+@Suite("Local infrastructure", .serialized)
+struct LocalInfraTests {
     @Test("up starts redis, the broker and clamd; status says up with each address; down stops them all")
     func lifecycle() throws {
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         let services = fixture.services
         var lines: [String] = []
-        try services.up(ServiceKind.defaults) { lines.append($0) }
+        try services.up(InfraKind.defaults) { lines.append($0) }
         #expect(lines.contains { $0.hasPrefix("redis: up at 127.0.0.1:\(fixture.configuration.redisPort)") })
-        let status = services.status(ServiceKind.defaults)
+        let status = services.status(InfraKind.defaults)
         #expect(status.allSatisfy { $0.isUp })
         #expect(status.map(\.description) == [
             "redis    up   127.0.0.1:\(fixture.configuration.redisPort)",
@@ -29,20 +29,20 @@ struct LocalServicesTests {
         #expect(pids.count == 3)
 
         let stopped = services.down()
-        #expect(Set(stopped) == Set(ServiceKind.defaults))
-        #expect(services.status(ServiceKind.defaults).allSatisfy { !$0.isUp })
+        #expect(Set(stopped) == Set(InfraKind.defaults))
+        #expect(services.status(InfraKind.defaults).allSatisfy { !$0.isUp })
         for pid in pids {
             let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "gone"
             #expect(kill(pid, 0) != 0 || state.contains(") Z"), "process \(pid) still runs after down: \(state)")
         }
-        for kind in ServiceKind.defaults {
+        for kind in InfraKind.defaults {
             #expect(!SocketProbe.isListening(fixture.configuration.endpoint(of: kind)))
         }
     }
 
     @Test("up a second time leaves the running services alone")
     func upIsIdempotent() throws {
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         try fixture.services.up([.redis])
         let firstPid = fixture.services.status([.redis]).first?.pid
@@ -54,18 +54,18 @@ struct LocalServicesTests {
 
     @Test("status and up asked without the ports a run directory was started with report where it really listens")
     func statusFindsStartedPorts() throws {
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         try fixture.services.up([.redis])
         // The same run directory, asked about with the default ports (no --redis-port).
-        let asked = LocalServices(configuration: ServicesConfiguration(runDirectory: fixture.configuration.runDirectory))
+        let asked = LocalInfra(configuration: InfraConfiguration(runDirectory: fixture.configuration.runDirectory))
         let port = fixture.configuration.redisPort
         #expect(asked.status([.redis]).map(\.description) == ["redis    up   127.0.0.1:\(port)"])
         var lines: [String] = []
         try asked.up([.redis]) { lines.append($0) }
         #expect(lines == [
             "redis: already up at 127.0.0.1:\(port), not 127.0.0.1:16379; "
-                + "'edgetrail services down --only redis' first to move it"
+                + "'edgetrail infra down --only redis' first to move it"
         ])
         #expect(asked.down([.redis]) == [.redis])
         #expect(!SocketProbe.isListening(.tcp(host: "127.0.0.1", port: port)))
@@ -73,7 +73,7 @@ struct LocalServicesTests {
 
     @Test("a port another program holds is a clear error at once, not a hang")
     func portTaken() throws {
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         // Another program: a listening socket on the broker's port.
         let blocker = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -102,7 +102,7 @@ struct LocalServicesTests {
 
     @Test("a daemon that dies during start-up is reported with the end of its log")
     func failedStartShowsLog() throws {
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         // A broker binary that fails the way a real one would on a bad flag.
         let deps = fixture.configuration.runDirectory + "/fake-deps"
@@ -113,7 +113,7 @@ struct LocalServicesTests {
         var configuration = fixture.configuration
         configuration.depsDirectory = deps
         #expect {
-            try LocalServices(configuration: configuration).up([.broker])
+            try LocalInfra(configuration: configuration).up([.broker])
         } throws: { error in
             "\(error)".contains("broker: exited during start-up")
                 && "\(error)".contains("error: storage engine unavailable")
@@ -122,12 +122,12 @@ struct LocalServicesTests {
 
     @Test("a port outside 1-65535 is refused before anything starts")
     func portOutOfRange() throws {
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         var configuration = fixture.configuration
         configuration.redisPort = 70000
         #expect {
-            try LocalServices(configuration: configuration).up([.redis])
+            try LocalInfra(configuration: configuration).up([.redis])
         } throws: { error in
             "\(error)" == "redis: port 70000 is not a TCP port (1-65535)"
         }
@@ -135,11 +135,11 @@ struct LocalServicesTests {
 
     @Test("PostgreSQL comes up in its own cluster with an edgetrail database, and goes down")
     func postgres() throws {
-        guard TestServices.isRoot else {
+        guard TestInfra.isRoot else {
             print("SKIPPED: PostgreSQL runs as the postgres user, which needs root to switch to")
             return
         }
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         try fixture.services.up([.postgres])
         #expect(fixture.services.status([.postgres]).first?.isUp == true)

@@ -1,5 +1,5 @@
 """Runs the real parts for collector tests: redis-server and the broker through
-`edgetrail services up` (private run directory, free ports), and `edgetrail collector` as a
+`edgetrail infra up` (private run directory, free ports), and `edgetrail collector` as a
 subprocess with a generated pipeline file."""
 
 import json
@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sdk" / "python"))
 
 from confluent_kafka import Consumer  # noqa: E402
@@ -63,7 +63,7 @@ class Services:
 
     def _cli(self, *args):
         subprocess.run(
-            [edgetrail_binary(), "services", *args, "--run-dir", self.run_dir,
+            [edgetrail_binary(), "infra", *args, "--run-dir", self.run_dir,
              "--redis-port", str(self.redis_port), "--broker-port", str(self.broker_port)],
             check=True, capture_output=True, text=True)
 

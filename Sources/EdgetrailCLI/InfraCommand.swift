@@ -1,10 +1,10 @@
 import ArgumentParser
-import EdgetrailServices
+import EdgetrailInfra
 import Foundation
 import Logging
 
-/// Options every `services` subcommand shares: where the run directory is and which ports.
-struct ServicesOptions: ParsableArguments {
+/// Options every `infra` subcommand shares: where the run directory is and which ports.
+struct InfraOptions: ParsableArguments {
     @Option(help: "Folder for pid files, logs, sockets and data (default: ./.run or $EDGETRAIL_RUN_DIR).")
     var runDir: String?
 
@@ -17,8 +17,8 @@ struct ServicesOptions: ParsableArguments {
     @Option(help: "PostgreSQL port on 127.0.0.1 (default 15432 or $EDGETRAIL_POSTGRES_PORT).")
     var postgresPort: Int?
 
-    var configuration: ServicesConfiguration {
-        var configuration = ServicesConfiguration.fromEnvironment()
+    var configuration: InfraConfiguration {
+        var configuration = InfraConfiguration.fromEnvironment()
         if let runDir {
             configuration.runDirectory = URL(fileURLWithPath: runDir).standardizedFileURL.path
         }
@@ -29,14 +29,15 @@ struct ServicesOptions: ParsableArguments {
     }
 }
 
-extension ServiceKind: ExpressibleByArgument {}
+extension InfraKind: ExpressibleByArgument {}
 
-struct ServicesCommand: ParsableCommand {
+struct InfraCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "services",
-        abstract: "Start, stop and list the local services: Redis, the Kafka-protocol broker, clamd, PostgreSQL.",
+        commandName: "infra",
+        abstract: "Start, stop and list the local infrastructure: Redis, the Kafka-protocol broker, clamd, PostgreSQL.",
         discussion: """
-            Services run as detached processes under the run directory (pid files, logs/, sockets), \
+            What the edge node and central rely on, run locally (the CNF's own microservices are \
+            started by the node, not here). Each runs as a detached process under the run directory (pid files, logs/, sockets), \
             listening on 127.0.0.1 only. 'up' is safe to repeat; a port taken by another program is \
             reported, not waited on. The broker (tansu) keeps topics in memory: stopping it empties it.
             """,
@@ -46,19 +47,19 @@ struct ServicesCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Start redis, broker and clamd (and postgres with --with-postgres).")
 
-        @OptionGroup var options: ServicesOptions
+        @OptionGroup var options: InfraOptions
 
         @Flag(help: "Also start a PostgreSQL cluster (for the central store).")
         var withPostgres = false
 
         @Option(
             name: .customLong("only"), parsing: .upToNextOption,
-            help: "Start only these: \(ServiceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
-        var only: [ServiceKind] = []
+            help: "Start only these: \(InfraKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var only: [InfraKind] = []
 
         func run() throws {
-            let services = LocalServices(configuration: options.configuration)
-            let kinds = only.isEmpty ? ServiceKind.defaults + (withPostgres ? [.postgres] : []) : only
+            let services = LocalInfra(configuration: options.configuration)
+            let kinds = only.isEmpty ? InfraKind.defaults + (withPostgres ? [.postgres] : []) : only
             do {
                 try services.up(kinds) { print($0) }
             } catch {
@@ -72,16 +73,16 @@ struct ServicesCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop the services started from the run directory (all, or those given with --only).")
 
-        @OptionGroup var options: ServicesOptions
+        @OptionGroup var options: InfraOptions
 
         @Option(
             name: .customLong("only"), parsing: .upToNextOption,
-            help: "Stop only these: \(ServiceKind.allCases.map(\.rawValue).joined(separator: ", ")).")
-        var only: [ServiceKind] = []
+            help: "Stop only these: \(InfraKind.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var only: [InfraKind] = []
 
         func run() throws {
-            let kinds = only.isEmpty ? ServiceKind.allCases : only
-            let stopped = LocalServices(configuration: options.configuration).down(kinds) { print($0) }
+            let kinds = only.isEmpty ? InfraKind.allCases : only
+            let stopped = LocalInfra(configuration: options.configuration).down(kinds) { print($0) }
             if stopped.isEmpty { print("nothing was running") }
         }
     }
@@ -90,10 +91,10 @@ struct ServicesCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "One line per service: its name, up or down, and its address.")
 
-        @OptionGroup var options: ServicesOptions
+        @OptionGroup var options: InfraOptions
 
         func run() throws {
-            for line in LocalServices(configuration: options.configuration).status() {
+            for line in LocalInfra(configuration: options.configuration).status() {
                 print(line)
             }
         }

@@ -2,26 +2,26 @@ import EdgetrailCore
 import Foundation
 
 /// A local service `edgetrail services` manages.
-public enum ServiceKind: String, CaseIterable, Sendable, Hashable {
+public enum InfraKind: String, CaseIterable, Sendable, Hashable {
     case redis
     case broker
     case clamd
     case postgres
 
-    /// The services `services up` starts unless told otherwise.
-    public static let defaults: [ServiceKind] = [.redis, .broker, .clamd]
+    /// The services `infra up` starts unless told otherwise.
+    public static let defaults: [InfraKind] = [.redis, .broker, .clamd]
 }
 
 /// A service could not be started, stopped or found; the message says what to do.
-public struct ServiceError: Error, CustomStringConvertible, Sendable {
+public struct InfraError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
 
-/// Where the local services live and listen. Defaults follow DESIGN.md's "Default addresses";
+/// Where the local infrastructure lives and listens. Defaults follow DESIGN.md's "Default addresses";
 /// `fromEnvironment` applies `EDGETRAIL_*` overrides.
-public struct ServicesConfiguration: Sendable, Hashable {
+public struct InfraConfiguration: Sendable, Hashable {
     /// Holds pid files, logs, sockets, configs and data (`.run` by default).
     public var runDirectory: String
     /// Holds `bin/tansu` (from `make setup`); also searched on PATH.
@@ -43,9 +43,9 @@ public struct ServicesConfiguration: Sendable, Hashable {
     public static func fromEnvironment(
         _ environment: [String: String] = ProcessInfo.processInfo.environment,
         currentDirectory: String = FileManager.default.currentDirectoryPath
-    ) -> ServicesConfiguration {
+    ) -> InfraConfiguration {
         let runDirectory = environment["EDGETRAIL_RUN_DIR"] ?? currentDirectory + "/.run"
-        var configuration = ServicesConfiguration(
+        var configuration = InfraConfiguration(
             runDirectory: runDirectory,
             depsDirectory: environment["EDGETRAIL_DEPS"] ?? findDepsDirectory(from: currentDirectory))
         if let port = environment["EDGETRAIL_REDIS_PORT"].flatMap(Int.init) { configuration.redisPort = port }
@@ -75,7 +75,7 @@ public struct ServicesConfiguration: Sendable, Hashable {
     /// A libpq URL for the `edgetrail` database (created on first start).
     public var postgresURL: String { "postgres://postgres@\(host):\(postgresPort)/edgetrail" }
 
-    public func endpoint(of kind: ServiceKind) -> Endpoint {
+    public func endpoint(of kind: InfraKind) -> Endpoint {
         switch kind {
         case .redis: .tcp(host: host, port: redisPort)
         case .broker: .tcp(host: host, port: brokerPort)
@@ -84,6 +84,6 @@ public struct ServicesConfiguration: Sendable, Hashable {
         }
     }
 
-    func pidFile(_ kind: ServiceKind) -> String { runDirectory + "/\(kind.rawValue).pid" }
-    func logFile(_ kind: ServiceKind) -> String { runDirectory + "/logs/\(kind.rawValue).log" }
+    func pidFile(_ kind: InfraKind) -> String { runDirectory + "/\(kind.rawValue).pid" }
+    func logFile(_ kind: InfraKind) -> String { runDirectory + "/logs/\(kind.rawValue).log" }
 }

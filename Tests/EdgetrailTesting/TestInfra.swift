@@ -2,43 +2,43 @@
 import Glibc
 #endif
 import EdgetrailNet
-import EdgetrailServices
+import EdgetrailInfra
 import Foundation
 
-/// Real local services for one test: a private run directory under /tmp (short, so clamd's
-/// socket path fits), free ports, started with the same code as `edgetrail services up`, and
+/// The real local infrastructure for one test: a private run directory under /tmp (short, so clamd's
+/// socket path fits), free ports, started with the same code as `edgetrail infra up`, and
 /// stopped and removed afterwards whatever the test did.
-public struct TestServices: Sendable {
-    public let configuration: ServicesConfiguration
-    public let services: LocalServices
+public struct TestInfra: Sendable {
+    public let configuration: InfraConfiguration
+    public let services: LocalInfra
 
     /// Runs `body` with `kinds` up; stops them and removes the run directory after.
     public static func with<Result>(
-        _ kinds: [ServiceKind], _ body: (ServicesConfiguration) async throws -> Result
+        _ kinds: [InfraKind], _ body: (InfraConfiguration) async throws -> Result
     ) async throws -> Result {
-        let fixture = try TestServices()
+        let fixture = try TestInfra()
         defer { fixture.tearDown() }
         // Starting a broker or clamd waits seconds for it: off the cooperative pool.
-        try await onThread("test-services-up") { try fixture.services.up(kinds) }
+        try await onThread("test-infra-up") { try fixture.services.up(kinds) }
         return try await body(fixture.configuration)
     }
 
     public init() throws {
         var template = Array("/tmp/et-XXXXXX".utf8CString)
         guard let created = mkdtemp(&template) else {
-            throw ServiceError("cannot create a run directory under /tmp: \(String(cString: strerror(errno)))")
+            throw InfraError("cannot create a run directory under /tmp: \(String(cString: strerror(errno)))")
         }
         let runDirectory = String(cString: created)
         chmod(runDirectory, 0o755)
-        var configuration = ServicesConfiguration(
+        var configuration = InfraConfiguration(
             runDirectory: runDirectory,
             depsDirectory: ProcessInfo.processInfo.environment["EDGETRAIL_DEPS"]
-                ?? ServicesConfiguration.findDepsDirectory(from: Self.packageRoot))
+                ?? InfraConfiguration.findDepsDirectory(from: Self.packageRoot))
         configuration.redisPort = SocketProbe.freePort()
         configuration.brokerPort = SocketProbe.freePort()
         configuration.postgresPort = SocketProbe.freePort()
         self.configuration = configuration
-        self.services = LocalServices(configuration: configuration)
+        self.services = LocalInfra(configuration: configuration)
     }
 
     public func tearDown() {
