@@ -125,6 +125,7 @@ let package = Package(
             name: "EdgetrailDatapathManager",
             dependencies: [
                 "EdgetrailCore", "EdgetrailDatapath", "EdgetrailDatapathAPI", "EdgetrailProto", "EdgetrailRuntime", "EdgetrailYAML",
+                "EdgetrailNet",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -132,6 +133,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
+
+        // MARK: The edge node's namespace plumbing (node, client, origin, pods), where the node
+        // agent lives; it reaches the datapath only through the Datapath Manager's API
+        .target(name: "EdgetrailNode", dependencies: ["EdgetrailCore", "EdgetrailNet"]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
@@ -189,7 +194,7 @@ let package = Package(
             name: "EdgetrailBenchmarks",
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailCollector",
-                "EdgetrailCentral", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailRuntime",
+                "EdgetrailCentral", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailRuntime", "EdgetrailNode", "EdgetrailNet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -206,7 +211,7 @@ let package = Package(
             dependencies: [
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailInfra", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral",
                 "EdgetrailCentralAPI", "EdgetrailTelemetry",
-                "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath",
+                "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailNode",
                 "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailRuntime",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -234,11 +239,14 @@ let package = Package(
                 "EdgetrailRuntime", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "EdgetrailDatapathTests", dependencies: ["EdgetrailDatapath", "EdgetrailCore", "EdgetrailTesting"]),
+        .testTarget(
+            name: "EdgetrailDatapathTests",
+            dependencies: ["EdgetrailDatapath", "EdgetrailCore", "EdgetrailTesting", "EdgetrailNode", "EdgetrailNet"]),
         .testTarget(
             name: "EdgetrailDatapathManagerTests",
             dependencies: [
                 "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailDatapath", "EdgetrailCore", "EdgetrailProto",
+                "EdgetrailNode", "EdgetrailNet",
                 "EdgetrailTesting",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -252,7 +260,7 @@ let package = Package(
             name: "EdgetrailCollectorTests",
             dependencies: [
                 "EdgetrailCollector", "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting", "EdgetrailRuntime",
-                "EdgetrailDatapath", "EdgetrailDatapathManager", "EdgetrailDatapathAPI",
+                "EdgetrailDatapath", "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailNode", "EdgetrailNet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),

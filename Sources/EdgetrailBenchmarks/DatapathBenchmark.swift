@@ -1,5 +1,6 @@
 import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailNode
 import Foundation
 
 /// `edgetrail bench datapath`: what the tc ingress program costs per packet, from the kernel's

@@ -1,5 +1,7 @@
 import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailNet
+import EdgetrailNode
 import EdgetrailRuntime
 import Foundation
 import Synchronization

@@ -3,6 +3,8 @@ import EdgetrailCore
 import EdgetrailDatapath
 import EdgetrailDatapathAPI
 import EdgetrailDatapathManager
+import EdgetrailNet
+import EdgetrailNode
 import EdgetrailProto
 import EdgetrailRuntime
 import Foundation

@@ -1,6 +1,7 @@
 import EdgetrailCore
 import EdgetrailDatapath
 import EdgetrailDatapathAPI
+import EdgetrailNet
 import EdgetrailProto
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import EdgetrailDatapath
 import EdgetrailDatapathAPI
+import EdgetrailNet
 import EdgetrailProto
 import EdgetrailRuntime
 import Foundation
@@ -30,6 +31,8 @@ public struct DatapathManagerService: Edgetrail_V1_DatapathManager.SimpleService
             throw RPCError(code: .invalidArgument, message: error.description)
         } catch let error as DatapathMessageError {
             throw RPCError(code: .invalidArgument, message: error.description)
+        } catch let error as NamespaceError {
+            throw RPCError(code: .failedPrecondition, message: error.description)
         }
     }
 

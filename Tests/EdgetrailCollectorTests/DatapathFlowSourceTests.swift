@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import EdgetrailDatapathAPI
+import EdgetrailNode
 import Glibc
 #endif
 import EdgetrailCollector

@@ -2,6 +2,7 @@ import EdgetrailCore
 import EdgetrailDatapath
 @testable import EdgetrailDatapathManager
 import EdgetrailDatapathAPI
+import EdgetrailNode
 import EdgetrailProto
 import EdgetrailTesting
 import Foundation

@@ -1,5 +1,6 @@
 import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailNode
 import EdgetrailTesting
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+import EdgetrailNet
 import Foundation
 import Synchronization
 

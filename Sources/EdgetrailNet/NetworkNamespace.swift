@@ -16,19 +16,26 @@ public enum NetworkNamespace {
     /// Runs `body` inside `/var/run/netns/<name>` on this thread, then returns to where it was.
     /// `body` must not suspend (it has to finish on the thread it started on).
     public static func run<T, E: Error>(named name: String, _ body: () throws(E) -> T) throws -> T {
-        guard let setns else { throw DatapathError("setns(2) is not available") }
+        guard let setns else { throw NamespaceError("setns(2) is not available") }
         let original = open("/proc/thread-self/ns/net", O_RDONLY)
         let target = open("/var/run/netns/\(name)", O_RDONLY)
         defer {
             if original >= 0 { close(original) }
             if target >= 0 { close(target) }
         }
-        guard original >= 0 else { throw DatapathError("cannot read this thread's network namespace") }
-        guard target >= 0 else { throw DatapathError("no network namespace \(name) (ip netns list shows them)") }
+        guard original >= 0 else { throw NamespaceError("cannot read this thread's network namespace") }
+        guard target >= 0 else { throw NamespaceError("no network namespace \(name) (ip netns list shows them)") }
         guard setns(target, newNetworkNamespace) == 0 else {
-            throw DatapathError("cannot enter network namespace \(name): \(String(cString: strerror(errno)))")
+            throw NamespaceError("cannot enter network namespace \(name): \(String(cString: strerror(errno)))")
         }
         defer { _ = setns(original, newNetworkNamespace) }
         return try body()
     }
+}
+
+/// A network namespace that cannot be entered, and why.
+public struct NamespaceError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }

@@ -1,3 +1,4 @@
+import EdgetrailNet
 import Foundation
 #if canImport(Glibc)
 import Glibc
