@@ -232,7 +232,7 @@ struct Parser {
             let token = current
             try countOperator(token)
             index += 1
-            left = .binary("or", left, try andExpression(), position(token))
+            left = .binary(.or, left, try andExpression(), position(token))
         }
         return left
     }
@@ -243,7 +243,7 @@ struct Parser {
             let token = current
             try countOperator(token)
             index += 1
-            left = .binary("and", left, try notExpression(), position(token))
+            left = .binary(.and, left, try notExpression(), position(token))
         }
         return left
     }
@@ -262,17 +262,17 @@ struct Parser {
 
     private mutating func comparison() throws(RuleSyntaxError) -> Expression {
         let left = try sum()
-        for symbol in ["==", "!=", "<=", ">=", "<", ">", "~"] where isSymbol(symbol) {
+        for op in BinaryOperator.comparisons where isSymbol(op.rawValue) {
             let token = current
             try countOperator(token)
             index += 1
-            return .binary(symbol, left, try sum(), position(token))
+            return .binary(op, left, try sum(), position(token))
         }
         if isKeyword("in") {
             let token = current
             try countOperator(token)
             index += 1
-            return .binary("in", left, try sum(), position(token))
+            return .binary(.within, left, try sum(), position(token))
         }
         return left
     }
@@ -281,10 +281,10 @@ struct Parser {
         var left = try primary()
         while isSymbol("+") || isSymbol("-") {
             let token = current
-            guard case .symbol(let symbol) = token.kind else { break }
+            guard case .symbol(let symbol) = token.kind, let op = BinaryOperator(rawValue: symbol) else { break }
             try countOperator(token)
             index += 1
-            left = .binary(symbol, left, try primary(), position(token))
+            left = .binary(op, left, try primary(), position(token))
         }
         return left
     }
@@ -319,7 +319,7 @@ struct Parser {
                 index += 1
                 return .boolean(name == "true", position(token))
             }
-            if ["any", "all", "count"].contains(name), tokens.indices.contains(index + 1),
+            if let aggregate = Aggregate(rawValue: name), tokens.indices.contains(index + 1),
                 tokens[index + 1].kind == .symbol("(")
             {
                 try enter(token, "\(name)(…)")
@@ -333,7 +333,7 @@ struct Parser {
                 }
                 try expectSymbol(")", "to close \(name)(")
                 nesting -= 1
-                return .aggregate(name, kind, condition, position(token))
+                return .aggregate(aggregate, kind, condition, position(token))
             }
             return .field(try fieldReference())
         default:

@@ -2,77 +2,6 @@ import EdgetrailCore
 import EdgetrailProto
 import Foundation
 
-/// The value types of the condition language.
-public enum ValueType: String, Sendable {
-    case string, number, boolean, address, network, regex
-
-    var article: String {
-        switch self {
-        case .address: "an address"
-        default: "a \(rawValue)"
-        }
-    }
-}
-
-/// The fields each record kind offers, and their types.
-public enum FieldCatalog {
-    public static let fields: [RecordKind: [String: ValueType]] = [
-        .span: [
-            "service": .string, "operation": .string, "duration_ms": .number, "status": .string, "tags": .string,
-            "trace_id": .string, "span_id": .string, "kind": .string,
-        ],
-        .flow: [
-            "src": .address, "dst": .address, "sport": .number, "dport": .number, "proto": .string,
-            "action": .string, "packets_in": .number, "packets_out": .number, "bytes_in": .number,
-            "bytes_out": .number, "duration_ms": .number,
-        ],
-        .snapshot: ["key": .string, "value": .string, "source": .string, "service": .string],
-        .cookie: [
-            "id": .string, "cnf": .string, "node": .string, "spans": .number, "flows": .number,
-            "snapshots": .number, "records": .number,
-        ],
-    ]
-
-    /// Fields whose values are a fixed set of names (the `ruleName`s of `EdgetrailTelemetry`'s
-    /// RuleNames.swift; a test checks every enum case's name is here). `flow.proto` also takes
-    /// other protocols' numbers.
-    public static let values: [String: [String]] = [
-        "span.status": ["ok", "error", "unset"],
-        "flow.action": ["redirect", "copy", "deny", "ratelimit", "pass"],
-        "flow.proto": IPProtocolName.named.map(\.name),
-    ]
-
-    /// Map fields that take a key (`span.tags["k"]`).
-    public static let keyed: Set<String> = ["span.tags"]
-
-    static func type(of field: FieldReference) -> ValueType? {
-        fields[field.kind]?[field.name]
-    }
-
-    /// The closest known field name, for "did you mean".
-    static func suggestion(for field: FieldReference) -> String? {
-        guard let names = fields[field.kind]?.keys else { return nil }
-        return names.min { distance($0, field.name) < distance($1, field.name) }
-            .flatMap { distance($0, field.name) <= 2 ? "\(field.kind.rawValue).\($0)" : nil }
-    }
-
-    private static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a)
-        let b = Array(b)
-        var row = Array(0...b.count)
-        for i in 1...max(a.count, 1) where !a.isEmpty {
-            var previous = row[0]
-            row[0] = i
-            for j in 1...max(b.count, 1) where !b.isEmpty {
-                let saved = row[j]
-                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
-                previous = saved
-            }
-        }
-        return row[b.count]
-    }
-}
-
 /// Checks parsed statements: fields exist for the statement's kind, types fit the operators,
 /// regular expressions compile, and no rule sits behind one that always decides first.
 struct RuleChecker {
@@ -209,7 +138,8 @@ struct RuleChecker {
                 return nil
             }
             return .boolean
-        case .aggregate(let name, let kind, let condition, let position):
+        case .aggregate(let aggregate, let kind, let condition, let position):
+            let name = aggregate.rawValue
             guard scope == .cookie else {
                 report("\(name)(…) looks at all of a cookie's records, so it only works in cookie rules", position)
                 return nil
@@ -217,46 +147,43 @@ struct RuleChecker {
             if let condition, let type = check(condition, scope: kind), type != .boolean {
                 report("a condition must be true or false, but this is \(type.article)", condition.position)
             }
-            return name == "count" ? .number : .boolean
+            return aggregate == .count ? .number : .boolean
         case .binary(let op, let left, let right, let position):
             let leftType = check(left, scope: scope)
             let rightType = check(right, scope: scope)
             guard let leftType, let rightType else { return nil }
             func mismatch(_ expected: String) -> ValueType? {
                 report(
-                    "'\(op)' \(expected), but this compares \(leftType.article) with \(rightType.article)", position)
+                    "'\(op.rawValue)' \(expected), but this compares \(leftType.article) with \(rightType.article)", position)
                 return nil
             }
             switch op {
-            case "and", "or":
+            case .and, .or:
                 guard leftType == .boolean, rightType == .boolean else { return mismatch("joins two conditions") }
                 return .boolean
-            case "+", "-":
+            case .plus, .minus:
                 guard leftType == .number, rightType == .number else { return mismatch("adds and subtracts numbers") }
                 return .number
-            case "<", "<=", ">", ">=":
+            case .less, .lessOrEqual, .greater, .greaterOrEqual:
                 guard leftType == .number, rightType == .number else { return mismatch("orders numbers") }
                 return .boolean
-            case "==", "!=":
+            case .equal, .notEqual:
                 let comparable = leftType == rightType
                     || (leftType == .address && rightType == .network) || (leftType == .network && rightType == .address)
                 guard comparable, leftType != .regex else { return mismatch("compares values of the same type") }
                 checkValue(left, right)
                 checkValue(right, left)
                 return .boolean
-            case "~":
+            case .matches:
                 guard leftType == .string, rightType == .regex else {
                     return mismatch("matches text against a /regular expression/")
                 }
                 return .boolean
-            case "in":
+            case .within:
                 guard leftType == .address, rightType == .network || rightType == .address else {
                     return mismatch("tests an address against a CIDR like 10.0.0.0/8")
                 }
                 return .boolean
-            default:
-                report("unknown operator '\(op)'", position)
-                return nil
             }
         }
     }

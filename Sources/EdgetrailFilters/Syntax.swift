@@ -25,6 +25,26 @@ public struct FieldReference: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// A binary operator, by its spelling in rules.
+public enum BinaryOperator: String, Sendable, CaseIterable {
+    case and, or
+    case plus = "+", minus = "-"
+    case less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
+    case equal = "==", notEqual = "!="
+    /// `text ~ /regex/`
+    case matches = "~"
+    /// `address in 10.0.0.0/8`
+    case within = "in"
+
+    /// The comparisons, longest spelling first (so `<=` is not read as `<`).
+    static let comparisons: [BinaryOperator] = [.equal, .notEqual, .lessOrEqual, .greaterOrEqual, .less, .greater, .matches]
+}
+
+/// An aggregate over a cookie's records: `any(K where C)`, `all(…)`, `count(…)`.
+public enum Aggregate: String, Sendable, CaseIterable {
+    case any, all, count
+}
+
 /// An expression of the condition language.
 public indirect enum Expression: Sendable {
     case field(FieldReference)
@@ -33,10 +53,10 @@ public indirect enum Expression: Sendable {
     case regex(String, RulePosition)
     case network(IPPrefix, RulePosition)
     case boolean(Bool, RulePosition)
-    case binary(String, Expression, Expression, RulePosition)
+    case binary(BinaryOperator, Expression, Expression, RulePosition)
     case not(Expression, RulePosition)
     /// `any(K where C)`, `all(K where C)`, `count(K where C)` over a cookie's records.
-    case aggregate(String, RecordKind, Expression?, RulePosition)
+    case aggregate(Aggregate, RecordKind, Expression?, RulePosition)
 
     public var position: RulePosition {
         switch self {

@@ -26,6 +26,9 @@ public enum IPProtocolName {
 }
 
 extension Edgetrail_V1_SpanStatus {
+    /// Every name a status has, in the order messages list them.
+    public static let ruleNames = ["ok", "error", "unset"]
+
     /// "ok", "error" or "unset" (`span.status` in rules and the timeline).
     public var ruleName: String {
         switch self {
@@ -37,6 +40,9 @@ extension Edgetrail_V1_SpanStatus {
 }
 
 extension Edgetrail_V1_DatapathAction {
+    /// Every name an action has, in the order messages list them.
+    public static let ruleNames = ["redirect", "copy", "deny", "ratelimit", "pass"]
+
     /// "redirect", "copy", "deny", "ratelimit", or "pass" for a flow no rule matched.
     public var ruleName: String {
         switch self {
