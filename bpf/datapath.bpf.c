@@ -14,12 +14,9 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "datapath.h"
+#include "packet.h"
 
-#define TC_ACT_OK 0
 #define TC_ACT_SHOT 2
-#define ETH_P_IP 0x0800
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -103,45 +100,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } flows_untracked SEC(".maps");
-
-struct packet {
-	struct et_tuple tuple;
-	__u8 tcp_flags; /* FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 */
-	__u32 length;
-};
-
-static __always_inline int parse(struct __sk_buff *skb, struct packet *packet)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-		return -1;
-	struct iphdr *ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->ihl < 5)
-		return -1;
-	__builtin_memset(packet, 0, sizeof(*packet));
-	packet->tuple.saddr = ip->saddr;
-	packet->tuple.daddr = ip->daddr;
-	packet->tuple.proto = ip->protocol;
-	packet->length = skb->len;
-	void *l4 = (void *)ip + ip->ihl * 4;
-	if (ip->protocol == IPPROTO_TCP) {
-		struct tcphdr *tcp = l4;
-		if ((void *)(tcp + 1) > data_end)
-			return -1;
-		packet->tuple.sport = tcp->source;
-		packet->tuple.dport = tcp->dest;
-		packet->tcp_flags = ((__u8 *)tcp)[13];
-	} else if (ip->protocol == IPPROTO_UDP) {
-		struct udphdr *udp = l4;
-		if ((void *)(udp + 1) > data_end)
-			return -1;
-		packet->tuple.sport = udp->source;
-		packet->tuple.dport = udp->dest;
-	}
-	return 0;
-}
 
 /* The active rule for a destination: the most specific of the best port rule and the best
  * any-port rule. */
@@ -387,28 +345,5 @@ int edgetrail_egress(struct __sk_buff *skb)
 	if (packet.tcp_flags & 0x01)
 		flow->fin_out = 1;
 	maybe_end(&key, flow, packet.tcp_flags);
-	return TC_ACT_OK;
-}
-
-/* Does nothing: what attaching a tc program and the kernel's run-time statistics cost by
- * themselves, the floor `edgetrail bench datapath` prints beside the datapath's figures. Loaded
- * with the others, never attached by the Datapath Manager. */
-SEC("tc")
-int edgetrail_floor(struct __sk_buff *skb)
-{
-	return TC_ACT_OK;
-}
-
-/* The least a program that accounts flows does: parse the packet and look its flow up. The
- * second floor `edgetrail bench datapath` prints. */
-SEC("tc")
-int edgetrail_floor_lookup(struct __sk_buff *skb)
-{
-	struct packet packet;
-	if (parse(skb, &packet) < 0)
-		return TC_ACT_OK;
-	struct et_flow *flow = bpf_map_lookup_elem(&flows, &packet.tuple);
-	if (flow)
-		flow->packets_in += 1;
 	return TC_ACT_OK;
 }

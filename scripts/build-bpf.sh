@@ -15,7 +15,8 @@ fi
 for source in bpf/*.bpf.c; do
   name=$(basename "$source" .c)
   object="$out/$name.o"
-  if [ -f "$object" ] && [ "$object" -nt "$source" ] && [ "$object" -nt "bpf/${name%.bpf}.h" ]; then
+  # Up to date unless the source or any header it may include (bpf/*.h) is newer.
+  if [ -f "$object" ] && [ "$object" -nt "$source" ] && [ -z "$(find bpf -maxdepth 1 -name '*.h' -newer "$object")" ]; then
     continue
   fi
   echo "==> clang -target bpf $source"

@@ -70,19 +70,19 @@ public enum DatapathBenchmark {
         many = many.filter { seen.insert("\($0.destination?.description ?? "*") \($0.port.map(String.init) ?? "*")").inserted }
 
         /// Warms up (ARP, maps), then sends the packets: ns per ingress run, runs, seconds.
-        func measure(_ program: BPFDatapath) throws -> (Double, UInt64, Double) {
+        func measure(_ ingressStats: () -> DatapathProgramStats) throws -> (Double, UInt64, Double) {
             _ = topology.attempt(topology.client, "python3 \(scratch)/send.py 2000")
-            let before = program.programStats().ingress
+            let before = ingressStats()
             let started = Date()
             _ = try topology.sh(topology.client, "python3 \(scratch)/send.py \(packets)")
             let elapsed = Date().timeIntervalSince(started)
-            let after = program.programStats().ingress
+            let after = ingressStats()
             let runs = after.runs - before.runs
             return (runs == 0 ? 0 : Double(after.nanoseconds - before.nanoseconds) / Double(runs), runs, elapsed)
         }
         for (name, rules) in [("1 rule", [target]), ("\(many.count) rules", many)] {
             try topology.inNode { try datapath.apply(rules, pods: []) }
-            let (cost, runs, elapsed) = try measure(datapath)
+            let (cost, runs, elapsed) = try measure { datapath.programStats().ingress }
             say(
                 "  " + name.padding(toLength: 12, withPad: " ", startingAt: 0)
                     + String(format: "%6.1f ns/packet over %d runs (%.1f s of sending)", cost, runs, elapsed))
@@ -96,10 +96,11 @@ public enum DatapathBenchmark {
             ("edgetrail_floor", "a program that does nothing (the statistics' own cost)"),
             ("edgetrail_floor_lookup", "parse + one flow-table look-up, nothing else"),
         ] {
-            let floor = try BPFDatapath(objectPath: objectPath, ingressProgram: program)
+            let floor = try BPFProgramProbe(
+                objectPath: BPFProgramProbe.floorsObjectPath(besides: objectPath), program: program)
             try topology.inNode { try floor.attach(interface: topology.clientInterface) }
             defer { try? topology.inNode { floor.detach() } }
-            let (cost, _, _) = try measure(floor)
+            let (cost, _, _) = try measure { floor.stats }
             say("  floor       " + String(format: "%6.1f ns/packet: ", cost) + what)
         }
         // The same program and rules on one of those packets, a million times in the kernel's

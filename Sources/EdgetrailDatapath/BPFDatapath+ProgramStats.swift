@@ -42,14 +42,94 @@ extension BPFDatapath {
 
     /// Runs and total run time of the ingress and egress programs so far.
     public func programStats() -> (ingress: DatapathProgramStats, egress: DatapathProgramStats) {
-        func stats(_ program: OpaquePointer) -> DatapathProgramStats {
-            var info = bpf_prog_info()
-            var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-            guard bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &length) == 0 else {
-                return DatapathProgramStats(runs: 0, nanoseconds: 0)
-            }
-            return DatapathProgramStats(runs: info.run_cnt, nanoseconds: info.run_time_ns)
-        }
-        return (stats(ingress), stats(egress))
+        (DatapathProgramStats(program: ingress), DatapathProgramStats(program: egress))
     }
+}
+
+extension DatapathProgramStats {
+    /// What the kernel counted for `program` (zero when it cannot say).
+    init(program: OpaquePointer) {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        guard bpf_obj_get_info_by_fd(bpf_program__fd(program), &info, &length) == 0 else {
+            self.init(runs: 0, nanoseconds: 0)
+            return
+        }
+        self.init(runs: info.run_cnt, nanoseconds: info.run_time_ns)
+    }
+}
+
+/// A benchmark-only program (`bpf/floors.bpf.c`, built beside the datapath's object and never
+/// loaded by the Datapath Manager) attached at an interface's ingress, so its run-time
+/// statistics can be read beside the datapath's.
+public final class BPFProgramProbe {
+    private let object: OpaquePointer
+    private let program: OpaquePointer
+    private var attached: (ifindex: Int32, createdHook: Bool)?
+
+    /// The floors' object next to the datapath's: `bpf/.output/floors.bpf.o`.
+    public static func floorsObjectPath(besides datapathObject: String) -> String {
+        (datapathObject as NSString).deletingLastPathComponent + "/floors.bpf.o"
+    }
+
+    public init(objectPath: String, program name: String) throws(DatapathError) {
+        LibbpfMessages.reset()
+        guard let object = bpf_object__open_file(objectPath, nil) else {
+            throw .system("cannot open \(objectPath) (scripts/build-bpf.sh builds it)", errno)
+        }
+        let loaded = bpf_object__load(object)
+        guard loaded == 0 else {
+            bpf_object__close(object)
+            throw .system("the kernel refused the programs in \(objectPath)", loaded)
+        }
+        guard let program = bpf_object__find_program_by_name(object, name) else {
+            bpf_object__close(object)
+            throw DatapathError("\(objectPath) has no program \(name); rebuild it (scripts/build-bpf.sh)")
+        }
+        self.object = object
+        self.program = program
+    }
+
+    deinit {
+        detach()
+        bpf_object__close(object)
+    }
+
+    /// Attaches the program at `interface`'s ingress, adding a clsact qdisc when it has none.
+    public func attach(interface: String) throws(DatapathError) {
+        let ifindex = Int32(bitPattern: if_nametoindex(interface))
+        guard ifindex > 0 else { throw DatapathError("no interface \(interface) in this network namespace") }
+        var hook = bpf_tc_hook()
+        BPFDatapath.prepare(&hook, ifindex)
+        let created = bpf_tc_hook_create(&hook)
+        guard created == 0 || created == -EEXIST else { throw .system("cannot add a clsact qdisc to \(interface)", created) }
+        attached = (ifindex, created == 0)
+        hook.attach_point = BPF_TC_INGRESS
+        let result = BPFDatapath.withOurFilter { options in
+            options.prog_fd = bpf_program__fd(program)
+            options.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
+            return bpf_tc_attach(&hook, &options)
+        }
+        guard result == 0 else {
+            detach()
+            throw .system("cannot attach \(interface)'s probe", result)
+        }
+    }
+
+    /// Detaches the program, and the qdisc if this probe added it.
+    public func detach() {
+        guard let (ifindex, createdHook) = attached else { return }
+        attached = nil
+        var hook = bpf_tc_hook()
+        BPFDatapath.prepare(&hook, ifindex)
+        hook.attach_point = BPF_TC_INGRESS
+        _ = BPFDatapath.withOurFilter { bpf_tc_detach(&hook, &$0) }
+        if createdHook {
+            hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
+            _ = bpf_tc_hook_destroy(&hook)
+        }
+    }
+
+    /// Runs and run time so far.
+    public var stats: DatapathProgramStats { DatapathProgramStats(program: program) }
 }

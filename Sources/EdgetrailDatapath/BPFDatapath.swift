@@ -171,11 +171,10 @@ public final class BPFDatapath {
     }
 
     /// Opens and loads the compiled programs. A kernel refusal carries the verifier's log.
-    /// `ingressProgram` names the program attached to ingress (benchmarks attach
-    /// `edgetrail_floor`, which does nothing, to measure the floor). `flowTableSize` replaces the
+    /// `flowTableSize` replaces the
     /// programs' own size of the flow table (`ET_MAX_FLOWS`), e.g. to see what a full one does.
     public init(
-        objectPath: String, ingressProgram: String = "edgetrail_ingress", flowTableSize: Int? = nil
+        objectPath: String, flowTableSize: Int? = nil
     ) throws(DatapathError) {
         LibbpfMessages.reset()
         guard FileManager.default.fileExists(atPath: objectPath) else {
@@ -221,11 +220,11 @@ public final class BPFDatapath {
             }
             throw .system("the kernel refused the datapath programs", loaded)
         }
-        guard let ingress = bpf_object__find_program_by_name(object, ingressProgram),
+        guard let ingress = bpf_object__find_program_by_name(object, "edgetrail_ingress"),
             let egress = bpf_object__find_program_by_name(object, "edgetrail_egress")
         else {
             bpf_object__close(object)
-            throw DatapathError("\(objectPath) lacks the programs \(ingressProgram)/edgetrail_egress; rebuild it")
+            throw DatapathError("\(objectPath) lacks the programs edgetrail_ingress/edgetrail_egress; rebuild it")
         }
         var maps: [DatapathMap: (map: OpaquePointer, fd: Int32)] = [:]
         for map in DatapathMap.allCases {
@@ -320,7 +319,7 @@ public final class BPFDatapath {
 
     /// Makes `hook` the clsact hook (both directions) of an interface, in place (a copy would
     /// not keep its padding zero).
-    private static func prepare(_ hook: inout bpf_tc_hook, _ ifindex: Int32) {
+    static func prepare(_ hook: inout bpf_tc_hook, _ ifindex: Int32) {
         zeroPadding(&hook)
         hook.sz = MemoryLayout<bpf_tc_hook>.size
         hook.ifindex = ifindex
@@ -329,7 +328,7 @@ public final class BPFDatapath {
 
     /// Runs a tc call with the options naming our filter (handle 1, priority 1), built in place
     /// so their padding stays zero.
-    private static func withOurFilter(_ call: (inout bpf_tc_opts) -> Int32) -> Int32 {
+    static func withOurFilter(_ call: (inout bpf_tc_opts) -> Int32) -> Int32 {
         var options = bpf_tc_opts()
         zeroPadding(&options)
         options.sz = MemoryLayout<bpf_tc_opts>.size
