@@ -226,8 +226,10 @@ let package = Package(
         // MARK: Test support: starts the real services tests need, in a private run directory
         .target(
             name: "EdgetrailTesting",
-            dependencies: ["EdgetrailInfra", "EdgetrailNet", "EdgetrailProto"],
+            dependencies: ["EdgetrailInfra", "EdgetrailNet"],
             path: "Tests/EdgetrailTesting"),
+        // MARK: Test support: one builder of records and batches for every suite
+        .target(name: "EdgetrailTestRecords", dependencies: ["EdgetrailProto"], path: "Tests/EdgetrailTestRecords"),
 
         // MARK: Tests
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
@@ -255,10 +257,10 @@ let package = Package(
             ]),
         .testTarget(
             name: "EdgetrailFiltersTests",
-            dependencies: ["EdgetrailFilters", "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry"]),
+            dependencies: ["EdgetrailTestRecords", "EdgetrailFilters", "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry"]),
         .testTarget(
             name: "EdgetrailCollectorTests",
-            dependencies: [
+            dependencies: ["EdgetrailTestRecords", 
                 "EdgetrailCollector", "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting", "EdgetrailRuntime",
                 "EdgetrailDatapath", "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailNode", "EdgetrailNet",
                 .product(name: "Logging", package: "swift-log"),
@@ -266,11 +268,11 @@ let package = Package(
             ]),
         .testTarget(
             name: "EdgetrailCentralTests",
-            dependencies: ["EdgetrailCentral", "EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailTesting", "EdgetrailCore"]),
+            dependencies: ["EdgetrailTestRecords", "EdgetrailCentral", "EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailTesting", "EdgetrailCore"]),
         .testTarget(
-            name: "EdgetrailCentralAPITests", dependencies: ["EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailCore"]),
+            name: "EdgetrailCentralAPITests", dependencies: ["EdgetrailTestRecords", "EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailCore"]),
         .testTarget(
-            name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTelemetry", "EdgetrailProto", "EdgetrailOTLP"]),
+            name: "EdgetrailTelemetryTests", dependencies: ["EdgetrailTestRecords", "EdgetrailTelemetry", "EdgetrailProto", "EdgetrailOTLP"]),
         .testTarget(
             name: "EdgetrailProtoTests",
             dependencies: ["EdgetrailProto", "EdgetrailCore"]),
@@ -279,7 +281,7 @@ let package = Package(
             dependencies: ["EdgetrailInfra", "EdgetrailTesting"]),
         .testTarget(
             name: "EdgetrailKafkaTests",
-            dependencies: [
+            dependencies: ["EdgetrailTestRecords", 
                 "EdgetrailKafka", "EdgetrailProto", "EdgetrailTesting",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]),

@@ -2,6 +2,7 @@ import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
 
+import EdgetrailTestRecords
 import Foundation
 import Testing
 
@@ -9,45 +10,24 @@ private func span(
     _ id: UInt8, parent: UInt8? = nil, _ operation: String, start: UInt64, end: UInt64, error: Bool = false,
     service: String = "http-proxy"
 ) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = 0xA1
+    var record = TestRecords.span(
+        cookie: 0xA1, trace: 9, id: id, parent: parent, operation: operation, service: service, startNs: start,
+        endNs: end, status: error ? .error : .ok)
     record.cnf = "edgesecurity"
-    record.service = service
-    record.span.traceID = Data(repeating: 9, count: 16)
-    record.span.spanID = Data(repeating: id, count: 8)
-    if let parent { record.span.parentSpanID = Data(repeating: parent, count: 8) }
-    record.span.operation = operation
-    record.span.startNs = start
-    record.span.endNs = end
-    record.span.status = error ? .error : .ok
     return record
 }
 
 private func flow(_ phase: Edgetrail_V1_FlowPhase, start: UInt64, end: UInt64 = 0, bytesOut: UInt64 = 0)
     -> Edgetrail_V1_Record
 {
-    var record = Edgetrail_V1_Record()
-    record.cookie = 0xA1
-    record.flow.phase = phase
-    record.flow.action = .redirect
-    record.flow.tuple.srcIp = Data([10, 200, 0, 2])
-    record.flow.tuple.dstIp = Data([10, 201, 0, 2])
-    record.flow.tuple.srcPort = 41000
-    record.flow.tuple.dstPort = 80
-    record.flow.tuple.protocol = 6
-    record.flow.startNs = start
+    var record = TestRecords.flow(cookie: 0xA1, phase: phase, startNs: start, bytesOut: bytesOut)
+    // As recorded, whatever the phase (the timeline must not trust an end time on a start).
     record.flow.endNs = end
-    record.flow.bytesOut = bytesOut
     return record
 }
 
 private func snapshot(_ key: String, _ value: String, at: UInt64) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = 0xA1
-    record.snapshot.key = key
-    record.snapshot.stringValue = Data(value.utf8)
-    record.snapshot.atNs = at
-    return record
+    TestRecords.snapshot(cookie: 0xA1, key: key, value: value, atNs: at)
 }
 
 @Suite("Cookie timeline")

@@ -3,30 +3,19 @@ import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
 import EdgetrailInfra
+import EdgetrailTestRecords
 import EdgetrailTesting
 import Foundation
 import Testing
 
 private func span(_ cookie: UInt64, _ id: UInt8, start: UInt64, error: Bool = false, service: String) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = cookie
-    record.service = service
-    record.span.traceID = Data(repeating: UInt8(truncatingIfNeeded: cookie), count: 16)
-    record.span.spanID = Data(repeating: id, count: 8)
-    record.span.operation = "op\(id)"
-    record.span.startNs = start
-    record.span.endNs = start + 100
-    record.span.status = error ? .error : .ok
-    return record
+    TestRecords.span(
+        cookie: cookie, trace: UInt8(truncatingIfNeeded: cookie), id: id, operation: "op\(id)", service: service,
+        startNs: start, endNs: start + 100, status: error ? .error : .ok)
 }
 
 private func batch(_ cookie: UInt64, cnf: String, _ records: [Edgetrail_V1_Record]) -> Edgetrail_V1_CookieBatch {
-    var batch = Edgetrail_V1_CookieBatch()
-    batch.cookie = cookie
-    batch.cnf = cnf
-    batch.node = "edge-1"
-    batch.records = records
-    return batch
+    TestRecords.batch(cookie: cookie, final: false, cnf: cnf, records)
 }
 
 /// The behaviour both stores must share.

@@ -1,6 +1,7 @@
 import EdgetrailCollector
 import EdgetrailProto
 import EdgetrailRuntime
+import EdgetrailTestRecords
 import EdgetrailTesting
 import Foundation
 import Logging

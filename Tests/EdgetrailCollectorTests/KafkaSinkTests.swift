@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import EdgetrailTestRecords
 import Glibc
 #endif
 import EdgetrailCollector
@@ -13,17 +14,9 @@ import SwiftProtobuf
 import Testing
 
 private func batch(_ cookie: UInt64, seq: UInt32 = 0, records: Int = 3) -> Edgetrail_V1_CookieBatch {
-    var batch = Edgetrail_V1_CookieBatch()
-    batch.cookie = cookie
-    batch.seq = seq
-    batch.final = true
-    batch.records = (0..<records).map { index in
-        var record = Edgetrail_V1_Record()
-        record.cookie = cookie
-        record.span.operation = "op\(index)"
-        return record
-    }
-    return batch
+    TestRecords.batch(
+        cookie: cookie, seq: seq, cnf: "", node: "",
+        (0..<records).map { TestRecords.span(cookie: cookie, id: UInt8(truncatingIfNeeded: $0), operation: "op\($0)") })
 }
 
 /// Reads the topic from the start until `expected` messages arrived or `seconds` passed; returns

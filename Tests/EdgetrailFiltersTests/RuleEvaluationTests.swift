@@ -2,6 +2,7 @@ import EdgetrailCore
 @testable import EdgetrailFilters
 import EdgetrailProto
 import EdgetrailTelemetry
+import EdgetrailTestRecords
 import Foundation
 import Testing
 
@@ -12,44 +13,25 @@ private func stage(_ text: String) throws -> FilterStage {
 private func span(_ service: String, ms: UInt64, status: Edgetrail_V1_SpanStatus = .ok, url: String? = nil)
     -> Edgetrail_V1_Record
 {
-    var record = Edgetrail_V1_Record()
-    record.cookie = 7
-    record.service = service
-    record.span.operation = "op"
-    record.span.startNs = 1_000_000
-    record.span.endNs = 1_000_000 + ms * 1_000_000
-    record.span.status = status
-    if let url { record.span.tags["http.url"] = url }
-    return record
+    TestRecords.span(
+        cookie: 7, trace: nil, id: nil, operation: "op", service: service, startNs: 1_000_000,
+        endNs: 1_000_000 + ms * 1_000_000, status: status, tags: url.map { ["http.url": $0] } ?? [:])
 }
 
 private func flow(bytes: UInt64, action: Edgetrail_V1_DatapathAction = .redirect, dst: [UInt8] = [10, 201, 0, 2])
     -> Edgetrail_V1_Record
 {
-    var record = Edgetrail_V1_Record()
-    record.cookie = 7
-    record.flow.action = action
-    record.flow.bytesIn = bytes / 2
-    record.flow.bytesOut = bytes - bytes / 2
-    record.flow.tuple.dstIp = Data(dst)
-    record.flow.tuple.dstPort = 80
-    return record
+    TestRecords.flow(
+        cookie: 7, source: [], sourcePort: 0, destination: dst, proto: 0, action: action, startNs: 0,
+        bytesIn: bytes / 2, bytesOut: bytes - bytes / 2)
 }
 
 private func snapshot(_ value: String) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = 7
-    record.snapshot.key = "cookie:0000000000000007:anti-virus:verdict"
-    record.snapshot.stringValue = Data(value.utf8)
-    return record
+    TestRecords.snapshot(cookie: 7, key: "cookie:0000000000000007:anti-virus:verdict", value: value, atNs: 0)
 }
 
 private func batch(_ cookie: UInt64, cnf: String = "edgesecurity", _ records: [Edgetrail_V1_Record]) -> Edgetrail_V1_CookieBatch {
-    var batch = Edgetrail_V1_CookieBatch()
-    batch.cookie = cookie
-    batch.cnf = cnf
-    batch.records = records
-    return batch
+    TestRecords.batch(cookie: cookie, final: false, cnf: cnf, node: "", records)
 }
 
 @Suite("Filter rule evaluation")

@@ -1,6 +1,7 @@
 import EdgetrailKafka
 import EdgetrailProto
 import EdgetrailInfra
+import EdgetrailTestRecords
 import EdgetrailTesting
 import Foundation
 import SwiftProtobuf
@@ -21,14 +22,9 @@ struct KafkaRoundTripTests {
             var id: UInt64 = 0
             for seq in 0..<perCookie {
                 for cookie in cookies {
-                    var batch = Edgetrail_V1_CookieBatch()
-                    batch.cookie = cookie
-                    batch.seq = UInt32(seq)
-                    var record = Edgetrail_V1_Record()
-                    record.cookie = cookie
-                    record.service = "http-proxy"
-                    record.span.operation = "request \(seq)"
-                    batch.records = [record]
+                    let batch = TestRecords.batch(
+                        cookie: cookie, seq: UInt32(seq), final: false, cnf: "", node: "",
+                        [TestRecords.span(cookie: cookie, trace: nil, id: nil, operation: "request \(seq)")])
                     id += 1
                     try producer.send(
                         topic: topic, key: Array(String(format: "%016llx", cookie).utf8),

@@ -1,5 +1,6 @@
 import EdgetrailProto
 import EdgetrailTelemetry
+import EdgetrailTestRecords
 import Foundation
 import Testing
 
@@ -7,31 +8,17 @@ private let ms: UInt64 = 1_000_000
 private let s: UInt64 = 1_000_000_000
 
 private func span(_ cookie: UInt64, _ operation: String, root: Bool = false) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = cookie
-    record.span.operation = operation
-    record.span.spanID = Data(operation.utf8.prefix(8))
-    if !root { record.span.parentSpanID = Data([1, 2, 3, 4, 5, 6, 7, 8]) }
-    return record
+    TestRecords.span(
+        cookie: cookie, trace: nil, id: UInt8(truncatingIfNeeded: operation.utf8.reduce(0) { $0 &+ Int($1) }), parent: root ? nil : 0xEE,
+        operation: operation, service: "", startNs: 0, endNs: 0)
 }
 
 private func flow(_ cookie: UInt64, _ phase: Edgetrail_V1_FlowPhase, port: UInt32 = 41000) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = cookie
-    record.flow.phase = phase
-    record.flow.tuple.srcIp = Data([10, 200, 0, 2])
-    record.flow.tuple.dstIp = Data([10, 201, 0, 2])
-    record.flow.tuple.srcPort = port
-    record.flow.tuple.dstPort = 80
-    record.flow.tuple.protocol = 6
-    return record
+    TestRecords.flow(cookie: cookie, phase: phase, sourcePort: port, action: .pass, startNs: 0)
 }
 
 private func snapshot(_ cookie: UInt64, _ key: String) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = cookie
-    record.snapshot.key = key
-    return record
+    TestRecords.snapshot(cookie: cookie, key: key, value: "", atNs: 0)
 }
 
 private func configuration() -> CookieJoinConfiguration {

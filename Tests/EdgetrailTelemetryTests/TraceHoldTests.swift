@@ -1,17 +1,13 @@
 import EdgetrailProto
 import EdgetrailTelemetry
+import EdgetrailTestRecords
 import Foundation
 import Testing
 
 private let s: UInt64 = 1_000_000_000
 
 private func span(trace: UInt8, id: UInt8, cookie: UInt64 = 0) -> Edgetrail_V1_Record {
-    var record = Edgetrail_V1_Record()
-    record.cookie = cookie
-    record.span.traceID = Data(repeating: trace, count: 16)
-    record.span.spanID = Data(repeating: id, count: 8)
-    record.span.operation = "op\(id)"
-    return record
+    TestRecords.span(cookie: cookie, trace: trace, id: id, operation: "op\(id)", service: "", startNs: 0, endNs: 0)
 }
 
 private func configuration(hold: UInt64 = 10 * s, maxSpans: Int = 100, maxBytes: Int = 1 << 20) -> TraceHoldConfiguration {

@@ -5,17 +5,18 @@ import Foundation
 /// added to the wire schema is filled in one place. Defaults describe the demo's session (client
 /// 10.200.0.2 to origin 10.201.0.2:80 through the http-proxy pod).
 public enum TestRecords {
-    /// A span; `parent` nil makes it a root span. Ids are derived from the small numbers given.
+    /// A span; `parent` nil makes it a root span. Ids are the small numbers given, repeated to
+    /// their length (nil: no id, as a span some tests need without one).
     public static func span(
-        cookie: UInt64, trace: UInt8 = 1, id: UInt8, parent: UInt8? = nil, operation: String = "request",
+        cookie: UInt64, trace: UInt8? = 1, id: UInt8? = 1, parent: UInt8? = nil, operation: String = "request",
         service: String = "http-proxy", startNs: UInt64 = 1_000_000, endNs: UInt64? = nil,
         status: Edgetrail_V1_SpanStatus = .ok, tags: [String: String] = [:]
     ) -> Edgetrail_V1_Record {
         var record = Edgetrail_V1_Record()
         record.cookie = cookie
         record.service = service
-        record.span.traceID = Data(repeating: trace, count: 16)
-        record.span.spanID = Data(repeating: id, count: 8)
+        if let trace { record.span.traceID = Data(repeating: trace, count: 16) }
+        if let id { record.span.spanID = Data(repeating: id, count: 8) }
         if let parent { record.span.parentSpanID = Data(repeating: parent, count: 8) }
         record.span.operation = operation
         record.span.startNs = startNs
@@ -25,11 +26,12 @@ public enum TestRecords {
         return record
     }
 
-    /// A flow event of a TCP connection.
+    /// A flow event (of a TCP connection unless `proto` says otherwise).
     public static func flow(
-        cookie: UInt64, phase: Edgetrail_V1_FlowPhase, source: [UInt8] = [10, 200, 0, 2], sourcePort: UInt32 = 41000,
-        destination: [UInt8] = [10, 201, 0, 2], destinationPort: UInt32 = 80, action: Edgetrail_V1_DatapathAction = .redirect,
-        startNs: UInt64 = 1_000_000, endNs: UInt64 = 0, bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
+        cookie: UInt64, phase: Edgetrail_V1_FlowPhase = .start, source: [UInt8] = [10, 200, 0, 2],
+        sourcePort: UInt32 = 41000, destination: [UInt8] = [10, 201, 0, 2], destinationPort: UInt32 = 80,
+        proto: UInt32 = 6, action: Edgetrail_V1_DatapathAction = .redirect, startNs: UInt64 = 1_000_000,
+        endNs: UInt64 = 0, bytesIn: UInt64 = 0, bytesOut: UInt64 = 0
     ) -> Edgetrail_V1_Record {
         var record = Edgetrail_V1_Record()
         record.cookie = cookie
@@ -38,7 +40,7 @@ public enum TestRecords {
         record.flow.tuple.dstIp = Data(destination)
         record.flow.tuple.srcPort = sourcePort
         record.flow.tuple.dstPort = destinationPort
-        record.flow.tuple.protocol = 6
+        record.flow.tuple.protocol = proto
         record.flow.action = action
         record.flow.startNs = startNs
         record.flow.endNs = phase == .end ? max(endNs, startNs) : 0
@@ -49,7 +51,7 @@ public enum TestRecords {
 
     /// A Redis snapshot of a string value (`value` nil: the key was deleted).
     public static func snapshot(
-        cookie: UInt64, key: String, value: String?, service: String = "http-proxy", atNs: UInt64 = 2_000_000
+        cookie: UInt64, key: String, value: String?, service: String = "", atNs: UInt64 = 2_000_000
     ) -> Edgetrail_V1_Record {
         var record = Edgetrail_V1_Record()
         record.cookie = cookie
