@@ -65,7 +65,7 @@ extension DatapathProgramStats {
 public final class BPFProgramProbe {
     private let object: OpaquePointer
     private let program: OpaquePointer
-    private var attached: (ifindex: Int32, createdHook: Bool)?
+    private var attached: TCAttachment?
 
     /// The floors' object next to the datapath's: `bpf/.output/floors.bpf.o`.
     public static func floorsObjectPath(besides datapathObject: String) -> String {
@@ -97,37 +97,13 @@ public final class BPFProgramProbe {
 
     /// Attaches the program at `interface`'s ingress, adding a clsact qdisc when it has none.
     public func attach(interface: String) throws(DatapathError) {
-        let ifindex = Int32(bitPattern: if_nametoindex(interface))
-        guard ifindex > 0 else { throw DatapathError("no interface \(interface) in this network namespace") }
-        var hook = bpf_tc_hook()
-        BPFDatapath.prepare(&hook, ifindex)
-        let created = bpf_tc_hook_create(&hook)
-        guard created == 0 || created == -EEXIST else { throw .system("cannot add a clsact qdisc to \(interface)", created) }
-        attached = (ifindex, created == 0)
-        hook.attach_point = BPF_TC_INGRESS
-        let result = BPFDatapath.withOurFilter { options in
-            options.prog_fd = bpf_program__fd(program)
-            options.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
-            return bpf_tc_attach(&hook, &options)
-        }
-        guard result == 0 else {
-            detach()
-            throw .system("cannot attach \(interface)'s probe", result)
-        }
+        attached = try TCAttachment.attach([(BPF_TC_INGRESS, program)], interface: interface, what: "the probe")
     }
 
     /// Detaches the program, and the qdisc if this probe added it.
     public func detach() {
-        guard let (ifindex, createdHook) = attached else { return }
+        attached?.detach()
         attached = nil
-        var hook = bpf_tc_hook()
-        BPFDatapath.prepare(&hook, ifindex)
-        hook.attach_point = BPF_TC_INGRESS
-        _ = BPFDatapath.withOurFilter { bpf_tc_detach(&hook, &$0) }
-        if createdHook {
-            hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
-            _ = bpf_tc_hook_destroy(&hook)
-        }
     }
 
     /// Runs and run time so far.

@@ -144,7 +144,7 @@ public final class BPFDatapath {
     let maps: [DatapathMap: (map: OpaquePointer, fd: Int32)]
     let ingress: OpaquePointer
     let egress: OpaquePointer
-    var attached: (ifindex: Int32, createdHook: Bool)?
+    var attached: TCAttachment?
     var ringBuffer: OpaquePointer?
     var pendingEvents: [et_event] = []
     /// What the idle sweep last saw of each flow: its packet count and since when.
@@ -272,69 +272,16 @@ public final class BPFDatapath {
     /// adding a clsact qdisc when it has none. Programs left by a crashed run are replaced.
     public func attach(interface: String) throws(DatapathError) {
         LibbpfMessages.reset()
-        let ifindex = Int32(bitPattern: if_nametoindex(interface))
-        guard ifindex > 0 else { throw DatapathError("no interface \(interface) in this network namespace") }
-        var hook = bpf_tc_hook()
-        Self.prepare(&hook, ifindex)
-        let created = bpf_tc_hook_create(&hook)
-        guard created == 0 || created == -EEXIST else { throw .system("cannot add a clsact qdisc to \(interface)", created) }
-        // A clsact that already holds our filter was left by a datapath that did not shut down:
-        // this one takes it over, and removes it on detach.
-        var leftover = false
-        if created != 0 {
-            hook.attach_point = BPF_TC_INGRESS
-            leftover = Self.withOurFilter { bpf_tc_query(&hook, &$0) } == 0
-        }
-        attached = (ifindex, created == 0 || leftover)
-        for (point, program) in [(BPF_TC_INGRESS, ingress), (BPF_TC_EGRESS, egress)] {
-            hook.attach_point = point
-            let result = Self.withOurFilter { options in
-                options.prog_fd = bpf_program__fd(program)
-                options.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
-                return bpf_tc_attach(&hook, &options)
-            }
-            guard result == 0 else {
-                detach()
-                throw .system("cannot attach the datapath to \(interface)", result)
-            }
-        }
-        try setSettings(generation: generation, ifindex: UInt32(ifindex))
+        let attachment = try TCAttachment.attach(
+            [(BPF_TC_INGRESS, ingress), (BPF_TC_EGRESS, egress)], interface: interface, what: "the datapath")
+        attached = attachment
+        try setSettings(generation: generation, ifindex: UInt32(attachment.ifindex))
     }
 
     /// Detaches the programs and removes the clsact qdisc if this datapath added it.
     public func detach() {
-        guard let (ifindex, createdHook) = attached else { return }
+        attached?.detach()
         attached = nil
-        var hook = bpf_tc_hook()
-        Self.prepare(&hook, ifindex)
-        for point in [BPF_TC_INGRESS, BPF_TC_EGRESS] {
-            hook.attach_point = point
-            _ = Self.withOurFilter { bpf_tc_detach(&hook, &$0) }
-        }
-        if createdHook {
-            hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
-            _ = bpf_tc_hook_destroy(&hook)
-        }
-    }
-
-    /// Makes `hook` the clsact hook (both directions) of an interface, in place (a copy would
-    /// not keep its padding zero).
-    static func prepare(_ hook: inout bpf_tc_hook, _ ifindex: Int32) {
-        zeroPadding(&hook)
-        hook.sz = MemoryLayout<bpf_tc_hook>.size
-        hook.ifindex = ifindex
-        hook.attach_point = bpf_tc_attach_point(rawValue: BPF_TC_INGRESS.rawValue | BPF_TC_EGRESS.rawValue)
-    }
-
-    /// Runs a tc call with the options naming our filter (handle 1, priority 1), built in place
-    /// so their padding stays zero.
-    static func withOurFilter(_ call: (inout bpf_tc_opts) -> Int32) -> Int32 {
-        var options = bpf_tc_opts()
-        zeroPadding(&options)
-        options.sz = MemoryLayout<bpf_tc_opts>.size
-        options.handle = 1
-        options.priority = 1
-        return call(&options)
     }
 
     // MARK: Maps
