@@ -4,6 +4,7 @@ import EdgetrailDatapath
 import EdgetrailDatapathAPI
 import EdgetrailDatapathManager
 import EdgetrailProto
+import EdgetrailRuntime
 import Foundation
 import Logging
 import SwiftProtobuf
@@ -95,7 +96,8 @@ struct DatapathServe: AsyncParsableCommand {
             idleTimeoutNanoseconds: UInt64(idleTimeout * 1e9), replayBuffer: replayBuffer, flowTableSize: flowTableSize)
         let server: DatapathManagerServer
         do {
-            server = try DatapathManagerServer(configuration: configuration, logger: logger)
+            // Loading and attaching enter the node's namespace: on NIO's thread pool.
+            server = try await Blocking.run { try DatapathManagerServer(configuration: configuration, logger: logger) }
         } catch {
             printError("error: \(error)")
             throw ExitCode.failure

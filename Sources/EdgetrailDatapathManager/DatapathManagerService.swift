@@ -119,10 +119,16 @@ public struct DatapathManagerServer: Sendable {
 
     /// Runs a group made by `makeServiceGroup`, then cleans up.
     public func run(group: ServiceGroup) async throws {
-        defer {
-            manager.shutdown()
-            try? FileManager.default.removeItem(atPath: manager.configuration.socketPath)
+        var failure: (any Error)?
+        do {
+            try await group.run()
+        } catch {
+            failure = error
         }
-        try await group.run()
+        // Detaching enters the node's namespace: on NIO's thread pool, not a cooperative thread.
+        let manager = self.manager
+        _ = try? await Blocking.run { manager.shutdown() }
+        try? FileManager.default.removeItem(atPath: manager.configuration.socketPath)
+        if let failure { throw failure }
     }
 }
