@@ -44,8 +44,9 @@ struct Field: Sendable {
     let keyed: Bool
     /// The only names an enumerated field has (`span.status`), or nil for any value.
     let values: [String]?
-    /// Rules guarded by `field == literal` can be looked up by this field's value per record.
-    let indexable: Bool
+    /// How the filter stage indexes rules guarded by `field == literal` (or, for tags, by the
+    /// tag's presence); nil when it cannot.
+    let guardField: GuardField?
     /// A reader for a record field, made once per rule (for keyed fields, with its key).
     let reader: @Sendable (_ key: String?) -> PayloadReader
     /// The reader of a cookie field, over the cookie's whole batch.
@@ -82,18 +83,18 @@ enum Fields {
 
     private static func record(
         _ kind: RecordKind, _ name: String, _ type: ValueType, keyed: Bool = false, values: [String]? = nil,
-        indexable: Bool = false, _ reader: @escaping @Sendable (String?) -> PayloadReader
+        guardField: GuardField? = nil, _ reader: @escaping @Sendable (String?) -> PayloadReader
     ) -> Field {
         Field(
-            kind: kind, name: name, type: type, keyed: keyed, values: values, indexable: indexable, reader: reader,
+            kind: kind, name: name, type: type, keyed: keyed, values: values, guardField: guardField, reader: reader,
             cookieReader: nil)
     }
 
     private static func span(
-        _ name: String, _ type: ValueType, values: [String]? = nil, indexable: Bool = false,
+        _ name: String, _ type: ValueType, values: [String]? = nil, guardField: GuardField? = nil,
         _ read: @escaping @Sendable (Edgetrail_V1_Record, Edgetrail_V1_Span) -> Value
     ) -> Field {
-        record(.span, name, type, values: values, indexable: indexable) { _ in
+        record(.span, name, type, values: values, guardField: guardField) { _ in
             { record, payload in
                 guard case .span(let span) = payload else { return .missing }
                 return read(record, span)
@@ -102,10 +103,10 @@ enum Fields {
     }
 
     private static func flow(
-        _ name: String, _ type: ValueType, values: [String]? = nil, indexable: Bool = false,
+        _ name: String, _ type: ValueType, values: [String]? = nil, guardField: GuardField? = nil,
         _ read: @escaping @Sendable (Edgetrail_V1_FlowEvent) -> Value
     ) -> Field {
-        record(.flow, name, type, values: values, indexable: indexable) { _ in
+        record(.flow, name, type, values: values, guardField: guardField) { _ in
             { _, payload in
                 guard case .flow(let flow) = payload else { return .missing }
                 return read(flow)
@@ -114,10 +115,10 @@ enum Fields {
     }
 
     private static func snapshot(
-        _ name: String, indexable: Bool = false,
+        _ name: String, guardField: GuardField? = nil,
         _ read: @escaping @Sendable (Edgetrail_V1_Record, Edgetrail_V1_Snapshot) -> Value
     ) -> Field {
-        record(.snapshot, name, .string, indexable: indexable) { _ in
+        record(.snapshot, name, .string, guardField: guardField) { _ in
             { record, payload in
                 guard case .snapshot(let snapshot) = payload else { return .missing }
                 return read(record, snapshot)
@@ -129,19 +130,19 @@ enum Fields {
         -> Field
     {
         Field(
-            kind: .cookie, name: name, type: type, keyed: false, values: nil, indexable: false,
+            kind: .cookie, name: name, type: type, keyed: false, values: nil, guardField: nil,
             reader: { _ in { _, _ in .missing } }, cookieReader: read)
     }
 
     private static let span: [Field] = [
-        span("service", .string, indexable: true) { record, _ in .string(record.service) },
-        span("operation", .string, indexable: true) { _, span in .string(span.operation) },
+        span("service", .string, guardField: .service) { record, _ in .string(record.service) },
+        span("operation", .string, guardField: .spanOperation) { _, span in .string(span.operation) },
         span("duration_ms", .number) { _, span in .number(Double(span.endNs &- span.startNs) / 1e6) },
-        span("status", .string, values: Edgetrail_V1_SpanStatus.ruleNames, indexable: true) {
+        span("status", .string, values: Edgetrail_V1_SpanStatus.ruleNames, guardField: .spanStatus) {
             _, span in .string(span.status.ruleName)
         },
         // Indexed by the tag's presence: `span.tags["k"] == …` and `redact span.tags["k"]` need the tag.
-        record(.span, "tags", .string, keyed: true, indexable: true) { key in
+        record(.span, "tags", .string, keyed: true, guardField: .spanTagKeys) { key in
             let key = key ?? ""
             return { _, payload in
                 guard case .span(let span) = payload, let value = span.tags[key] else { return .missing }
@@ -156,13 +157,13 @@ enum Fields {
     private static let flow: [Field] = [
         flow("src", .address) { .address([UInt8]($0.tuple.srcIp)) },
         flow("dst", .address) { .address([UInt8]($0.tuple.dstIp)) },
-        flow("sport", .number, indexable: true) { .number(Double($0.tuple.srcPort)) },
-        flow("dport", .number, indexable: true) { .number(Double($0.tuple.dstPort)) },
+        flow("sport", .number, guardField: .flowSourcePort) { .number(Double($0.tuple.srcPort)) },
+        flow("dport", .number, guardField: .flowDestinationPort) { .number(Double($0.tuple.dstPort)) },
         // Other protocols go by number ("1" for ICMP): the checker knows.
-        flow("proto", .string, values: IPProtocolName.named.map(\.name), indexable: true) {
+        flow("proto", .string, values: IPProtocolName.named.map(\.name), guardField: .flowProtocol) {
             .string($0.tuple.protocolRuleName)
         },
-        flow("action", .string, values: Edgetrail_V1_DatapathAction.ruleNames, indexable: true) {
+        flow("action", .string, values: Edgetrail_V1_DatapathAction.ruleNames, guardField: .flowAction) {
             .string($0.action.ruleName)
         },
         flow("packets_in", .number) { .number(Double($0.packetsIn)) },
@@ -173,7 +174,7 @@ enum Fields {
     ]
 
     private static let snapshot: [Field] = [
-        snapshot("key", indexable: true) { _, snapshot in .string(snapshot.key) },
+        snapshot("key", guardField: .snapshotKey) { _, snapshot in .string(snapshot.key) },
         snapshot("value") { _, snapshot in
             switch snapshot.value {
             case .stringValue(let bytes): .string(String(decoding: bytes, as: UTF8.self))
@@ -184,8 +185,8 @@ enum Fields {
             case nil: .missing
             }
         },
-        snapshot("source", indexable: true) { _, snapshot in .string(snapshot.source) },
-        snapshot("service", indexable: true) { record, _ in .string(record.service) },
+        snapshot("source", guardField: .snapshotSource) { _, snapshot in .string(snapshot.source) },
+        snapshot("service", guardField: .service) { record, _ in .string(record.service) },
     ]
 
     private static let cookie: [Field] = {

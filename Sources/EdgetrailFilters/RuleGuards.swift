@@ -1,5 +1,5 @@
 /// Finds, in a rule's condition, a field it needs to have one value (see `RuleGuard`); which
-/// fields can guard is the catalog's `indexable`.
+/// fields can guard, and how, is the catalog's `guardField`.
 enum RuleGuards {
     /// The first conjunct of the condition's top-level `and` chain that is `field == literal`
     /// on a field the stage can index.
@@ -16,8 +16,8 @@ enum RuleGuards {
 
     /// `redact span.tags["k"]` changes nothing on a span without the tag "k".
     static func presence(of field: FieldReference) -> RuleGuard? {
-        guard Fields.field(field)?.keyed == true, field.kind == .span, let key = field.key else { return nil }
-        return RuleGuard(field: .tagNames, key: .string(key))
+        guard Fields.field(field)?.guardField == .spanTagKeys, let key = field.key else { return nil }
+        return RuleGuard(field: .spanTagKeys, key: .string(key))
     }
 
     private static func equality(_ reference: FieldReference, _ literal: Expression) -> RuleGuard? {
@@ -27,9 +27,9 @@ enum RuleGuards {
         case .number(let value, _): key = .number(value)
         default: return nil
         }
-        guard let field = Fields.field(reference), field.indexable, field.kind != .cookie else { return nil }
+        guard let guarded = Fields.field(reference)?.guardField else { return nil }
         // A missing tag equals nothing, so the rule needs the tag to be there.
-        if field.keyed { return presence(of: reference) }
-        return RuleGuard(field: .value(kind: field.kind, name: field.name), key: key)
+        if guarded == .spanTagKeys { return presence(of: reference) }
+        return RuleGuard(field: guarded, key: key)
     }
 }
