@@ -4,7 +4,7 @@ import EdgetrailProto
 import Foundation
 
 /// The attribute (and W3C baggage entry) that carries the session cookie.
-public let cookieAttributeKey = "edgetrail.cookie"
+public let cookieAttributeKey = SessionContext.cookieBaggageKey
 
 /// What to do with a span that carries no cookie (and whose trace has none either).
 public enum NoCookiePolicy: String, Sendable, CaseIterable {
@@ -225,12 +225,6 @@ public struct SpanConverter: Sendable {
 
     /// `edgetrail.cookie` in a W3C baggage header (`k=v;props,k2=v2`).
     public static func cookie(fromBaggage header: String) -> UInt64? {
-        for member in header.split(separator: ",") {
-            let pair = member.split(separator: ";", maxSplits: 1)[0].split(separator: "=", maxSplits: 1)
-            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces) == cookieAttributeKey else { continue }
-            let value = pair[1].trimmingCharacters(in: .whitespaces)
-            return Cookie(hex: value.removingPercentEncoding ?? value)?.rawValue
-        }
-        return nil
+        Baggage.cookie(in: header)?.rawValue
     }
 }
