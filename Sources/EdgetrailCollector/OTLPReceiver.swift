@@ -14,7 +14,7 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
     private let clock: @Sendable () -> UInt64
     private let logger: Logger
     /// When a malformed cookie was last logged: at most one line per 10 s, however many exports.
-    private let lastMalformedLog = Mutex<UInt64>(0)
+    private let malformedLog = LogThrottle()
 
     public init(
         consumer: any RecordConsumer, configuration: OTLPSourceConfiguration, cnf: String, node: String,
@@ -42,11 +42,7 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
         for (reason, count) in converted.malformedCookies {
             consumer.count(.cookieAttribute(reason), count)
         }
-        if let example = converted.malformedExample, lastMalformedLog.withLock({ last in
-            guard now &- last >= 10_000_000_000 else { return false }
-            last = now
-            return true
-        }) {
+        if let example = converted.malformedExample, malformedLog.due(now: now) {
             logger.warning(
                 "spans carry an edgetrail.cookie that is not a cookie (16 hex digits in a string); taken as having none",
                 metadata: [
@@ -87,7 +83,7 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
 final class OTLPRefusals: ServerInterceptor {
     let consumer: any RecordConsumer
     let logger: Logger
-    private let lastLog = Mutex<UInt64>(0)
+    private let log = LogThrottle()
 
     init(consumer: any RecordConsumer, logger: Logger) {
         self.consumer = consumer
@@ -104,12 +100,7 @@ final class OTLPRefusals: ServerInterceptor {
             // Exports over max_request_bytes never get here: OTLPWireWatch counts those.
             guard error.code == .invalidArgument else { throw error }
             consumer.count(.exportUnreadable)
-            let now = wallClockNanoseconds()
-            if lastLog.withLock({ last in
-                guard now &- last >= 10_000_000_000 else { return false }
-                last = now
-                return true
-            }) {
+            if log.due() {
                 logger.warning(
                     "refused an OTLP export that is not a readable ExportTraceServiceRequest",
                     metadata: ["peer": "\(context.remotePeer)", "error": "\(error.message)"])

@@ -2,7 +2,6 @@ import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
 import NIOHTTP2
-import Synchronization
 
 /// Counts and logs what the gRPC transport refuses before any RPC exists, so an interceptor
 /// never sees it: connections that do not speak HTTP/2 (`otlp` / `connection_not_http2`) and
@@ -13,8 +12,8 @@ final class OTLPWireWatch: Sendable {
     let consumer: any RecordConsumer
     let logger: Logger
     let maxRequestBytes: Int
-    /// When a refusal was last logged: at most one line per 10 s and kind, however many.
-    private let lastLog = Mutex<[String: UInt64]>([:])
+    /// At most one line per 10 s and kind of refusal, however many.
+    private let log = LogThrottle()
 
     init(consumer: any RecordConsumer, logger: Logger, maxRequestBytes: Int) {
         self.consumer = consumer
@@ -41,13 +40,7 @@ final class OTLPWireWatch: Sendable {
 
     func refused(_ event: SourceEvent, _ message: String, metadata: Logger.Metadata) {
         consumer.count(event)
-        let now = wallClockNanoseconds()
-        let due = lastLog.withLock { last in
-            guard now &- last[event.event, default: 0] >= 10_000_000_000 else { return false }
-            last[event.event] = now
-            return true
-        }
-        if due { logger.warning("\(message)", metadata: metadata) }
+        if log.due(event.event) { logger.warning("\(message)", metadata: metadata) }
     }
 }
 
