@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found through pkg-config)
@@ -148,6 +149,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
+
+        // MARK: The μsrv kit: event stream and sync verdicts, session context from gRPC metadata,
+        // session state in Redis, spans over OTLP; every μsrv is a thin target on it
+        .target(
+            name: "EdgetrailMicroservice",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailCNF", "EdgetrailProto", "EdgetrailOTLP", "EdgetrailRedis", "EdgetrailRuntime",
+                "EdgetrailNet",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
 
         // MARK: The edge collector: sources -> join -> filters -> Kafka sink

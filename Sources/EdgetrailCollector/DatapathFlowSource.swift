@@ -1,3 +1,4 @@
+import EdgetrailCore
 import EdgetrailDatapathAPI
 import EdgetrailProto
 import EdgetrailRuntime

@@ -330,13 +330,6 @@ public final class KafkaSink {
     }
 }
 
-/// Nanoseconds since the Unix epoch.
-@Sendable public func wallClockNanoseconds() -> UInt64 {
-    var spec = timespec()
-    clock_gettime(CLOCK_REALTIME, &spec)
-    return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
-}
-
 extension KafkaSink: BatchSink {
     public func pump() throws {
         try pump(timeoutMilliseconds: 0)

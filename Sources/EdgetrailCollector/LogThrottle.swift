@@ -1,3 +1,4 @@
+import EdgetrailCore
 import Synchronization
 
 /// Says whether a warning about refused input is due: at most one line per interval and kind,

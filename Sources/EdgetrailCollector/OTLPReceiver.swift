@@ -1,3 +1,4 @@
+import EdgetrailCore
 import EdgetrailOTLP
 import EdgetrailProto
 import EdgetrailTelemetry

@@ -78,7 +78,9 @@ public nonisolated struct Edgetrail_V1_Event: Sendable {
 
   public var cookie: UInt64 = 0
 
-  /// "request_received", "policy_check", "inspect_done", "scan_done".
+  /// http-proxy: "request_received" (sync), "response_received" (sync), "response_sent";
+  /// policy-mgr: "policy_check" (sync); content-inspect: "inspect_done" (sync);
+  /// anti-virus: "scan_done" (sync). docs/cnf-spec.md lists each event's attributes.
   public var name: String = String()
 
   public var service: String = String()
@@ -88,8 +90,14 @@ public nonisolated struct Edgetrail_V1_Event: Sendable {
 
   public var atNs: UInt64 = 0
 
+  /// What a handler needs: for http-proxy `http.method`, `http.url`, `http.host`, `client`,
+  /// `http.content_type`, `http.status`, `http.header.<name>`, `http.body_inspected`; for the
+  /// others their request and their own result (`policy.rule`, `content.categories`,
+  /// `scan.infected`, `scan.signature`, ...).
   public var attributes: Dictionary<String,String> = [:]
 
+  /// The body (of the request or response), at most the μsrv's inspection limit; when the body
+  /// was larger, `http.body_inspected` is "false" and this is its beginning.
   public var payload: Data = Data()
 
   /// W3C trace context of the work that raised the event.
@@ -217,11 +225,15 @@ public nonisolated struct Edgetrail_V1_PolicyCheckRequest: Sendable {
 
   public var headers: Dictionary<String,String> = [:]
 
+  /// Content categories, when the check is about a body content-inspect classified.
+  public var categories: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
+/// The first matching rule's decision; a `policy_check` handler's deny overrides an allow.
 public nonisolated struct Edgetrail_V1_PolicyDecision: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -229,6 +241,7 @@ public nonisolated struct Edgetrail_V1_PolicyDecision: Sendable {
 
   public var decision: Edgetrail_V1_VerdictDecision = .unspecified
 
+  /// The rule that decided ("default" when none matched; "handler" when the handler denied).
   public var rule: String = String()
 
   public var reason: String = String()
@@ -259,11 +272,25 @@ public nonisolated struct Edgetrail_V1_InspectResult: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// From the bytes, not the declared type: "html", "text", "image", "pdf", "archive",
+  /// "executable", "download", ...
   public var categories: [String] = []
 
+  /// The type may carry malware (executables, archives, documents, unknown binaries).
   public var needsScan: Bool = false
 
   public var size: UInt64 = 0
+
+  /// The sniffed media type, e.g. "application/pdf".
+  public var sniffedType: String = String()
+
+  /// SHA-256 of the body, 64 hex digits.
+  public var sha256: String = String()
+
+  /// The `inspect_done` handler's verdict (allow when no handler is bound or it timed out).
+  public var decision: Edgetrail_V1_VerdictDecision = .unspecified
+
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -296,7 +323,14 @@ public nonisolated struct Edgetrail_V1_ScanResult: Sendable {
   /// The signature that matched, when infected.
   public var signature: String = String()
 
+  /// clamd's version line, e.g. "ClamAV 1.0.7/27480/...".
   public var engine: String = String()
+
+  /// Deny when infected, unless the `scan_done` handler says otherwise; a handler may also deny
+  /// a clean body.
+  public var decision: Edgetrail_V1_VerdictDecision = .unspecified
+
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -620,7 +654,7 @@ nonisolated extension Edgetrail_V1_Session: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PolicyCheckRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cookie\0\u{1}method\0\u{1}url\0\u{1}client\0\u{1}headers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cookie\0\u{1}method\0\u{1}url\0\u{1}client\0\u{1}headers\0\u{1}categories\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -633,6 +667,7 @@ nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, Sw
       case 3: try { try decoder.decodeSingularStringField(value: &self.url) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.client) }()
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.headers) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.categories) }()
       default: break
       }
     }
@@ -654,6 +689,9 @@ nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, Sw
     if !self.headers.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.headers, fieldNumber: 5)
     }
+    if !self.categories.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.categories, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -663,6 +701,7 @@ nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, Sw
     if lhs.url != rhs.url {return false}
     if lhs.client != rhs.client {return false}
     if lhs.headers != rhs.headers {return false}
+    if lhs.categories != rhs.categories {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -750,7 +789,7 @@ nonisolated extension Edgetrail_V1_InspectRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Edgetrail_V1_InspectResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".InspectResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}categories\0\u{3}needs_scan\0\u{1}size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}categories\0\u{3}needs_scan\0\u{1}size\0\u{3}sniffed_type\0\u{1}sha256\0\u{1}decision\0\u{1}reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -761,6 +800,10 @@ nonisolated extension Edgetrail_V1_InspectResult: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeRepeatedStringField(value: &self.categories) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.needsScan) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.sniffedType) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.sha256) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.decision) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       default: break
       }
     }
@@ -776,6 +819,18 @@ nonisolated extension Edgetrail_V1_InspectResult: SwiftProtobuf.Message, SwiftPr
     if self.size != 0 {
       try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 3)
     }
+    if !self.sniffedType.isEmpty {
+      try visitor.visitSingularStringField(value: self.sniffedType, fieldNumber: 4)
+    }
+    if !self.sha256.isEmpty {
+      try visitor.visitSingularStringField(value: self.sha256, fieldNumber: 5)
+    }
+    if self.decision != .unspecified {
+      try visitor.visitSingularEnumField(value: self.decision, fieldNumber: 6)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -783,6 +838,10 @@ nonisolated extension Edgetrail_V1_InspectResult: SwiftProtobuf.Message, SwiftPr
     if lhs.categories != rhs.categories {return false}
     if lhs.needsScan != rhs.needsScan {return false}
     if lhs.size != rhs.size {return false}
+    if lhs.sniffedType != rhs.sniffedType {return false}
+    if lhs.sha256 != rhs.sha256 {return false}
+    if lhs.decision != rhs.decision {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -830,7 +889,7 @@ nonisolated extension Edgetrail_V1_ScanRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Edgetrail_V1_ScanResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ScanResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}infected\0\u{1}signature\0\u{1}engine\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}infected\0\u{1}signature\0\u{1}engine\0\u{1}decision\0\u{1}reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -841,6 +900,8 @@ nonisolated extension Edgetrail_V1_ScanResult: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeSingularBoolField(value: &self.infected) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.signature) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.engine) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.decision) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       default: break
       }
     }
@@ -856,6 +917,12 @@ nonisolated extension Edgetrail_V1_ScanResult: SwiftProtobuf.Message, SwiftProto
     if !self.engine.isEmpty {
       try visitor.visitSingularStringField(value: self.engine, fieldNumber: 3)
     }
+    if self.decision != .unspecified {
+      try visitor.visitSingularEnumField(value: self.decision, fieldNumber: 4)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -863,6 +930,8 @@ nonisolated extension Edgetrail_V1_ScanResult: SwiftProtobuf.Message, SwiftProto
     if lhs.infected != rhs.infected {return false}
     if lhs.signature != rhs.signature {return false}
     if lhs.engine != rhs.engine {return false}
+    if lhs.decision != rhs.decision {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

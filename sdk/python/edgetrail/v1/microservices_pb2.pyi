@@ -112,7 +112,7 @@ class Session(_message.Message):
     def __init__(self, cookie: _Optional[int] = ..., client: _Optional[str] = ..., origin: _Optional[str] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., started_at_ns: _Optional[int] = ...) -> None: ...
 
 class PolicyCheckRequest(_message.Message):
-    __slots__ = ("cookie", "method", "url", "client", "headers")
+    __slots__ = ("cookie", "method", "url", "client", "headers", "categories")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,12 +125,14 @@ class PolicyCheckRequest(_message.Message):
     URL_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     cookie: int
     method: str
     url: str
     client: str
     headers: _containers.ScalarMap[str, str]
-    def __init__(self, cookie: _Optional[int] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., client: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cookie: _Optional[int] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., client: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PolicyDecision(_message.Message):
     __slots__ = ("decision", "rule", "reason")
@@ -153,14 +155,22 @@ class InspectRequest(_message.Message):
     def __init__(self, cookie: _Optional[int] = ..., content_type: _Optional[str] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class InspectResult(_message.Message):
-    __slots__ = ("categories", "needs_scan", "size")
+    __slots__ = ("categories", "needs_scan", "size", "sniffed_type", "sha256", "decision", "reason")
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     NEEDS_SCAN_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    SNIFFED_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     categories: _containers.RepeatedScalarFieldContainer[str]
     needs_scan: bool
     size: int
-    def __init__(self, categories: _Optional[_Iterable[str]] = ..., needs_scan: _Optional[bool] = ..., size: _Optional[int] = ...) -> None: ...
+    sniffed_type: str
+    sha256: str
+    decision: VerdictDecision
+    reason: str
+    def __init__(self, categories: _Optional[_Iterable[str]] = ..., needs_scan: _Optional[bool] = ..., size: _Optional[int] = ..., sniffed_type: _Optional[str] = ..., sha256: _Optional[str] = ..., decision: _Optional[_Union[VerdictDecision, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ScanRequest(_message.Message):
     __slots__ = ("cookie", "name", "body")
@@ -173,11 +183,15 @@ class ScanRequest(_message.Message):
     def __init__(self, cookie: _Optional[int] = ..., name: _Optional[str] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class ScanResult(_message.Message):
-    __slots__ = ("infected", "signature", "engine")
+    __slots__ = ("infected", "signature", "engine", "decision", "reason")
     INFECTED_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     infected: bool
     signature: str
     engine: str
-    def __init__(self, infected: _Optional[bool] = ..., signature: _Optional[str] = ..., engine: _Optional[str] = ...) -> None: ...
+    decision: VerdictDecision
+    reason: str
+    def __init__(self, infected: _Optional[bool] = ..., signature: _Optional[str] = ..., engine: _Optional[str] = ..., decision: _Optional[_Union[VerdictDecision, str]] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,116 @@
+import EdgetrailCore
+import EdgetrailOTLP
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Sends a μsrv's finished spans to the node's collector over OTLP/gRPC, in batches, off the
+/// request path: `add` only queues. While the collector is unreachable spans wait in a bounded
+/// queue (the oldest go first, counted); the queue is flushed when the μsrv stops.
+public final class OTLPSpanExporter: Service, Sendable {
+    public struct Counts: Sendable, Equatable {
+        public var exported = 0
+        /// Spans dropped because the queue was full while the collector did not take them.
+        public var dropped = 0
+        public var failedExports = 0
+    }
+
+    public let endpoint: EdgetrailCore.Endpoint
+    let resource: [(String, String)]
+    let batchSize: Int
+    let interval: Duration
+    let logger: Logger
+    private let queue: WorkQueue<Opentelemetry_Proto_Trace_V1_Span>
+    private let counts = Mutex(Counts())
+
+    /// - Parameters:
+    ///   - resource: the OTLP resource attributes (`service.name`, the CNF, the μsrv's kind).
+    public init(
+        endpoint: EdgetrailCore.Endpoint, resource: [(String, String)], logger: Logger, capacity: Int = 20_000, batchSize: Int = 512,
+        interval: Duration = .milliseconds(100)
+    ) {
+        self.endpoint = endpoint
+        self.resource = resource
+        self.logger = logger
+        self.queue = WorkQueue(capacity: capacity)
+        self.batchSize = batchSize
+        self.interval = interval
+    }
+
+    public var exportCounts: Counts { counts.withLock { $0 } }
+
+    /// Queues a finished span.
+    func add(_ span: Opentelemetry_Proto_Trace_V1_Span) {
+        let (dropped, count) = queue.add(span)
+        if dropped > 0 { counts.withLock { $0.dropped += dropped } }
+        if count >= batchSize { queue.wake() }
+    }
+
+    /// Wakes the sender now instead of at its next interval.
+    func flushSoon() { queue.wake() }
+
+    public func run() async throws {
+        let transport: HTTP2ClientTransport.Posix
+        switch endpoint {
+        case .tcp(let host, let port):
+            transport = try HTTP2ClientTransport.Posix(target: .dns(host: host, port: port), transportSecurity: .plaintext)
+        case .unix(let path):
+            transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
+        }
+        let stopping = Atomic<Bool>(false)
+        try await withGRPCClient(transport: transport) { client in
+            let traces = Opentelemetry_Proto_Collector_Trace_V1_TraceService.Client(wrapping: client)
+            await withGracefulShutdownHandler {
+                var lastWarning: ContinuousClock.Instant?
+                while true {
+                    let last = stopping.load(ordering: .acquiring)
+                    while let batch = queue.takeBatch(batchSize) {
+                        do {
+                            var options = CallOptions.defaults
+                            options.timeout = .seconds(5)
+                            _ = try await traces.export(request(batch), options: options)
+                            counts.withLock { $0.exported += batch.count }
+                        } catch {
+                            counts.withLock { $0.failedExports += 1 }
+                            let dropped = queue.requeue(batch)
+                            if dropped > 0 { counts.withLock { $0.dropped += dropped } }
+                            if lastWarning.map({ $0.duration(to: .now) > .seconds(10) }) ?? true {
+                                lastWarning = .now
+                                logger.warning(
+                                    "cannot send spans to the collector; they wait in a queue of \(queue.capacity)",
+                                    metadata: ["otlp": "\(endpoint)", "error": "\(error)"])
+                            }
+                            break
+                        }
+                    }
+                    if last { return }
+                    await queue.wait(upTo: interval)
+                }
+            } onGracefulShutdown: {
+                stopping.store(true, ordering: .releasing)
+                self.flushSoon()
+            }
+        }
+    }
+
+    private func request(_ spans: [Opentelemetry_Proto_Trace_V1_Span])
+        -> Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest
+    {
+        var resourceSpans = Opentelemetry_Proto_Trace_V1_ResourceSpans()
+        resourceSpans.resource.attributes = resource.map { key, value in
+            var pair = Opentelemetry_Proto_Common_V1_KeyValue()
+            pair.key = key
+            pair.value.stringValue = value
+            return pair
+        }
+        var scope = Opentelemetry_Proto_Trace_V1_ScopeSpans()
+        scope.scope.name = "edgetrail.microservice"
+        scope.spans = spans
+        resourceSpans.scopeSpans = [scope]
+        var request = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest()
+        request.resourceSpans = [resourceSpans]
+        return request
+    }
+}

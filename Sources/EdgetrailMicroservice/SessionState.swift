@@ -1,0 +1,101 @@
+import EdgetrailCore
+import EdgetrailRedis
+import EdgetrailRuntime
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// A μsrv's per-session state in Redis, under `cookie:<16 hex>:<μsrv>:<what>` (a hash), where the
+/// collector snapshots it into the session. Writes are queued and sent in batches off the
+/// request path; while Redis is unreachable they wait in a bounded queue (the oldest go first,
+/// counted). Each key expires after `retention`, so sessions do not pile up in Redis.
+public final class SessionState: Service, Sendable {
+    public struct Counts: Sendable, Equatable {
+        public var written = 0
+        /// Writes dropped because the queue was full while Redis did not take them.
+        public var dropped = 0
+        public var failedBatches = 0
+    }
+
+    struct Write: Sendable {
+        var key: String
+        var fields: [(String, String)]
+    }
+
+    public let microservice: String
+    public let host: String
+    public let port: Int
+    let retentionSeconds: Int
+    let logger: Logger
+    private let queue = WorkQueue<Write>(capacity: 50_000)
+    private let counts = Mutex(Counts())
+    /// Used by the sender alone, on NIO's thread pool.
+    private let connection = Mutex<RedisConnection?>(nil)
+
+    public init(microservice: String, host: String, port: Int, retentionSeconds: Int = 3600, logger: Logger) {
+        self.microservice = microservice
+        self.host = host
+        self.port = port
+        self.retentionSeconds = retentionSeconds
+        self.logger = logger
+    }
+
+    /// The key of one piece of this μsrv's state for a session.
+    public func key(_ cookie: Cookie, _ what: String) -> String { "\(cookie.redisKeyPrefix)\(microservice):\(what)" }
+
+    /// Queues `fields` to be written into the session's hash `what`.
+    public func set(_ cookie: Cookie, _ what: String, _ fields: [(String, String)]) {
+        let (dropped, count) = queue.add(Write(key: key(cookie, what), fields: fields))
+        if dropped > 0 { counts.withLock { $0.dropped += dropped } }
+        if count >= 256 { queue.wake() }
+    }
+
+    public var writeCounts: Counts { counts.withLock { $0 } }
+
+    public func run() async throws {
+        let stopping = Atomic<Bool>(false)
+        await withGracefulShutdownHandler {
+            var lastWarning: ContinuousClock.Instant?
+            while true {
+                let last = stopping.load(ordering: .acquiring)
+                while let batch = queue.takeBatch(512) {
+                    do {
+                        try await Blocking.run { [self] in try write(batch) }
+                        counts.withLock { $0.written += batch.count }
+                    } catch {
+                        connection.withLock { $0 = nil }
+                        counts.withLock { $0.failedBatches += 1 }
+                        let dropped = queue.requeue(batch)
+                        if dropped > 0 { counts.withLock { $0.dropped += dropped } }
+                        if lastWarning.map({ $0.duration(to: .now) > .seconds(10) }) ?? true {
+                            lastWarning = .now
+                            logger.warning(
+                                "cannot write session state to Redis; writes wait in a queue of \(queue.capacity)",
+                                metadata: ["redis": "\(host):\(port)", "error": "\(error)"])
+                        }
+                        break
+                    }
+                }
+                if last { return }
+                await queue.wait(upTo: .milliseconds(50))
+            }
+        } onGracefulShutdown: {
+            stopping.store(true, ordering: .releasing)
+            self.queue.wake()
+        }
+    }
+
+    private func write(_ batch: [Write]) throws {
+        try connection.withLock { connection in
+            if connection == nil { connection = try RedisConnection(host: host, port: port, timeoutSeconds: 2) }
+            for write in batch {
+                var arguments = ["HSET", write.key]
+                for (field, value) in write.fields { arguments += [field, value] }
+                if case .error(let message) = try connection!.command(arguments.map { Array($0.utf8) }) {
+                    throw RedisError(message)
+                }
+                _ = try connection!.command("EXPIRE", write.key, "\(retentionSeconds)")
+            }
+        }
+    }
+}
