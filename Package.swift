@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found through pkg-config)
@@ -165,6 +166,43 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
+        // MARK: The four sample μsrvs, each a thin target on the kit
+        .target(
+            name: "EdgetrailHTTPProxy",
+            dependencies: [
+                "EdgetrailMicroservice", "EdgetrailCore", "EdgetrailProto", "EdgetrailDatapathAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "EdgetrailPolicyManager",
+            dependencies: [
+                "EdgetrailMicroservice", "EdgetrailCore", "EdgetrailProto", "EdgetrailYAML",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ]),
+        .target(
+            name: "EdgetrailContentInspect",
+            dependencies: [
+                "EdgetrailMicroservice", "EdgetrailCore", "EdgetrailProto",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ]),
+        .target(
+            name: "EdgetrailAntiVirus",
+            dependencies: [
+                "EdgetrailMicroservice", "EdgetrailCore", "EdgetrailProto", "EdgetrailClamAV", "EdgetrailRuntime",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ]),
+
         // MARK: The edge collector: sources -> join -> filters -> Kafka sink
         .target(
             name: "EdgetrailCollector",
@@ -231,7 +269,10 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto",
+                "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto", "EdgetrailCNF", "EdgetrailYAML",
+                "EdgetrailMicroservice", "EdgetrailHTTPProxy", "EdgetrailPolicyManager", "EdgetrailContentInspect",
+                "EdgetrailAntiVirus",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),

@@ -48,7 +48,9 @@ struct DatapathServe: AsyncParsableCommand {
         discussion: """
             Runs until SIGINT/SIGTERM, then detaches the programs and removes the clsact qdisc it \
             added and its socket. Programs a crashed run left on the interface are taken over. \
-            Flows idle longer than --idle-timeout are ended (reason idle) by a sweep once a second.             The newest --replay-buffer flow events are kept so a subscriber that reconnects (the             collector) resumes where it was; what it missed beyond them is counted on its next event.
+            Flows idle longer than --idle-timeout are ended (reason idle) by a sweep once a second. \
+            The newest --replay-buffer flow events are kept so a subscriber that reconnects (the \
+            collector) resumes where it was; what it missed beyond them is counted on its next event.
             """)
 
     @Option(help: "The node's client-facing interface to attach to.")

@@ -12,8 +12,13 @@ public enum ScanVerdict: Sendable, Hashable {
 
 /// clamd could not be reached or answered something unexpected.
 public struct ClamAVError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable { case unreachable, timedOut, tooLarge, failed }
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public var kind: Kind
+    public init(_ message: String, kind: Kind = .failed) {
+        self.message = message
+        self.kind = kind
+    }
     public var description: String { message }
 }
 
@@ -43,7 +48,7 @@ public struct ClamAVClient: Sendable {
     /// Streams `body` to clamd (INSTREAM) and returns its verdict.
     public func scan(_ body: [UInt8]) throws(ClamAVError) -> ScanVerdict {
         guard body.count <= maximumStreamBytes else {
-            throw ClamAVError("body of \(body.count) bytes exceeds the \(maximumStreamBytes)-byte scan limit")
+            throw ClamAVError("body of \(body.count) bytes exceeds the \(maximumStreamBytes)-byte scan limit", kind: .tooLarge)
         }
         var message = Array("zINSTREAM\0".utf8)
         message.reserveCapacity(message.count + body.count + 16)
@@ -75,15 +80,23 @@ public struct ClamAVClient: Sendable {
         let fd = UnixSocket.connect(path: socketPath)
         guard fd >= 0 else {
             throw ClamAVError(
-                "cannot reach clamd at \(socketPath): \(String(cString: strerror(errno))); is it up ('edgetrail infra status')?")
+                "cannot reach clamd at \(socketPath): \(String(cString: strerror(errno))); is it up ('edgetrail infra status')?",
+                kind: .unreachable)
         }
         defer { close(fd) }
         SocketIO.setTimeout(fd, seconds: timeoutSeconds)
         guard SocketIO.writeAll(fd, bytes) else {
-            throw ClamAVError("sending to clamd failed: \(String(cString: strerror(errno)))")
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                throw ClamAVError("clamd took no data for \(timeoutSeconds) s", kind: .timedOut)
+            }
+            throw ClamAVError("sending to clamd failed: \(String(cString: strerror(errno)))", kind: .unreachable)
         }
+        errno = 0
         guard let reply = SocketIO.readUntil(fd, terminator: 0) else {
-            throw ClamAVError("clamd closed the connection without an answer")
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                throw ClamAVError("clamd did not answer within \(timeoutSeconds) s", kind: .timedOut)
+            }
+            throw ClamAVError("clamd closed the connection without an answer", kind: .unreachable)
         }
         return String(decoding: reply, as: UTF8.self)
     }

@@ -111,7 +111,7 @@ public final class MicroserviceKit: Sendable {
     /// stream, the span exporter and the state writer, plus `extra` (a listener). `onReady` is
     /// called once both sockets accept calls.
     public func services(
-        api: [any RegistrableRPCService], extra: [any Service] = [], onReady: @escaping @Sendable () -> Void
+        api: [any RegistrableRPCService], extra: [any Service] = [], onReady: @escaping @Sendable () async -> Void
     ) throws -> [any Service] {
         try FileManager.default.createDirectory(atPath: settings.runDirectory, withIntermediateDirectories: true)
         for path in [settings.apiSocket, settings.eventsSocket] {
@@ -153,11 +153,11 @@ public struct MicroserviceError: Error, CustomStringConvertible, Sendable {
 /// Calls `onReady` once every server listens, then waits for shutdown.
 struct ReadyService: Service {
     let servers: [GRPCServer<HTTP2ServerTransport.Posix>]
-    let onReady: @Sendable () -> Void
+    let onReady: @Sendable () async -> Void
 
     func run() async throws {
         for server in servers { _ = try await server.listeningAddress }
-        onReady()
+        await onReady()
         try? await gracefulShutdown()
     }
 }

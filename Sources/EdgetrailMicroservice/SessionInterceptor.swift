@@ -59,3 +59,18 @@ public struct SessionServerInterceptor: ServerInterceptor {
         }
     }
 }
+
+/// The session of a call: the cookie in its metadata, or else the one in the request. A call
+/// with neither is refused: without a cookie its work could not be joined to any session.
+public func sessionCookie(_ requestCookie: UInt64, _ context: inout ServiceContext) throws -> Cookie {
+    if let cookie = context.session?.cookie { return cookie }
+    guard requestCookie != 0 else {
+        throw RPCError(
+            code: .invalidArgument,
+            message: "the call carries no session cookie: send it as 'edgetrail-cookie' metadata or in the request")
+    }
+    var session = context.session ?? SessionContext()
+    session.cookie = Cookie(requestCookie)
+    context.session = session
+    return Cookie(requestCookie)
+}

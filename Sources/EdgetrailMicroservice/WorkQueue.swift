@@ -3,17 +3,17 @@ import Synchronization
 /// A bounded queue between the request path and a sender that works in batches (spans to the
 /// collector, state to Redis): adding never waits; when the sender falls behind, the oldest items
 /// go first and the caller counts them.
-final class WorkQueue<Element: Sendable>: Sendable {
-    let capacity: Int
+public final class WorkQueue<Element: Sendable>: Sendable {
+    public let capacity: Int
     private let items = Mutex<[Element]>([])
     private let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         self.capacity = capacity
     }
 
     /// Adds an item; returns how many old items it pushed out, and the queue's length.
-    func add(_ item: Element) -> (dropped: Int, count: Int) {
+    public func add(_ item: Element) -> (dropped: Int, count: Int) {
         items.withLock { items in
             items.append(item)
             let dropped = max(0, items.count - capacity)
@@ -24,7 +24,7 @@ final class WorkQueue<Element: Sendable>: Sendable {
 
     /// Puts back a batch the sender could not deliver, ahead of newer items; returns how many
     /// items that pushed out.
-    func requeue(_ batch: [Element]) -> Int {
+    public func requeue(_ batch: [Element]) -> Int {
         items.withLock { items in
             items.insert(contentsOf: batch, at: 0)
             let dropped = max(0, items.count - capacity)
@@ -33,7 +33,7 @@ final class WorkQueue<Element: Sendable>: Sendable {
         }
     }
 
-    func takeBatch(_ limit: Int) -> [Element]? {
+    public func takeBatch(_ limit: Int) -> [Element]? {
         items.withLock { items in
             guard !items.isEmpty else { return nil }
             let batch = Array(items.prefix(limit))
@@ -42,15 +42,15 @@ final class WorkQueue<Element: Sendable>: Sendable {
         }
     }
 
-    var count: Int { items.withLock { $0.count } }
+    public var count: Int { items.withLock { $0.count } }
 
     /// Ends the sender's current `wait`.
-    func wake() {
+    public func wake() {
         waiter.withLock { $0.take() }?.resume()
     }
 
     /// Waits until `wake` or until `interval` passed.
-    func wait(upTo interval: Duration) async {
+    public func wait(upTo interval: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in

@@ -1,0 +1,471 @@
+import EdgetrailCore
+import EdgetrailMicroservice
+import EdgetrailProto
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import Tracing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the proxy takes and forwards traffic.
+public struct ProxySettings: Sendable {
+    public enum Mode: Sendable, Equatable {
+        /// Every connection goes to one upstream (for running outside a node).
+        case explicit(upstreamHost: String, upstreamPort: Int)
+        /// Inside a pod: the listener has `IP_TRANSPARENT`, and each connection goes where the
+        /// client sent it (the accepted socket's local address, which the datapath preserved).
+        case transparent
+    }
+
+    public var mode: Mode
+    public var listenHost: String
+    public var listenPort: Int
+    /// Bodies up to this size are held and handed to the handlers before they move on; larger
+    /// ones are streamed through and marked uninspected (`http.body_inspected=false`).
+    public var inspectLimit: Int = 1 << 20
+    /// The node's Datapath Manager, to bind each client flow to its session's cookie.
+    public var datapathSocket: String?
+
+    public init(mode: Mode, listenHost: String, listenPort: Int) {
+        self.mode = mode
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+    }
+}
+
+/// http-proxy: a real HTTP/1.1 proxy on the μsrv kit. For each request it mints the session
+/// cookie, binds the client's flow to it (when a Datapath Manager is configured), raises
+/// `request_received` (sync), forwards the request, holds the response (up to the inspection
+/// limit) and raises `response_received` (sync), then sends it and raises `response_sent`. A
+/// denied request or response gets a 403 page naming the reason and the cookie. Keep-alive on
+/// both sides; chunked and content-length bodies; large bodies streamed with back-pressure.
+public final class HTTPProxy: Service, Sendable {
+    let kit: MicroserviceKit
+    let settings: ProxySettings
+    let sessions = SessionTable(capacity: 10_000)
+    let binder: FlowBinder?
+    private let bound = Mutex<SocketAddress?>(nil)
+    private let connections = ConnectionRegistry()
+    private let boundWaiters = Mutex<[CheckedContinuation<SocketAddress?, Never>]>([])
+
+    public init(kit: MicroserviceKit, settings: ProxySettings) {
+        self.kit = kit
+        self.settings = settings
+        binder = settings.datapathSocket.map { FlowBinder(socket: $0, logger: kit.logger) }
+    }
+
+    /// The services the proxy needs beside the kit's: itself and the flow binder.
+    public var services: [any Service] { [self] + (binder.map { [$0] } ?? []) }
+
+    /// The address it listens on, once it does (nil if it failed to).
+    public var listeningAddress: SocketAddress? {
+        get async {
+            if let address = bound.withLock({ $0 }) { return address }
+            return await withCheckedContinuation { continuation in
+                let address = bound.withLock { bound -> SocketAddress?? in
+                    if let bound { return .some(bound) }
+                    boundWaiters.withLock { $0.append(continuation) }
+                    return .none
+                }
+                if let address { continuation.resume(returning: address) }
+            }
+        }
+    }
+
+    private func publish(_ address: SocketAddress?) {
+        bound.withLock { $0 = address }
+        for waiter in boundWaiters.withLock({ waiters in defer { waiters = [] }; return waiters }) {
+            waiter.resume(returning: address)
+        }
+    }
+
+    public func run() async throws {
+        var bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+        if settings.mode == .transparent {
+            bootstrap = bootstrap.serverChannelOption(
+                ChannelOptions.Types.SocketOption(
+                    level: NIOBSDSocket.OptionLevel(rawValue: CInt(SOL_IP)),
+                    name: NIOBSDSocket.Option(rawValue: CInt(IP_TRANSPARENT))),
+                value: 1)
+        }
+        let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+        do {
+            server = try await bootstrap.bind(host: settings.listenHost, port: settings.listenPort) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                }
+            }
+        } catch {
+            publish(nil)
+            throw MicroserviceError(
+                "http-proxy cannot listen on \(settings.listenHost):\(settings.listenPort): \(error)"
+                    + (settings.mode == .transparent ? " (transparent mode needs CAP_NET_ADMIN, e.g. root in the pod)" : ""))
+        }
+        publish(server.channel.localAddress)
+        let connections = self.connections
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await server.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            // Stop accepting; connections finish the request they are in and close.
+            server.channel.close(promise: nil)
+            connections.stop()
+        }
+    }
+
+    // MARK: One client connection
+
+    typealias ClientChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    typealias UpstreamChannel = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
+
+    private func serve(_ connection: ClientChannel) async {
+        let channel = connection.channel
+        let id = connections.add(channel)
+        defer { connections.remove(id) }
+        let client = channel.remoteAddress
+        let target: (host: String, port: Int)?
+        switch settings.mode {
+        case .explicit(let host, let port): target = (host, port)
+        case .transparent: target = channel.localAddress.flatMap { address in address.ipAddress.map { ($0, address.port ?? 80) } }
+        }
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var requests = inbound.makeAsyncIterator()
+                var next = try await readAndDecide(&requests, outbound, client: client, target: target, id: id)
+                while let exchange = next {
+                    guard let target else {
+                        try await reject(exchange, outbound, status: .badGateway, reason: "the original destination is unknown")
+                        return
+                    }
+                    let upstream: UpstreamChannel
+                    do {
+                        upstream = try await connect(target)
+                    } catch {
+                        try await reject(
+                            exchange, outbound, status: .badGateway, reason: "cannot reach \(target.host):\(target.port): \(error)")
+                        guard exchange.clientKeepAlive, exchange.complete else { return }
+                        next = try await readAndDecide(&requests, outbound, client: client, target: target, id: id)
+                        continue
+                    }
+                    // One upstream connection serves requests until it or the client closes.
+                    next = try await upstream.executeThenClose { upstreamIn, upstreamOut -> Exchange? in
+                        var responses = upstreamIn.makeAsyncIterator()
+                        var current = exchange
+                        while true {
+                            let (clientOpen, upstreamOpen) = try await forward(
+                                current, &requests, outbound, &responses, upstreamOut)
+                            guard clientOpen else { return nil }
+                            guard
+                                let following = try await readAndDecide(
+                                    &requests, outbound, client: client, target: target, id: id)
+                            else { return nil }
+                            guard upstreamOpen else { return following }
+                            current = following
+                        }
+                    }
+                }
+            }
+        } catch {
+            kit.logger.debug("client connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// What the proxy knows about one request while it handles it.
+    struct Exchange {
+        var head: HTTPRequestHead
+        var body: ByteBuffer
+        /// The whole body is in `body` (it was no larger than the inspection limit).
+        var complete: Bool
+        var cookie: Cookie
+        var span: SessionSpan
+        var url: String
+        var clientKeepAlive: Bool
+        var bytesFromClient: Int
+    }
+
+    /// Reads the next request (denying the ones the handler denies, which need no upstream);
+    /// returns the next allowed one, or nil when the client is done.
+    private func readAndDecide(
+        _ requests: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
+        _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, client: SocketAddress?,
+        target: (host: String, port: Int)?, id: Int
+    ) async throws -> Exchange? {
+        while true {
+            connections.setIdle(id, true)
+            guard !connections.stopping, let part = try await requests.next() else { return nil }
+            connections.setIdle(id, false)
+            guard case .head(let head) = part else { continue }
+            var body = ByteBuffer()
+            var complete = false
+            reading: while body.readableBytes <= settings.inspectLimit {
+                switch try await requests.next() {
+                case .body(var chunk): body.writeBuffer(&chunk)
+                case .end: complete = true; break reading
+                case .head, nil: throw ProxyError.clientClosedMidRequest
+                }
+            }
+            var exchange = begin(head, body: body, complete: complete, client: client, target: target)
+            let clientAddress = client.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
+            var attributes = Self.attributes(of: head.headers)
+            attributes["http.method"] = "\(head.method.rawValue)"
+            attributes["http.url"] = exchange.url
+            attributes["http.host"] = head.headers.first(name: "host") ?? target.map { "\($0.host):\($0.port)" } ?? ""
+            attributes["http.content_type"] = head.headers.first(name: "content-type") ?? ""
+            attributes["http.body_inspected"] = "\(complete)"
+            attributes["client"] = clientAddress
+            let outcome = await kit.raise(
+                "request_received", context: exchange.span.context, attributes: attributes,
+                payload: Data(body.readableBytesView))
+            guard outcome.verdict.denied else { return exchange }
+            // Denied: the rest of the body is read and dropped, and the client gets the 403.
+            if !complete {
+                while let part = try await requests.next() {
+                    exchange.bytesFromClient += part.bodyCount
+                    if case .end = part { break }
+                }
+                exchange.complete = true
+            }
+            try await reject(exchange, outbound, status: .forbidden, reason: outcome.verdict.reason)
+            guard exchange.clientKeepAlive else { return nil }
+        }
+    }
+
+    /// Mints the session and starts its span.
+    private func begin(
+        _ head: HTTPRequestHead, body: ByteBuffer, complete: Bool, client: SocketAddress?, target: (host: String, port: Int)?
+    ) -> Exchange {
+        let cookie = Cookie(UInt64.random(in: 1...UInt64.max))
+        // A client that traces its own requests makes the proxy's span a child of its own.
+        var session = SessionContext(metadata: head.headers.map { ($0.name, $0.value) })
+        session.cookie = cookie
+        var context = ServiceContext.topLevel
+        context.session = session
+        let span = kit.tracer.startSpan("HTTP \(head.method.rawValue)", context: context, ofKind: .server)
+        let host = head.headers.first(name: "host") ?? target.map { "\($0.host):\($0.port)" } ?? ""
+        let url = head.uri.hasPrefix("http://") ? head.uri : "http://\(host)\(head.uri)"
+        let clientAddress = client.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
+        span.attributes["http.method"] = "\(head.method.rawValue)"
+        span.attributes["http.url"] = url
+        span.attributes["client.address"] = clientAddress
+        if let target { span.attributes["server.address"] = "\(target.host):\(target.port)" }
+        var record = Edgetrail_V1_Session()
+        record.cookie = cookie.rawValue
+        record.client = clientAddress
+        record.origin = target.map { "\($0.host):\($0.port)" } ?? ""
+        record.method = "\(head.method.rawValue)"
+        record.url = url
+        record.startedAtNs = wallClockNanoseconds()
+        for header in head.headers { record.headers[header.name.lowercased()] = header.value }
+        sessions.put(record)
+        kit.state.set(
+            cookie, "request", [("method", record.method), ("url", url), ("client", clientAddress), ("origin", record.origin)])
+        if let binder, let client, let target, let tuple = FlowBinder.tuple(client: client, host: target.host, port: target.port) {
+            binder.bind(tuple, to: cookie)
+        }
+        return Exchange(
+            head: head, body: body, complete: complete, cookie: cookie, span: span, url: url,
+            clientKeepAlive: head.isKeepAlive, bytesFromClient: body.readableBytes)
+    }
+
+    /// Forwards an allowed request and brings back its response; returns whether the client
+    /// and the upstream connections stay open.
+    private func forward(
+        _ exchange: Exchange, _ requests: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
+        _ client: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
+        _ responses: inout NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator,
+        _ upstream: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
+    ) async throws -> (client: Bool, upstream: Bool) {
+        var exchange = exchange
+        let span = exchange.span
+        let upstreamSpan = kit.tracer.startSpan("upstream \(exchange.head.method.rawValue)", context: span.context, ofKind: .client)
+        var head = exchange.head
+        Self.removeHopByHop(&head.headers)
+        head.headers.replaceOrAdd(name: "traceparent", value: upstreamSpan.context.spanIdentity?.traceParent?.header ?? "")
+        head.version = .http1_1
+        try await upstream.write(.head(head))
+        if exchange.body.readableBytes > 0 { try await upstream.write(.body(.byteBuffer(exchange.body))) }
+        if !exchange.complete {
+            streaming: while let part = try await requests.next() {
+                switch part {
+                case .body(let chunk):
+                    exchange.bytesFromClient += chunk.readableBytes
+                    try await upstream.write(.body(.byteBuffer(chunk)))
+                case .end: break streaming
+                case .head: throw ProxyError.clientClosedMidRequest
+                }
+            }
+        }
+        try await upstream.write(.end(nil))
+
+        guard case .head(var response)? = try await responses.next() else {
+            upstreamSpan.setStatus(SpanStatus(code: .error, message: "the upstream closed without a response"))
+            upstreamSpan.end()
+            try await reject(exchange, client, status: .badGateway, reason: "the upstream closed without a response")
+            return (exchange.clientKeepAlive, false)
+        }
+        upstreamSpan.attributes["http.status_code"] = Int(response.status.code)
+        upstreamSpan.end()
+        let upstreamKeepAlive = response.isKeepAlive
+        var held = ByteBuffer()
+        var ended = false
+        holding: while held.readableBytes <= settings.inspectLimit {
+            switch try await responses.next() {
+            case .body(var chunk): held.writeBuffer(&chunk)
+            case .end: ended = true; break holding
+            case .head, nil: throw ProxyError.upstreamClosedMidResponse
+            }
+        }
+        let contentType = response.headers.first(name: "content-type") ?? ""
+        var attributes = Self.attributes(of: response.headers)
+        attributes["http.status"] = "\(response.status.code)"
+        attributes["http.url"] = exchange.url
+        attributes["http.content_type"] = contentType
+        attributes["http.body_inspected"] = "\(ended)"
+        if ended {
+            let outcome = await kit.raise(
+                "response_received", context: span.context, attributes: attributes, payload: Data(held.readableBytesView))
+            if outcome.verdict.denied {
+                try await reject(exchange, client, status: .forbidden, reason: outcome.verdict.reason)
+                return (exchange.clientKeepAlive, upstreamKeepAlive)
+            }
+        }
+        let clientKeepAlive = exchange.clientKeepAlive && (ended || response.headers.contains(name: "content-length")
+            || exchange.head.version.minor >= 1)
+        Self.removeHopByHop(&response.headers)
+        if ended, !response.headers.contains(name: "content-length"), response.status.mayHaveResponseBody {
+            response.headers.replaceOrAdd(name: "content-length", value: "\(held.readableBytes)")
+        }
+        response.headers.replaceOrAdd(name: "connection", value: clientKeepAlive ? "keep-alive" : "close")
+        response.version = exchange.head.version
+        try await client.write(.head(response))
+        var sent = held.readableBytes
+        if held.readableBytes > 0 { try await client.write(.body(.byteBuffer(held))) }
+        if !ended {
+            streaming: while let part = try await responses.next() {
+                switch part {
+                case .body(let chunk):
+                    sent += chunk.readableBytes
+                    try await client.write(.body(.byteBuffer(chunk)))
+                case .end: break streaming
+                case .head: throw ProxyError.upstreamClosedMidResponse
+                }
+            }
+        }
+        try await client.write(.end(nil))
+        finish(exchange, status: Int(response.status.code), bytes: sent, contentType: contentType, inspected: ended,
+            attributes: attributes, payload: held)
+        return (clientKeepAlive, upstreamKeepAlive)
+    }
+
+    /// Answers the client itself: a 403 (denied) or 502 (upstream trouble) page naming the
+    /// reason and the cookie.
+    private func reject(
+        _ exchange: Exchange, _ client: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, status: HTTPResponseStatus,
+        reason: String
+    ) async throws {
+        let page = DenyPage.html(status: status, reason: reason, cookie: exchange.cookie, url: exchange.head.uri)
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "text/html; charset=utf-8")
+        headers.add(name: "content-length", value: "\(page.utf8.count)")
+        headers.add(name: "edgetrail-cookie", value: exchange.cookie.hex)
+        headers.add(name: "connection", value: exchange.clientKeepAlive && exchange.complete ? "keep-alive" : "close")
+        try await client.write(.head(HTTPResponseHead(version: exchange.head.version, status: status, headers: headers)))
+        try await client.write(.body(.byteBuffer(ByteBuffer(string: page))))
+        try await client.write(.end(nil))
+        exchange.span.attributes["edgetrail.denied"] = status == .forbidden
+        if !reason.isEmpty { exchange.span.attributes["edgetrail.reason"] = reason }
+        if status != .forbidden { exchange.span.setStatus(SpanStatus(code: .error, message: reason)) }
+        finish(exchange, status: Int(status.code), bytes: page.utf8.count, contentType: "text/html", inspected: true,
+            attributes: ["http.status": "\(status.code)", "edgetrail.reason": reason], payload: ByteBuffer())
+    }
+
+    /// Ends the session's span, records the response and raises `response_sent`.
+    private func finish(
+        _ exchange: Exchange, status: Int, bytes: Int, contentType: String, inspected: Bool, attributes: [String: String],
+        payload: ByteBuffer
+    ) {
+        let span = exchange.span
+        span.attributes["http.status_code"] = status
+        span.attributes["http.response.body.size"] = bytes
+        span.attributes["http.body_inspected"] = inspected
+        kit.state.set(
+            exchange.cookie, "response",
+            [("status", "\(status)"), ("bytes", "\(bytes)"), ("content_type", contentType), ("inspected", "\(inspected)")])
+        var attributes = attributes
+        attributes["http.bytes_sent"] = "\(bytes)"
+        attributes["http.method"] = "\(exchange.head.method.rawValue)"
+        let context = span.context
+        let kit = self.kit
+        let body = Data(payload.readableBytesView)
+        Task {
+            _ = await kit.raise("response_sent", context: context, attributes: attributes, payload: body)
+            span.end()
+        }
+    }
+
+    private func connect(_ target: (host: String, port: Int)) async throws -> UpstreamChannel {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(5))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connect(host: target.host, port: target.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    return try UpstreamChannel(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+
+    /// Headers for a connection, not for the message (RFC 9110 §7.6.1).
+    static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
+        for name in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]
+            + named
+        {
+            headers.remove(name: name)
+        }
+    }
+
+    static func attributes(of headers: HTTPHeaders) -> [String: String] {
+        var result: [String: String] = [:]
+        for header in headers { result["http.header.\(header.name.lowercased())"] = header.value }
+        return result
+    }
+
+    /// What `GetSession` answers from: the recent sessions the proxy minted.
+    public func session(_ cookie: Cookie) -> Edgetrail_V1_Session? { sessions.get(cookie.rawValue) }
+}
+
+enum ProxyError: Error, CustomStringConvertible {
+    case clientClosedMidRequest
+    case upstreamClosedMidResponse
+
+    var description: String {
+        switch self {
+        case .clientClosedMidRequest: "the client closed its connection in the middle of a request"
+        case .upstreamClosedMidResponse: "the upstream closed its connection in the middle of a response"
+        }
+    }
+}
+
+extension HTTPServerRequestPart {
+    var bodyCount: Int {
+        if case .body(let chunk) = self { return chunk.readableBytes }
+        return 0
+    }
+}
