@@ -203,6 +203,14 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ]),
 
+        // MARK: A real HTTP origin for local edge nodes, tests and benchmarks
+        .target(
+            name: "EdgetrailOrigin",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
         // MARK: The edge collector: sources -> join -> filters -> Kafka sink
         .target(
             name: "EdgetrailCollector",
@@ -271,7 +279,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto", "EdgetrailCNF", "EdgetrailYAML",
                 "EdgetrailMicroservice", "EdgetrailHTTPProxy", "EdgetrailPolicyManager", "EdgetrailContentInspect",
-                "EdgetrailAntiVirus",
+                "EdgetrailAntiVirus", "EdgetrailOrigin",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

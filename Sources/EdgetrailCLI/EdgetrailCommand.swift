@@ -12,7 +12,8 @@ public struct EdgetrailCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             DemoCommand.self, InfraCommand.self, CNFCommand.self, CollectorCommand.self, CentralCommand.self,
-            TraceCommand.self, FiltersCommand.self, DatapathCommand.self, MicroserviceCommand.self, BenchCommand.self,
+            TraceCommand.self, FiltersCommand.self, DatapathCommand.self, MicroserviceCommand.self, OriginCommand.self,
+            BenchCommand.self,
         ])
 
     public init() {}

@@ -35,7 +35,7 @@ public enum MicroserviceKind: String, Sendable, CaseIterable, Hashable {
     /// Every event this kind announces.
     public var events: [String] {
         switch self {
-        case .httpProxy: ["request_received", "response_sent"]
+        case .httpProxy: ["request_received", "response_received", "response_sent"]
         case .policyManager: ["policy_check"]
         case .contentInspect: ["inspect_done"]
         case .antiVirus: ["scan_done"]
@@ -45,9 +45,9 @@ public enum MicroserviceKind: String, Sendable, CaseIterable, Hashable {
     /// Events that wait for a handler's verdict before the μsrv proceeds.
     public var syncEvents: Set<String> {
         switch self {
-        case .httpProxy: ["request_received"]
+        case .httpProxy: ["request_received", "response_received"]
         case .policyManager: ["policy_check"]
-        case .contentInspect: []
+        case .contentInspect: ["inspect_done"]
         case .antiVirus: ["scan_done"]
         }
     }

@@ -99,7 +99,7 @@ struct CNFSpecReaderTests {
     func handlerForUnpublishedEvent() {
         let yaml = valid.replacingOccurrences(of: "event: request_received", with: "event: policy_check")
         #expect(problems(yaml) == [
-            "spec.yaml:11:12: μsrv 'http-proxy' does not publish 'policy_check' (it publishes: request_received, response_sent)"
+            "spec.yaml:11:12: μsrv 'http-proxy' does not publish 'policy_check' (it publishes: request_received, response_received, response_sent)"
         ])
     }
 
@@ -171,7 +171,7 @@ struct CNFSpecReaderTests {
         #expect(problems(yaml) == [
             "spec.yaml:1:1: the CNF is missing the required field 'node'",
             "spec.yaml:1:7: 'Bad Name' is not a valid name for 'name': use 1-63 lowercase letters, digits, '-' or '_', starting with a letter",
-            "spec.yaml:5:32: a http-proxy does not publish 'exploded' (it publishes: request_received, response_sent)",
+            "spec.yaml:5:32: a http-proxy does not publish 'exploded' (it publishes: request_received, response_received, response_sent)",
             "spec.yaml:7:11: unknown μsrv kind 'virus-scanner' (expected one of: http-proxy, policy-mgr, content-inspect, anti-virus)",
             "spec.yaml:10:12: μsrv 'proxy' does not publish 'scan_done' (it publishes: request_received)",
             "spec.yaml:11:11: cannot read handler file 'missing.py': no such file",
