@@ -356,6 +356,21 @@ let package = Package(
             name: "EdgetrailClamAVTests",
             dependencies: ["EdgetrailClamAV", "EdgetrailTesting"]),
         .testTarget(
+            name: "EdgetrailMicroserviceTests",
+            dependencies: [
+                "EdgetrailMicroservice", "EdgetrailHTTPProxy", "EdgetrailPolicyManager", "EdgetrailContentInspect",
+                "EdgetrailAntiVirus", "EdgetrailOrigin", "EdgetrailClamAV", "EdgetrailRedis", "EdgetrailCore", "EdgetrailCNF",
+                "EdgetrailProto", "EdgetrailOTLP", "EdgetrailYAML", "EdgetrailTesting", "EdgetrailInfra", "EdgetrailNet",
+                "EdgetrailNode",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]),
+        .testTarget(
             name: "EdgetrailCLITests",
             dependencies: ["EdgetrailCLI"]),
     ],

@@ -246,9 +246,9 @@ public final class EventHub: Sendable {
                 }
                 event.id = "\(state.nextEvent)"
                 state.nextEvent += 1
-                guard case .enqueued = subscriber.continuation.yield(event) else {
-                    state.counts[name, default: Counts()].defaulted[.handlerBusy, default: 0] += 1
-                    return .defaulted(.handlerBusy, policy.defaultVerdict)
+                if let reason = Self.undelivered(subscriber.continuation.yield(event)) {
+                    state.counts[name, default: Counts()].defaulted[reason, default: 0] += 1
+                    return .defaulted(reason, policy.defaultVerdict)
                 }
                 state.pending[event.id] = Pending(
                     event: name, subscriber: route, defaultVerdict: policy.defaultVerdict, continuation: continuation)
@@ -283,12 +283,22 @@ public final class EventHub: Sendable {
             var event = event
             event.id = "\(state.nextEvent)"
             state.nextEvent += 1
-            guard case .enqueued = subscriber.continuation.yield(event) else {
-                state.counts[event.name, default: Counts()].defaulted[.handlerBusy, default: 0] += 1
-                return .notDelivered(.handlerBusy)
+            if let reason = Self.undelivered(subscriber.continuation.yield(event)) {
+                state.counts[event.name, default: Counts()].defaulted[reason, default: 0] += 1
+                return .notDelivered(reason)
             }
             state.counts[event.name, default: Counts()].delivered += 1
             return .delivered
+        }
+    }
+
+    /// Why an event handed to a handler's stream did not get into it.
+    private static func undelivered(_ result: AsyncStream<Edgetrail_V1_Event>.Continuation.YieldResult) -> DefaultReason? {
+        switch result {
+        case .enqueued: nil
+        case .dropped: .handlerBusy
+        case .terminated: .handlerLeft
+        @unknown default: .handlerBusy
         }
     }
 
