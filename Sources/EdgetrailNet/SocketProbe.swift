@@ -14,7 +14,7 @@ public enum SocketProbe {
     }
 
     /// A connected socket or -1.
-    static func connect(to endpoint: Endpoint) -> Int32 {
+    public static func connect(to endpoint: Endpoint) -> Int32 {
         switch endpoint {
         case .tcp(let host, let port):
             guard (1...65535).contains(port) else { return -1 }

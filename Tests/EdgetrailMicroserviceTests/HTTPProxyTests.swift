@@ -1,0 +1,193 @@
+import EdgetrailCNF
+import EdgetrailCore
+import EdgetrailHTTPProxy
+import EdgetrailInfra
+import EdgetrailNet
+import EdgetrailMicroservice
+import EdgetrailOrigin
+import EdgetrailProto
+import EdgetrailTesting
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// The origin (examples/origin and the generated bodies) on a free loopback port, for one test.
+struct RunningOrigin: Sendable {
+    let origin: OriginServer
+    let port: Int
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    static func start() async throws -> RunningOrigin {
+        let origin = OriginServer(directory: TestInfra.packageRoot + "/examples/origin")
+        let (bound, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "test.origin")
+        logger.logLevel = .error
+        let app = origin.application(host: "127.0.0.1", port: 0, logger: logger) { address in
+            continuation.yield(address?.port ?? 0)
+        }
+        let group = ServiceGroup(services: [app], logger: logger)
+        let task = Task { try await group.run() }
+        var port = 0
+        for await value in bound {
+            port = value
+            break
+        }
+        return RunningOrigin(origin: origin, port: port, group: group, task: task)
+    }
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+}
+
+/// An explicit-mode http-proxy in front of `upstreamPort`, on a free port.
+func startProxy(
+    upstreamPort: Int, redisPort: Int, inspectLimit: Int = 1 << 20, directory: String
+) async throws -> (RunningMicroservice, HTTPProxy, Int) {
+    let holder = Mutex<HTTPProxy?>(nil)
+    let service = try await RunningMicroservice.start(
+        .httpProxy, runDirectory: directory, redisPort: redisPort,
+        policies: ["request_received": EventPolicy(timeout: .seconds(5)), "response_received": EventPolicy(timeout: .seconds(5))]
+    ) { kit in
+        var settings = ProxySettings(
+            mode: .explicit(upstreamHost: "127.0.0.1", upstreamPort: upstreamPort), listenHost: "127.0.0.1", listenPort: 0)
+        settings.inspectLimit = inspectLimit
+        let proxy = HTTPProxy(kit: kit, settings: settings)
+        holder.withLock { $0 = proxy }
+        return ([HTTPProxyService(proxy: proxy)], proxy.services)
+    }
+    let proxy = holder.withLock { $0! }
+    let port = await proxy.listeningAddress?.port ?? 0
+    return (service, proxy, port)
+}
+
+@Suite("http-proxy in explicit mode in front of a real origin", .serialized)
+struct HTTPProxyTests {
+    @Test("one client connection carries several requests; content-length and chunked bodies arrive whole")
+    func keepAliveAndChunked() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try await RunningOrigin.start()
+            let (service, _, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let responses = try await onThread("client") { () throws -> [HTTPTestClient.Response] in
+                let client = try HTTPTestClient(port: port)
+                return [
+                    try client.get("/"), try client.get("/_origin/chunked/100000"), try client.get("/_origin/chunked/3000000"),
+                    try client.get("/_origin/bytes/10240"),
+                ]
+            }
+            #expect(responses.map(\.status) == [200, 200, 200, 200])
+            #expect(responses[0].text.contains("<h1>The origin</h1>"))
+            #expect(responses[1].body.count == 100_000)
+            // Held for the handlers (it fits the inspection limit), so sent with its length…
+            #expect(responses[1].headers["content-length"] == "100000")
+            // …while the larger one streams through in chunks as it arrives.
+            #expect(responses[2].body.count == 3_000_000)
+            #expect(responses[2].headers["transfer-encoding"] == "chunked")
+            #expect(responses[3].body.count == 10240)
+            #expect(responses.allSatisfy { $0.headers["connection"] == "keep-alive" })
+            let counts = service.kit.hub.counts
+            #expect(counts["request_received"]?.raised == 4)
+            // Only responses that fit the limit are held and offered to a handler before delivery.
+            #expect(counts["response_received"]?.raised == 3)
+            await service.stop()
+            await origin.stop()
+        }
+    }
+
+    @Test("a 50 MB download streams through, not held, and response_sent says it was not inspected")
+    func largeDownload() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try await RunningOrigin.start()
+            let (service, _, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let sent = Mutex<[String: String]>([:])
+            let response = try await service.withHandler(for: ["response_sent"]) { event in
+                sent.withLock { $0 = event.attributes }
+                return nil
+            } _: {
+                let response = try await onThread("client") { try HTTPTestClient(port: port).get("/_origin/bytes/50000000") }
+                while sent.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(10)) }
+                return response
+            }
+            #expect(response.status == 200)
+            #expect(response.body.count == 50_000_000)
+            #expect(response.body.allSatisfy { $0 == UInt8(ascii: "e") })
+            let attributes = sent.withLock { $0 }
+            #expect(attributes["http.body_inspected"] == "false")
+            #expect(attributes["http.bytes_sent"] == "50000000")
+            await service.stop()
+            await origin.stop()
+        }
+    }
+
+    @Test("a request its handler denies gets a 403 naming the reason and the cookie, and never reaches the origin")
+    func deniedRequest() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try await RunningOrigin.start()
+            let (service, proxy, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let (denied, allowed) = try await service.withHandler(for: ["request_received"]) { event in
+                verdict(event, deny: event.attributes["http.url"]!.contains("/private") ? "private pages are blocked" : nil)
+            } _: {
+                try await onThread("client") { () throws -> (HTTPTestClient.Response, HTTPTestClient.Response) in
+                    let client = try HTTPTestClient(port: port)
+                    return (try client.get("/private/report"), try client.get("/"))
+                }
+            }
+            #expect(denied.status == 403)
+            let cookie = try #require(denied.headers["edgetrail-cookie"].flatMap { Cookie(hex: $0) })
+            #expect(denied.text.contains("private pages are blocked"))
+            #expect(denied.text.contains(cookie.hex))
+            // The connection stays usable after the 403, and only the allowed request reached the origin.
+            #expect(allowed.status == 200)
+            #expect(origin.origin.clientAddresses == ["127.0.0.1"])
+            let session = try #require(proxy.session(cookie))
+            #expect(session.url == "http://origin.test/private/report")
+            let state = try await redisHash(port: infra.redisPort, key: "cookie:\(cookie.hex):http-proxy:response")
+            #expect(state["status"] == "403")
+            await service.stop()
+            await origin.stop()
+        }
+    }
+
+    @Test("a response its handler denies after reading the body (the EICAR file) is replaced by the 403")
+    func deniedResponse() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try await RunningOrigin.start()
+            let (service, _, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let (eicar, page) = try await service.withHandler(for: ["response_received"]) { event in
+                verdict(event, deny: event.payload.starts(with: Data("X5O!P%@AP".utf8)) ? "malware found" : nil)
+            } _: {
+                try await onThread("client") { () throws -> (HTTPTestClient.Response, HTTPTestClient.Response) in
+                    let client = try HTTPTestClient(port: port)
+                    return (try client.get("/downloads/eicar.com"), try client.get("/downloads/report.pdf"))
+                }
+            }
+            #expect(eicar.status == 403)
+            #expect(eicar.text.contains("malware found"))
+            #expect(page.status == 200)
+            #expect(page.text.hasPrefix("%PDF-"))
+            await service.stop()
+            await origin.stop()
+        }
+    }
+
+    @Test("an upstream that does not answer gets the client a 502 page that says why")
+    func upstreamDown() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let (service, _, port) = try await startProxy(
+                upstreamPort: SocketProbe.freePort(), redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let response = try await onThread("client") { try HTTPTestClient(port: port).get("/") }
+            #expect(response.status == 502)
+            #expect(response.text.contains("cannot reach 127.0.0.1:"))
+            await service.stop()
+        }
+    }
+}
