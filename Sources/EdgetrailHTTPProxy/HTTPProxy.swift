@@ -352,6 +352,8 @@ public final class HTTPProxy: Service, Sendable {
             response.headers.replaceOrAdd(name: "content-length", value: "\(held.readableBytes)")
         }
         response.headers.replaceOrAdd(name: "connection", value: clientKeepAlive ? "keep-alive" : "close")
+        // The session's id, for the client's own logs and `edgetrail trace`.
+        response.headers.replaceOrAdd(name: "edgetrail-cookie", value: exchange.cookie.hex)
         response.version = exchange.head.version
         try await client.write(.head(response))
         var sent = held.readableBytes
