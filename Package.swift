@@ -361,7 +361,7 @@ let package = Package(
                 "EdgetrailMicroservice", "EdgetrailHTTPProxy", "EdgetrailPolicyManager", "EdgetrailContentInspect",
                 "EdgetrailAntiVirus", "EdgetrailOrigin", "EdgetrailClamAV", "EdgetrailRedis", "EdgetrailCore", "EdgetrailCNF",
                 "EdgetrailProto", "EdgetrailOTLP", "EdgetrailYAML", "EdgetrailTesting", "EdgetrailInfra", "EdgetrailNet",
-                "EdgetrailNode",
+                "EdgetrailNode", "EdgetrailDatapath",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
