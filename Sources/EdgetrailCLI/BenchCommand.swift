@@ -31,34 +31,72 @@ struct BenchCommand: AsyncParsableCommand {
 
     struct Proxy: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Requests/s through a proxy pod: eBPF redirect vs. iptables TPROXY interception (needs root).",
+            abstract: "Requests/s and latency through a proxy: how the node steers into it (root), or the http-proxy μsrv itself.",
             discussion: """
-                A client opens a new connection per request to the origin's address; the node steers \
-                them into the proxy pod either with the datapath's tc redirect or with iptables (a \
-                mangle mark on the node, policy routing, TPROXY in the pod), to the same listener. \
-                The modes alternate, and a run with no steering is the reference.
+                --mode steering (the default; needs root): a client opens a new connection per \
+                request to the origin's address; the node steers them into the proxy pod either with \
+                the datapath's tc redirect or with iptables (a mangle mark on the node, policy \
+                routing, TPROXY in the pod), to the same listener. The modes alternate, and a run \
+                with no steering is the reference.
+
+                --mode microservice: keep-alive clients fetch --response-bytes from the origin \
+                directly and through the http-proxy μsrv in explicit mode (no handlers), alternately; \
+                prints requests/s and p50/p99 latency of each, the ratio, and the p99 the proxy adds. \
+                The proxy sends its spans and state where --otlp and --redis say; whether they are up \
+                is printed.
                 """)
+
+        enum Mode: String, ExpressibleByArgument, CaseIterable { case steering, microservice }
+
+        @Option(help: "What to measure: steering or microservice.")
+        var mode: Mode = .steering
 
         @Option(help: "Seconds per mode and round.")
         var seconds: Double = 5
 
-        @Option(help: "Concurrent client threads.")
-        var clients = 4
+        @Option(help: "Concurrent client threads (default: 4 for steering, 8 for microservice).")
+        var clients: Int?
 
         @Option(help: "Rounds (each runs every mode once).")
         var rounds = 2
 
-        @Option(help: "The compiled datapath (built by scripts/build-bpf.sh).")
+        @Option(help: "The compiled datapath (built by scripts/build-bpf.sh; steering).")
         var object: String?
 
+        @Option(help: "Response size (microservice).")
+        var responseBytes = 10_240
+
+        @Option(help: "Redis for the proxy's session state (microservice).")
+        var redis = "127.0.0.1:16379"
+
+        @Option(help: "The collector's OTLP receiver for the proxy's spans (microservice).")
+        var otlp = "127.0.0.1:4317"
+
         func validate() throws {
-            guard seconds > 0, clients > 0, rounds > 0 else { throw ValidationError("--seconds, --clients and --rounds must be above zero") }
+            guard seconds > 0, clients ?? 1 > 0, rounds > 0, responseBytes >= 0 else {
+                throw ValidationError("--seconds, --clients and --rounds must be above zero")
+            }
         }
 
         func run() throws {
-            try ProxyBenchmark.run(
-                objectPath: object ?? BPFDatapath.defaultObjectPath(), seconds: seconds, clients: clients, rounds: rounds
-            ) { print($0) }
+            switch mode {
+            case .steering:
+                try ProxyBenchmark.run(
+                    objectPath: object ?? BPFDatapath.defaultObjectPath(), seconds: seconds, clients: clients ?? 4,
+                    rounds: rounds
+                ) { print($0) }
+            case .microservice:
+                let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                    ?? CommandLine.arguments[0]
+                var settings = MicroserviceProxyBenchmark.Settings(executable: executable)
+                settings.seconds = seconds
+                settings.clients = clients ?? 8
+                settings.rounds = rounds
+                settings.responseBytes = responseBytes
+                settings.redis = redis
+                settings.otlp = otlp
+                try MicroserviceProxyBenchmark.run(settings) { print($0) }
+            }
         }
     }
 

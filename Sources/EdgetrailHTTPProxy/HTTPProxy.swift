@@ -221,16 +221,9 @@ public final class HTTPProxy: Service, Sendable {
                 }
             }
             var exchange = begin(head, body: body, complete: complete, client: client, target: target)
-            let clientAddress = client.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
-            var attributes = Self.attributes(of: head.headers)
-            attributes["http.method"] = "\(head.method.rawValue)"
-            attributes["http.url"] = exchange.url
-            attributes["http.host"] = head.headers.first(name: "host") ?? target.map { "\($0.host):\($0.port)" } ?? ""
-            attributes["http.content_type"] = head.headers.first(name: "content-type") ?? ""
-            attributes["http.body_inspected"] = "\(complete)"
-            attributes["client"] = clientAddress
             let outcome = await kit.raise(
-                "request_received", context: exchange.span.context, attributes: attributes,
+                "request_received", context: exchange.span.context,
+                attributes: Self.requestAttributes(exchange, client: client, target: target),
                 payload: Data(body.readableBytesView))
             guard outcome.verdict.denied else { return exchange }
             // Denied: the rest of the body is read and dropped, and the client gets the 403.
@@ -244,6 +237,20 @@ public final class HTTPProxy: Service, Sendable {
             try await reject(exchange, outbound, status: .forbidden, reason: outcome.verdict.reason)
             guard exchange.clientKeepAlive else { return nil }
         }
+    }
+
+    static func requestAttributes(_ exchange: Exchange, client: SocketAddress?, target: (host: String, port: Int)?)
+        -> [String: String]
+    {
+        let head = exchange.head
+        var attributes = Self.attributes(of: head.headers)
+        attributes["http.method"] = "\(head.method.rawValue)"
+        attributes["http.url"] = exchange.url
+        attributes["http.host"] = head.headers.first(name: "host") ?? target.map { "\($0.host):\($0.port)" } ?? ""
+        attributes["http.content_type"] = head.headers.first(name: "content-type") ?? ""
+        attributes["http.body_inspected"] = "\(exchange.complete)"
+        attributes["client"] = client.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
+        return attributes
     }
 
     /// Mints the session and starts its span.
@@ -332,14 +339,20 @@ public final class HTTPProxy: Service, Sendable {
             }
         }
         let contentType = response.headers.first(name: "content-type") ?? ""
-        var attributes = Self.attributes(of: response.headers)
-        attributes["http.status"] = "\(response.status.code)"
-        attributes["http.url"] = exchange.url
-        attributes["http.content_type"] = contentType
-        attributes["http.body_inspected"] = "\(ended)"
+        let responseHead = response
+        let url = exchange.url
+        let inspected = ended
+        let attributes = { @Sendable () -> [String: String] in
+            var attributes = Self.attributes(of: responseHead.headers)
+            attributes["http.status"] = "\(responseHead.status.code)"
+            attributes["http.url"] = url
+            attributes["http.content_type"] = contentType
+            attributes["http.body_inspected"] = "\(inspected)"
+            return attributes
+        }
         if ended {
             let outcome = await kit.raise(
-                "response_received", context: span.context, attributes: attributes, payload: Data(held.readableBytesView))
+                "response_received", context: span.context, attributes: attributes(), payload: Data(held.readableBytesView))
             if outcome.verdict.denied {
                 try await reject(exchange, client, status: .forbidden, reason: outcome.verdict.reason)
                 return (exchange.clientKeepAlive, upstreamKeepAlive)
@@ -394,13 +407,14 @@ public final class HTTPProxy: Service, Sendable {
         if !reason.isEmpty { exchange.span.attributes["edgetrail.reason"] = reason }
         if status != .forbidden { exchange.span.setStatus(SpanStatus(code: .error, message: reason)) }
         finish(exchange, status: Int(status.code), bytes: page.utf8.count, contentType: "text/html", inspected: true,
-            attributes: ["http.status": "\(status.code)", "edgetrail.reason": reason], payload: ByteBuffer())
+            attributes: { ["http.status": "\(status.code)", "edgetrail.reason": reason] }, payload: ByteBuffer())
     }
 
-    /// Ends the session's span, records the response and raises `response_sent`.
+    /// Ends the session's span, records the response and raises `response_sent` (without holding
+    /// up the connection for its handler).
     private func finish(
-        _ exchange: Exchange, status: Int, bytes: Int, contentType: String, inspected: Bool, attributes: [String: String],
-        payload: ByteBuffer
+        _ exchange: Exchange, status: Int, bytes: Int, contentType: String, inspected: Bool,
+        attributes: () -> [String: String], payload: ByteBuffer
     ) {
         let span = exchange.span
         span.attributes["http.status_code"] = status
@@ -409,9 +423,15 @@ public final class HTTPProxy: Service, Sendable {
         kit.state.set(
             exchange.cookie, "response",
             [("status", "\(status)"), ("bytes", "\(bytes)"), ("content_type", contentType), ("inspected", "\(inspected)")])
-        var attributes = attributes
+        guard kit.isHandled("response_sent") else {
+            _ = kit.hub.unhandled("response_sent")
+            span.end()
+            return
+        }
+        var attributes = attributes()
         attributes["http.bytes_sent"] = "\(bytes)"
         attributes["http.method"] = "\(exchange.head.method.rawValue)"
+        attributes["http.url"] = exchange.url
         let context = span.context
         let kit = self.kit
         let body = Data(payload.readableBytesView)

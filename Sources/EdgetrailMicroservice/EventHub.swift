@@ -273,6 +273,15 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// Counts an event raised while no handler was attached, and returns its outcome.
+    public func unhandled(_ name: String) -> EventOutcome {
+        state.withLock { state in
+            state.counts[name, default: Counts()].raised += 1
+            state.counts[name, default: Counts()].defaulted[.noHandler, default: 0] += 1
+        }
+        return syncEvents.contains(name) ? .defaulted(.noHandler, policy(for: name).defaultVerdict) : .notDelivered(.noHandler)
+    }
+
     private func deliver(_ event: Edgetrail_V1_Event) -> EventOutcome {
         state.withLock { state in
             state.counts[event.name, default: Counts()].raised += 1

@@ -82,14 +82,19 @@ public final class MicroserviceKit: Sendable {
 
     /// Raises `event` for the session in `context`, inside a span of its own (the handler's span
     /// becomes its child); a sync event's outcome is on the span (`edgetrail.verdict`, and
-    /// `edgetrail.verdict.default` with the reason when the handler did not answer).
+    /// `edgetrail.verdict.default` with the reason when the handler did not answer). With no
+    /// handler attached the event is only counted: no span, and `attributes` and `payload` are
+    /// not even built (the request path pays nothing for events nobody handles).
     public func raise(
-        _ event: String, context: ServiceContext, attributes: [String: String] = [:], payload: Data = Data()
+        _ event: String, context: ServiceContext, attributes: @autoclosure () -> [String: String] = [:],
+        payload: @autoclosure () -> Data = Data()
     ) async -> EventOutcome {
         guard hub.events.contains(event), let cookie = context.session?.cookie else { return .notDelivered(.noHandler) }
+        guard hub.handler(for: event) != nil else { return hub.unhandled(event) }
         let span = tracer.startSpan("event \(event)", context: context, ofKind: .producer)
         let outcome = await hub.raise(
-            event, cookie: cookie, attributes: attributes, payload: payload, traceParent: span.context.spanIdentity?.traceParent)
+            event, cookie: cookie, attributes: attributes(), payload: payload(),
+            traceParent: span.context.spanIdentity?.traceParent)
         span.attributes["edgetrail.event"] = event
         switch outcome {
         case .answered(let verdict):
@@ -106,6 +111,9 @@ public final class MicroserviceKit: Sendable {
         span.end()
         return outcome
     }
+
+    /// Whether a handler is attached for `event` now.
+    public func isHandled(_ event: String) -> Bool { hub.handler(for: event) != nil }
 
     /// The services that run the μsrv: its API (`api`, each call in a server span), its event
     /// stream, the span exporter and the state writer, plus `extra` (a listener). `onReady` is

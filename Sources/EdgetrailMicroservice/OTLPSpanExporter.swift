@@ -22,7 +22,7 @@ public final class OTLPSpanExporter: Service, Sendable {
     let batchSize: Int
     let interval: Duration
     let logger: Logger
-    private let queue: WorkQueue<Opentelemetry_Proto_Trace_V1_Span>
+    private let queue: WorkQueue<FinishedSpan>
     private let counts = Mutex(Counts())
 
     /// - Parameters:
@@ -42,7 +42,7 @@ public final class OTLPSpanExporter: Service, Sendable {
     public var exportCounts: Counts { counts.withLock { $0 } }
 
     /// Queues a finished span.
-    func add(_ span: Opentelemetry_Proto_Trace_V1_Span) {
+    func add(_ span: FinishedSpan) {
         let (dropped, count) = queue.add(span)
         if dropped > 0 { counts.withLock { $0.dropped += dropped } }
         if count >= batchSize { queue.wake() }
@@ -95,7 +95,7 @@ public final class OTLPSpanExporter: Service, Sendable {
         }
     }
 
-    private func request(_ spans: [Opentelemetry_Proto_Trace_V1_Span])
+    private func request(_ spans: [FinishedSpan])
         -> Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest
     {
         var resourceSpans = Opentelemetry_Proto_Trace_V1_ResourceSpans()
@@ -107,7 +107,7 @@ public final class OTLPSpanExporter: Service, Sendable {
         }
         var scope = Opentelemetry_Proto_Trace_V1_ScopeSpans()
         scope.scope.name = "edgetrail.microservice"
-        scope.spans = spans
+        scope.spans = spans.map(\.otlp)
         resourceSpans.scopeSpans = [scope]
         var request = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest()
         request.resourceSpans = [resourceSpans]

@@ -62,7 +62,7 @@ public final class SessionTracer: Tracer, Sendable {
             context.spanIdentity
             ?? context.session?.traceParent.map { SpanIdentity(traceID: $0.traceID, spanID: $0.parentID, sampled: $0.sampled) }
         let identity = SpanIdentity(
-            traceID: parent?.traceID ?? Self.randomID(16), spanID: Self.randomID(8), sampled: parent?.sampled ?? true)
+            traceID: parent?.traceID ?? randomID(16), spanID: randomID(8), sampled: parent?.sampled ?? true)
         context.spanIdentity = identity
         return SessionSpan(
             operationName: operationName, kind: kind, context: context, parentSpanID: parent?.spanID,
@@ -83,12 +83,36 @@ public final class SessionTracer: Tracer, Sendable {
         for (name, value) in context.outgoingSession.metadata() { injector.inject(value, forKey: name, into: &carrier) }
     }
 
-    static func randomID(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        while true {
-            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if bytes.contains(where: { $0 != 0 }) { return bytes }
+    /// Span and trace ids: a SplitMix64 sequence seeded from the system's generator (reading
+    /// the system's generator for every id would cost a system call per 8 bytes).
+    private let random = Mutex(SplitMix64())
+
+    func randomID(_ count: Int) -> [UInt8] {
+        random.withLock { generator in
+            while true {
+                var bytes: [UInt8] = []
+                bytes.reserveCapacity(count)
+                while bytes.count < count { withUnsafeBytes(of: generator.next()) { bytes += $0.prefix(count - bytes.count) } }
+                if bytes.contains(where: { $0 != 0 }) { return bytes }
+            }
         }
+    }
+}
+
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init() {
+        var system = SystemRandomNumberGenerator()
+        state = system.next()
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
 
@@ -163,11 +187,33 @@ public final class SessionSpan: Tracing.Span, Sendable {
             return state
         }) else { return }
         guard let identity = context.spanIdentity, identity.sampled else { return }
+        // Turned into OTLP by the exporter, off the request path.
+        exporter.add(
+            FinishedSpan(
+                identity: identity, parentSpanID: parentSpanID, name: finished.operationName, kind: kind,
+                startNanoseconds: startNanoseconds, endNanoseconds: max(end, startNanoseconds),
+                attributes: finished.attributes, events: finished.events, status: finished.status))
+    }
+}
+
+/// A span as it ended, waiting for export.
+struct FinishedSpan: Sendable {
+    var identity: SpanIdentity
+    var parentSpanID: [UInt8]?
+    var name: String
+    var kind: SpanKind
+    var startNanoseconds: UInt64
+    var endNanoseconds: UInt64
+    var attributes: SpanAttributes
+    var events: [SpanEvent]
+    var status: SpanStatus?
+
+    var otlp: Opentelemetry_Proto_Trace_V1_Span {
         var span = Opentelemetry_Proto_Trace_V1_Span()
         span.traceID = Data(identity.traceID)
         span.spanID = Data(identity.spanID)
         if let parentSpanID { span.parentSpanID = Data(parentSpanID) }
-        span.name = finished.operationName
+        span.name = name
         span.kind =
             switch kind {
             case .server: .server
@@ -177,20 +223,20 @@ public final class SessionSpan: Tracing.Span, Sendable {
             default: .internal
             }
         span.startTimeUnixNano = startNanoseconds
-        span.endTimeUnixNano = max(end, startNanoseconds)
-        span.attributes = Self.keyValues(finished.attributes)
-        span.events = finished.events.map { event in
+        span.endTimeUnixNano = endNanoseconds
+        span.attributes = Self.keyValues(attributes)
+        span.events = events.map { event in
             var otlp = Opentelemetry_Proto_Trace_V1_Span.Event()
             otlp.name = event.name
             otlp.timeUnixNano = event.nanosecondsSinceEpoch
             otlp.attributes = Self.keyValues(event.attributes)
             return otlp
         }
-        if let status = finished.status {
+        if let status {
             span.status.code = status.code == .error ? .error : .ok
             span.status.message = status.message ?? ""
         }
-        exporter.add(span)
+        return span
     }
 
     static func keyValues(_ attributes: SpanAttributes) -> [Opentelemetry_Proto_Common_V1_KeyValue] {

@@ -1,0 +1,283 @@
+import EdgetrailCore
+import EdgetrailNet
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `edgetrail bench proxy --mode microservice`: requests/s and p50/p99 latency of keep-alive
+/// clients fetching a response (10 KB by default) from the origin directly, and through the
+/// http-proxy μsrv in explicit mode with no handlers attached, alternately in the same run. The
+/// origin and the proxy are `edgetrail` processes; with two or more cores the proxy gets one core
+/// to itself and the origin and the clients share another, so "one core" is what the proxy has.
+public enum MicroserviceProxyBenchmark {
+    public struct Figures: Sendable {
+        public var requests: Int
+        public var failures: Int
+        public var seconds: Double
+        public var p50Microseconds: Double
+        public var p99Microseconds: Double
+        public var perSecond: Double { Double(requests) / seconds }
+    }
+
+    public struct Settings: Sendable {
+        public var executable: String
+        public var seconds: Double = 5
+        public var clients = 8
+        public var rounds = 2
+        public var responseBytes = 10_240
+        public var redis = "127.0.0.1:16379"
+        public var otlp = "127.0.0.1:4317"
+
+        public init(executable: String) {
+            self.executable = executable
+        }
+    }
+
+    public static func run(_ settings: Settings, print say: (String) -> Void) throws {
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let pin = cores >= 2
+        let runDirectory = NSTemporaryDirectory() + "edgetrail-bench-proxy-\(getpid())"
+        try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: runDirectory) }
+        if pin { pinThisProcess(to: 1) }
+        let origin = try Child.start(
+            settings.executable, ["origin", "--listen", "127.0.0.1:0", "--log-level", "warning"], core: pin ? 1 : nil)
+        defer { origin.stop() }
+        let proxy = try Child.start(
+            settings.executable,
+            [
+                "microservice", "run", "http-proxy", "--name", "bench-proxy", "--cnf", "bench", "--run-dir", runDirectory,
+                "--listen", "127.0.0.1:0", "--upstream", origin.listen, "--redis", settings.redis, "--otlp", settings.otlp,
+                "--log-level", "error",
+            ], core: pin ? 0 : nil)
+        defer { proxy.stop() }
+        func reachable(_ address: String) -> String {
+            let parts = address.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else { return "no" }
+            return SocketProbe.isListening(.tcp(host: String(parts[0]), port: port)) ? "up" : "not running"
+        }
+        say(
+            "proxy μsrv benchmark: \(settings.clients) keep-alive clients, GET of \(settings.responseBytes) bytes, "
+                + "\(settings.rounds) × \(settings.seconds) s per mode, alternating")
+        say(
+            pin
+                ? "  cores: proxy on core 0; origin and clients on core 1"
+                : "  cores: one core for everything (pinning needs two)")
+        say("  proxy telemetry: spans to \(settings.otlp) (collector \(reachable(settings.otlp))), state to Redis \(settings.redis) (\(reachable(settings.redis)))")
+        let path = "/_origin/bytes/\(settings.responseBytes)"
+        enum Mode: String, CaseIterable { case direct = "origin directly", proxy = "through the http-proxy μsrv" }
+        var results: [Mode: [Figures]] = [:]
+        for round in 0..<settings.rounds {
+            for mode in Mode.allCases {
+                let target = mode == .direct ? origin.listen : proxy.listen
+                // Warm up connections and caches.
+                _ = try Load.run(address: target, path: path, clients: settings.clients, seconds: 0.3)
+                let figures = try Load.run(address: target, path: path, clients: settings.clients, seconds: settings.seconds)
+                results[mode, default: []].append(figures)
+                say(
+                    "  round \(round + 1)  " + mode.rawValue.padding(toLength: 30, withPad: " ", startingAt: 0)
+                        + String(
+                            format: "%8.0f requests/s  p50 %6.0f µs  p99 %6.0f µs  (%d failed)", figures.perSecond,
+                            figures.p50Microseconds, figures.p99Microseconds, figures.failures))
+            }
+        }
+        func mean(_ mode: Mode, _ value: (Figures) -> Double) -> Double {
+            let runs = results[mode] ?? []
+            return runs.isEmpty ? 0 : runs.map(value).reduce(0, +) / Double(runs.count)
+        }
+        say("  mean:")
+        for mode in Mode.allCases {
+            say(
+                "    " + mode.rawValue.padding(toLength: 30, withPad: " ", startingAt: 0)
+                    + String(
+                        format: "%8.0f requests/s  p50 %6.0f µs  p99 %6.0f µs", mean(mode, \.perSecond),
+                        mean(mode, \.p50Microseconds), mean(mode, \.p99Microseconds)))
+        }
+        let ratio = mean(.direct, \.perSecond) > 0 ? mean(.proxy, \.perSecond) / mean(.direct, \.perSecond) : 0
+        let added = (mean(.proxy, \.p99Microseconds) - mean(.direct, \.p99Microseconds)) / 1000
+        say(String(format: "  proxy / direct requests/s: %.2f×   (target: ≥ 0.5×)", ratio))
+        say(String(format: "  p99 added by the proxy: %.2f ms   (target: ≤ 1 ms)", added))
+    }
+
+    /// Pins every thread of this process to `core`.
+    static func pinThisProcess(to core: Int) {
+        let taskset = Process()
+        taskset.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+        taskset.arguments = ["-a", "-p", "-c", "\(core)", "\(getpid())"]
+        taskset.standardOutput = FileHandle.nullDevice
+        taskset.standardError = FileHandle.nullDevice
+        try? taskset.run()
+        taskset.waitUntilExit()
+    }
+}
+
+/// An `edgetrail` child process that prints `ready … listen=HOST:PORT`.
+private final class Child: Sendable {
+    let process: Process
+    let listen: String
+
+    private init(process: Process, listen: String) {
+        self.process = process
+        self.listen = listen
+    }
+
+    static func start(_ executable: String, _ arguments: [String], core: Int?) throws -> Child {
+        let process = Process()
+        if let core, FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
+            process.arguments = ["-c", "\(core)", executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+        var text = ""
+        let reader = output.fileHandleForReading
+        while !text.contains("\n") {
+            let data = reader.availableData
+            if data.isEmpty {
+                throw BenchmarkError("\(arguments.prefix(3).joined(separator: " ")) exited before it was ready")
+            }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        guard let field = text.split(separator: " ").first(where: { $0.hasPrefix("listen=") }) else {
+            process.terminate()
+            throw BenchmarkError("\(arguments.prefix(3).joined(separator: " ")) said no listen address: \(text)")
+        }
+        return Child(
+            process: process, listen: String(field.dropFirst("listen=".count)).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Keep-alive client threads, each sending GET after GET on one connection and timing each.
+private enum Load {
+    static func run(address: String, path: String, clients: Int, seconds: Double) throws
+        -> MicroserviceProxyBenchmark.Figures
+    {
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw BenchmarkError("bad address \(address)") }
+        let host = String(parts[0])
+        let stop = Atomic<Bool>(false)
+        let results = Mutex<(latencies: [UInt64], failures: Int)>(([], 0))
+        let done = DispatchGroup()
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: \(address)\r\n\r\n".utf8)
+        for _ in 0..<clients {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                var latencies: [UInt64] = []
+                latencies.reserveCapacity(100_000)
+                var failures = 0
+                var connection = Connection(host: host, port: port)
+                while !stop.load(ordering: .relaxed) {
+                    let started = DispatchTime.now().uptimeNanoseconds
+                    if connection?.exchange(request) == true {
+                        latencies.append(DispatchTime.now().uptimeNanoseconds - started)
+                    } else {
+                        failures += 1
+                        connection = Connection(host: host, port: port)
+                        if connection == nil { usleep(10_000) }
+                    }
+                }
+                results.withLock {
+                    $0.latencies += latencies
+                    $0.failures += failures
+                }
+            }.start()
+        }
+        let started = Date()
+        Thread.sleep(forTimeInterval: seconds)
+        stop.store(true, ordering: .relaxed)
+        done.wait()
+        let elapsed = Date().timeIntervalSince(started)
+        let (latencies, failures) = results.withLock { ($0.latencies.sorted(), $0.failures) }
+        func percentile(_ p: Double) -> Double {
+            latencies.isEmpty ? 0 : Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000
+        }
+        return MicroserviceProxyBenchmark.Figures(
+            requests: latencies.count, failures: failures, seconds: elapsed, p50Microseconds: percentile(0.5),
+            p99Microseconds: percentile(0.99))
+    }
+
+    /// One keep-alive connection reading responses with a Content-Length.
+    struct Connection {
+        let fd: Int32
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+
+        init?(host: String, port: Int) {
+            fd = SocketProbe.connect(to: .tcp(host: host, port: port))
+            guard fd >= 0 else { return nil }
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            SocketIO.setTimeout(fd, seconds: 5)
+        }
+
+        /// Sends the request and reads the whole response; false when the connection failed.
+        mutating func exchange(_ request: [UInt8]) -> Bool {
+            guard SocketIO.writeAll(fd, request) else { return close() }
+            var received = 0
+            var headerEnd = -1
+            var bodyLength = 0
+            while true {
+                let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + received, $0.count - received, 0) }
+                guard count > 0 else { return close() }
+                received += count
+                if headerEnd < 0, let end = Self.headerEnd(buffer, received) {
+                    headerEnd = end
+                    guard buffer.starts(with: Array("HTTP/1.1 200".utf8)), let length = Self.contentLength(buffer, end) else {
+                        return close()
+                    }
+                    bodyLength = length
+                }
+                if headerEnd >= 0 {
+                    if received >= headerEnd + bodyLength { return true }
+                    // The body may be larger than the buffer: read the rest and drop it.
+                    if received == buffer.count {
+                        bodyLength -= received - headerEnd
+                        received = 0
+                        headerEnd = 0
+                    }
+                } else if received == buffer.count {
+                    return close()
+                }
+            }
+        }
+
+        private func close() -> Bool {
+            Glibc.close(fd)
+            return false
+        }
+
+        static func headerEnd(_ bytes: [UInt8], _ count: Int) -> Int? {
+            guard count >= 4 else { return nil }
+            for index in 0...(count - 4)
+            where bytes[index] == 13 && bytes[index + 1] == 10 && bytes[index + 2] == 13 && bytes[index + 3] == 10 {
+                return index + 4
+            }
+            return nil
+        }
+
+        static func contentLength(_ bytes: [UInt8], _ end: Int) -> Int? {
+            let head = String(decoding: bytes[0..<end], as: UTF8.self).lowercased()
+            guard let range = head.range(of: "content-length:") else { return nil }
+            return Int(head[range.upperBound...].prefix { $0 == " " || $0.isNumber }.trimmingCharacters(in: .whitespaces))
+        }
+    }
+}
