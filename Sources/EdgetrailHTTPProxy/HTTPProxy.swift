@@ -168,8 +168,11 @@ public final class HTTPProxy: Service, Sendable {
                         var responses = upstreamIn.makeAsyncIterator()
                         var current = exchange
                         while true {
-                            let (clientOpen, upstreamOpen) = try await forward(
-                                current, &requests, outbound, &responses, upstreamOut)
+                            let forwarded = try await forward(current, &requests, outbound, &responses, upstreamOut)
+                            guard case .done(let clientOpen, let upstreamOpen) = forwarded else {
+                                current.retried = true
+                                return current
+                            }
                             guard clientOpen else { return nil }
                             guard
                                 let following = try await readAndDecide(
@@ -197,6 +200,15 @@ public final class HTTPProxy: Service, Sendable {
         var url: String
         var clientKeepAlive: Bool
         var bytesFromClient: Int
+        /// Sent again after a stale upstream connection failed it.
+        var retried = false
+    }
+
+    enum Forwarded {
+        /// The exchange is over; whether the client and upstream connections stay open.
+        case done(client: Bool, upstream: Bool)
+        /// The upstream connection failed before answering: send it again on a new one.
+        case retry
     }
 
     /// Reads the next request (denying the ones the handler denies, which need no upstream);
@@ -210,7 +222,13 @@ public final class HTTPProxy: Service, Sendable {
             connections.setIdle(id, true)
             guard !connections.stopping, let part = try await requests.next() else { return nil }
             connections.setIdle(id, false)
-            guard case .head(let head) = part else { continue }
+            guard case .head(var head) = part else { continue }
+            // The client waits for a go-ahead before sending its body; the proxy reads bodies
+            // before forwarding, so it gives the go-ahead itself.
+            if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                head.headers.remove(name: "expect")
+                try await outbound.write(.head(HTTPResponseHead(version: head.version, status: .continue)))
+            }
             var body = ByteBuffer()
             var complete = false
             reading: while body.readableBytes <= settings.inspectLimit {
@@ -297,7 +315,7 @@ public final class HTTPProxy: Service, Sendable {
         _ client: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
         _ responses: inout NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator,
         _ upstream: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
-    ) async throws -> (client: Bool, upstream: Bool) {
+    ) async throws -> Forwarded {
         var exchange = exchange
         let span = exchange.span
         let upstreamSpan = kit.tracer.startSpan("upstream \(exchange.head.method.rawValue)", context: span.context, ofKind: .client)
@@ -305,8 +323,16 @@ public final class HTTPProxy: Service, Sendable {
         Self.removeHopByHop(&head.headers)
         head.headers.replaceOrAdd(name: "traceparent", value: upstreamSpan.context.spanIdentity?.traceParent?.header ?? "")
         head.version = .http1_1
-        try await upstream.write(.head(head))
-        if exchange.body.readableBytes > 0 { try await upstream.write(.body(.byteBuffer(exchange.body))) }
+        // An idle keep-alive connection the upstream has closed fails here, before any of the
+        // response: a request we hold whole is sent again on a new connection, once.
+        let retryable = exchange.complete && !exchange.retried
+        do {
+            try await upstream.write(.head(head))
+            if exchange.body.readableBytes > 0 { try await upstream.write(.body(.byteBuffer(exchange.body))) }
+        } catch where retryable {
+            upstreamSpan.end()
+            return .retry
+        }
         if !exchange.complete {
             streaming: while let part = try await requests.next() {
                 switch part {
@@ -318,13 +344,20 @@ public final class HTTPProxy: Service, Sendable {
                 }
             }
         }
-        try await upstream.write(.end(nil))
-
-        guard case .head(var response)? = try await responses.next() else {
-            upstreamSpan.setStatus(SpanStatus(code: .error, message: "the upstream closed without a response"))
+        let first: HTTPClientResponsePart?
+        do {
+            try await upstream.write(.end(nil))
+            first = try await responses.next()
+        } catch where retryable {
             upstreamSpan.end()
+            return .retry
+        }
+        guard case .head(var response)? = first else {
+            upstreamSpan.end()
+            if retryable { return .retry }
+            upstreamSpan.setStatus(SpanStatus(code: .error, message: "the upstream closed without a response"))
             try await reject(exchange, client, status: .badGateway, reason: "the upstream closed without a response")
-            return (exchange.clientKeepAlive, false)
+            return .done(client: exchange.clientKeepAlive, upstream: false)
         }
         upstreamSpan.attributes["http.status_code"] = Int(response.status.code)
         upstreamSpan.end()
@@ -355,7 +388,7 @@ public final class HTTPProxy: Service, Sendable {
                 "response_received", context: span.context, attributes: attributes(), payload: Data(held.readableBytesView))
             if outcome.verdict.denied {
                 try await reject(exchange, client, status: .forbidden, reason: outcome.verdict.reason)
-                return (exchange.clientKeepAlive, upstreamKeepAlive)
+                return .done(client: exchange.clientKeepAlive, upstream: upstreamKeepAlive)
             }
         }
         let clientKeepAlive = exchange.clientKeepAlive && (ended || response.headers.contains(name: "content-length")
@@ -385,7 +418,7 @@ public final class HTTPProxy: Service, Sendable {
         try await client.write(.end(nil))
         finish(exchange, status: Int(response.status.code), bytes: sent, contentType: contentType, inspected: ended,
             attributes: attributes, payload: held)
-        return (clientKeepAlive, upstreamKeepAlive)
+        return .done(client: clientKeepAlive, upstream: upstreamKeepAlive)
     }
 
     /// Answers the client itself: a 403 (denied) or 502 (upstream trouble) page naming the

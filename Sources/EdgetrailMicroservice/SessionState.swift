@@ -88,13 +88,16 @@ public final class SessionState: Service, Sendable {
     private func write(_ batch: [Write]) throws {
         try connection.withLock { connection in
             if connection == nil { connection = try RedisConnection(host: host, port: port, timeoutSeconds: 2) }
+            var commands: [[[UInt8]]] = []
+            commands.reserveCapacity(batch.count * 2)
             for write in batch {
                 var arguments = ["HSET", write.key]
                 for (field, value) in write.fields { arguments += [field, value] }
-                if case .error(let message) = try connection!.command(arguments.map { Array($0.utf8) }) {
-                    throw RedisError(message)
-                }
-                _ = try connection!.command("EXPIRE", write.key, "\(retentionSeconds)")
+                commands.append(arguments.map { Array($0.utf8) })
+                commands.append(["EXPIRE", write.key, "\(retentionSeconds)"].map { Array($0.utf8) })
+            }
+            for reply in try connection!.pipeline(commands) {
+                if case .error(let message) = reply { throw RedisError(message) }
             }
         }
     }

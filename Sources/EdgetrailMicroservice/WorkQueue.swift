@@ -1,3 +1,4 @@
+import DequeModule
 import Synchronization
 
 /// A bounded queue between the request path and a sender that works in batches (spans to the
@@ -5,7 +6,7 @@ import Synchronization
 /// go first and the caller counts them.
 public final class WorkQueue<Element: Sendable>: Sendable {
     public let capacity: Int
-    private let items = Mutex<[Element]>([])
+    private let items = Mutex<Deque<Element>>([])
     private let waiter = Mutex<CheckedContinuation<Void, Never>?>(nil)
 
     public init(capacity: Int) {
@@ -26,7 +27,7 @@ public final class WorkQueue<Element: Sendable>: Sendable {
     /// items that pushed out.
     public func requeue(_ batch: [Element]) -> Int {
         items.withLock { items in
-            items.insert(contentsOf: batch, at: 0)
+            items.prepend(contentsOf: batch)
             let dropped = max(0, items.count - capacity)
             if dropped > 0 { items.removeFirst(dropped) }
             return dropped

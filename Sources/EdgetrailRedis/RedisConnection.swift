@@ -77,6 +77,28 @@ public final class RedisConnection: @unchecked Sendable {
         return Self.convert(reply.assumingMemoryBound(to: redisReply.self))
     }
 
+    /// Sends several commands at once and reads their replies in order (one round trip, not one
+    /// per command).
+    public func pipeline(_ commands: [[[UInt8]]]) throws(RedisError) -> [RedisValue] {
+        for arguments in commands {
+            let status = withArgv(arguments) { argc, argv, lengths in
+                redisAppendCommandArgv(context, argc, argv, lengths)
+            }
+            guard status == REDIS_OK else { throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))") }
+        }
+        var replies: [RedisValue] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var reply: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &reply) == REDIS_OK, let reply else {
+                throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+            }
+            replies.append(Self.convert(reply.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(reply)
+        }
+        return replies
+    }
+
     /// Sends one command given as text arguments.
     @discardableResult
     public func command(_ arguments: String...) throws(RedisError) -> RedisValue {

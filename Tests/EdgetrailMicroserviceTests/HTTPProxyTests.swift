@@ -191,3 +191,100 @@ struct HTTPProxyTests {
         }
     }
 }
+
+/// An origin that answers each request with a 200 and a length, then closes the connection
+/// without saying so (as an origin whose keep-alive timer ran out does).
+final class ClosingOrigin: Sendable {
+    let port: Int
+    private let listener: Int32
+    private let served = Counter()
+
+    final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        func next() -> Int { value.add(1, ordering: .relaxed).newValue }
+    }
+
+    init() throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.listener = listener
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && listen(listener, 16) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        guard bound else { throw HTTPTestError("cannot listen") }
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let served = self.served
+        Thread {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                _ = recv(connection, &buffer, buffer.count, 0)
+                let count = served.next()
+                let response = Array("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nanswer \(count)\n".utf8)
+                _ = SocketIO.writeAll(connection, response)
+                close(connection)
+            }
+        }.start()
+    }
+
+    func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+}
+
+@Suite("http-proxy and its upstream connections", .serialized)
+struct HTTPProxyUpstreamTests {
+    @Test("an upstream connection the origin closed while idle is replaced, and the request sent again")
+    func staleUpstream() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try ClosingOrigin()
+            defer { origin.stop() }
+            let (service, _, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let bodies = try await onThread("client") { () throws -> [String] in
+                let client = try HTTPTestClient(port: port)
+                var bodies: [String] = []
+                for _ in 0..<3 {
+                    bodies.append(try client.get("/").text)
+                    usleep(50_000)  // the origin's close arrives at the proxy
+                }
+                return bodies
+            }
+            #expect(bodies == ["answer 1\n", "answer 2\n", "answer 3\n"])
+            await service.stop()
+        }
+    }
+
+    @Test("a client that waits for 100 Continue before its body gets it, and then the answer")
+    func expectContinue() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try await RunningOrigin.start()
+            let (service, _, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let (interim, final) = try await onThread("client") { () throws -> (String, String) in
+                let fd = SocketProbe.connect(to: .tcp(host: "127.0.0.1", port: port))
+                defer { close(fd) }
+                SocketIO.setTimeout(fd, seconds: 10)
+                _ = SocketIO.writeAll(
+                    fd, Array("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n".utf8))
+                let interim = String(decoding: SocketIO.readUntil(fd, terminator: UInt8(ascii: "\n")) ?? [], as: UTF8.self)
+                _ = SocketIO.readUntil(fd, terminator: UInt8(ascii: "\n"))
+                _ = SocketIO.writeAll(fd, Array("hello".utf8))
+                let final = String(decoding: SocketIO.readUntil(fd, terminator: UInt8(ascii: "\n")) ?? [], as: UTF8.self)
+                return (interim, final)
+            }
+            #expect(interim.hasPrefix("HTTP/1.1 100 Continue"))
+            // The origin has no such route: its own answer comes back, after the body reached it.
+            #expect(final.hasPrefix("HTTP/1.1 404"))
+            await service.stop()
+            await origin.stop()
+        }
+    }
+}
