@@ -51,6 +51,7 @@ let package = Package(
         .target(
             name: "EdgetrailProto",
             dependencies: [
+                "EdgetrailCore",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

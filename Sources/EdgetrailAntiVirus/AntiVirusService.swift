@@ -28,8 +28,8 @@ public final class AntiVirusService: Edgetrail_V1_AntiVirus.SimpleServiceProtoco
         let clamd = self.clamd
         let body = [UInt8](request.body)
         let span = kit.tracer.startSpan("clamd INSTREAM", context: serviceContext, ofKind: .client)
-        span.attributes["clamd.socket"] = clamd.socketPath
-        span.attributes["scan.size"] = body.count
+        span.setAttribute("clamd.socket", .string(clamd.socketPath))
+        span.setAttribute("scan.size", .int64(Int64(body.count)))
         let verdict: ScanVerdict
         let engine: String
         do {

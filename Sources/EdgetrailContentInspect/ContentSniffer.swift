@@ -1,4 +1,5 @@
 import Crypto
+import EdgetrailCore
 import Foundation
 
 /// What a body really is, from its bytes rather than its declared type.
@@ -58,7 +59,7 @@ public enum ContentSniffer {
         let digest = SHA256.hash(data: Data(body))
         return ContentReport(
             sniffedType: sniffed, categories: categories, needsScan: needsScan, size: body.count,
-            sha256: digest.map { String(format: "%02x", $0) }.joined())
+            sha256: Hex.string(Array(digest)))
     }
 
     private static func looksLikeHTML(_ head: [UInt8]) -> Bool {

@@ -30,3 +30,20 @@ public struct Cookie: Hashable, Sendable, Comparable, CustomStringConvertible {
 
     public static func < (lhs: Cookie, rhs: Cookie) -> Bool { lhs.rawValue < rhs.rawValue }
 }
+
+/// Bytes written as lowercase hex digits, two per byte (ids, digests).
+public enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    public static func string(_ bytes: some Collection<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
+            var index = 0
+            for byte in bytes {
+                buffer[index] = digits[Int(byte >> 4)]
+                buffer[index + 1] = digits[Int(byte & 0x0F)]
+                index += 2
+            }
+            return index
+        }
+    }
+}

@@ -125,7 +125,7 @@ public struct TraceParent: Sendable, Equatable {
     }
 
     private static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        Hex.string(bytes)
     }
 }
 

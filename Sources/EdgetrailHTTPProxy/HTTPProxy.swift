@@ -118,7 +118,10 @@ public final class HTTPProxy: Service, Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { await self.serve(connection) }
+                        // The connection's work runs on its channel's event loop, and its upstream
+                        // connection lives on the same loop: reads and writes need no thread hops.
+                        let executor = EventLoopTaskExecutor(connection.channel.eventLoop)
+                        group.addTask(executorPreference: executor) { await self.serve(connection) }
                     }
                 }
             }
@@ -155,7 +158,7 @@ public final class HTTPProxy: Service, Sendable {
                     }
                     let upstream: UpstreamChannel
                     do {
-                        upstream = try await connect(target)
+                        upstream = try await connect(target, on: channel.eventLoop)
                     } catch {
                         try await reject(
                             exchange, outbound, status: .badGateway, reason: "cannot reach \(target.host):\(target.port): \(error)")
@@ -285,10 +288,10 @@ public final class HTTPProxy: Service, Sendable {
         let host = head.headers.first(name: "host") ?? target.map { "\($0.host):\($0.port)" } ?? ""
         let url = head.uri.hasPrefix("http://") ? head.uri : "http://\(host)\(head.uri)"
         let clientAddress = client.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
-        span.attributes["http.method"] = "\(head.method.rawValue)"
-        span.attributes["http.url"] = url
-        span.attributes["client.address"] = clientAddress
-        if let target { span.attributes["server.address"] = "\(target.host):\(target.port)" }
+        span.setAttribute("http.method", .string("\(head.method.rawValue)"))
+        span.setAttribute("http.url", .string(url))
+        span.setAttribute("client.address", .string(clientAddress))
+        if let target { span.setAttribute("server.address", .string("\(target.host):\(target.port)")) }
         var record = Edgetrail_V1_Session()
         record.cookie = cookie.rawValue
         record.client = clientAddress
@@ -326,9 +329,12 @@ public final class HTTPProxy: Service, Sendable {
         // An idle keep-alive connection the upstream has closed fails here, before any of the
         // response: a request we hold whole is sent again on a new connection, once.
         let retryable = exchange.complete && !exchange.retried
+        // A request held whole goes out in one write (one flush, one segment when it fits).
+        var parts: [HTTPClientRequestPart] = [.head(head)]
+        if exchange.body.readableBytes > 0 { parts.append(HTTPClientRequestPart.body(IOData.byteBuffer(exchange.body))) }
+        if exchange.complete { parts.append(HTTPClientRequestPart.end(nil)) }
         do {
-            try await upstream.write(.head(head))
-            if exchange.body.readableBytes > 0 { try await upstream.write(.body(.byteBuffer(exchange.body))) }
+            try await upstream.write(contentsOf: parts)
         } catch where retryable {
             upstreamSpan.end()
             return .retry
@@ -346,7 +352,7 @@ public final class HTTPProxy: Service, Sendable {
         }
         let first: HTTPClientResponsePart?
         do {
-            try await upstream.write(.end(nil))
+            if !exchange.complete { try await upstream.write(.end(nil)) }
             first = try await responses.next()
         } catch where retryable {
             upstreamSpan.end()
@@ -359,7 +365,7 @@ public final class HTTPProxy: Service, Sendable {
             try await reject(exchange, client, status: .badGateway, reason: "the upstream closed without a response")
             return .done(client: exchange.clientKeepAlive, upstream: false)
         }
-        upstreamSpan.attributes["http.status_code"] = Int(response.status.code)
+        upstreamSpan.setAttribute("http.status_code", .int64(Int64(Int(response.status.code))))
         upstreamSpan.end()
         let upstreamKeepAlive = response.isKeepAlive
         var held = ByteBuffer()
@@ -401,9 +407,12 @@ public final class HTTPProxy: Service, Sendable {
         // The session's id, for the client's own logs and `edgetrail trace`.
         response.headers.replaceOrAdd(name: "edgetrail-cookie", value: exchange.cookie.hex)
         response.version = exchange.head.version
-        try await client.write(.head(response))
         var sent = held.readableBytes
-        if held.readableBytes > 0 { try await client.write(.body(.byteBuffer(held))) }
+        var responseParts: [HTTPServerResponsePart] = [.head(response)]
+        if held.readableBytes > 0 { responseParts.append(HTTPServerResponsePart.body(IOData.byteBuffer(held))) }
+        // A held response goes out whole in one write.
+        if ended { responseParts.append(HTTPServerResponsePart.end(nil)) }
+        try await client.write(contentsOf: responseParts)
         if !ended {
             streaming: while let part = try await responses.next() {
                 switch part {
@@ -414,8 +423,8 @@ public final class HTTPProxy: Service, Sendable {
                 case .head: throw ProxyError.upstreamClosedMidResponse
                 }
             }
+            try await client.write(.end(nil))
         }
-        try await client.write(.end(nil))
         finish(exchange, status: Int(response.status.code), bytes: sent, contentType: contentType, inspected: ended,
             attributes: attributes, payload: held)
         return .done(client: clientKeepAlive, upstream: upstreamKeepAlive)
@@ -433,11 +442,12 @@ public final class HTTPProxy: Service, Sendable {
         headers.add(name: "content-length", value: "\(page.utf8.count)")
         headers.add(name: "edgetrail-cookie", value: exchange.cookie.hex)
         headers.add(name: "connection", value: exchange.clientKeepAlive && exchange.complete ? "keep-alive" : "close")
-        try await client.write(.head(HTTPResponseHead(version: exchange.head.version, status: status, headers: headers)))
-        try await client.write(.body(.byteBuffer(ByteBuffer(string: page))))
-        try await client.write(.end(nil))
-        exchange.span.attributes["edgetrail.denied"] = status == .forbidden
-        if !reason.isEmpty { exchange.span.attributes["edgetrail.reason"] = reason }
+        try await client.write(contentsOf: [
+            .head(HTTPResponseHead(version: exchange.head.version, status: status, headers: headers)),
+            .body(.byteBuffer(ByteBuffer(string: page))), .end(nil),
+        ])
+        exchange.span.setAttribute("edgetrail.denied", .bool(status == .forbidden))
+        if !reason.isEmpty { exchange.span.setAttribute("edgetrail.reason", .string(reason)) }
         if status != .forbidden { exchange.span.setStatus(SpanStatus(code: .error, message: reason)) }
         finish(exchange, status: Int(status.code), bytes: page.utf8.count, contentType: "text/html", inspected: true,
             attributes: { ["http.status": "\(status.code)", "edgetrail.reason": reason] }, payload: ByteBuffer())
@@ -450,9 +460,9 @@ public final class HTTPProxy: Service, Sendable {
         attributes: () -> [String: String], payload: ByteBuffer
     ) {
         let span = exchange.span
-        span.attributes["http.status_code"] = status
-        span.attributes["http.response.body.size"] = bytes
-        span.attributes["http.body_inspected"] = inspected
+        span.setAttribute("http.status_code", .int64(Int64(status)))
+        span.setAttribute("http.response.body.size", .int64(Int64(bytes)))
+        span.setAttribute("http.body_inspected", .bool(inspected))
         kit.state.set(
             exchange.cookie, "response",
             [("status", "\(status)"), ("bytes", "\(bytes)"), ("content_type", contentType), ("inspected", "\(inspected)")])
@@ -474,8 +484,8 @@ public final class HTTPProxy: Service, Sendable {
         }
     }
 
-    private func connect(_ target: (host: String, port: Int)) async throws -> UpstreamChannel {
-        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    private func connect(_ target: (host: String, port: Int), on loop: any EventLoop) async throws -> UpstreamChannel {
+        try await ClientBootstrap(group: loop)
             .connectTimeout(.seconds(5))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connect(host: target.host, port: target.port) { channel in

@@ -95,18 +95,18 @@ public final class MicroserviceKit: Sendable {
         let outcome = await hub.raise(
             event, cookie: cookie, attributes: attributes(), payload: payload(),
             traceParent: span.context.spanIdentity?.traceParent)
-        span.attributes["edgetrail.event"] = event
+        span.setAttribute("edgetrail.event", .string(event))
         switch outcome {
         case .answered(let verdict):
-            span.attributes["edgetrail.verdict"] = verdict.decision.rawValue
-            if !verdict.reason.isEmpty { span.attributes["edgetrail.verdict.reason"] = verdict.reason }
+            span.setAttribute("edgetrail.verdict", .string(verdict.decision.rawValue))
+            if !verdict.reason.isEmpty { span.setAttribute("edgetrail.verdict.reason", .string(verdict.reason)) }
         case .defaulted(let reason, let verdict):
-            span.attributes["edgetrail.verdict"] = verdict.decision.rawValue
-            span.attributes["edgetrail.verdict.default"] = reason.rawValue
+            span.setAttribute("edgetrail.verdict", .string(verdict.decision.rawValue))
+            span.setAttribute("edgetrail.verdict.default", .string(reason.rawValue))
         case .delivered:
-            span.attributes["edgetrail.handler"] = hub.handler(for: event) ?? ""
+            span.setAttribute("edgetrail.handler", .string(hub.handler(for: event) ?? ""))
         case .notDelivered(let reason):
-            span.attributes["edgetrail.event.undelivered"] = reason.rawValue
+            span.setAttribute("edgetrail.event.undelivered", .string(reason.rawValue))
         }
         span.end()
         return outcome

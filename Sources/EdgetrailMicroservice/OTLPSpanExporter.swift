@@ -64,18 +64,24 @@ public final class OTLPSpanExporter: Service, Sendable {
             let traces = Opentelemetry_Proto_Collector_Trace_V1_TraceService.Client(wrapping: client)
             await withGracefulShutdownHandler {
                 var lastWarning: ContinuousClock.Instant?
+                // A batch the collector did not take waits here, encoded once, and is sent again
+                // after a pause that grows while the collector stays away (up to 5 s).
+                var unsent: (request: Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest, count: Int)?
+                var pause = interval
                 while true {
                     let last = stopping.load(ordering: .acquiring)
-                    while let batch = queue.takeBatch(batchSize) {
+                    while let pending = unsent ?? queue.takeBatch(batchSize).map({ (request($0), $0.count) }) {
                         do {
                             var options = CallOptions.defaults
                             options.timeout = .seconds(5)
-                            _ = try await traces.export(request(batch), options: options)
-                            counts.withLock { $0.exported += batch.count }
+                            _ = try await traces.export(pending.request, options: options)
+                            counts.withLock { $0.exported += pending.count }
+                            unsent = nil
+                            pause = interval
                         } catch {
                             counts.withLock { $0.failedExports += 1 }
-                            let dropped = queue.requeue(batch)
-                            if dropped > 0 { counts.withLock { $0.dropped += dropped } }
+                            unsent = pending
+                            pause = min(pause * 2, .seconds(5))
                             if lastWarning.map({ $0.duration(to: .now) > .seconds(10) }) ?? true {
                                 lastWarning = .now
                                 logger.warning(
@@ -85,8 +91,16 @@ public final class OTLPSpanExporter: Service, Sendable {
                             break
                         }
                     }
-                    if last { return }
-                    await queue.wait(upTo: interval)
+                    if last {
+                        if let unsent { counts.withLock { $0.dropped += unsent.count + queue.count } }
+                        return
+                    }
+                    if unsent != nil {
+                        let pause = pause
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+                    } else {
+                        await queue.wait(upTo: interval)
+                    }
                 }
             } onGracefulShutdown: {
                 stopping.store(true, ordering: .releasing)

@@ -40,15 +40,15 @@ public struct SessionServerInterceptor: ServerInterceptor {
         let span = tracer.startSpan(
             "\(context.descriptor.service.service)/\(context.descriptor.method)",
             context: serviceContext, ofKind: .server)
-        span.attributes["rpc.system"] = "grpc"
-        span.attributes["rpc.method"] = context.descriptor.fullyQualifiedMethod
+        span.setAttribute("rpc.system", .string("grpc"))
+        span.setAttribute("rpc.method", .string(context.descriptor.fullyQualifiedMethod))
         do {
             let response = try await ServiceContext.withValue(span.context) {
                 try await next(request, context)
             }
             if case .failure(let error) = response.accepted {
                 span.setStatus(SpanStatus(code: .error, message: error.message))
-                span.attributes["rpc.grpc.status_code"] = "\(error.code)"
+                span.setAttribute("rpc.grpc.status_code", .string("\(error.code)"))
             }
             span.end()
             return response

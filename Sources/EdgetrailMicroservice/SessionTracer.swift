@@ -160,6 +160,11 @@ public final class SessionSpan: Tracing.Span, Sendable {
 
     public var isRecording: Bool { state.withLock { !$0.ended } }
 
+    /// Sets one attribute in place; `attributes[key] = value` copies them all for each change.
+    public func setAttribute(_ key: String, _ value: SpanAttribute) {
+        state.withLock { $0.attributes.set(key, value: value) }
+    }
+
     public func setStatus(_ status: SpanStatus) { state.withLock { $0.status = status } }
 
     public func addEvent(_ event: SpanEvent) { state.withLock { $0.events.append(event) } }

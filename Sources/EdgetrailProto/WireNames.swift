@@ -1,3 +1,4 @@
+import EdgetrailCore
 import Foundation
 
 // Hand-written beside the generated code: the names people, filter rules, the timeline and the
@@ -75,14 +76,5 @@ extension Edgetrail_V1_FiveTuple {
 
 extension Data {
     /// Lowercase hex, two digits per byte (trace and span ids).
-    public var hexString: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var result = [UInt8]()
-        result.reserveCapacity(count * 2)
-        for byte in self {
-            result.append(digits[Int(byte >> 4)])
-            result.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: result, as: UTF8.self)
-    }
+    public var hexString: String { Hex.string(self) }
 }
