@@ -1,5 +1,4 @@
 import EdgetrailCore
-import EdgetrailDatapath
 import EdgetrailNet
 import EdgetrailNode
 import EdgetrailTesting
@@ -19,11 +18,61 @@ func edgetrailBinary() throws -> String {
     return binary
 }
 
+/// An `edgetrail` process whose output the test reads.
+final class Background: @unchecked Sendable {
+    let process = Process()
+    private let pipe = Pipe()
+    private let lock = NSLock()
+    private var collected = Data()
+
+    init(_ binary: String, _ arguments: String...) throws {
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self else { return }
+            self.lock.lock()
+            self.collected.append(data)
+            self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    var output: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    func wait() -> Int32 {
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+        pipe.fileHandleForReading.readabilityHandler = nil
+    }
+}
+
+func waitFor(path: String, seconds: Double = 30) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !FileManager.default.fileExists(atPath: path) {
+        guard Date() < deadline else { throw HTTPTestError("\(path) did not appear within \(seconds) s") }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
+
 @Suite(
     "http-proxy in transparent mode inside a throwaway edge node", .serialized,
     .enabled(if: getuid() == 0, "SKIPPED: network namespaces and eBPF need root"))
 struct TransparentProxyTests {
-    @Test("the datapath steers the client's connection into the proxy pod: the client sees the origin's address, the origin sees only the proxy")
+    @Test("the datapath steers the client's connection into the proxy pod: the client sees the origin's address, the origin sees only the proxy, the flow carries the cookie")
     func transparent() async throws {
         let binary = try edgetrailBinary()
         let object = try TestInfra.datapathObject()
@@ -33,18 +82,32 @@ struct TransparentProxyTests {
         let runDirectory = try makeRunDirectory()
         defer { try? FileManager.default.removeItem(atPath: runDirectory) }
         try topology.start(topology.server, "\(binary) origin --listen 10.201.0.2:80 --dir \(TestInfra.packageRoot)/examples/origin")
+        // The node's Datapath Manager, with the redirect into the proxy pod; the proxy binds each
+        // client flow to its session's cookie through it.
+        let managerSocket = runDirectory + "/datapath.sock"
+        let macText = pod.mac.map { String(format: "%02x", $0) }.joined(separator: ":")
+        try """
+            rules:
+              - "10.201.0.2 80 : redirect => [http-proxy]"
+            pods:
+              - name: http-proxy
+                labels: [http-proxy]
+                interface: \(pod.nodeInterface)
+                mac: "\(macText)"
+            """.write(toFile: runDirectory + "/rules.yaml", atomically: true, encoding: .utf8)
+        let manager = try Background(
+            binary, "datapath", "serve", "--interface", topology.clientInterface, "--netns", topology.node,
+            "--socket", managerSocket, "--object", object, "--node", "transparent-test")
+        defer { manager.stop() }
+        try await waitFor(path: managerSocket)
+        let applied = try Background(binary, "datapath", "apply", runDirectory + "/rules.yaml", "--socket", managerSocket)
+        #expect(applied.wait() == 0)
+        let events = try Background(binary, "datapath", "events", "--json", "--socket", managerSocket)
+        defer { events.stop() }
         try topology.start(
             pod.namespace,
             "\(binary) microservice run http-proxy --name http-proxy --cnf transparent-test --run-dir \(runDirectory) "
-                + "--transparent --listen 0.0.0.0:80 --otlp \(runDirectory)/no-collector.sock")
-        let datapath = try BPFDatapath(objectPath: object)
-        try topology.inNode {
-            try datapath.attach(interface: topology.clientInterface)
-            _ = try datapath.apply(
-                [try DatapathRule.parse(shorthand: "10.201.0.2 80 : redirect => [http-proxy]")],
-                pods: [DatapathPod(name: "http-proxy", labels: ["http-proxy"], nodeInterface: pod.nodeInterface, mac: pod.mac)])
-        }
-        defer { _ = try? topology.inNode { datapath.detach() } }
+                + "--transparent --listen 0.0.0.0:80 --otlp \(runDirectory)/no-collector.sock --datapath-socket \(managerSocket)")
 
         let client = topology.client
         let (page, clients) = try await onThread("client") { () throws -> (HTTPTestClient.Response, HTTPTestClient.Response) in
@@ -71,5 +134,16 @@ struct TransparentProxyTests {
         #expect(page.headers["edgetrail-cookie"].flatMap { Cookie(hex: $0) } != nil)
         // …and the origin saw connections from the proxy pod only, never from the client.
         #expect(clients.text == "10.250.1.2\n")
+        // The client's flow ended (the client closed it) carrying the cookie of a session on it.
+        let cookies = Set([page, clients].compactMap { $0.headers["edgetrail-cookie"].flatMap { Cookie(hex: $0) } })
+        let deadline = Date().addingTimeInterval(10)
+        var bound = false
+        while !bound, Date() < deadline {
+            bound = events.output.split(separator: "\n").contains { line in
+                cookies.contains { line.contains("\"cookie\":\"\($0.rawValue)\"") } && line.contains("\"srcIp\":\"\(Data([10, 200, 0, 2]).base64EncodedString())\"")
+            }
+            if !bound { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(bound, "no flow event of the client's flow carries its session's cookie: \(events.output)")
     }
 }
