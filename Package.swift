@@ -149,6 +149,7 @@ let package = Package(
         .target(
             name: "EdgetrailRuntime",
             dependencies: [
+                "EdgetrailCore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -173,7 +174,7 @@ let package = Package(
         .target(
             name: "EdgetrailHTTPProxy",
             dependencies: [
-                "EdgetrailMicroservice", "EdgetrailCore", "EdgetrailProto", "EdgetrailDatapathAPI",
+                "EdgetrailMicroservice", "EdgetrailCore", "EdgetrailProto", "EdgetrailDatapathAPI", "EdgetrailRuntime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

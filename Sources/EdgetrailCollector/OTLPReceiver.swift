@@ -1,3 +1,4 @@
+import EdgetrailRuntime
 import EdgetrailCore
 import EdgetrailOTLP
 import EdgetrailProto

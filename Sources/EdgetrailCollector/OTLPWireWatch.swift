@@ -1,3 +1,4 @@
+import EdgetrailRuntime
 import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore

@@ -4,6 +4,7 @@ import EdgetrailMicroservice
 import EdgetrailProto
 import Foundation
 import GRPCCore
+import EdgetrailRuntime
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -90,6 +91,8 @@ final class ConnectionRegistry: Sendable {
 public final class FlowBinder: Service, Sendable {
     let socket: String
     let logger: Logger
+    /// At most one warning per 10 s while the failure lasts.
+    private let warnings = LogThrottle()
     private let queue = WorkQueue<(Edgetrail_V1_FiveTuple, Cookie)>(capacity: 10_000)
     private let failures = Atomic<Int>(0)
 
@@ -120,7 +123,6 @@ public final class FlowBinder: Service, Sendable {
     public func run() async throws {
         let stopping = Atomic<Bool>(false)
         await withGracefulShutdownHandler {
-            var lastWarning: ContinuousClock.Instant?
             while !stopping.load(ordering: .acquiring) {
                 if let batch = queue.takeBatch(256) {
                     do {
@@ -134,8 +136,7 @@ public final class FlowBinder: Service, Sendable {
                         }
                     } catch {
                         failures.add(batch.count, ordering: .relaxed)
-                        if lastWarning.map({ $0.duration(to: .now) > .seconds(10) }) ?? true {
-                            lastWarning = .now
+                        if warnings.due() {
                             logger.warning(
                                 "cannot bind client flows to their cookies; their flow events will lack the cookie",
                                 metadata: ["error": "\(DatapathManagerClient.explain(error, socket: socket))"])

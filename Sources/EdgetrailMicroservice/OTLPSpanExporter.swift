@@ -2,6 +2,7 @@ import EdgetrailCore
 import EdgetrailOTLP
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import EdgetrailRuntime
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -22,6 +23,8 @@ public final class OTLPSpanExporter: Service, Sendable {
     let batchSize: Int
     let interval: Duration
     let logger: Logger
+    /// At most one warning per 10 s while the failure lasts.
+    private let warnings = LogThrottle()
     private let queue: WorkQueue<FinishedSpan>
     private let counts = Mutex(Counts())
 
@@ -63,7 +66,6 @@ public final class OTLPSpanExporter: Service, Sendable {
         try await withGRPCClient(transport: transport) { client in
             let traces = Opentelemetry_Proto_Collector_Trace_V1_TraceService.Client(wrapping: client)
             await withGracefulShutdownHandler {
-                var lastWarning: ContinuousClock.Instant?
                 // A batch the collector did not take waits here, encoded once, and is sent again
                 // after a pause that grows while the collector stays away (up to 5 s).
                 var unsent: (request: Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest, count: Int)?
@@ -82,8 +84,7 @@ public final class OTLPSpanExporter: Service, Sendable {
                             counts.withLock { $0.failedExports += 1 }
                             unsent = pending
                             pause = min(pause * 2, .seconds(5))
-                            if lastWarning.map({ $0.duration(to: .now) > .seconds(10) }) ?? true {
-                                lastWarning = .now
+                            if warnings.due() {
                                 logger.warning(
                                     "cannot send spans to the collector; they wait in a queue of \(queue.capacity)",
                                     metadata: ["otlp": "\(endpoint)", "error": "\(error)"])

@@ -27,6 +27,8 @@ public final class SessionState: Service, Sendable {
     public let port: Int
     let retentionSeconds: Int
     let logger: Logger
+    /// At most one warning per 10 s while the failure lasts.
+    private let warnings = LogThrottle()
     private let queue = WorkQueue<Write>(capacity: 50_000)
     private let counts = Mutex(Counts())
     /// Used by the sender alone, on NIO's thread pool.
@@ -55,7 +57,6 @@ public final class SessionState: Service, Sendable {
     public func run() async throws {
         let stopping = Atomic<Bool>(false)
         await withGracefulShutdownHandler {
-            var lastWarning: ContinuousClock.Instant?
             while true {
                 let last = stopping.load(ordering: .acquiring)
                 while let batch = queue.takeBatch(512) {
@@ -67,8 +68,7 @@ public final class SessionState: Service, Sendable {
                         counts.withLock { $0.failedBatches += 1 }
                         let dropped = queue.requeue(batch)
                         if dropped > 0 { counts.withLock { $0.dropped += dropped } }
-                        if lastWarning.map({ $0.duration(to: .now) > .seconds(10) }) ?? true {
-                            lastWarning = .now
+                        if warnings.due() {
                             logger.warning(
                                 "cannot write session state to Redis; writes wait in a queue of \(queue.capacity)",
                                 metadata: ["redis": "\(host):\(port)", "error": "\(error)"])

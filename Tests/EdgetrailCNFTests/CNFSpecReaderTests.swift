@@ -62,7 +62,7 @@ struct CNFSpecReaderTests {
         let spec = try read(valid)
         #expect(spec.node == "edge-1")
         #expect(spec.microservices[0].labels == ["http-proxy"])
-        #expect(spec.microservices[0].events == ["request_received", "response_sent"])
+        #expect(spec.microservices[0].events == ["request_received", "response_received", "response_sent"])
         #expect(spec.microservices[1].labels == ["policy", "mgr"])
         #expect(spec.handlers == [Handler(microservice: "http-proxy", event: "request_received", file: "on_request.py")])
         #expect(spec.datapath.count == 2)
