@@ -175,6 +175,8 @@ let package = Package(
             name: "EdgetrailHTTPProxy",
             dependencies: [
                 "EdgetrailMicroservice", "EdgetrailCore", "EdgetrailProto", "EdgetrailDatapathAPI", "EdgetrailRuntime",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -203,6 +203,8 @@ public final class HTTPProxy: Service, Sendable {
         var url: String
         var clientKeepAlive: Bool
         var bytesFromClient: Int
+        /// The flow's binding to the cookie, awaited before the client gets its answer.
+        var binding: Task<Void, Never>?
         /// Sent again after a stale upstream connection failed it.
         var retried = false
     }
@@ -278,9 +280,12 @@ public final class HTTPProxy: Service, Sendable {
     private func begin(
         _ head: HTTPRequestHead, body: ByteBuffer, complete: Bool, client: SocketAddress?, target: (host: String, port: Int)?
     ) -> Exchange {
-        let cookie = Cookie(UInt64.random(in: 1...UInt64.max))
+        let cookie = kit.mintCookie()
         // A client that traces its own requests makes the proxy's span a child of its own.
-        var session = SessionContext(metadata: head.headers.map { ($0.name, $0.value) })
+        var session = SessionContext(
+            metadata: [SessionContext.traceParentHeader, SessionContext.baggageHeader].flatMap { name in
+                head.headers[name].map { (name, $0) }
+            })
         session.cookie = cookie
         var context = ServiceContext.topLevel
         context.session = session
@@ -288,27 +293,24 @@ public final class HTTPProxy: Service, Sendable {
         let host = head.headers.first(name: "host") ?? target.map { "\($0.host):\($0.port)" } ?? ""
         let url = head.uri.hasPrefix("http://") ? head.uri : "http://\(host)\(head.uri)"
         let clientAddress = client.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
-        span.setAttribute("http.method", .string("\(head.method.rawValue)"))
+        let origin = target.map { "\($0.host):\($0.port)" } ?? ""
+        let method = "\(head.method.rawValue)"
+        span.setAttribute("http.method", .string(method))
         span.setAttribute("http.url", .string(url))
         span.setAttribute("client.address", .string(clientAddress))
-        if let target { span.setAttribute("server.address", .string("\(target.host):\(target.port)")) }
-        var record = Edgetrail_V1_Session()
-        record.cookie = cookie.rawValue
-        record.client = clientAddress
-        record.origin = target.map { "\($0.host):\($0.port)" } ?? ""
-        record.method = "\(head.method.rawValue)"
-        record.url = url
-        record.startedAtNs = wallClockNanoseconds()
-        for header in head.headers { record.headers[header.name.lowercased()] = header.value }
-        sessions.put(record)
-        kit.state.set(
-            cookie, "request", [("method", record.method), ("url", url), ("client", clientAddress), ("origin", record.origin)])
+        if target != nil { span.setAttribute("server.address", .string(origin)) }
+        sessions.put(
+            SessionTable.Entry(
+                cookie: cookie, client: clientAddress, origin: origin, method: method, url: url, headers: head.headers,
+                startedAtNanoseconds: wallClockNanoseconds()))
+        kit.state.set(cookie, "request", [("method", method), ("url", url), ("client", clientAddress), ("origin", origin)])
+        var binding: Task<Void, Never>?
         if let binder, let client, let target, let tuple = FlowBinder.tuple(client: client, host: target.host, port: target.port) {
-            binder.bind(tuple, to: cookie)
+            binding = Task { await binder.bind(tuple, to: cookie) }
         }
         return Exchange(
             head: head, body: body, complete: complete, cookie: cookie, span: span, url: url,
-            clientKeepAlive: head.isKeepAlive, bytesFromClient: body.readableBytes)
+            clientKeepAlive: head.isKeepAlive, bytesFromClient: body.readableBytes, binding: binding)
     }
 
     /// Forwards an allowed request and brings back its response; returns whether the client
@@ -412,6 +414,7 @@ public final class HTTPProxy: Service, Sendable {
         if held.readableBytes > 0 { responseParts.append(HTTPServerResponsePart.body(IOData.byteBuffer(held))) }
         // A held response goes out whole in one write.
         if ended { responseParts.append(HTTPServerResponsePart.end(nil)) }
+        await exchange.binding?.value
         try await client.write(contentsOf: responseParts)
         if !ended {
             streaming: while let part = try await responses.next() {
@@ -442,6 +445,7 @@ public final class HTTPProxy: Service, Sendable {
         headers.add(name: "content-length", value: "\(page.utf8.count)")
         headers.add(name: "edgetrail-cookie", value: exchange.cookie.hex)
         headers.add(name: "connection", value: exchange.clientKeepAlive && exchange.complete ? "keep-alive" : "close")
+        await exchange.binding?.value
         try await client.write(contentsOf: [
             .head(HTTPResponseHead(version: exchange.head.version, status: status, headers: headers)),
             .body(.byteBuffer(ByteBuffer(string: page))), .end(nil),
@@ -513,7 +517,7 @@ public final class HTTPProxy: Service, Sendable {
     }
 
     /// What `GetSession` answers from: the recent sessions the proxy minted.
-    public func session(_ cookie: Cookie) -> Edgetrail_V1_Session? { sessions.get(cookie.rawValue) }
+    public func session(_ cookie: Cookie) -> Edgetrail_V1_Session? { sessions.get(cookie.rawValue)?.message }
 }
 
 enum ProxyError: Error, CustomStringConvertible {

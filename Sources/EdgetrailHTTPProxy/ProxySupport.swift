@@ -2,8 +2,10 @@ import EdgetrailCore
 import EdgetrailDatapathAPI
 import EdgetrailMicroservice
 import EdgetrailProto
+import DequeModule
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import EdgetrailRuntime
 import Logging
 import NIOCore
@@ -13,10 +15,32 @@ import Synchronization
 
 /// The sessions the proxy minted recently, for `GetSession`; the oldest are forgotten first.
 final class SessionTable: Sendable {
+    /// What the proxy keeps of a session (the wire message is made only when asked for).
+    struct Entry: Sendable {
+        var cookie: Cookie
+        var client: String
+        var origin: String
+        var method: String
+        var url: String
+        var headers: HTTPHeaders
+        var startedAtNanoseconds: UInt64
+
+        var message: Edgetrail_V1_Session {
+            var message = Edgetrail_V1_Session()
+            message.cookie = cookie.rawValue
+            message.client = client
+            message.origin = origin
+            message.method = method
+            message.url = url
+            message.startedAtNs = startedAtNanoseconds
+            for header in headers { message.headers[header.name.lowercased()] = header.value }
+            return message
+        }
+    }
+
     private struct State {
-        var sessions: [UInt64: Edgetrail_V1_Session] = [:]
-        var order: [UInt64] = []
-        var head = 0
+        var sessions: [UInt64: Entry] = [:]
+        var order = Deque<UInt64>()
     }
 
     let capacity: Int
@@ -26,22 +50,15 @@ final class SessionTable: Sendable {
         self.capacity = capacity
     }
 
-    func put(_ session: Edgetrail_V1_Session) {
+    func put(_ entry: Entry) {
         state.withLock { state in
-            state.sessions[session.cookie] = session
-            state.order.append(session.cookie)
-            if state.order.count - state.head > capacity {
-                state.sessions[state.order[state.head]] = nil
-                state.head += 1
-                if state.head >= capacity {
-                    state.order.removeFirst(state.head)
-                    state.head = 0
-                }
-            }
+            state.sessions[entry.cookie.rawValue] = entry
+            state.order.append(entry.cookie.rawValue)
+            if state.order.count > capacity, let oldest = state.order.popFirst() { state.sessions[oldest] = nil }
         }
     }
 
-    func get(_ cookie: UInt64) -> Edgetrail_V1_Session? { state.withLock { $0.sessions[cookie] } }
+    func get(_ cookie: UInt64) -> Entry? { state.withLock { $0.sessions[cookie] } }
 }
 
 /// The open client connections, so that stopping closes the idle ones at once and the busy ones
@@ -93,7 +110,7 @@ public final class FlowBinder: Service, Sendable {
     let logger: Logger
     /// At most one warning per 10 s while the failure lasts.
     private let warnings = LogThrottle()
-    private let queue = WorkQueue<(Edgetrail_V1_FiveTuple, Cookie)>(capacity: 10_000)
+    private let client = Mutex<DatapathManagerClient.Client?>(nil)
     private let failures = Atomic<Int>(0)
 
     init(socket: String, logger: Logger) {
@@ -101,13 +118,33 @@ public final class FlowBinder: Service, Sendable {
         self.logger = logger
     }
 
-    func bind(_ tuple: Edgetrail_V1_FiveTuple, to cookie: Cookie) {
-        _ = queue.add((tuple, cookie))
-        queue.wake()
+    /// Binds a flow to a cookie; returns once the manager has it, or after a short deadline (a
+    /// failure is counted and logged, never the request's problem). The proxy starts this when
+    /// a request arrives and waits for it only before answering: the client cannot end its flow
+    /// before it has its answer, so the flow's end event carries the cookie.
+    func bind(_ tuple: Edgetrail_V1_FiveTuple, to cookie: Cookie) async {
+        guard let client = client.withLock({ $0 }) else { return noteFailure("the Datapath Manager is not connected yet") }
+        var request = Edgetrail_V1_BindFlowRequest()
+        request.tuple = tuple
+        request.cookie = cookie.rawValue
+        var options = CallOptions.defaults
+        options.timeout = .milliseconds(250)
+        do {
+            _ = try await client.bindFlow(request, options: options)
+        } catch {
+            noteFailure(DatapathManagerClient.explain(error, socket: socket))
+        }
+    }
+
+    private func noteFailure(_ why: String) {
+        failures.add(1, ordering: .relaxed)
+        if warnings.due() {
+            logger.warning("cannot bind client flows to their cookies; their flow events will lack the cookie", metadata: ["error": "\(why)"])
+        }
     }
 
     /// The client's TCP flow to `host:port` (IPv4).
-    static func tuple(client: SocketAddress, host: String, port: Int) -> Edgetrail_V1_FiveTuple? {
+    static func tuple(client: NIOCore.SocketAddress, host: String, port: Int) -> Edgetrail_V1_FiveTuple? {
         guard let clientIP = client.ipAddress.flatMap(IPPrefix.parseAddress), clientIP.count == 4,
             let targetIP = IPPrefix.parseAddress(host), targetIP.count == 4, let clientPort = client.port
         else { return nil }
@@ -120,34 +157,13 @@ public final class FlowBinder: Service, Sendable {
         return tuple
     }
 
+    /// Keeps one connection to the manager (reconnecting as gRPC does) until shutdown.
     public func run() async throws {
-        let stopping = Atomic<Bool>(false)
-        await withGracefulShutdownHandler {
-            while !stopping.load(ordering: .acquiring) {
-                if let batch = queue.takeBatch(256) {
-                    do {
-                        try await DatapathManagerClient.with(socket: socket) { client in
-                            for (tuple, cookie) in batch {
-                                var request = Edgetrail_V1_BindFlowRequest()
-                                request.tuple = tuple
-                                request.cookie = cookie.rawValue
-                                _ = try await client.bindFlow(request)
-                            }
-                        }
-                    } catch {
-                        failures.add(batch.count, ordering: .relaxed)
-                        if warnings.due() {
-                            logger.warning(
-                                "cannot bind client flows to their cookies; their flow events will lack the cookie",
-                                metadata: ["error": "\(DatapathManagerClient.explain(error, socket: socket))"])
-                        }
-                    }
-                }
-                await queue.wait(upTo: .milliseconds(100))
-            }
-        } onGracefulShutdown: {
-            stopping.store(true, ordering: .releasing)
-            self.queue.wake()
+        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
+        try await withGRPCClient(transport: transport) { grpc in
+            client.withLock { $0 = DatapathManagerClient.Client(wrapping: grpc) }
+            try? await gracefulShutdown()
+            client.withLock { $0 = nil }
         }
     }
 }

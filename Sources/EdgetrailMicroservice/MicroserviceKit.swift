@@ -112,6 +112,15 @@ public final class MicroserviceKit: Sendable {
         return outcome
     }
 
+    /// A new session's cookie: unpredictable enough to keep sessions apart, never 0 (0 means "no
+    /// cookie" on the wire), and cheap (no system call per session).
+    public func mintCookie() -> Cookie {
+        while true {
+            let value = tracer.randomWord()
+            if value != 0 { return Cookie(value) }
+        }
+    }
+
     /// Whether a handler is attached for `event` now.
     public func isHandled(_ event: String) -> Bool { hub.handler(for: event) != nil }
 

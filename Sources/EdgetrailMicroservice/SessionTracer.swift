@@ -87,6 +87,8 @@ public final class SessionTracer: Tracer, Sendable {
     /// the system's generator for every id would cost a system call per 8 bytes).
     private let random = Mutex(SplitMix64())
 
+    func randomWord() -> UInt64 { random.withLock { $0.next() } }
+
     func randomID(_ count: Int) -> [UInt8] {
         random.withLock { generator in
             while true {

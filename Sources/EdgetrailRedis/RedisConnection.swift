@@ -80,12 +80,22 @@ public final class RedisConnection: @unchecked Sendable {
     /// Sends several commands at once and reads their replies in order (one round trip, not one
     /// per command).
     public func pipeline(_ commands: [[[UInt8]]]) throws(RedisError) -> [RedisValue] {
+        guard !commands.isEmpty else { return [] }
+        // The whole batch in Redis's wire form (RESP), handed to hiredis in one piece.
+        var wire: [UInt8] = []
+        wire.reserveCapacity(commands.reduce(0) { $0 + $1.reduce(16) { $0 + $1.count + 16 } })
         for arguments in commands {
-            let status = withArgv(arguments) { argc, argv, lengths in
-                redisAppendCommandArgv(context, argc, argv, lengths)
+            wire += Array("*\(arguments.count)\r\n".utf8)
+            for argument in arguments {
+                wire += Array("$\(argument.count)\r\n".utf8)
+                wire += argument
+                wire += [13, 10]
             }
-            guard status == REDIS_OK else { throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))") }
         }
+        let status = wire.withUnsafeBytes { bytes in
+            redisAppendFormattedCommand(context, bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count)
+        }
+        guard status == REDIS_OK else { throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))") }
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
         for _ in commands {

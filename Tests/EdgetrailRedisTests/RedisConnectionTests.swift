@@ -31,6 +31,29 @@ struct RedisConnectionTests {
         }
     }
 
+    @Test("a pipeline sends many commands at once and answers each in order, errors included, binary-safe")
+    func pipeline() async throws {
+        try await TestInfra.with([.redis]) { configuration in
+            let redis = try RedisConnection(host: configuration.host, port: configuration.redisPort)
+            let binary: [UInt8] = [0, 13, 10, 255]
+            let replies = try redis.pipeline([
+                ["HSET", "cookie:00000000000000ab:proxy:request", "url", "/a b"].map { Array($0.utf8) },
+                ["EXPIRE", "cookie:00000000000000ab:proxy:request", "60"].map { Array($0.utf8) },
+                [Array("SET".utf8), Array("cookie:00000000000000ab:raw".utf8), binary],
+                ["NOSUCHCOMMAND"].map { Array($0.utf8) },
+                ["GET", "cookie:00000000000000ab:raw"].map { Array($0.utf8) },
+            ])
+            #expect(replies.count == 5)
+            #expect(replies[0] == .integer(1))
+            #expect(replies[1] == .integer(1))
+            #expect(replies[2] == .status("OK"))
+            if case .error = replies[3] {} else { Issue.record("an unknown command in a pipeline answered \(replies[3])") }
+            #expect(replies[4] == .string(binary))
+            #expect(try redis.command("HGET", "cookie:00000000000000ab:proxy:request", "url").text == "/a b")
+            #expect(try redis.pipeline([]) == [])
+        }
+    }
+
     @Test("a change under cookie:* arrives as a keyspace notification")
     func keyspaceNotification() async throws {
         try await TestInfra.with([.redis]) { configuration in
