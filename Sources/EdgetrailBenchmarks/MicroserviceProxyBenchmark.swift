@@ -55,6 +55,7 @@ public enum MicroserviceProxyBenchmark {
             ], core: pin ? 0 : nil)
         defer { proxy.stop() }
         func reachable(_ address: String) -> String {
+            if address.contains("/") { return SocketProbe.isListening(.unix(path: address)) ? "up" : "not running" }
             let parts = address.split(separator: ":")
             guard parts.count == 2, let port = Int(parts[1]) else { return "no" }
             return SocketProbe.isListening(.tcp(host: String(parts[0]), port: port)) ? "up" : "not running"

@@ -62,7 +62,7 @@ struct MicroserviceRun: AsyncParsableCommand {
     @Option(help: "A YAML file with the μsrv's settings.")
     var config: String?
 
-    @Option(help: "Redis, HOST:PORT (default 127.0.0.1:16379).")
+    @Option(help: "Redis: HOST:PORT or a Unix socket path (default 127.0.0.1:16379; from a pod, the run directory's redis.sock).")
     var redis: String?
 
     @Option(help: "The collector's OTLP/gRPC receiver: HOST:PORT or a Unix socket path (default 127.0.0.1:4317).")
@@ -115,19 +115,9 @@ struct MicroserviceRun: AsyncParsableCommand {
             settings.apply(spec)
         }
         let infra = InfraConfiguration.fromEnvironment()
-        let redisAddress = try redis.map { try Self.hostPort($0, option: "--redis") } ?? file.redis
-        settings.redisHost = redisAddress?.host ?? infra.host
-        settings.redisPort = redisAddress?.port ?? infra.redisPort
-        if let otlp {
-            if otlp.contains("/") {
-                settings.otlp = .unix(path: otlp)
-            } else {
-                let address = try Self.hostPort(otlp, option: "--otlp")
-                settings.otlp = .tcp(host: address.host, port: address.port)
-            }
-        } else if let otlp = file.otlp {
-            settings.otlp = otlp
-        }
+        settings.redis = try redis.map { try Self.endpoint($0, option: "--redis") } ?? file.redis
+            ?? .tcp(host: infra.host, port: infra.redisPort)
+        if let otlp = try otlp.map({ try Self.endpoint($0, option: "--otlp") }) ?? file.otlp { settings.otlp = otlp }
         let logger = makeLogger(label: "edgetrail.microservice", component: name, level: logLevel)
         let kit = MicroserviceKit(settings: settings, logger: logger)
         let readyLine = "ready api=\(settings.apiSocket) events=\(settings.eventsSocket)"
@@ -231,6 +221,13 @@ struct MicroserviceRun: AsyncParsableCommand {
         return settings
     }
 
+    /// `HOST:PORT`, or a Unix socket path (anything with a '/').
+    static func endpoint(_ text: String, option: String) throws -> EdgetrailCore.Endpoint {
+        if text.contains("/") { return .unix(path: text) }
+        let address = try hostPort(text, option: option)
+        return .tcp(host: address.host, port: address.port)
+    }
+
     static func hostPort(_ text: String, option: String) throws -> (host: String, port: Int) {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let port = Int(parts[1]), (0...65535).contains(port), !parts[0].isEmpty else {
@@ -249,7 +246,7 @@ struct MicroserviceFile {
         var inspectLimit: Int?
     }
 
-    var redis: (host: String, port: Int)?
+    var redis: EdgetrailCore.Endpoint?
     var otlp: EdgetrailCore.Endpoint?
     var clamd: String?
     var datapathSocket: String?
@@ -265,14 +262,13 @@ struct MicroserviceFile {
         }
         let fields = context.fields(
             of: mapping, allowed: ["redis", "otlp", "clamd", "datapath_socket", "proxy", "policy"], what: "the μsrv settings")
-        file.redis = fields["redis"].flatMap { context.hostPort($0, what: "redis") }
-        if let node = fields["otlp"], let text = context.string(node, what: "otlp") {
-            if text.contains("/") {
-                file.otlp = .unix(path: text)
-            } else if let address = context.hostPort(node, what: "otlp") {
-                file.otlp = .tcp(host: address.host, port: address.port)
-            }
+        func endpoint(_ field: String) -> EdgetrailCore.Endpoint? {
+            guard let node = fields[field], let text = context.string(node, what: field) else { return nil }
+            if text.contains("/") { return .unix(path: text) }
+            return context.hostPort(node, what: field).map { .tcp(host: $0.host, port: $0.port) }
         }
+        file.redis = endpoint("redis")
+        file.otlp = endpoint("otlp")
         file.clamd = fields["clamd"].flatMap { context.string($0, what: "clamd") }
         file.datapathSocket = fields["datapath_socket"].flatMap { context.string($0, what: "datapath_socket") }
         if let node = fields["proxy"], let proxy = context.mapping(node, what: "the proxy section") {

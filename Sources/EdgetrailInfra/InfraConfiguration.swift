@@ -70,6 +70,9 @@ public struct InfraConfiguration: Sendable, Hashable {
 
     public var brokers: String { "\(host):\(brokerPort)" }
     public var clamdSocket: String { runDirectory + "/clamd.sock" }
+    /// Redis listens here too: a Unix socket crosses network namespaces, so μsrvs in their pods
+    /// reach the node's Redis through it.
+    public var redisSocket: String { runDirectory + "/redis.sock" }
     /// PostgreSQL's Unix socket folder.
     public var postgresSocketDirectory: String { runDirectory + "/postgres-socket" }
     /// A libpq URL for the `edgetrail` database (created on first start).

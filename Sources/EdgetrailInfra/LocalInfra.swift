@@ -188,6 +188,7 @@ public struct LocalInfra: Sendable {
                 executable: executable,
                 arguments: [
                     "--bind", configuration.host, "--port", String(configuration.redisPort),
+                    "--unixsocket", configuration.redisSocket, "--unixsocketperm", "770",
                     "--dir", run + "/redis", "--save", "", "--appendonly", "no", "--daemonize", "no",
                     // The collector's snapshot source listens for changes under cookie:*.
                     "--notify-keyspace-events", "KEA",

@@ -18,8 +18,8 @@ public struct MicroserviceSettings: Sendable {
     /// The pod's run directory: the μsrv serves `NAME.api.sock` and `NAME.events.sock` there,
     /// and finds the other μsrvs' sockets beside them.
     public var runDirectory: String
-    public var redisHost = "127.0.0.1"
-    public var redisPort = 16379
+    /// Redis, over TCP or (from inside a pod) a Unix socket.
+    public var redis: EdgetrailCore.Endpoint = .tcp(host: "127.0.0.1", port: 16379)
     /// The node collector's OTLP/gRPC receiver.
     public var otlp: EdgetrailCore.Endpoint = .tcp(host: "127.0.0.1", port: 4317)
     /// The events it publishes (the CNF may narrow its kind's list).
@@ -77,7 +77,7 @@ public final class MicroserviceKit: Sendable {
             logger: logger)
         tracer = SessionTracer(exporter: exporter)
         state = SessionState(
-            microservice: settings.name, host: settings.redisHost, port: settings.redisPort, logger: logger)
+            microservice: settings.name, redis: settings.redis, logger: logger)
     }
 
     /// Raises `event` for the session in `context`, inside a span of its own (the handler's span

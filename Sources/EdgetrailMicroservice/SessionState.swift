@@ -23,8 +23,8 @@ public final class SessionState: Service, Sendable {
     }
 
     public let microservice: String
-    public let host: String
-    public let port: Int
+    /// Redis: `HOST:PORT`, or a Unix socket (what a pod uses).
+    public let redis: Endpoint
     let retentionSeconds: Int
     let logger: Logger
     /// At most one warning per 10 s while the failure lasts.
@@ -34,10 +34,9 @@ public final class SessionState: Service, Sendable {
     /// Used by the sender alone, on NIO's thread pool.
     private let connection = Mutex<RedisConnection?>(nil)
 
-    public init(microservice: String, host: String, port: Int, retentionSeconds: Int = 3600, logger: Logger) {
+    public init(microservice: String, redis: Endpoint, retentionSeconds: Int = 3600, logger: Logger) {
         self.microservice = microservice
-        self.host = host
-        self.port = port
+        self.redis = redis
         self.retentionSeconds = retentionSeconds
         self.logger = logger
     }
@@ -71,7 +70,7 @@ public final class SessionState: Service, Sendable {
                         if warnings.due() {
                             logger.warning(
                                 "cannot write session state to Redis; writes wait in a queue of \(queue.capacity)",
-                                metadata: ["redis": "\(host):\(port)", "error": "\(error)"])
+                                metadata: ["redis": "\(redis)", "error": "\(error)"])
                         }
                         break
                     }
@@ -87,7 +86,7 @@ public final class SessionState: Service, Sendable {
 
     private func write(_ batch: [Write]) throws {
         try connection.withLock { connection in
-            if connection == nil { connection = try RedisConnection(host: host, port: port, timeoutSeconds: 2) }
+            if connection == nil { connection = try RedisConnection(redis, timeoutSeconds: 2) }
             var commands: [[[UInt8]]] = []
             commands.reserveCapacity(batch.count * 2)
             for write in batch {

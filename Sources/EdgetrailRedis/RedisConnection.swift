@@ -1,3 +1,4 @@
+import EdgetrailCore
 import CHiredis
 #if canImport(Glibc)
 import Glibc
@@ -34,21 +35,38 @@ public struct RedisError: Error, CustomStringConvertible, Sendable {
 public final class RedisConnection: @unchecked Sendable {
     private let context: UnsafeMutablePointer<redisContext>
     public let host: String
+    /// 0 for a Unix socket.
     public let port: Int
+    /// `HOST:PORT` or the socket's path, for messages.
+    public let address: String
 
-    /// Connects, failing after `timeoutSeconds`.
-    public init(host: String, port: Int, timeoutSeconds: Double = 5) throws(RedisError) {
-        self.host = host
-        self.port = port
+    /// Connects over TCP, failing after `timeoutSeconds`.
+    public convenience init(host: String, port: Int, timeoutSeconds: Double = 5) throws(RedisError) {
+        try self.init(.tcp(host: host, port: port), timeoutSeconds: timeoutSeconds)
+    }
+
+    /// Connects over TCP or a Unix socket (which crosses network namespaces: a pod reaches the
+    /// node's Redis through it), failing after `timeoutSeconds`.
+    public init(_ endpoint: Endpoint, timeoutSeconds: Double = 5) throws(RedisError) {
         let timeout = timeval(
             tv_sec: Int(timeoutSeconds), tv_usec: Int((timeoutSeconds - Double(Int(timeoutSeconds))) * 1e6))
-        guard let context = redisConnectWithTimeout(host, Int32(port), timeout) else {
+        let connected: UnsafeMutablePointer<redisContext>?
+        switch endpoint {
+        case .tcp(let host, let port):
+            (self.host, self.port) = (host, port)
+            connected = redisConnectWithTimeout(host, Int32(port), timeout)
+        case .unix(let path):
+            (self.host, self.port) = (path, 0)
+            connected = redisConnectUnixWithTimeout(path, timeout)
+        }
+        address = endpoint.description
+        guard let context = connected else {
             throw RedisError("could not allocate a Redis connection")
         }
         if context.pointee.err != 0 {
             let reason = Self.errorText(context)
             redisFree(context)
-            throw RedisError("could not connect to Redis at \(host):\(port): \(reason)")
+            throw RedisError("could not connect to Redis at \(endpoint): \(reason)")
         }
         redisSetTimeout(context, timeout)
         self.context = context
@@ -71,7 +89,7 @@ public final class RedisConnection: @unchecked Sendable {
             redisCommandArgv(context, argc, argv, lengths)
         }
         guard let reply else {
-            throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+            throw RedisError("Redis at \(address): \(Self.errorText(context))")
         }
         defer { freeReplyObject(reply) }
         return Self.convert(reply.assumingMemoryBound(to: redisReply.self))
@@ -95,13 +113,13 @@ public final class RedisConnection: @unchecked Sendable {
         let status = wire.withUnsafeBytes { bytes in
             redisAppendFormattedCommand(context, bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count)
         }
-        guard status == REDIS_OK else { throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))") }
+        guard status == REDIS_OK else { throw RedisError("Redis at \(address): \(Self.errorText(context))") }
         var replies: [RedisValue] = []
         replies.reserveCapacity(commands.count)
         for _ in commands {
             var reply: UnsafeMutableRawPointer?
             guard redisGetReply(context, &reply) == REDIS_OK, let reply else {
-                throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+                throw RedisError("Redis at \(address): \(Self.errorText(context))")
             }
             replies.append(Self.convert(reply.assumingMemoryBound(to: redisReply.self)))
             freeReplyObject(reply)
@@ -120,7 +138,7 @@ public final class RedisConnection: @unchecked Sendable {
     public func nextReply(timeoutMilliseconds: Int32) throws(RedisError) -> RedisValue? {
         var reply: UnsafeMutableRawPointer?
         if redisGetReplyFromReader(context, &reply) != REDIS_OK {
-            throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+            throw RedisError("Redis at \(address): \(Self.errorText(context))")
         }
         if reply == nil {
             var descriptor = pollfd(fd: context.pointee.fd, events: Int16(POLLIN), revents: 0)
@@ -128,7 +146,7 @@ public final class RedisConnection: @unchecked Sendable {
             if ready == 0 { return nil }
             if ready < 0 { throw RedisError("waiting for Redis failed: \(String(cString: strerror(errno)))") }
             if redisGetReply(context, &reply) != REDIS_OK {
-                throw RedisError("Redis at \(host):\(port): \(Self.errorText(context))")
+                throw RedisError("Redis at \(address): \(Self.errorText(context))")
             }
         }
         guard let reply else { return nil }

@@ -23,7 +23,7 @@ struct RunningMicroservice: Sendable {
         make: (MicroserviceKit) -> (api: [any RegistrableRPCService], extra: [any Service])
     ) async throws -> RunningMicroservice {
         var settings = MicroserviceSettings(name: name ?? kind.rawValue, kind: kind, cnf: "test", runDirectory: runDirectory)
-        settings.redisPort = redisPort
+        settings.redis = .tcp(host: "127.0.0.1", port: redisPort)
         settings.otlp = otlp
         settings.policies = policies
         var logger = Logger(label: "test.\(settings.name)")

@@ -74,6 +74,10 @@ func waitFor(path: String, seconds: Double = 30) async throws {
 struct TransparentProxyTests {
     @Test("the datapath steers the client's connection into the proxy pod: the client sees the origin's address, the origin sees only the proxy, the flow carries the cookie")
     func transparent() async throws {
+        try await TestInfra.with([.redis]) { infra in try await transparent(redisSocket: infra.redisSocket, redisPort: infra.redisPort) }
+    }
+
+    func transparent(redisSocket: String, redisPort: Int) async throws {
         let binary = try edgetrailBinary()
         let object = try TestInfra.datapathObject()
         let topology = try EdgeNodeNamespaces()
@@ -107,7 +111,8 @@ struct TransparentProxyTests {
         try topology.start(
             pod.namespace,
             "\(binary) microservice run http-proxy --name http-proxy --cnf transparent-test --run-dir \(runDirectory) "
-                + "--transparent --listen 0.0.0.0:80 --otlp \(runDirectory)/no-collector.sock --datapath-socket \(managerSocket)")
+                + "--transparent --listen 0.0.0.0:80 --otlp \(runDirectory)/no-collector.sock --datapath-socket \(managerSocket) "
+                + "--redis \(redisSocket)")
 
         let client = topology.client
         let (page, clients) = try await onThread("client") { () throws -> (HTTPTestClient.Response, HTTPTestClient.Response) in
@@ -145,5 +150,11 @@ struct TransparentProxyTests {
             if !bound { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(bound, "no flow event of the client's flow carries its session's cookie: \(events.output)")
+        // From inside its pod the proxy wrote the session's state to the node's Redis, through
+        // Redis's Unix socket.
+        let cookie = try #require(page.headers["edgetrail-cookie"])
+        let state = try await redisHash(port: redisPort, key: "cookie:\(cookie):http-proxy:request")
+        #expect(state["url"] == "http://origin.test/")
+        #expect(state["origin"] == "10.201.0.2:80")
     }
 }

@@ -31,6 +31,20 @@ struct RedisConnectionTests {
         }
     }
 
+    @Test("the local Redis also answers on its Unix socket (what a pod uses: sockets cross network namespaces)")
+    func unixSocket() async throws {
+        try await TestInfra.with([.redis]) { configuration in
+            let redis = try RedisConnection(.unix(path: configuration.redisSocket))
+            #expect(try redis.command("PING") == .status("PONG"))
+            #expect(redis.address == configuration.redisSocket)
+        }
+        #expect {
+            _ = try RedisConnection(.unix(path: "/tmp/edgetrail-no-such-redis.sock"), timeoutSeconds: 1)
+        } throws: { error in
+            "\(error)".hasPrefix("could not connect to Redis at /tmp/edgetrail-no-such-redis.sock")
+        }
+    }
+
     @Test("a pipeline sends many commands at once and answers each in order, errors included, binary-safe")
     func pipeline() async throws {
         try await TestInfra.with([.redis]) { configuration in
