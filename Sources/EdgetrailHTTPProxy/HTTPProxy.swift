@@ -52,7 +52,7 @@ public final class HTTPProxy: Service, Sendable {
     let sessions = SessionTable(capacity: 10_000)
     let binder: FlowBinder?
     private let bound = Mutex<SocketAddress?>(nil)
-    private let connections = ConnectionRegistry()
+    let connections = ConnectionRegistry()
     private let boundWaiters = Mutex<[CheckedContinuation<SocketAddress?, Never>]>([])
 
     public init(kit: MicroserviceKit, settings: ProxySettings) {
@@ -98,99 +98,44 @@ public final class HTTPProxy: Service, Sendable {
                     name: NIOBSDSocket.Option(rawValue: CInt(IP_TRANSPARENT))),
                 value: 1)
         }
-        let server: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+        let target: @Sendable (any Channel) -> (host: String, port: Int)?
+        switch settings.mode {
+        case .explicit(let host, let port): target = { _ in (host, port) }
+        case .transparent:
+            // The datapath kept the client's destination: it is the accepted socket's own address.
+            target = { channel in channel.localAddress.flatMap { address in address.ipAddress.map { ($0, address.port ?? 80) } } }
+        }
+        let server: any Channel
         do {
-            server = try await bootstrap.bind(host: settings.listenHost, port: settings.listenPort) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+            server = try await bootstrap
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(ProxyConnection(proxy: self, target: target(channel)))
+                    }
                 }
-            }
+                .bind(host: settings.listenHost, port: settings.listenPort).get()
         } catch {
             publish(nil)
             throw MicroserviceError(
                 "http-proxy cannot listen on \(settings.listenHost):\(settings.listenPort): \(error)"
                     + (settings.mode == .transparent ? " (transparent mode needs CAP_NET_ADMIN, e.g. root in the pod)" : ""))
         }
-        publish(server.channel.localAddress)
+        publish(server.localAddress)
         let connections = self.connections
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await server.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        // The connection's work runs on its channel's event loop, and its upstream
-                        // connection lives on the same loop: reads and writes need no thread hops.
-                        let executor = EventLoopTaskExecutor(connection.channel.eventLoop)
-                        group.addTask(executorPreference: executor) { await self.serve(connection) }
-                    }
-                }
-            }
+        await withGracefulShutdownHandler {
+            try? await server.closeFuture.get()
         } onGracefulShutdown: {
-            // Stop accepting; connections finish the request they are in and close.
-            server.channel.close(promise: nil)
+            // Stop accepting; idle connections close now, busy ones after their current request.
+            server.close(promise: nil)
             connections.stop()
         }
+        // Let the busy connections finish (a large download may take a while), up to a minute.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while connections.count > 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
     }
 
-    // MARK: One client connection
-
-    typealias ClientChannel = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    typealias UpstreamChannel = NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
-
-    private func serve(_ connection: ClientChannel) async {
-        let channel = connection.channel
-        let id = connections.add(channel)
-        defer { connections.remove(id) }
-        let client = channel.remoteAddress
-        let target: (host: String, port: Int)?
-        switch settings.mode {
-        case .explicit(let host, let port): target = (host, port)
-        case .transparent: target = channel.localAddress.flatMap { address in address.ipAddress.map { ($0, address.port ?? 80) } }
-        }
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var requests = inbound.makeAsyncIterator()
-                var next = try await readAndDecide(&requests, outbound, client: client, target: target, id: id)
-                while let exchange = next {
-                    guard let target else {
-                        try await reject(exchange, outbound, status: .badGateway, reason: "the original destination is unknown")
-                        return
-                    }
-                    let upstream: UpstreamChannel
-                    do {
-                        upstream = try await connect(target, on: channel.eventLoop)
-                    } catch {
-                        try await reject(
-                            exchange, outbound, status: .badGateway, reason: "cannot reach \(target.host):\(target.port): \(error)")
-                        guard exchange.clientKeepAlive, exchange.complete else { return }
-                        next = try await readAndDecide(&requests, outbound, client: client, target: target, id: id)
-                        continue
-                    }
-                    // One upstream connection serves requests until it or the client closes.
-                    next = try await upstream.executeThenClose { upstreamIn, upstreamOut -> Exchange? in
-                        var responses = upstreamIn.makeAsyncIterator()
-                        var current = exchange
-                        while true {
-                            let forwarded = try await forward(current, &requests, outbound, &responses, upstreamOut)
-                            guard case .done(let clientOpen, let upstreamOpen) = forwarded else {
-                                current.retried = true
-                                return current
-                            }
-                            guard clientOpen else { return nil }
-                            guard
-                                let following = try await readAndDecide(
-                                    &requests, outbound, client: client, target: target, id: id)
-                            else { return nil }
-                            guard upstreamOpen else { return following }
-                            current = following
-                        }
-                    }
-                }
-            }
-        } catch {
-            kit.logger.debug("client connection ended", metadata: ["error": "\(error)"])
-        }
-    }
+    // MARK: One request
 
     /// What the proxy knows about one request while it handles it.
     struct Exchange {
@@ -207,60 +152,9 @@ public final class HTTPProxy: Service, Sendable {
         var binding: Task<Void, Never>?
         /// Sent again after a stale upstream connection failed it.
         var retried = false
+        var upstreamSpan: SessionSpan?
     }
 
-    enum Forwarded {
-        /// The exchange is over; whether the client and upstream connections stay open.
-        case done(client: Bool, upstream: Bool)
-        /// The upstream connection failed before answering: send it again on a new one.
-        case retry
-    }
-
-    /// Reads the next request (denying the ones the handler denies, which need no upstream);
-    /// returns the next allowed one, or nil when the client is done.
-    private func readAndDecide(
-        _ requests: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
-        _ outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, client: SocketAddress?,
-        target: (host: String, port: Int)?, id: Int
-    ) async throws -> Exchange? {
-        while true {
-            connections.setIdle(id, true)
-            guard !connections.stopping, let part = try await requests.next() else { return nil }
-            connections.setIdle(id, false)
-            guard case .head(var head) = part else { continue }
-            // The client waits for a go-ahead before sending its body; the proxy reads bodies
-            // before forwarding, so it gives the go-ahead itself.
-            if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-                head.headers.remove(name: "expect")
-                try await outbound.write(.head(HTTPResponseHead(version: head.version, status: .continue)))
-            }
-            var body = ByteBuffer()
-            var complete = false
-            reading: while body.readableBytes <= settings.inspectLimit {
-                switch try await requests.next() {
-                case .body(var chunk): body.writeBuffer(&chunk)
-                case .end: complete = true; break reading
-                case .head, nil: throw ProxyError.clientClosedMidRequest
-                }
-            }
-            var exchange = begin(head, body: body, complete: complete, client: client, target: target)
-            let outcome = await kit.raise(
-                "request_received", context: exchange.span.context,
-                attributes: Self.requestAttributes(exchange, client: client, target: target),
-                payload: Data(body.readableBytesView))
-            guard outcome.verdict.denied else { return exchange }
-            // Denied: the rest of the body is read and dropped, and the client gets the 403.
-            if !complete {
-                while let part = try await requests.next() {
-                    exchange.bytesFromClient += part.bodyCount
-                    if case .end = part { break }
-                }
-                exchange.complete = true
-            }
-            try await reject(exchange, outbound, status: .forbidden, reason: outcome.verdict.reason)
-            guard exchange.clientKeepAlive else { return nil }
-        }
-    }
 
     static func requestAttributes(_ exchange: Exchange, client: SocketAddress?, target: (host: String, port: Int)?)
         -> [String: String]
@@ -277,7 +171,7 @@ public final class HTTPProxy: Service, Sendable {
     }
 
     /// Mints the session and starts its span.
-    private func begin(
+    func begin(
         _ head: HTTPRequestHead, body: ByteBuffer, complete: Bool, client: SocketAddress?, target: (host: String, port: Int)?
     ) -> Exchange {
         let cookie = kit.mintCookie()
@@ -313,153 +207,9 @@ public final class HTTPProxy: Service, Sendable {
             clientKeepAlive: head.isKeepAlive, bytesFromClient: body.readableBytes, binding: binding)
     }
 
-    /// Forwards an allowed request and brings back its response; returns whether the client
-    /// and the upstream connections stay open.
-    private func forward(
-        _ exchange: Exchange, _ requests: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator,
-        _ client: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-        _ responses: inout NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator,
-        _ upstream: NIOAsyncChannelOutboundWriter<HTTPClientRequestPart>
-    ) async throws -> Forwarded {
-        var exchange = exchange
-        let span = exchange.span
-        let upstreamSpan = kit.tracer.startSpan("upstream \(exchange.head.method.rawValue)", context: span.context, ofKind: .client)
-        var head = exchange.head
-        Self.removeHopByHop(&head.headers)
-        head.headers.replaceOrAdd(name: "traceparent", value: upstreamSpan.context.spanIdentity?.traceParent?.header ?? "")
-        head.version = .http1_1
-        // An idle keep-alive connection the upstream has closed fails here, before any of the
-        // response: a request we hold whole is sent again on a new connection, once.
-        let retryable = exchange.complete && !exchange.retried
-        // A request held whole goes out in one write (one flush, one segment when it fits).
-        var parts: [HTTPClientRequestPart] = [.head(head)]
-        if exchange.body.readableBytes > 0 { parts.append(HTTPClientRequestPart.body(IOData.byteBuffer(exchange.body))) }
-        if exchange.complete { parts.append(HTTPClientRequestPart.end(nil)) }
-        do {
-            try await upstream.write(contentsOf: parts)
-        } catch where retryable {
-            upstreamSpan.end()
-            return .retry
-        }
-        if !exchange.complete {
-            streaming: while let part = try await requests.next() {
-                switch part {
-                case .body(let chunk):
-                    exchange.bytesFromClient += chunk.readableBytes
-                    try await upstream.write(.body(.byteBuffer(chunk)))
-                case .end: break streaming
-                case .head: throw ProxyError.clientClosedMidRequest
-                }
-            }
-        }
-        let first: HTTPClientResponsePart?
-        do {
-            if !exchange.complete { try await upstream.write(.end(nil)) }
-            first = try await responses.next()
-        } catch where retryable {
-            upstreamSpan.end()
-            return .retry
-        }
-        guard case .head(var response)? = first else {
-            upstreamSpan.end()
-            if retryable { return .retry }
-            upstreamSpan.setStatus(SpanStatus(code: .error, message: "the upstream closed without a response"))
-            try await reject(exchange, client, status: .badGateway, reason: "the upstream closed without a response")
-            return .done(client: exchange.clientKeepAlive, upstream: false)
-        }
-        upstreamSpan.setAttribute("http.status_code", .int64(Int64(Int(response.status.code))))
-        upstreamSpan.end()
-        let upstreamKeepAlive = response.isKeepAlive
-        var held = ByteBuffer()
-        var ended = false
-        holding: while held.readableBytes <= settings.inspectLimit {
-            switch try await responses.next() {
-            case .body(var chunk): held.writeBuffer(&chunk)
-            case .end: ended = true; break holding
-            case .head, nil: throw ProxyError.upstreamClosedMidResponse
-            }
-        }
-        let contentType = response.headers.first(name: "content-type") ?? ""
-        let responseHead = response
-        let url = exchange.url
-        let inspected = ended
-        let attributes = { @Sendable () -> [String: String] in
-            var attributes = Self.attributes(of: responseHead.headers)
-            attributes["http.status"] = "\(responseHead.status.code)"
-            attributes["http.url"] = url
-            attributes["http.content_type"] = contentType
-            attributes["http.body_inspected"] = "\(inspected)"
-            return attributes
-        }
-        if ended {
-            let outcome = await kit.raise(
-                "response_received", context: span.context, attributes: attributes(), payload: Data(held.readableBytesView))
-            if outcome.verdict.denied {
-                try await reject(exchange, client, status: .forbidden, reason: outcome.verdict.reason)
-                return .done(client: exchange.clientKeepAlive, upstream: upstreamKeepAlive)
-            }
-        }
-        let clientKeepAlive = exchange.clientKeepAlive && (ended || response.headers.contains(name: "content-length")
-            || exchange.head.version.minor >= 1)
-        Self.removeHopByHop(&response.headers)
-        if ended, !response.headers.contains(name: "content-length"), response.status.mayHaveResponseBody {
-            response.headers.replaceOrAdd(name: "content-length", value: "\(held.readableBytes)")
-        }
-        response.headers.replaceOrAdd(name: "connection", value: clientKeepAlive ? "keep-alive" : "close")
-        // The session's id, for the client's own logs and `edgetrail trace`.
-        response.headers.replaceOrAdd(name: "edgetrail-cookie", value: exchange.cookie.hex)
-        response.version = exchange.head.version
-        var sent = held.readableBytes
-        var responseParts: [HTTPServerResponsePart] = [.head(response)]
-        if held.readableBytes > 0 { responseParts.append(HTTPServerResponsePart.body(IOData.byteBuffer(held))) }
-        // A held response goes out whole in one write.
-        if ended { responseParts.append(HTTPServerResponsePart.end(nil)) }
-        await exchange.binding?.value
-        try await client.write(contentsOf: responseParts)
-        if !ended {
-            streaming: while let part = try await responses.next() {
-                switch part {
-                case .body(let chunk):
-                    sent += chunk.readableBytes
-                    try await client.write(.body(.byteBuffer(chunk)))
-                case .end: break streaming
-                case .head: throw ProxyError.upstreamClosedMidResponse
-                }
-            }
-            try await client.write(.end(nil))
-        }
-        finish(exchange, status: Int(response.status.code), bytes: sent, contentType: contentType, inspected: ended,
-            attributes: attributes, payload: held)
-        return .done(client: clientKeepAlive, upstream: upstreamKeepAlive)
-    }
-
-    /// Answers the client itself: a 403 (denied) or 502 (upstream trouble) page naming the
-    /// reason and the cookie.
-    private func reject(
-        _ exchange: Exchange, _ client: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, status: HTTPResponseStatus,
-        reason: String
-    ) async throws {
-        let page = DenyPage.html(status: status, reason: reason, cookie: exchange.cookie, url: exchange.head.uri)
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "text/html; charset=utf-8")
-        headers.add(name: "content-length", value: "\(page.utf8.count)")
-        headers.add(name: "edgetrail-cookie", value: exchange.cookie.hex)
-        headers.add(name: "connection", value: exchange.clientKeepAlive && exchange.complete ? "keep-alive" : "close")
-        await exchange.binding?.value
-        try await client.write(contentsOf: [
-            .head(HTTPResponseHead(version: exchange.head.version, status: status, headers: headers)),
-            .body(.byteBuffer(ByteBuffer(string: page))), .end(nil),
-        ])
-        exchange.span.setAttribute("edgetrail.denied", .bool(status == .forbidden))
-        if !reason.isEmpty { exchange.span.setAttribute("edgetrail.reason", .string(reason)) }
-        if status != .forbidden { exchange.span.setStatus(SpanStatus(code: .error, message: reason)) }
-        finish(exchange, status: Int(status.code), bytes: page.utf8.count, contentType: "text/html", inspected: true,
-            attributes: { ["http.status": "\(status.code)", "edgetrail.reason": reason] }, payload: ByteBuffer())
-    }
-
     /// Ends the session's span, records the response and raises `response_sent` (without holding
     /// up the connection for its handler).
-    private func finish(
+    func finish(
         _ exchange: Exchange, status: Int, bytes: Int, contentType: String, inspected: Bool,
         attributes: () -> [String: String], payload: ByteBuffer
     ) {
@@ -488,18 +238,6 @@ public final class HTTPProxy: Service, Sendable {
         }
     }
 
-    private func connect(_ target: (host: String, port: Int), on loop: any EventLoop) async throws -> UpstreamChannel {
-        try await ClientBootstrap(group: loop)
-            .connectTimeout(.seconds(5))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connect(host: target.host, port: target.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    return try UpstreamChannel(wrappingChannelSynchronously: channel)
-                }
-            }
-    }
-
     /// Headers for a connection, not for the message (RFC 9110 §7.6.1).
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
         let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
@@ -518,23 +256,4 @@ public final class HTTPProxy: Service, Sendable {
 
     /// What `GetSession` answers from: the recent sessions the proxy minted.
     public func session(_ cookie: Cookie) -> Edgetrail_V1_Session? { sessions.get(cookie.rawValue)?.message }
-}
-
-enum ProxyError: Error, CustomStringConvertible {
-    case clientClosedMidRequest
-    case upstreamClosedMidResponse
-
-    var description: String {
-        switch self {
-        case .clientClosedMidRequest: "the client closed its connection in the middle of a request"
-        case .upstreamClosedMidResponse: "the upstream closed its connection in the middle of a response"
-        }
-    }
-}
-
-extension HTTPServerRequestPart {
-    var bodyCount: Int {
-        if case .body(let chunk) = self { return chunk.readableBytes }
-        return 0
-    }
 }

@@ -94,6 +94,8 @@ final class ConnectionRegistry: Sendable {
 
     var stopping: Bool { state.withLock { $0.stopping } }
 
+    var count: Int { state.withLock { $0.channels.count } }
+
     func stop() {
         let idle = state.withLock { state in
             state.stopping = true
