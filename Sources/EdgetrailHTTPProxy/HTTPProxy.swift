@@ -239,13 +239,20 @@ public final class HTTPProxy: Service, Sendable {
     }
 
     /// Headers for a connection, not for the message (RFC 9110 §7.6.1).
+    private static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+    ]
+
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
-        let named = headers[canonicalForm: "connection"].map { $0.lowercased() }
-        for name in ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"]
-            + named
-        {
-            headers.remove(name: name)
+        // One pass to find them (most messages carry one or two), then remove only those.
+        var found: [String] = []
+        for header in headers where header.name.utf8.count <= 17 {
+            let name = header.name.lowercased()
+            if hopByHop.contains(name) { found.append(name) }
         }
+        guard !found.isEmpty else { return }
+        for option in headers[canonicalForm: "connection"] { found.append(option.lowercased()) }
+        for name in found { headers.remove(name: name) }
     }
 
     static func attributes(of headers: HTTPHeaders) -> [String: String] {

@@ -84,18 +84,19 @@ public final class SessionState: Service, Sendable {
         }
     }
 
-    private func write(_ batch: [Write]) throws {
+    private func write(_ batch0: [Write]) throws {
         try connection.withLock { connection in
             if connection == nil { connection = try RedisConnection(redis, timeoutSeconds: 2) }
-            var commands: [[[UInt8]]] = []
-            commands.reserveCapacity(batch.count * 2)
-            for write in batch {
+            var batch = RESPBatch()
+            let retention = "\(retentionSeconds)"
+            for write in batch0 {
                 var arguments = ["HSET", write.key]
+                arguments.reserveCapacity(2 + write.fields.count * 2)
                 for (field, value) in write.fields { arguments += [field, value] }
-                commands.append(arguments.map { Array($0.utf8) })
-                commands.append(["EXPIRE", write.key, "\(retentionSeconds)"].map { Array($0.utf8) })
+                batch.append(arguments)
+                batch.append(["EXPIRE", write.key, retention])
             }
-            for reply in try connection!.pipeline(commands) {
+            for reply in try connection!.pipeline(batch) {
                 if case .error(let message) = reply { throw RedisError(message) }
             }
         }

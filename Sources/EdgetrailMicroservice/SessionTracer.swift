@@ -146,6 +146,7 @@ public final class SessionSpan: Tracing.Span, Sendable {
         self.startNanoseconds = startNanoseconds
         self.exporter = exporter
         var attributes = SpanAttributes()
+        attributes.reserveCapacity(8)
         if let cookie = context.session?.cookie { attributes[SessionContext.cookieBaggageKey] = cookie.hex }
         state = Mutex(State(operationName: operationName, attributes: attributes))
     }

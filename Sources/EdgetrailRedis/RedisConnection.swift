@@ -98,19 +98,16 @@ public final class RedisConnection: @unchecked Sendable {
     /// Sends several commands at once and reads their replies in order (one round trip, not one
     /// per command).
     public func pipeline(_ commands: [[[UInt8]]]) throws(RedisError) -> [RedisValue] {
+        var batch = RESPBatch()
+        for arguments in commands { batch.append(arguments) }
+        return try pipeline(batch)
+    }
+
+    /// Sends a batch written in Redis's wire form and reads its replies in order.
+    public func pipeline(_ batch: RESPBatch) throws(RedisError) -> [RedisValue] {
+        let commands = 0..<batch.count
         guard !commands.isEmpty else { return [] }
-        // The whole batch in Redis's wire form (RESP), handed to hiredis in one piece.
-        var wire: [UInt8] = []
-        wire.reserveCapacity(commands.reduce(0) { $0 + $1.reduce(16) { $0 + $1.count + 16 } })
-        for arguments in commands {
-            wire += Array("*\(arguments.count)\r\n".utf8)
-            for argument in arguments {
-                wire += Array("$\(argument.count)\r\n".utf8)
-                wire += argument
-                wire += [13, 10]
-            }
-        }
-        let status = wire.withUnsafeBytes { bytes in
+        let status = batch.bytes.withUnsafeBytes { bytes in
             redisAppendFormattedCommand(context, bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count)
         }
         guard status == REDIS_OK else { throw RedisError("Redis at \(address): \(Self.errorText(context))") }
@@ -204,5 +201,40 @@ public final class RedisConnection: @unchecked Sendable {
     private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> [UInt8] {
         guard let pointer, length > 0 else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: length))
+    }
+}
+
+/// Commands written straight into Redis's wire form (RESP), for `RedisConnection.pipeline`:
+/// no intermediate copies of the arguments.
+public struct RESPBatch: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    public private(set) var count = 0
+
+    public init() {}
+
+    public mutating func append(_ arguments: [[UInt8]]) {
+        header(UInt8(ascii: "*"), arguments.count)
+        for argument in arguments {
+            header(UInt8(ascii: "$"), argument.count)
+            bytes += argument
+            bytes += [13, 10]
+        }
+        count += 1
+    }
+
+    public mutating func append(_ arguments: [String]) {
+        header(UInt8(ascii: "*"), arguments.count)
+        for argument in arguments {
+            header(UInt8(ascii: "$"), argument.utf8.count)
+            bytes += argument.utf8
+            bytes += [13, 10]
+        }
+        count += 1
+    }
+
+    private mutating func header(_ kind: UInt8, _ number: Int) {
+        bytes.append(kind)
+        bytes += String(number).utf8
+        bytes += [13, 10]
     }
 }
