@@ -74,22 +74,28 @@ public enum MicroserviceProxyBenchmark {
         // Throughput with `clients` busy connections; latency with one connection at a time, so
         // that the figure is what the proxy adds to a request, not time queued behind others.
         var throughput: [Mode: [Figures]] = [:]
+        // CPU time per request of the process serving it (the origin directly; the proxy): steadier
+        // than requests/s on a shared machine.
+        var cpuPerRequest: [Mode: [Double]] = [:]
         var latency: [Mode: [Figures]] = [:]
         for round in 0..<settings.rounds {
             for mode in Mode.allCases {
                 let target = mode == .direct ? origin.listen : proxy.listen
                 // Warm up connections and caches.
                 _ = try Load.run(address: target, path: path, clients: settings.clients, seconds: 0.3)
+                let cpuBefore = (origin.cpuSeconds, proxy.cpuSeconds)
                 let busy = try Load.run(address: target, path: path, clients: settings.clients, seconds: settings.seconds)
+                let cpu = mode == .direct ? origin.cpuSeconds - cpuBefore.0 : proxy.cpuSeconds - cpuBefore.1
+                cpuPerRequest[mode, default: []].append(busy.requests > 0 ? cpu / Double(busy.requests) * 1e6 : 0)
                 let single = try Load.run(address: target, path: path, clients: 1, seconds: settings.seconds / 2)
                 throughput[mode, default: []].append(busy)
                 latency[mode, default: []].append(single)
                 say(
                     "  round \(round + 1)  " + mode.rawValue.padding(toLength: 30, withPad: " ", startingAt: 0)
                         + String(
-                            format: "%8.0f requests/s (%d clients)  one client: p50 %5.0f µs  p99 %5.0f µs  (%d failed)",
-                            busy.perSecond, settings.clients, single.p50Microseconds, single.p99Microseconds,
-                            busy.failures + single.failures))
+                            format: "%8.0f requests/s (%d clients), %4.0f µs CPU each  one client: p50 %5.0f µs  p99 %5.0f µs  (%d failed)",
+                            busy.perSecond, settings.clients, cpuPerRequest[mode]!.last!, single.p50Microseconds,
+                            single.p99Microseconds, busy.failures + single.failures))
             }
         }
         func mean(_ figures: [Mode: [Figures]], _ mode: Mode, _ value: (Figures) -> Double) -> Double {
@@ -109,6 +115,11 @@ public enum MicroserviceProxyBenchmark {
         let ratio = direct > 0 ? mean(throughput, .proxy, \.perSecond) / direct : 0
         let added = (mean(latency, .proxy, \.p99Microseconds) - mean(latency, .direct, \.p99Microseconds)) / 1000
         say(String(format: "  proxy / direct requests/s: %.2f×   (target: ≥ 0.5×)", ratio))
+        let cpuMean = { (mode: Mode) in (cpuPerRequest[mode] ?? []).reduce(0, +) / Double(max(1, cpuPerRequest[mode]?.count ?? 0)) }
+        say(
+            String(
+                format: "  CPU per request (8 clients): the proxy %.0f µs, the origin serving directly %.0f µs (%.1f×)",
+                cpuMean(.proxy), cpuMean(.direct), cpuMean(.direct) > 0 ? cpuMean(.proxy) / cpuMean(.direct) : 0))
         say(String(format: "  p99 added by the proxy (one client): %.2f ms   (target: ≤ 1 ms)", added))
     }
 
@@ -167,6 +178,17 @@ private final class Child: Sendable {
         }
         return Child(
             process: process, listen: String(field.dropFirst("listen=".count)).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// User and system CPU seconds the process has used so far.
+    var cpuSeconds: Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+            let end = text.lastIndex(of: ")")
+        else { return 0 }
+        // Fields after the command name: state is 3rd; utime and stime are the 14th and 15th.
+        let fields = text[text.index(after: end)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     func stop() {

@@ -85,7 +85,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // A slow client: stop reading the upstream until the client takes more.
-        upstream?.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        pauseUpstream(!context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -136,11 +136,14 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func decideRequest(_ context: ChannelHandlerContext) {
         state = .deciding
-        pauseReading(context)
+        // The rest of a large body waits in the socket until the request is on its way.
+        if !exchange!.complete { pauseReading(context) }
         guard kit.isHandled("request_received") else {
             _ = kit.hub.unhandled("request_received")
             return allowRequest(context)
         }
+        // While the handler decides, what else the client sends waits in the socket.
+        pauseReading(context)
         let exchange = self.exchange!
         let attributes = HTTPProxy.requestAttributes(exchange, client: context.channel.remoteAddress, target: target)
         let loop = context.eventLoop
@@ -251,11 +254,24 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
         if writable { resumeReading(context) } else { pauseReading(context) }
     }
 
+    private var paused = false
+    private var upstreamPaused = false
+
+    private func pauseUpstream(_ pause: Bool) {
+        guard pause != upstreamPaused else { return }
+        upstreamPaused = pause
+        upstream?.setOption(ChannelOptions.autoRead, value: !pause).whenFailure { _ in }
+    }
+
     private func pauseReading(_ context: ChannelHandlerContext) {
+        guard !paused else { return }
+        paused = true
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
     }
 
     private func resumeReading(_ context: ChannelHandlerContext) {
+        guard paused else { return }
+        paused = false
         context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
     }
 
@@ -280,14 +296,14 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
                 sent = held.readableBytes
                 context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(held))), promise: nil)
                 held.clear()
-                if !context.channel.isWritable { upstream?.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+                if !context.channel.isWritable { pauseUpstream(true) }
             }
         case (.holdingResponse, .end):
             decideResponse(context)
         case (.streamingResponse, .body(let chunk)):
             sent += chunk.readableBytes
             context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
-            if !context.channel.isWritable { upstream?.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+            if !context.channel.isWritable { pauseUpstream(true) }
         case (.streamingResponse, .end):
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             complete(context, inspected: false)
@@ -438,7 +454,10 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
             upstream?.close(promise: nil)
             upstream = nil
         }
-        upstream?.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        if upstreamPaused {
+            upstreamPaused = false
+            upstream?.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
         guard keepAlive, !proxy.connections.stopping else {
             state = .closed
             context.close(promise: nil)
