@@ -283,7 +283,7 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto", "EdgetrailCNF", "EdgetrailYAML",
+                "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto", "EdgetrailYAML",
                 "EdgetrailMicroservice", "EdgetrailHTTPProxy", "EdgetrailPolicyManager", "EdgetrailContentInspect",
                 "EdgetrailAntiVirus", "EdgetrailOrigin",
                 .product(name: "Yams", package: "Yams"),

@@ -91,7 +91,7 @@ struct MicroserviceRun: AsyncParsableCommand {
 
     func run() async throws {
         guard let kind = MicroserviceKind(rawValue: kind) else {
-            throw ValidationError(
+            throw MicroserviceRun.failure(
                 "unknown kind '\(kind)' (expected one of: \(MicroserviceKind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         var file = MicroserviceFile()
@@ -106,11 +106,11 @@ struct MicroserviceRun: AsyncParsableCommand {
         var settings = MicroserviceSettings(name: name, kind: kind, cnf: cnf, runDirectory: runDir)
         if let spec = try loadSpec() {
             guard let microservice = spec.microservices.first(where: { $0.name == name }) else {
-                throw ValidationError(
+                throw MicroserviceRun.failure(
                     "CNF '\(spec.name)' has no μsrv '\(name)' (it has: \(spec.microservices.map(\.name).joined(separator: ", ")))")
             }
             guard microservice.kind == kind else {
-                throw ValidationError("in CNF '\(spec.name)', '\(name)' is a \(microservice.kind.rawValue), not a \(kind.rawValue)")
+                throw MicroserviceRun.failure("in CNF '\(spec.name)', '\(name)' is a \(microservice.kind.rawValue), not a \(kind.rawValue)")
             }
             settings.apply(spec)
         }
@@ -204,14 +204,14 @@ struct MicroserviceRun: AsyncParsableCommand {
         } else if let upstream = try upstream.map({ try Self.hostPort($0, option: "--upstream") }) ?? file.proxy.upstream {
             mode = .explicit(upstreamHost: upstream.host, upstreamPort: upstream.port)
         } else {
-            throw ValidationError(
+            throw MicroserviceRun.failure(
                 "http-proxy needs --upstream HOST:PORT (explicit mode) or --transparent (inside a pod), here or in --config")
         }
         var settings = ProxySettings(mode: mode, listenHost: listen.host, listenPort: listen.port)
         if let limit = inspectLimit {
             var context = YAMLContext(fileName: "--inspect-limit")
             guard let bytes = context.byteSize(Node(limit), what: "--inspect-limit") else {
-                throw ValidationError(context.diagnostics.map(\.message).joined(separator: "; "))
+                throw MicroserviceRun.failure(context.diagnostics.map(\.message).joined(separator: "; "))
             }
             settings.inspectLimit = bytes
         } else if let limit = file.proxy.inspectLimit {
@@ -228,10 +228,16 @@ struct MicroserviceRun: AsyncParsableCommand {
         return .tcp(host: address.host, port: address.port)
     }
 
+    /// Says what is wrong (on stderr, as 'error: …') and ends the command with status 1.
+    static func failure(_ message: String) -> ExitCode {
+        printError("error: \(message)")
+        return ExitCode.failure
+    }
+
     static func hostPort(_ text: String, option: String) throws -> (host: String, port: Int) {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let port = Int(parts[1]), (0...65535).contains(port), !parts[0].isEmpty else {
-            throw ValidationError("\(option) '\(text)' is not an address; write it as HOST:PORT, e.g. 127.0.0.1:8080")
+            throw MicroserviceRun.failure("\(option) '\(text)' is not an address; write it as HOST:PORT, e.g. 127.0.0.1:8080")
         }
         return (parts[0] == "localhost" ? "127.0.0.1" : String(parts[0]), port)
     }

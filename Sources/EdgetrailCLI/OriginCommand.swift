@@ -11,7 +11,8 @@ struct OriginCommand: AsyncParsableCommand {
         discussion: """
             Serves the files of --dir (default examples/origin: a page, a clean download, the EICAR \
             test file) with keep-alive, and generated bodies: /_origin/bytes/N (N bytes with a \
-            Content-Length), /_origin/chunked/N (N bytes, chunked). /_origin/clients lists the \
+            Content-Length), /_origin/chunked/N (N bytes, chunked); POST /_origin/upload says how \
+            many bytes arrived. /_origin/clients lists the \
             client addresses it served. Prints 'ready listen=HOST:PORT' once it serves; stops on \
             SIGINT/SIGTERM.
             """)

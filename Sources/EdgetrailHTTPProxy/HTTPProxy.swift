@@ -152,6 +152,8 @@ public final class HTTPProxy: Service, Sendable {
         var binding: Task<Void, Never>?
         /// Sent again after a stale upstream connection failed it.
         var retried = false
+        /// Its body was larger than the inspection limit and streamed on (it cannot be sent again).
+        var streamed = false
         var upstreamSpan: SessionSpan?
     }
 

@@ -224,6 +224,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
             state = .awaitingResponse
         } else {
             upstream.flush()
+            self.exchange!.streamed = true
             state = .streamingRequest
             let parts = queued
             queued = []
@@ -242,6 +243,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
             if !upstream.isWritable, let context { pauseReading(context) }
         case .end:
             upstream.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            exchange!.complete = true
             state = .awaitingResponse
         case .head:
             context?.close(promise: nil)
@@ -279,6 +281,12 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     func upstreamRead(_ part: HTTPClientResponsePart) {
         guard let context else { return }
+        if case .streamingRequest = state, case .head = part {
+            // The upstream answered before the request's body was all there (say, 413): the
+            // answer goes to the client, the rest of the body is dropped, the connection closes.
+            exchange!.clientKeepAlive = false
+            state = .awaitingResponse
+        }
         switch (state, part) {
         case (.awaitingResponse, .head(let head)):
             exchange?.upstreamSpan?.setAttribute("http.status_code", .int64(Int64(head.status.code)))
@@ -476,7 +484,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
         case .awaitingResponse:
             // An idle keep-alive connection the upstream had closed: a request held whole is
             // sent again on a new connection, once.
-            if let exchange, exchange.complete, !exchange.retried {
+            if let exchange, exchange.complete, !exchange.streamed, !exchange.retried {
                 self.exchange!.retried = true
                 exchange.upstreamSpan?.end()
                 state = .deciding

@@ -20,6 +20,7 @@ public struct OriginContext: RequestContext, RemoteAddressRequestContext {
 ///
 /// - `GET /_origin/bytes/N`: N bytes with a `Content-Length`, streamed in 64 KiB pieces;
 /// - `GET /_origin/chunked/N`: N bytes sent chunked (no length announced);
+/// - `POST /_origin/upload`: reads the body and says how many bytes arrived;
 /// - `GET /_origin/clients`: the distinct client addresses it has served, one per line (what a
 ///   transparent proxy must leave as the proxy's own).
 public final class OriginServer: Sendable {
@@ -48,6 +49,11 @@ public final class OriginServer: Sendable {
             let count = try Self.count(context)
             return Response(status: .ok, headers: [.contentType: "application/octet-stream"],
                 body: ResponseBody { writer in try await Self.write(count, to: &writer) })
+        }
+        router.post("/_origin/upload") { request, _ -> String in
+            var received = 0
+            for try await chunk in request.body { received += chunk.readableBytes }
+            return "received \(received) bytes\n"
         }
         router.get("/_origin/clients") { [self] _, _ -> String in
             clientAddresses.map { $0 + "\n" }.joined()

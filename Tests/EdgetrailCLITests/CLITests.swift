@@ -67,6 +67,30 @@ struct CLITests {
         ])
     }
 
+    @Test("microservice run refuses what it cannot run, saying why, before it opens anything")
+    func microserviceRunRefusals() throws {
+        let directory = NSTemporaryDirectory() + "edgetrail-cli-ms-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let kind = try edgetrail(["microservice", "run", "gateway", "--name", "g", "--cnf", "x", "--run-dir", directory])
+        #expect(kind.status == 1)
+        #expect(kind.output.contains("unknown kind 'gateway' (expected one of: http-proxy, policy-mgr, content-inspect, anti-virus)"))
+        let proxy = try edgetrail(["microservice", "run", "http-proxy", "--name", "p", "--cnf", "x", "--run-dir", directory])
+        #expect(proxy.status == 1)
+        #expect(proxy.output.contains("http-proxy needs --upstream HOST:PORT (explicit mode) or --transparent"))
+        let stranger = try edgetrail(
+            ["microservice", "run", "policy-mgr", "--name", "nope", "--cnf", packageRoot + "/examples/edgesecurity", "--run-dir", directory])
+        #expect(stranger.output.contains("CNF 'edgesecurity' has no μsrv 'nope' (it has: http-proxy, policy-mgr, content-inspect)"))
+        let settings = directory + "/policy.yaml"
+        try "policy:\n  rules:\n    - name: a\n      action: block\n".write(toFile: settings, atomically: true, encoding: .utf8)
+        let badFile = try edgetrail(
+            ["microservice", "run", "policy-mgr", "--name", "p", "--cnf", "x", "--run-dir", directory, "--config", settings])
+        #expect(badFile.status == 1)
+        #expect(badFile.output.contains("\(settings):4:15: 'block' is not a valid action (expected one of: allow, deny)"))
+        // Nothing was served: no sockets were left behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["policy.yaml"])
+    }
+
     @Test("cnf validate on a file that does not exist says so and exits 1")
     func validateMissingFile() throws {
         let result = try edgetrail(["cnf", "validate", "/nonexistent/cnf.yaml"])

@@ -100,6 +100,28 @@ struct HTTPProxyTests {
         }
     }
 
+    @Test("a request body larger than the inspection limit streams on to the origin whole, and the connection stays usable")
+    func largeUpload() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try await RunningOrigin.start()
+            let (service, _, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, inspectLimit: 64 * 1024, directory: try makeRunDirectory())
+            let (upload, small, after) = try await onThread("client") {
+                () throws -> (HTTPTestClient.Response, HTTPTestClient.Response, HTTPTestClient.Response) in
+                let client = try HTTPTestClient(port: port)
+                return (
+                    try client.post("/_origin/upload", size: 3_000_000), try client.post("/_origin/upload", size: 1000),
+                    try client.get("/_origin/bytes/10")
+                )
+            }
+            #expect(upload.text == "received 3000000 bytes\n")
+            #expect(small.text == "received 1000 bytes\n")
+            #expect(after.body.count == 10)
+            await service.stop()
+            await origin.stop()
+        }
+    }
+
     @Test("a 50 MB download streams through, not held, and response_sent says it was not inspected")
     func largeDownload() async throws {
         try await TestInfra.with([.redis]) { infra in

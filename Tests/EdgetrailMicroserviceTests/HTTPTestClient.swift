@@ -34,6 +34,20 @@ final class HTTPTestClient {
         return try readResponse()
     }
 
+    /// POSTs `size` bytes, in pieces, with a Content-Length.
+    func post(_ path: String, size: Int) throws -> Response {
+        let head = "POST \(path) HTTP/1.1\r\nHost: origin.test\r\nContent-Length: \(size)\r\n\r\n"
+        guard SocketIO.writeAll(fd, Array(head.utf8)) else { throw HTTPTestError("send failed") }
+        let piece = [UInt8](repeating: UInt8(ascii: "u"), count: 64 * 1024)
+        var left = size
+        while left > 0 {
+            let count = min(left, piece.count)
+            guard SocketIO.writeAll(fd, piece[0..<count]) else { throw HTTPTestError("send failed") }
+            left -= count
+        }
+        return try readResponse()
+    }
+
     /// True when the server has closed the connection.
     var closedByServer: Bool {
         var byte: UInt8 = 0
