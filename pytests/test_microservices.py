@@ -5,6 +5,7 @@ Redis state and verdicts reconstructed at central through the collector and the 
 
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -168,3 +169,56 @@ def test_a_request_through_proxy_and_policy_mgr_is_one_span_tree_at_central(serv
     # SIGTERM stops each μsrv cleanly, and it removes its sockets.
     assert all(process.returncode == 0 for process in processes)
     assert not os.path.exists(f"{run_dir}/http-proxy.api.sock")
+
+
+def test_sigterm_while_a_handler_holds_a_sync_event_answers_the_client_and_exits(services):
+    """A μsrv stopping with a request waiting for a handler that never answers: the request gets
+    its default verdict (and the origin's answer), the handler's stream ends with `unavailable`,
+    and the process exits 0 at once, removing its sockets."""
+    run_dir = os.path.join(services.run_dir, "pod")
+    origin, line = start(["origin", "--listen", "127.0.0.1:0"], os.path.join(services.run_dir, "origin.log"))
+    try:
+        proxy, line = start(["microservice", "run", "http-proxy", "--name", "http-proxy", "--cnf", "t",
+                             "--run-dir", run_dir, "--listen", "127.0.0.1:0", "--upstream", field(line, "listen"),
+                             "--redis", f"127.0.0.1:{services.redis_port}", "--otlp", f"{run_dir}/no-collector.sock"],
+                            os.path.join(services.run_dir, "http-proxy.log"))
+        url = f"http://{field(line, 'listen')}/"
+        outgoing = queue.Queue()
+        outgoing.put(microservices_pb2.HandlerMessage(
+            subscribe=microservices_pb2.Subscribe(events=["request_received"], handler="stuck.py")))
+        channel = grpc.insecure_channel(f"unix:{run_dir}/http-proxy.events.sock")
+        stream = microservices_pb2_grpc.EventStreamStub(channel).Attach(iter(outgoing.get, None))
+        seen, ended = [], []
+
+        def handler():
+            try:
+                for event in stream:
+                    seen.append(event)  # and never answers
+            except grpc.RpcError as error:
+                ended.append(error.code())
+
+        threading.Thread(target=handler, daemon=True).start()
+        time.sleep(0.5)
+        answer = {}
+        client = threading.Thread(target=lambda: answer.update(result=fetch(url)))
+        client.start()
+        deadline = time.time() + 10
+        while not seen and time.time() < deadline:
+            time.sleep(0.05)
+        assert seen, "the request reached the handler"
+        started = time.time()
+        proxy.send_signal(signal.SIGTERM)
+        assert proxy.wait(timeout=30) == 0
+        assert time.time() - started < 10
+        client.join(10)
+        status, _, body = answer["result"]
+        assert status == 200 and b"The origin" in body
+        deadline = time.time() + 5
+        while not ended and time.time() < deadline:
+            time.sleep(0.05)
+        assert ended == [grpc.StatusCode.UNAVAILABLE]
+        assert not os.path.exists(f"{run_dir}/http-proxy.events.sock")
+        outgoing.put(None)
+        channel.close()
+    finally:
+        terminate(origin)

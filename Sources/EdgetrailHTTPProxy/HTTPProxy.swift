@@ -51,9 +51,14 @@ public final class HTTPProxy: Service, Sendable {
     let settings: ProxySettings
     let sessions = SessionTable(capacity: 10_000)
     let binder: FlowBinder?
-    private let bound = Mutex<SocketAddress?>(nil)
     let connections = ConnectionRegistry()
-    private let boundWaiters = Mutex<[CheckedContinuation<SocketAddress?, Never>]>([])
+    /// Whether the listener is up: not yet (with whoever waits to know), or its outcome
+    /// (`nil`: it could not listen).
+    private enum Listening {
+        case pending([CheckedContinuation<SocketAddress?, Never>])
+        case settled(SocketAddress?)
+    }
+    private let listening = Mutex(Listening.pending([]))
 
     public init(kit: MicroserviceKit, settings: ProxySettings) {
         self.kit = kit
@@ -67,23 +72,27 @@ public final class HTTPProxy: Service, Sendable {
     /// The address it listens on, once it does (nil if it failed to).
     public var listeningAddress: SocketAddress? {
         get async {
-            if let address = bound.withLock({ $0 }) { return address }
-            return await withCheckedContinuation { continuation in
-                let address = bound.withLock { bound -> SocketAddress?? in
-                    if let bound { return .some(bound) }
-                    boundWaiters.withLock { $0.append(continuation) }
-                    return .none
+            await withCheckedContinuation { continuation in
+                let settled = listening.withLock { state -> SocketAddress?? in
+                    switch state {
+                    case .settled(let address): return .some(address)
+                    case .pending(let waiters):
+                        state = .pending(waiters + [continuation])
+                        return .none
+                    }
                 }
-                if let address { continuation.resume(returning: address) }
+                if let settled { continuation.resume(returning: settled) }
             }
         }
     }
 
     private func publish(_ address: SocketAddress?) {
-        bound.withLock { $0 = address }
-        for waiter in boundWaiters.withLock({ waiters in defer { waiters = [] }; return waiters }) {
-            waiter.resume(returning: address)
+        let waiters = listening.withLock { state -> [CheckedContinuation<SocketAddress?, Never>] in
+            defer { state = .settled(address) }
+            if case .pending(let waiters) = state { return waiters }
+            return []
         }
+        for waiter in waiters { waiter.resume(returning: address) }
     }
 
     public func run() async throws {
@@ -117,8 +126,11 @@ public final class HTTPProxy: Service, Sendable {
                 .bind(host: settings.listenHost, port: settings.listenPort).get()
         } catch {
             publish(nil)
+            let cause =
+                (error as? IOError)?.errnoCode == EADDRINUSE
+                ? "the port is in use by another program; stop it or give --listen another port" : "\(error)"
             throw MicroserviceError(
-                "http-proxy cannot listen on \(settings.listenHost):\(settings.listenPort): \(error)"
+                "http-proxy cannot listen on \(settings.listenHost):\(settings.listenPort): \(cause)"
                     + (settings.mode == .transparent ? " (transparent mode needs CAP_NET_ADMIN, e.g. root in the pod)" : ""))
         }
         publish(server.localAddress)

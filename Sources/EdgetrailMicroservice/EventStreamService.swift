@@ -16,31 +16,43 @@ public struct EventStreamService: Edgetrail_V1_EventStream.SimpleServiceProtocol
         request: RPCAsyncSequence<Edgetrail_V1_HandlerMessage, any Error>, response: RPCWriter<Edgetrail_V1_Event>,
         context: ServerContext
     ) async throws {
-        var messages = request.makeAsyncIterator()
-        guard let first = try await messages.next(), case .subscribe(let subscribe)? = first.kind else {
-            throw RPCError(
-                code: .invalidArgument,
-                message: "the first message on the event stream must be a Subscribe naming the events to handle")
-        }
-        let attachment: EventHub.Attachment
-        do {
-            attachment = try hub.attach(events: subscribe.events, handler: subscribe.handler)
-        } catch {
-            throw RPCError(code: hub.isClosed ? .unavailable : .invalidArgument, message: error.message)
-        }
-        defer { hub.detach(attachment.id) }
         let hub = self.hub
-        try await withThrowingDiscardingTaskGroup { group in
+        let (attached, announce) = AsyncStream.makeStream(of: EventHub.Attachment.self)
+        // Verdicts in and events out run side by side; whichever ends first ends the stream: the
+        // sidecar closed its side, or the μsrv is stopping (then the wait for more verdicts is
+        // cancelled rather than holding up the server's shutdown).
+        try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await event in attachment.events { try await response.write(event) }
-                // The stream ended without the handler leaving: the μsrv is stopping.
-                if hub.isClosed { throw RPCError(code: .unavailable, message: "\(hub.microservice) is stopping") }
+                defer { announce.finish() }
+                var messages = request.makeAsyncIterator()
+                guard let first = try await messages.next(), case .subscribe(let subscribe)? = first.kind else {
+                    throw RPCError(
+                        code: .invalidArgument,
+                        message: "the first message on the event stream must be a Subscribe naming the events to handle")
+                }
+                let attachment: EventHub.Attachment
+                do {
+                    attachment = try hub.attach(events: subscribe.events, handler: subscribe.handler)
+                } catch {
+                    throw RPCError(code: hub.isClosed ? .unavailable : .invalidArgument, message: "\(error)")
+                }
+                // Its unanswered events get their defaults however the stream ends.
+                defer { hub.detach(attachment.id) }
+                announce.yield(attachment)
+                announce.finish()
+                while let message = try await messages.next() {
+                    if case .verdict(let verdict)? = message.kind { hub.answer(verdict, from: attachment.id) }
+                }
             }
-            while let message = try await messages.next() {
-                if case .verdict(let verdict)? = message.kind { hub.answer(verdict, from: attachment.id) }
+            group.addTask {
+                for await attachment in attached {
+                    for await event in attachment.events { try await response.write(event) }
+                    // The stream ended without the handler leaving: the μsrv is stopping.
+                    if hub.isClosed { throw RPCError(code: .unavailable, message: "\(hub.microservice) is stopping") }
+                }
             }
-            // The sidecar closed its side: it handles no more events.
-            hub.detach(attachment.id)
+            try await group.next()
+            group.cancelAll()
         }
     }
 }

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 /// Runs the built `edgetrail` executable the way an operator would.
@@ -89,6 +92,52 @@ struct CLITests {
         #expect(badFile.output.contains("\(settings):4:15: 'block' is not a valid action (expected one of: allow, deny)"))
         // Nothing was served: no sockets were left behind.
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["policy.yaml"])
+    }
+
+    @Test("microservice run fails at once when its port or its sockets are taken, and leaves nothing behind")
+    func microserviceRunTakenPlaces() throws {
+        let directory = NSTemporaryDirectory() + "edgetrail-cli-taken-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A port another program listens on.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0
+            }
+        }
+        let port = UInt16(bigEndian: address.sin_port)
+        let proxy = try edgetrail([
+            "microservice", "run", "http-proxy", "--name", "p", "--cnf", "x", "--run-dir", directory,
+            "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:1",
+        ])
+        #expect(proxy.status == 1)
+        #expect(proxy.output.contains("http-proxy cannot listen on 127.0.0.1:\(port): the port is in use by another program"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == [])
+
+        // A μsrv's socket another live process serves.
+        let served = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(served) }
+        var unixAddress = sockaddr_un()
+        unixAddress.sun_family = sa_family_t(AF_UNIX)
+        let path = directory + "/q.api.sock"
+        withUnsafeMutableBytes(of: &unixAddress.sun_path) { bytes in
+            for (index, byte) in path.utf8.enumerated() { bytes[index] = byte }
+        }
+        _ = withUnsafePointer(to: &unixAddress) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(served, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 && listen(served, 1) == 0
+            }
+        }
+        let second = try edgetrail(["microservice", "run", "content-inspect", "--name", "q", "--cnf", "x", "--run-dir", directory])
+        #expect(second.status == 1)
+        #expect(second.output.contains("\(path) is served by another process"))
+        #expect(FileManager.default.fileExists(atPath: path), "the other process's socket stays")
     }
 
     @Test("cnf validate on a file that does not exist says so and exits 1")
