@@ -34,16 +34,12 @@ struct CentralCommand: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        let parts = listen.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port) else {
-            printError("error: --listen '\(listen)' is not HOST:PORT")
-            throw ExitCode.failure
-        }
+        let address = try Address.hostPort(listen, option: "--listen", ports: 1...65535)
         var configuration = CentralConfiguration(brokers: brokers, store: store)
         configuration.topic = topic
         configuration.groupID = group
-        configuration.host = String(parts[0])
-        configuration.port = port
+        configuration.host = address.host
+        configuration.port = address.port
         let logger = makeLogger(label: "edgetrail.central", component: "central", level: logLevel)
         do {
             let central = try Central(configuration: configuration, logger: logger)

@@ -91,7 +91,7 @@ struct MicroserviceRun: AsyncParsableCommand {
 
     func run() async throws {
         guard let kind = MicroserviceKind(rawValue: kind) else {
-            throw MicroserviceRun.failure(
+            throw commandFailure(
                 "unknown kind '\(kind)' (expected one of: \(MicroserviceKind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         var file = MicroserviceFile()
@@ -106,18 +106,18 @@ struct MicroserviceRun: AsyncParsableCommand {
         var settings = MicroserviceSettings(name: name, kind: kind, cnf: cnf, runDirectory: runDir)
         if let spec = try loadSpec() {
             guard let microservice = spec.microservices.first(where: { $0.name == name }) else {
-                throw MicroserviceRun.failure(
+                throw commandFailure(
                     "CNF '\(spec.name)' has no μsrv '\(name)' (it has: \(spec.microservices.map(\.name).joined(separator: ", ")))")
             }
             guard microservice.kind == kind else {
-                throw MicroserviceRun.failure("in CNF '\(spec.name)', '\(name)' is a \(microservice.kind.rawValue), not a \(kind.rawValue)")
+                throw commandFailure("in CNF '\(spec.name)', '\(name)' is a \(microservice.kind.rawValue), not a \(kind.rawValue)")
             }
             settings.apply(spec)
         }
         let infra = InfraConfiguration.fromEnvironment()
-        settings.redis = try redis.map { try Self.endpoint($0, option: "--redis") } ?? file.redis
+        settings.redis = try redis.map { try Address.endpoint($0, option: "--redis") } ?? file.redis
             ?? .tcp(host: infra.host, port: infra.redisPort)
-        if let otlp = try otlp.map({ try Self.endpoint($0, option: "--otlp") }) ?? file.otlp { settings.otlp = otlp }
+        if let otlp = try otlp.map({ try Address.endpoint($0, option: "--otlp") }) ?? file.otlp { settings.otlp = otlp }
         let logger = makeLogger(label: "edgetrail.microservice", component: name, level: logLevel)
         let kit = MicroserviceKit(settings: settings, logger: logger)
         let readyLine = "ready api=\(settings.apiSocket) events=\(settings.eventsSocket)"
@@ -197,21 +197,21 @@ struct MicroserviceRun: AsyncParsableCommand {
     private func isTransparent(_ file: MicroserviceFile) -> Bool { transparent || (file.proxy.transparent && upstream == nil) }
 
     private func proxySettings(_ file: MicroserviceFile) throws -> ProxySettings {
-        let listen = try Self.hostPort(listenAddress(file), option: "--listen")
+        let listen = try Address.hostPort(listenAddress(file), option: "--listen")
         let mode: ProxySettings.Mode
         if isTransparent(file) {
             mode = .transparent
-        } else if let upstream = try upstream.map({ try Self.hostPort($0, option: "--upstream") }) ?? file.proxy.upstream {
+        } else if let upstream = try upstream.map({ try Address.hostPort($0, option: "--upstream") }) ?? file.proxy.upstream {
             mode = .explicit(upstreamHost: upstream.host, upstreamPort: upstream.port)
         } else {
-            throw MicroserviceRun.failure(
+            throw commandFailure(
                 "http-proxy needs --upstream HOST:PORT (explicit mode) or --transparent (inside a pod), here or in --config")
         }
         var settings = ProxySettings(mode: mode, listenHost: listen.host, listenPort: listen.port)
         if let limit = inspectLimit {
             var context = YAMLContext(fileName: "--inspect-limit")
             guard let bytes = context.byteSize(Node(limit), what: "--inspect-limit") else {
-                throw MicroserviceRun.failure(context.diagnostics.map(\.message).joined(separator: "; "))
+                throw commandFailure(context.diagnostics.map(\.message).joined(separator: "; "))
             }
             settings.inspectLimit = bytes
         } else if let limit = file.proxy.inspectLimit {
@@ -219,27 +219,6 @@ struct MicroserviceRun: AsyncParsableCommand {
         }
         settings.datapathSocket = datapathSocket ?? file.datapathSocket
         return settings
-    }
-
-    /// `HOST:PORT`, or a Unix socket path (anything with a '/').
-    static func endpoint(_ text: String, option: String) throws -> EdgetrailCore.Endpoint {
-        if text.contains("/") { return .unix(path: text) }
-        let address = try hostPort(text, option: option)
-        return .tcp(host: address.host, port: address.port)
-    }
-
-    /// Says what is wrong (on stderr, as 'error: …') and ends the command with status 1.
-    static func failure(_ message: String) -> ExitCode {
-        printError("error: \(message)")
-        return ExitCode.failure
-    }
-
-    static func hostPort(_ text: String, option: String) throws -> (host: String, port: Int) {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let port = Int(parts[1]), (0...65535).contains(port), !parts[0].isEmpty else {
-            throw MicroserviceRun.failure("\(option) '\(text)' is not an address; write it as HOST:PORT, e.g. 127.0.0.1:8080")
-        }
-        return (parts[0] == "localhost" ? "127.0.0.1" : String(parts[0]), port)
     }
 }
 

@@ -27,7 +27,7 @@ struct OriginCommand: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func run() async throws {
-        let address = try MicroserviceRun.hostPort(listen, option: "--listen")
+        let address = try Address.hostPort(listen, option: "--listen")
         var directory = dir
         if directory == nil, FileManager.default.fileExists(atPath: "examples/origin") { directory = "examples/origin" }
         if let directory, !FileManager.default.fileExists(atPath: directory) {
