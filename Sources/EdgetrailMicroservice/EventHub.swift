@@ -18,6 +18,15 @@ public struct HandlerVerdict: Sendable, Equatable {
 
     public static let allow = HandlerVerdict(decision: .allow)
     public var denied: Bool { decision == .deny }
+
+    /// The annotation that carries a failed handler's account of what went wrong.
+    public static let handlerErrorKey = "handler_error"
+
+    func withHandlerError(_ error: String) -> HandlerVerdict {
+        var verdict = self
+        if !error.isEmpty { verdict.annotations[Self.handlerErrorKey] = error }
+        return verdict
+    }
 }
 
 /// Why an event did not get a handler's verdict.
@@ -30,6 +39,9 @@ public enum DefaultReason: String, Sendable, CaseIterable {
     case handlerLeft = "handler_left"
     /// The handler had too many events not yet taken off its stream.
     case handlerBusy = "handler_busy"
+    /// The handler answered that it could not decide: it raised, hung, returned no verdict or
+    /// did not import (the sidecar says which in its span and in the verdict's reason).
+    case handlerFailed = "handler_failed"
 }
 
 /// What became of a raised event.
@@ -209,14 +221,16 @@ public final class EventHub: Sendable {
                 return nil
             }
             state.pending[verdict.eventID] = nil
-            state.counts[pending.event, default: Counts()].answered += 1
+            if verdict.decision == .allow || verdict.decision == .deny {
+                state.counts[pending.event, default: Counts()].answered += 1
+            } else {
+                state.counts[pending.event, default: Counts()].defaulted[.handlerFailed, default: 0] += 1
+            }
             return pending
         }
         guard let pending else { return false }
         pending.timer?.cancel()
-        let decision: HandlerVerdict.Decision = verdict.decision == .deny ? .deny : .allow
-        pending.continuation.resume(
-            returning: .answered(HandlerVerdict(decision: decision, reason: verdict.reason, annotations: verdict.annotations)))
+        pending.continuation.resume(returning: Self.outcome(of: verdict, default: pending.defaultVerdict))
         return true
     }
 
@@ -237,6 +251,8 @@ public final class EventHub: Sendable {
         event.traceparent = traceParent?.header ?? ""
         let policy = self.policy(for: name)
         guard event.sync else { return deliver(event) }
+        event.timeoutMs = UInt32(clamping: policy.timeout.components.seconds * 1000 + policy.timeout.components.attoseconds / 1_000_000_000_000_000)
+        event.defaultDecision = policy.defaultVerdict.denied ? .deny : .allow
         return await withCheckedContinuation { continuation in
             let outcome = state.withLock { state -> EventOutcome? in
                 state.counts[name, default: Counts()].raised += 1
@@ -280,6 +296,20 @@ public final class EventHub: Sendable {
             state.counts[name, default: Counts()].defaulted[.noHandler, default: 0] += 1
         }
         return syncEvents.contains(name) ? .defaulted(.noHandler, policy(for: name).defaultVerdict) : .notDelivered(.noHandler)
+    }
+
+    /// A verdict as the μsrv acts on it: allow or deny as answered; anything else means the
+    /// handler failed, and the event's default applies (with the handler's account as reason).
+    static func outcome(of verdict: Edgetrail_V1_Verdict, default fallback: HandlerVerdict) -> EventOutcome {
+        switch verdict.decision {
+        case .allow, .deny:
+            .answered(
+                HandlerVerdict(
+                    decision: verdict.decision == .deny ? .deny : .allow, reason: verdict.reason,
+                    annotations: verdict.annotations))
+        default:
+            .defaulted(.handlerFailed, fallback.withHandlerError(verdict.reason))
+        }
     }
 
     private func deliver(_ event: Edgetrail_V1_Event) -> EventOutcome {

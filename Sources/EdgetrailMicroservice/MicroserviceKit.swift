@@ -103,6 +103,9 @@ public final class MicroserviceKit: Sendable {
         case .defaulted(let reason, let verdict):
             span.setAttribute("edgetrail.verdict", .string(verdict.decision.rawValue))
             span.setAttribute("edgetrail.verdict.default", .string(reason.rawValue))
+            if let error = verdict.annotations[HandlerVerdict.handlerErrorKey] {
+                span.setAttribute("edgetrail.handler.error", .string(error))
+            }
         case .delivered:
             span.setAttribute("edgetrail.handler", .string(hub.handler(for: event) ?? ""))
         case .notDelivered(let reason):

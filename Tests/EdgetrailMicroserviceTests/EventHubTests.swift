@@ -65,6 +65,37 @@ struct EventHubTests {
         #expect(hub.counts["request_received"]?.lateVerdicts == 1)
     }
 
+    @Test("a sync event tells the handler its timeout and default; a failed handler's answer applies the default at once")
+    func handlerFailed() async throws {
+        let hub = hub(timeout: .seconds(60), defaultVerdict: HandlerVerdict(decision: .deny, reason: "fail closed"))
+        let attachment = try hub.attach(events: ["request_received"], handler: "broken.py")
+        let handler = Task { () -> Edgetrail_V1_Event? in
+            for await event in attachment.events {
+                var verdict = Edgetrail_V1_Verdict()
+                verdict.eventID = event.id
+                verdict.reason = "broken.py:3: ZeroDivisionError: division by zero"
+                hub.answer(verdict, from: attachment.id)
+                return event
+            }
+            return nil
+        }
+        let started = ContinuousClock.now
+        let outcome = await hub.raise("request_received", cookie: cookie)
+        #expect(ContinuousClock.now - started < .seconds(60), "the default applies without waiting out the timeout")
+        #expect(
+            outcome
+                == .defaulted(
+                    .handlerFailed,
+                    HandlerVerdict(
+                        decision: .deny, reason: "fail closed",
+                        annotations: ["handler_error": "broken.py:3: ZeroDivisionError: division by zero"])))
+        let event = try #require(await handler.value)
+        #expect(event.timeoutMs == 60_000)
+        #expect(event.defaultDecision == .deny)
+        #expect(hub.counts["request_received"]?.defaulted[.handlerFailed] == 1)
+        #expect(hub.counts["request_received"]?.answered == 0)
+    }
+
     @Test("with no handler attached a sync event gets its default at once, counted as no_handler")
     func noHandler() async {
         let hub = hub()

@@ -103,6 +103,12 @@ public nonisolated struct Edgetrail_V1_Event: Sendable {
   /// W3C trace context of the work that raised the event.
   public var traceparent: String = String()
 
+  /// A sync event: how long the μsrv waits for the verdict, and what it applies when none comes
+  /// in time (or the handler could not give one), so the sidecar can say so in its span.
+  public var timeoutMs: UInt32 = 0
+
+  public var defaultDecision: Edgetrail_V1_VerdictDecision = .unspecified
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -163,6 +169,9 @@ public nonisolated struct Edgetrail_V1_Verdict: Sendable {
 
   public var eventID: String = String()
 
+  /// UNSPECIFIED: the handler failed (raised, hung, returned no verdict, did not import); the μsrv
+  /// applies the event's default verdict at once instead of waiting out the timeout, and counts it
+  /// as `handler_failed`. `reason` then says what went wrong.
   public var decision: Edgetrail_V1_VerdictDecision = .unspecified
 
   public var reason: String = String()
@@ -347,7 +356,7 @@ nonisolated extension Edgetrail_V1_VerdictDecision: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}cookie\0\u{1}name\0\u{1}service\0\u{1}sync\0\u{3}at_ns\0\u{1}attributes\0\u{1}payload\0\u{1}traceparent\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}cookie\0\u{1}name\0\u{1}service\0\u{1}sync\0\u{3}at_ns\0\u{1}attributes\0\u{1}payload\0\u{1}traceparent\0\u{3}timeout_ms\0\u{3}default_decision\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -364,6 +373,8 @@ nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._
       case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.attributes) }()
       case 8: try { try decoder.decodeSingularBytesField(value: &self.payload) }()
       case 9: try { try decoder.decodeSingularStringField(value: &self.traceparent) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
+      case 11: try { try decoder.decodeSingularEnumField(value: &self.defaultDecision) }()
       default: break
       }
     }
@@ -397,6 +408,12 @@ nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.traceparent.isEmpty {
       try visitor.visitSingularStringField(value: self.traceparent, fieldNumber: 9)
     }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 10)
+    }
+    if self.defaultDecision != .unspecified {
+      try visitor.visitSingularEnumField(value: self.defaultDecision, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -410,6 +427,8 @@ nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.attributes != rhs.attributes {return false}
     if lhs.payload != rhs.payload {return false}
     if lhs.traceparent != rhs.traceparent {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.defaultDecision != rhs.defaultDecision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
