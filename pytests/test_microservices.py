@@ -67,6 +67,8 @@ class PolicyHandler:
     def serve(self, stream):
         try:
             for event in stream:
+                if event.subscribed:
+                    continue  # the μsrv confirming the subscription
                 metadata = [("edgetrail-cookie", f"{event.cookie:016x}"), ("traceparent", event.traceparent)]
                 decision = self.policy.Check(microservices_pb2.PolicyCheckRequest(
                     method=event.attributes["http.method"], url=event.attributes["http.url"],
@@ -193,7 +195,8 @@ def test_sigterm_while_a_handler_holds_a_sync_event_answers_the_client_and_exits
         def handler():
             try:
                 for event in stream:
-                    seen.append(event)  # and never answers
+                    if not event.subscribed:
+                        seen.append(event)  # and never answers
             except grpc.RpcError as error:
                 ended.append(error.code())
 

@@ -103,10 +103,12 @@ extract confluent_kafka-2.16.1-cp311-cp311-manylinux_2_28_x86_64.whl \
 say "broker: .deps/bin/tansu (tansu 0.6.0); librdkafka runtime: .deps/lib/librdkafka.so.1 (2.16.0)"
 
 # --- 3. Python venv --------------------------------------------------------------------
+# The pinned requirements, then the SDK itself (sdk/python, editable: the tests and the sidecar
+# use the working tree), built offline from what the lock installed.
 step="Python venv"
 lock="$root/sdk/python/requirements.lock"
 stamp="$root/.venv/.edgetrail-lock.sha256"
-want="$(sha256sum "$lock" | cut -d' ' -f1)"
+want="$(cat "$lock" "$root/sdk/python/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ -x "$root/.venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   say "Python venv: .venv up to date"
 else
@@ -115,6 +117,9 @@ else
   "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check --require-hashes \
     --only-binary=:all: -r "$lock" >/tmp/edgetrail-pip.log 2>&1 \
     || { tail -5 /tmp/edgetrail-pip.log >&2; fail "pip install failed; see /tmp/edgetrail-pip.log"; }
+  "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+    --no-index -e "$root/sdk/python" >>/tmp/edgetrail-pip.log 2>&1 \
+    || { tail -5 /tmp/edgetrail-pip.log >&2; fail "installing sdk/python failed; see /tmp/edgetrail-pip.log"; }
   echo "$want" > "$stamp"
   say "Python venv: ready"
 fi

@@ -14,7 +14,10 @@ struct CNFCommand: ParsableCommand {
             discussion: """
                 Checks the YAML, required fields, μsrv kinds and events, handler bindings and files \
                 (relative to the spec's folder), and datapath rules (addresses, ports, actions, labels, \
-                rates). Exits 0 when every file is valid, 1 otherwise. See docs/cnf-spec.md.
+                rates). Each handler file is compiled with Python (python3, or EDGETRAIL_PYTHON): a syntax \
+                error is reported at its FILE:LINE:COLUMN, a file without handle(event, ctx) is warned \
+                about. Exits 0 when every file is valid (warnings allowed), 1 otherwise. See \
+                docs/cnf-spec.md and docs/handlers.md.
                 """)
 
         @Argument(help: "CNF spec files (YAML).")
@@ -24,11 +27,20 @@ struct CNFCommand: ParsableCommand {
             var failed = false
             for file in files {
                 do {
-                    _ = try CNFSpecReader.load(path: file)
-                    print(files.count == 1 ? "ok" : "\(file): ok")
-                } catch {
+                    let spec = try CNFSpecReader.load(path: file)
+                    let findings = try HandlerCheck.check(HandlerCheck.files(of: spec, at: file))
+                    for finding in findings { print(finding) }
+                    if findings.contains(where: { !$0.isWarning }) {
+                        failed = true
+                    } else {
+                        print(files.count == 1 ? "ok" : "\(file): ok")
+                    }
+                } catch let error as DiagnosticsError {
                     failed = true
                     for diagnostic in error.diagnostics { print(diagnostic) }
+                } catch {
+                    failed = true
+                    print("\(file): \(error)")
                 }
             }
             if failed { throw ExitCode.failure }

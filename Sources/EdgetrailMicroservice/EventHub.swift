@@ -100,6 +100,8 @@ public final class EventHub: Sendable {
     /// One handler's attachment: the events it receives, until it detaches.
     public struct Attachment: Sendable {
         public let id: Int
+        /// The event names it receives.
+        public let names: [String]
         public let events: AsyncStream<Edgetrail_V1_Event>
     }
 
@@ -172,7 +174,7 @@ public final class EventHub: Sendable {
             continuation.finish()
             throw EventHubError(message: "\(microservice) is stopping")
         }
-        return Attachment(id: id, events: stream)
+        return Attachment(id: id, names: names, events: stream)
     }
 
     /// Ends an attachment: its stream finishes and its unanswered sync events get their defaults.

@@ -2,7 +2,8 @@ import EdgetrailProto
 import GRPCCore
 
 /// The `EventStream` every μsrv serves to its handler sidecar: the first message names the events
-/// the sidecar handles, then events flow out and verdicts flow in on the same stream. When the
+/// the sidecar handles, the μsrv confirms the subscription with a message listing them, then
+/// events flow out and verdicts flow in on the same stream. When the
 /// stream ends, the handler's unanswered events get their defaults; when the μsrv stops, the
 /// stream ends with `unavailable`.
 public struct EventStreamService: Edgetrail_V1_EventStream.SimpleServiceProtocol {
@@ -46,6 +47,10 @@ public struct EventStreamService: Edgetrail_V1_EventStream.SimpleServiceProtocol
             }
             group.addTask {
                 for await attachment in attached {
+                    // The sidecar knows it is attached (and may say so) once this arrives.
+                    var confirmation = Edgetrail_V1_Event()
+                    confirmation.subscribed = attachment.names
+                    try await response.write(confirmation)
                     for await event in attachment.events { try await response.write(event) }
                     // The stream ended without the handler leaving: the μsrv is stopping.
                     if hub.isClosed { throw RPCError(code: .unavailable, message: "\(hub.microservice) is stopping") }

@@ -70,6 +70,48 @@ struct CLITests {
         ])
     }
 
+    @Test("cnf validate compiles each handler file: a syntax error at its FILE:LINE:COLUMN, a missing handle warned about")
+    func validateHandlerCode() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edgetrail-cli-handlers-\(getpid())")
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("handlers"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let files = [
+            "handlers/on_request.py": "from edgetrail.sdk import Verdict\n\ndef handle(event, ctx):\n    return Verdict.allow(\n",
+            "handlers/on_response.py": "def on_response(event, ctx):\n    pass\n",
+            "handlers/on_inspect.py": "async def handle(event, ctx):\n    pass\n",
+        ]
+        for (name, text) in files {
+            try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        }
+        let spec = """
+            name: t
+            node: edge-1
+            microservices:
+              - { name: proxy, kind: http-proxy }
+              - { name: inspect, kind: content-inspect }
+            handlers:
+              - { microservice: proxy, event: request_received, file: handlers/on_request.py }
+              - { microservice: proxy, event: response_sent, file: handlers/on_response.py }
+              - { microservice: inspect, event: inspect_done, file: handlers/on_inspect.py }
+            """
+        try spec.write(to: directory.appendingPathComponent("cnf.yaml"), atomically: true, encoding: .utf8)
+        let result = try edgetrail(["cnf", "validate", "cnf.yaml"], in: directory.path)
+        #expect(result.status == 1)
+        #expect(result.output.split(separator: "\n") == [
+            "handlers/on_inspect.py:1:1: warning: handle is 'async def'; handlers are plain functions (the sidecar runs each on a thread of its own)",
+            "handlers/on_request.py:4:25: SyntaxError: '(' was never closed",
+            "handlers/on_response.py:1:1: warning: defines no handle(event, ctx); the sidecar will give its events their default verdict",
+        ])
+        // Fixed, only the warnings remain, and they do not fail the spec.
+        try files["handlers/on_request.py"]!.appending(")\n").write(
+            to: directory.appendingPathComponent("handlers/on_request.py"), atomically: true, encoding: .utf8)
+        let fixed = try edgetrail(["cnf", "validate", "cnf.yaml"], in: directory.path)
+        #expect(fixed.status == 0)
+        #expect(fixed.output.split(separator: "\n").last == "ok")
+        #expect(fixed.output.split(separator: "\n").count == 3)
+    }
+
     @Test("microservice run refuses what it cannot run, saying why, before it opens anything")
     func microserviceRunRefusals() throws {
         let directory = NSTemporaryDirectory() + "edgetrail-cli-ms-\(getpid())"

@@ -101,7 +101,7 @@ func attachHandler(
             }
         }) { response in
             defer { continuation.finish() }
-            for try await event in response.messages {
+            for try await event in response.messages where event.subscribed.isEmpty {
                 if let verdict = try await handle(event) { continuation.yield(verdict) }
             }
         }

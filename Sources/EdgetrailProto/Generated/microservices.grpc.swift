@@ -70,7 +70,8 @@ extension Edgetrail_V1_EventStream {
     /// > Source IDL Documentation:
     /// >
     /// > Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    /// > to, and answers sync events with a verdict on the same stream.
+    /// > to (after a first message confirming the subscription), and answers sync events with a
+    /// > verdict on the same stream.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "Attach" method.
         ///
@@ -98,7 +99,8 @@ extension Edgetrail_V1_EventStream {
     /// > Source IDL Documentation:
     /// >
     /// > Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    /// > to, and answers sync events with a verdict on the same stream.
+    /// > to (after a first message confirming the subscription), and answers sync events with a
+    /// > verdict on the same stream.
     public protocol ServiceProtocol: Edgetrail_V1_EventStream.StreamingServiceProtocol {
         /// Handle the "Attach" method.
         ///
@@ -124,7 +126,8 @@ extension Edgetrail_V1_EventStream {
     /// > Source IDL Documentation:
     /// >
     /// > Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    /// > to, and answers sync events with a verdict on the same stream.
+    /// > to (after a first message confirming the subscription), and answers sync events with a
+    /// > verdict on the same stream.
     public protocol SimpleServiceProtocol: Edgetrail_V1_EventStream.ServiceProtocol {
         /// Handle the "Attach" method.
         ///
@@ -199,7 +202,8 @@ extension Edgetrail_V1_EventStream {
     /// > Source IDL Documentation:
     /// >
     /// > Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    /// > to, and answers sync events with a verdict on the same stream.
+    /// > to (after a first message confirming the subscription), and answers sync events with a
+    /// > verdict on the same stream.
     public protocol ClientProtocol: Sendable {
         /// Call the "Attach" method.
         ///
@@ -230,7 +234,8 @@ extension Edgetrail_V1_EventStream {
     /// > Source IDL Documentation:
     /// >
     /// > Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    /// > to, and answers sync events with a verdict on the same stream.
+    /// > to (after a first message confirming the subscription), and answers sync events with a
+    /// > verdict on the same stream.
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 

@@ -109,6 +109,10 @@ public nonisolated struct Edgetrail_V1_Event: Sendable {
 
   public var defaultDecision: Edgetrail_V1_VerdictDecision = .unspecified
 
+  /// Only on the stream's first message, which confirms the subscription and is no event (no id,
+  /// no name): the events this stream now receives.
+  public var subscribed: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -356,7 +360,7 @@ nonisolated extension Edgetrail_V1_VerdictDecision: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}cookie\0\u{1}name\0\u{1}service\0\u{1}sync\0\u{3}at_ns\0\u{1}attributes\0\u{1}payload\0\u{1}traceparent\0\u{3}timeout_ms\0\u{3}default_decision\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}cookie\0\u{1}name\0\u{1}service\0\u{1}sync\0\u{3}at_ns\0\u{1}attributes\0\u{1}payload\0\u{1}traceparent\0\u{3}timeout_ms\0\u{3}default_decision\0\u{1}subscribed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -375,6 +379,7 @@ nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._
       case 9: try { try decoder.decodeSingularStringField(value: &self.traceparent) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       case 11: try { try decoder.decodeSingularEnumField(value: &self.defaultDecision) }()
+      case 12: try { try decoder.decodeRepeatedStringField(value: &self.subscribed) }()
       default: break
       }
     }
@@ -414,6 +419,9 @@ nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._
     if self.defaultDecision != .unspecified {
       try visitor.visitSingularEnumField(value: self.defaultDecision, fieldNumber: 11)
     }
+    if !self.subscribed.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.subscribed, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -429,6 +437,7 @@ nonisolated extension Edgetrail_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.traceparent != rhs.traceparent {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.defaultDecision != rhs.defaultDecision {return false}
+    if lhs.subscribed != rhs.subscribed {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -17,7 +17,7 @@ VERDICT_DECISION_ALLOW: VerdictDecision
 VERDICT_DECISION_DENY: VerdictDecision
 
 class Event(_message.Message):
-    __slots__ = ("id", "cookie", "name", "service", "sync", "at_ns", "attributes", "payload", "traceparent", "timeout_ms", "default_decision")
+    __slots__ = ("id", "cookie", "name", "service", "sync", "at_ns", "attributes", "payload", "traceparent", "timeout_ms", "default_decision", "subscribed")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class Event(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_DECISION_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBED_FIELD_NUMBER: _ClassVar[int]
     id: str
     cookie: int
     name: str
@@ -47,7 +48,8 @@ class Event(_message.Message):
     traceparent: str
     timeout_ms: int
     default_decision: VerdictDecision
-    def __init__(self, id: _Optional[str] = ..., cookie: _Optional[int] = ..., name: _Optional[str] = ..., service: _Optional[str] = ..., sync: _Optional[bool] = ..., at_ns: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., payload: _Optional[bytes] = ..., traceparent: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., default_decision: _Optional[_Union[VerdictDecision, str]] = ...) -> None: ...
+    subscribed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., cookie: _Optional[int] = ..., name: _Optional[str] = ..., service: _Optional[str] = ..., sync: _Optional[bool] = ..., at_ns: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., payload: _Optional[bytes] = ..., traceparent: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., default_decision: _Optional[_Union[VerdictDecision, str]] = ..., subscribed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HandlerMessage(_message.Message):
     __slots__ = ("subscribe", "verdict")

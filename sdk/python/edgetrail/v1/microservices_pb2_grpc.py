@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class EventStreamStub:
     """Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    to, and answers sync events with a verdict on the same stream.
+    to (after a first message confirming the subscription), and answers sync events with a
+    verdict on the same stream.
     """
 
     def __init__(self, channel):
@@ -45,7 +46,8 @@ class EventStreamStub:
 
 class EventStreamServicer:
     """Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    to, and answers sync events with a verdict on the same stream.
+    to (after a first message confirming the subscription), and answers sync events with a
+    verdict on the same stream.
     """
 
     def Attach(self, request_iterator, context):
@@ -72,7 +74,8 @@ def add_EventStreamServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class EventStream:
     """Offered by every μsrv: its handler sidecar attaches, receives the events it subscribed
-    to, and answers sync events with a verdict on the same stream.
+    to (after a first message confirming the subscription), and answers sync events with a
+    verdict on the same stream.
     """
 
     @staticmethod
