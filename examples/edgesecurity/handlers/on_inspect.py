@@ -2,4 +2,4 @@
 
 
 def handle(event, ctx):
-    ctx.state.set("inspected", event.attributes.get("categories", ""))
+    ctx.state.set("inspected", event.attributes.get("content.categories", ""))
