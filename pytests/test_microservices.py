@@ -6,18 +6,16 @@ Redis state and verdicts reconstructed at central through the collector and the 
 import os
 import queue
 import signal
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import grpc
 import pytest
 
-from collector_harness import Central, Collector, Services, edgetrail_binary, terminate
+from collector_harness import Central, Collector, Services, terminate
 from edgetrail.v1 import microservices_pb2, microservices_pb2_grpc
+from pod_harness import edgetrail, fetch, field
 
 
 @pytest.fixture
@@ -27,28 +25,10 @@ def services():
     started.close()
 
 
-def start(args, log_path, ready_prefix="ready"):
-    """Starts an `edgetrail` process and waits for its ready line; returns (process, line)."""
-    log = open(log_path, "ab")
-    process = subprocess.Popen([edgetrail_binary(), *args], stdout=subprocess.PIPE, stderr=log, text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            if process.poll() is not None:
-                raise RuntimeError(f"{args[0]} exited with {process.returncode}; see {log_path}")
-            continue
-        if line.startswith(ready_prefix):
-            return process, line.strip()
-    terminate(process)
-    raise RuntimeError(f"{args} printed no ready line within 30 s; see {log_path}")
-
-
-def field(line, name):
-    return next(part.split("=", 1)[1] for part in line.split() if part.startswith(name + "="))
+def start(args, log_path):
+    """Starts an `edgetrail` process and waits for its ready line; returns (Popen, line)."""
+    process, line = edgetrail(args, log_path)
+    return process.process, line
 
 
 class PolicyHandler:
@@ -81,14 +61,6 @@ class PolicyHandler:
     def close(self):
         self.outgoing.put(None)
         self.events.close()
-
-
-def fetch(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
 
 
 def test_a_request_through_proxy_and_policy_mgr_is_one_span_tree_at_central(services):
