@@ -262,6 +262,9 @@ let package = Package(
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailCollector",
                 "EdgetrailCentral", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailRuntime", "EdgetrailNode", "EdgetrailNet",
+                "EdgetrailMicroservice",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -54,12 +54,6 @@ public enum MicroserviceProxyBenchmark {
                 "--log-level", "error",
             ], core: pin ? 0 : nil)
         defer { proxy.stop() }
-        func reachable(_ address: String) -> String {
-            if address.contains("/") { return SocketProbe.isListening(.unix(path: address)) ? "up" : "not running" }
-            let parts = address.split(separator: ":")
-            guard parts.count == 2, let port = Int(parts[1]) else { return "no" }
-            return SocketProbe.isListening(.tcp(host: String(parts[0]), port: port)) ? "up" : "not running"
-        }
         say(
             "proxy μsrv benchmark: GET of \(settings.responseBytes) bytes over keep-alive connections; per mode and round "
                 + "\(settings.seconds) s with \(settings.clients) clients (requests/s), then \(settings.seconds / 2) s with one "
@@ -68,7 +62,7 @@ public enum MicroserviceProxyBenchmark {
             pin
                 ? "  cores: proxy on core 0 (one event loop); origin and clients on core 1"
                 : "  cores: one core for everything (pinning needs two)")
-        say("  proxy telemetry: spans to \(settings.otlp) (collector \(reachable(settings.otlp))), state to Redis \(settings.redis) (\(reachable(settings.redis)))")
+        say("  proxy telemetry: spans to \(settings.otlp) (collector \(SocketProbe.describe(settings.otlp))), state to Redis \(settings.redis) (\(SocketProbe.describe(settings.redis)))")
         let path = "/_origin/bytes/\(settings.responseBytes)"
         enum Mode: String, CaseIterable { case direct = "origin directly", proxy = "through the http-proxy μsrv" }
         // Throughput with `clients` busy connections; latency with one connection at a time, so
@@ -136,71 +130,21 @@ public enum MicroserviceProxyBenchmark {
 }
 
 /// An `edgetrail` child process that prints `ready … listen=HOST:PORT`.
-private final class Child: Sendable {
-    let process: Process
+private struct Child {
+    let child: LineChild
     let listen: String
 
-    private init(process: Process, listen: String) {
-        self.process = process
-        self.listen = listen
-    }
-
     static func start(_ executable: String, _ arguments: [String], core: Int?) throws -> Child {
-        let process = Process()
-        if let core, FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset") {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/taskset")
-            process.arguments = ["-c", "\(core)", executable] + arguments
-            // One core: one event loop (NIO would otherwise start one per core of the machine,
-            // and two loops sharing a core take turns in scheduler time slices).
-            var environment = ProcessInfo.processInfo.environment
-            environment["NIO_SINGLETON_GROUP_LOOP_COUNT"] = "1"
-            process.environment = environment
-        } else {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
+        let child = try LineChild.start(executable, arguments, waitFor: "ready", core: core)
+        guard let listen = child.field("listen") else {
+            child.stop()
+            throw BenchmarkError("\(arguments.prefix(3).joined(separator: " ")) said no listen address: \(child.readyLine)")
         }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.standardError
-        try process.run()
-        var text = ""
-        let reader = output.fileHandleForReading
-        while !text.contains("\n") {
-            let data = reader.availableData
-            if data.isEmpty {
-                throw BenchmarkError("\(arguments.prefix(3).joined(separator: " ")) exited before it was ready")
-            }
-            text += String(decoding: data, as: UTF8.self)
-        }
-        guard let field = text.split(separator: " ").first(where: { $0.hasPrefix("listen=") }) else {
-            process.terminate()
-            throw BenchmarkError("\(arguments.prefix(3).joined(separator: " ")) said no listen address: \(text)")
-        }
-        return Child(
-            process: process, listen: String(field.dropFirst("listen=".count)).trimmingCharacters(in: .whitespacesAndNewlines))
+        return Child(child: child, listen: listen)
     }
 
-    /// User and system CPU seconds the process has used so far.
-    var cpuSeconds: Double {
-        guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-            let end = text.lastIndex(of: ")")
-        else { return 0 }
-        // Fields after the command name: state is 3rd; utime and stime are the 14th and 15th.
-        let fields = text[text.index(after: end)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-
-    func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
-    }
-}
-
-struct BenchmarkError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+    var cpuSeconds: Double { child.cpuSeconds }
+    func stop() { child.stop() }
 }
 
 /// Keep-alive client threads, each sending GET after GET on one connection and timing each.

@@ -11,7 +11,48 @@ struct BenchCommand: AsyncParsableCommand {
             Run a release build for meaningful figures: 'make bench' builds one, starts the broker, \
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
-        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self])
+        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self, Handler.self])
+
+    struct Handler: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Round trip of a sync event through a Python handler (the sidecar), with and without one SDK call.",
+            discussion: """
+                A μsrv event hub in this process raises request_received; the handler sidecar \
+                (python -m edgetrail.sidecar, on one core of its own when there are two) answers allow. \
+                Prints events/s with --in-flight events outstanding and p50/p99 one event at a time, for \
+                an in-process Swift handler (the floor), a Python handler returning allow, and one making \
+                one policy_mgr.check call to a real policy-mgr μsrv. Targets: p99 ≤ 2 ms without an SDK \
+                call, ≤ 4 ms with one. Spans go to --otlp and state to --redis; whether they are up is \
+                printed.
+                """)
+
+        @Option(help: "Seconds of load per handler (half as long again one event at a time).")
+        var seconds = 5.0
+
+        @Option(help: "Events outstanding at once for the events/s figure.")
+        var inFlight = 8
+
+        @Option(help: "The Python with the SDK installed (default: .venv/bin/python, as 'make setup' makes it).")
+        var python = ".venv/bin/python"
+
+        @Option(help: "Redis (HOST:PORT or socket path).")
+        var redis = "127.0.0.1:16379"
+
+        @Option(help: "The collector's OTLP receiver (HOST:PORT or socket path).")
+        var otlp = "127.0.0.1:4317"
+
+        func run() async throws {
+            guard FileManager.default.isExecutableFile(atPath: python) else {
+                throw ValidationError("\(python) is not there; run 'make setup' (it makes .venv with the SDK) or pass --python")
+            }
+            var settings = HandlerBenchmark.Settings(executable: selfExecutable(), python: python)
+            settings.seconds = seconds
+            settings.inFlight = inFlight
+            settings.redis = redis
+            settings.otlp = otlp
+            try await HandlerBenchmark.run(settings) { print($0) }
+        }
+    }
 
     struct Datapath: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -86,9 +127,7 @@ struct BenchCommand: AsyncParsableCommand {
                     rounds: rounds
                 ) { print($0) }
             case .microservice:
-                let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-                    ?? CommandLine.arguments[0]
-                var settings = MicroserviceProxyBenchmark.Settings(executable: executable)
+                var settings = MicroserviceProxyBenchmark.Settings(executable: selfExecutable())
                 settings.seconds = seconds
                 settings.clients = clients ?? 8
                 settings.rounds = rounds
@@ -155,4 +194,9 @@ struct BenchCommand: AsyncParsableCommand {
                 cookies: cookies, requests: requests, storePath: store, port: port, print: { print($0) })
         }
     }
+}
+
+/// This program's own path, to start more of it as child processes.
+func selfExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
 }

@@ -13,6 +13,15 @@ public enum SocketProbe {
         return true
     }
 
+    /// "up" or "not running" for a HOST:PORT or a socket path, for a line saying what a
+    /// benchmark or a command found.
+    public static func describe(_ address: String) -> String {
+        if address.contains("/") { return isListening(.unix(path: address)) ? "up" : "not running" }
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { return "not an address" }
+        return isListening(.tcp(host: String(parts[0]), port: port)) ? "up" : "not running"
+    }
+
     /// A connected socket or -1.
     public static func connect(to endpoint: Endpoint) -> Int32 {
         switch endpoint {

@@ -50,9 +50,11 @@ class Runtime:
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
                 endpoint = f"unix://{self.otlp}" if self.otlp.startswith("/") else self.otlp
+                # A short export deadline: the collector is on the same node, and a sidecar that
+                # stops must not wait long on one that is gone.
                 self.provider.add_span_processor(BatchSpanProcessor(
-                    OTLPSpanExporter(endpoint=endpoint, insecure=True), schedule_delay_millis=200,
-                    max_export_batch_size=512))
+                    OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=2), schedule_delay_millis=200,
+                    max_export_batch_size=512, export_timeout_millis=2000))
         self.tracer = self.provider.get_tracer("edgetrail.sdk")
 
     # --- the CNF's μsrvs -------------------------------------------------------------------
@@ -95,7 +97,7 @@ class Runtime:
     def close(self):
         """Sends what spans are left and closes the connections."""
         if self.provider is not None:
-            self.provider.force_flush(5000)
+            self.provider.force_flush(2000)
             self.provider.shutdown()
         with self._lock:
             for channel in self._channels.values():

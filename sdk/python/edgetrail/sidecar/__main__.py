@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -41,6 +42,9 @@ def pair(text: str, what: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A parent may have started us with these blocked (a process spawned from a thread that
+    # blocks them inherits its mask): then SIGTERM would never stop the sidecar.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1})
     parser = argparse.ArgumentParser(prog="python -m edgetrail.sidecar", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--microservice", required=True, metavar="NAME", help="the μsrv whose events to handle")
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sidecar.stop())
     signal.signal(signal.SIGINT, lambda *_: sidecar.stop())
     signal.signal(signal.SIGHUP, lambda *_: sidecar.check_files())
+    # `kill -USR1 PID` prints every thread's stack to stderr: where a stuck sidecar is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return sidecar.run()
 
 

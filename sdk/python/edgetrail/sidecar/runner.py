@@ -76,7 +76,10 @@ class Sidecar:
     # --- output ------------------------------------------------------------------------------
     def say(self, line: str) -> None:
         with self._print_lock:
-            print(line, file=self._out, flush=True)
+            try:
+                print(line, file=self._out, flush=True)
+            except (OSError, ValueError):  # nobody reads our stdout any more: the log still has it
+                log.info("%s", line)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -153,7 +156,7 @@ class Sidecar:
                 if attached:
                     self.say(f"detached {name}: {error.details() or code.name}; reattaching")
                 elif not said_waiting:
-                    self.say(f"waiting for {name} at {self.socket} ({error.details() or code.name})")
+                    self.say(f"waiting for {name}: nothing serves {self.socket} yet")
                     said_waiting = True
             finally:
                 outgoing.put(None)
