@@ -294,7 +294,12 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .executableTarget(name: "edgetrail", dependencies: ["EdgetrailCLI"]),
+        .executableTarget(
+            name: "edgetrail",
+            dependencies: [
+                "EdgetrailCLI", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
 
         // MARK: Test support: starts the real services tests need, in a private run directory
         .target(

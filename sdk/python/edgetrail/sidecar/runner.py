@@ -141,7 +141,14 @@ class Sidecar:
                         said_waiting = False
                         self.say(f"attached {name} events={','.join(message.subscribed)} socket={self.socket}")
                         continue
-                    self._dispatch(message, outgoing, generation)
+                    try:
+                        self._dispatch(message, outgoing, generation)
+                    except Exception:  # noqa: BLE001 - one bad event must not end the stream
+                        log.exception("could not hand event %s (%s) to its handler", message.id, message.name)
+                        if message.sync:
+                            outgoing.put(pb.HandlerMessage(verdict=pb.Verdict(
+                                event_id=message.id, decision=pb.VERDICT_DECISION_UNSPECIFIED,
+                                reason="the sidecar could not run the handler (see its log)")))
                 if not self._stopping.is_set():
                     self.say(f"detached {name}: it ended the event stream; reattaching")
             except grpc.RpcError as error:
