@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 edgetrail="$(swift build -c release --show-bin-path)/edgetrail"
 run_dir="$PWD/.run/bench"
 port=19192
-"$edgetrail" infra up --only broker --run-dir "$run_dir" --broker-port "$port"
-trap '"$edgetrail" infra down --run-dir "$run_dir" --broker-port "$port" >/dev/null' EXIT
+redis_port=16479
+"$edgetrail" infra up --only broker redis --run-dir "$run_dir" --broker-port "$port" --redis-port "$redis_port"
+trap '"$edgetrail" infra down --run-dir "$run_dir" --broker-port "$port" --redis-port "$redis_port" >/dev/null' EXIT
 echo "==> edgetrail bench collector"
 "$edgetrail" bench collector --brokers "127.0.0.1:$port" --cookies "${BENCH_COOKIES:-100000}" --work-dir "$run_dir/collector"
 echo "==> edgetrail bench central"
@@ -20,6 +21,10 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "SKIPPED: the datapath benchmark makes network namespaces and loads eBPF programs (needs root)"
 fi
+echo "==> edgetrail bench proxy --mode microservice"
+"$edgetrail" bench proxy --mode microservice --redis "127.0.0.1:$redis_port"
+echo "==> edgetrail bench handler"
+"$edgetrail" bench handler --redis "127.0.0.1:$redis_port"
 echo "==> edgetrail bench proxy"
 if [ "$(id -u)" -eq 0 ]; then
   "$edgetrail" bench proxy --object "$PWD/bpf/.output/datapath.bpf.o"
