@@ -142,6 +142,9 @@ let package = Package(
         // agent lives; it reaches the datapath only through the Datapath Manager's API
         .target(name: "EdgetrailNode", dependencies: ["EdgetrailCore", "EdgetrailNet"]),
 
+        // MARK: The node agent: a CNF as pods on an edge node (plans, updates, restarts)
+        .target(name: "EdgetrailNodeAgent", dependencies: ["EdgetrailCore", "EdgetrailCNF"]),
+
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
 
@@ -312,6 +315,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
+        .testTarget(name: "EdgetrailNodeAgentTests", dependencies: ["EdgetrailNodeAgent", "EdgetrailCNF", "EdgetrailCore"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
         .testTarget(
             name: "EdgetrailRuntimeTests",

@@ -8,16 +8,19 @@ public struct CNFSpec: Hashable, Sendable {
     public var microservices: [Microservice]
     public var handlers: [Handler]
     public var datapath: [DatapathRule]
+    /// Values the CNF's handlers read as `ctx.settings` (text; numbers and booleans as written).
+    public var settings: [String: String]
 
     public init(
         name: String, node: String, microservices: [Microservice], handlers: [Handler],
-        datapath: [DatapathRule]
+        datapath: [DatapathRule], settings: [String: String] = [:]
     ) {
         self.name = name
         self.node = node
         self.microservices = microservices
         self.handlers = handlers
         self.datapath = datapath
+        self.settings = settings
     }
 
     public func microservice(named name: String) -> Microservice? {

@@ -60,7 +60,8 @@ public struct CNFSpecReader: Sendable {
 
     private func readSpec(_ mapping: Node.Mapping, root: Node, context: inout YAMLContext) -> CNFSpec? {
         let fields = context.fields(
-            of: mapping, allowed: ["name", "node", "microservices", "handlers", "datapath"], what: "the CNF spec")
+            of: mapping, allowed: ["name", "node", "microservices", "handlers", "datapath", "settings"],
+            what: "the CNF spec")
         let name = context.requiredName(fields["name"], field: "name", in: root, what: "the CNF")
         let node = context.requiredString(fields["node"], field: "node", in: root, what: "the CNF")
             .flatMap { value -> String? in
@@ -135,9 +136,24 @@ public struct CNFSpecReader: Sendable {
             }
         }
 
+        var settings: [String: String] = [:]
+        if let node = fields["settings"], let mapping = context.mapping(node, what: "settings") {
+            for (key, value) in mapping {
+                guard let name = context.string(key, what: "a setting's name") else { continue }
+                if name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "=" }) {
+                    context.report("'\(name)' is not a setting name; use letters, digits, '.', '_' or '-'", at: key)
+                    continue
+                }
+                guard let text = context.string(value, what: "the value of setting '\(name)' (text, a number or true/false)")
+                else { continue }
+                settings[name] = text
+            }
+        }
+
         guard let name, let node else { return nil }
         return CNFSpec(
-            name: name, node: node, microservices: microservices.map(\.0), handlers: handlers, datapath: rules)
+            name: name, node: node, microservices: microservices.map(\.0), handlers: handlers, datapath: rules,
+            settings: settings)
     }
 
     // MARK: Microservices

@@ -71,6 +71,17 @@ struct CNFSpecReaderTests {
         #expect(spec.datapath[1].rateBytesPerSecond == 2_000_000)
     }
 
+    @Test("settings are name: value pairs handlers read as text; a list as a value is refused where it is")
+    func settings() throws {
+        let spec = try read(valid + "\nsettings:\n  max_download_mb: 50\n  scan_downloads: true\n  greeting: hello there\n")
+        #expect(spec.settings == ["max_download_mb": "50", "scan_downloads": "true", "greeting": "hello there"])
+        #expect(try read(valid).settings.isEmpty)
+        #expect(
+            problems(valid + "\nsettings:\n  ok: 1\n  sizes: [1, 2]\n")
+                == ["spec.yaml:21:10: expected the value of setting 'sizes' (text, a number or true/false) as a single value"])
+        #expect(problems(valid + "\nsettings: [a, b]\n") == ["spec.yaml:19:11: expected settings as a mapping of 'field: value'"])
+    }
+
     @Test("an unknown action is reported at the action inside the shorthand string")
     func unknownAction() {
         let yaml = valid.replacingOccurrences(of: ": redirect =>", with: ": forward =>")
@@ -178,7 +189,7 @@ struct CNFSpecReaderTests {
             "spec.yaml:13:6: a copy rule needs the label of the pod to send traffic to, e.g. '=> [http-proxy]'",
             "spec.yaml:14:6: a second rule for * 80 (the first is at line 13); one rule per address and port",
             "spec.yaml:15:5: a rate applies to ratelimit rules only, not deny",
-            "spec.yaml:19:1: unknown field 'extra' in the CNF spec (expected one of: name, node, microservices, handlers, datapath)",
+            "spec.yaml:19:1: unknown field 'extra' in the CNF spec (expected one of: name, node, microservices, handlers, datapath, settings)",
         ])
     }
 
