@@ -139,15 +139,21 @@ def replace(path, text):
         file.write(text)
 
 
-def test_a_failing_handler_gets_the_default_verdict_and_an_error_span_and_edits_are_reloaded(services, traced):
-    _, central = traced
-    collector = traced[0]
+def handler_pod(services, source, timeout="400ms", otlp=None):
+    """A pod whose CNF binds http-proxy's request_received to one handler file with `source`;
+    returns the pod (not started) and the file's path."""
     directory = os.path.join(services.run_dir, "cnf")
     handler = os.path.join(directory, "handlers", "handler.py")
-    spec = write_spec(directory, {("http-proxy", "request_received"): "handlers/handler.py"})
+    spec = write_spec(directory, {("http-proxy", "request_received"): "handlers/handler.py"}, timeout=timeout)
+    replace(handler, source)
+    return Pod(services, otlp or os.path.join(services.run_dir, "no-collector.sock"), cnf=spec), handler
+
+
+def test_a_failing_handler_gets_the_default_verdict_and_an_error_span_and_edits_are_reloaded(services, traced):
+    _, central = traced
     # It cannot even be imported.
-    replace(handler, "from edgetrail.sdk import Verdict\n\ndef handle(event, ctx)\n    return Verdict.allow()\n")
-    pod = Pod(services, collector.endpoint, cnf=spec)
+    pod, handler = handler_pod(services, "from edgetrail.sdk import Verdict\n\ndef handle(event, ctx)\n"
+                                         "    return Verdict.allow()\n", otlp=traced[0].endpoint)
     try:
         _, line = pod.microservice("http-proxy")
         proxy = f"http://{field(line, 'listen')}"
@@ -223,12 +229,9 @@ def test_a_failing_handler_gets_the_default_verdict_and_an_error_span_and_edits_
 
 
 def test_a_slow_handler_for_one_session_does_not_delay_the_others(services):
-    directory = os.path.join(services.run_dir, "cnf")
-    handler = os.path.join(directory, "handlers", "handler.py")
-    spec = write_spec(directory, {("http-proxy", "request_received"): "handlers/handler.py"}, timeout="10s")
-    replace(handler, "import time\n\ndef handle(event, ctx):\n"
-                     "    if 'slow=1' in event.attributes['http.url']:\n        time.sleep(3)\n")
-    pod = Pod(services, os.path.join(services.run_dir, "no-collector.sock"), cnf=spec)
+    pod, handler = handler_pod(services, "import time\n\ndef handle(event, ctx):\n"
+                                   "    if 'slow=1' in event.attributes['http.url']:\n        time.sleep(3)\n",
+                         timeout="10s")
     try:
         _, line = pod.microservice("http-proxy")
         proxy = f"http://{field(line, 'listen')}"
@@ -257,13 +260,9 @@ def test_a_slow_handler_for_one_session_does_not_delay_the_others(services):
 
 
 def test_the_sidecar_attaches_again_when_its_microservice_restarts(services):
-    directory = os.path.join(services.run_dir, "cnf")
-    handler = os.path.join(directory, "handlers", "handler.py")
-    spec = write_spec(directory, {("http-proxy", "request_received"): "handlers/handler.py"})
-    replace(handler, "from edgetrail.sdk import Verdict\n\ndef handle(event, ctx):\n"
-                     "    if '/admin' in event.attributes['http.url']:\n"
-                     "        return Verdict.deny(reason='internal')\n")
-    pod = Pod(services, os.path.join(services.run_dir, "no-collector.sock"), cnf=spec)
+    pod, handler = handler_pod(services, "from edgetrail.sdk import Verdict\n\ndef handle(event, ctx):\n"
+                                         "    if '/admin' in event.attributes['http.url']:\n"
+                                         "        return Verdict.deny(reason='internal')\n")
     try:
         proxy_process, line = pod.microservice("http-proxy")
         sidecar = pod.sidecar("http-proxy", {"request_received": handler})

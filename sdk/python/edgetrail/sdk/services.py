@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from edgetrail.sdk import runtime as _runtime
 from edgetrail.sdk.session import COOKIE_KEY, TraceParent, cookie_hex, metadata
+from edgetrail.sdk.verdict import Decided
 from edgetrail.v1 import microservices_pb2 as pb
 from edgetrail.v1 import microservices_pb2_grpc as rpc
 
@@ -31,22 +32,14 @@ class ServiceError(Exception):
 
 
 @dataclass(frozen=True)
-class PolicyDecision:
+class PolicyDecision(Decided):
     decision: str  # "allow" or "deny"
     rule: str  # the rule that decided; "default" when none matched
     reason: str
 
-    @property
-    def allowed(self) -> bool:
-        return self.decision == "allow"
-
-    @property
-    def denied(self) -> bool:
-        return self.decision == "deny"
-
 
 @dataclass(frozen=True)
-class InspectResult:
+class InspectResult(Decided):
     categories: list[str]  # from the bytes: "html", "pdf", "executable", "download", ...
     needs_scan: bool
     size: int
@@ -55,22 +48,14 @@ class InspectResult:
     decision: str  # the inspect_done handler's verdict
     reason: str
 
-    @property
-    def denied(self) -> bool:
-        return self.decision == "deny"
-
 
 @dataclass(frozen=True)
-class ScanResult:
+class ScanResult(Decided):
     infected: bool
     signature: str
     engine: str
-    decision: str
+    decision: str  # deny when infected, unless the scan_done handler says otherwise
     reason: str
-
-    @property
-    def denied(self) -> bool:
-        return self.decision == "deny"
 
 
 @dataclass(frozen=True)
