@@ -4,27 +4,51 @@ import Foundation
 import Glibc
 #endif
 
-/// A throwaway edge node made of network namespaces, as DESIGN.md lays it out: a node router,
-/// a client (10.200.0.2), an origin server (10.201.0.2) and pods (10.250.N.2), each joined to
-/// the node by a veth pair. Everything carries a unique prefix and is removed by `tearDown`.
+/// An edge node made of network namespaces, as DESIGN.md lays it out: a node router, a client
+/// (10.200.0.2), an origin server (10.201.0.2) and pods (10.250.N.2), each joined to the node by
+/// a veth pair. A throwaway node (tests, benchmarks) carries a unique prefix; a named node (what
+/// `edgetrail node up` builds) is the namespace `NAME` with `NAME-client` and `NAME-origin`
+/// beside it. Either is removed by `tearDown`; a named one also by `remove(named:)`.
 public final class EdgeNodeNamespaces {
     public let prefix: String
-    public var node: String { "\(prefix)-node" }
+    public let node: String
     public var client: String { "\(prefix)-client" }
-    public var server: String { "\(prefix)-server" }
-    /// The node's end of the client's veth: where the datapath attaches.
-    public var clientInterface: String { "\(prefix)-c0" }
+    public var server: String { "\(prefix)-origin" }
+    /// The node's end of the client's veth: where the datapath attaches. (In the node's
+    /// namespace; the veths are made in their namespaces, so two nodes may use the same names.)
+    public var clientInterface: String { "\(interfacePrefix)c0" }
+    private var interfacePrefix: String
     public private(set) var pods: [(name: String, namespace: String, nodeInterface: String, address: String)] = []
     private var background: [Process] = []
 
-    public init() throws {
-        prefix = "et" + String(UInt32.random(in: 0..<0xffffff), radix: 16)
+    /// A throwaway node with a unique prefix.
+    public convenience init() throws {
+        let prefix = "et" + String(UInt32.random(in: 0..<0xffffff), radix: 16)
+        try self.init(prefix: prefix, node: "\(prefix)-node", interfacePrefix: "\(prefix)-")
+    }
+
+    /// The node `name` (e.g. `edge-1`); refuses a name a node already has.
+    public convenience init(named name: String) throws {
+        guard Self.isValidName(name) else {
+            throw TopologyError(
+                "'\(name)' is not a node name: use 1-20 lowercase letters, digits and '-', starting with a letter")
+        }
+        if Self.exists(named: name) {
+            throw TopologyError("a node named \(name) is already up; 'edgetrail node down --name \(name)' removes it")
+        }
+        try self.init(prefix: name, node: name, interfacePrefix: "et")
+    }
+
+    private init(prefix: String, node: String, interfacePrefix: String) throws {
+        self.prefix = prefix
+        self.node = node
+        self.interfacePrefix = interfacePrefix
         do {
             for namespace in [node, client, server] { try ip("netns", "add", namespace) }
             try sh(node, "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0")
             try sh(node, "ip link set lo up")
-            try link(namespace: client, nodeEnd: "\(prefix)-c0", podEnd: "\(prefix)-c1", subnet: "10.200.0")
-            try link(namespace: server, nodeEnd: "\(prefix)-s0", podEnd: "\(prefix)-s1", subnet: "10.201.0")
+            try link(namespace: client, nodeEnd: "\(interfacePrefix)c0", podEnd: "\(interfacePrefix)c1", subnet: "10.200.0")
+            try link(namespace: server, nodeEnd: "\(interfacePrefix)s0", podEnd: "\(interfacePrefix)s1", subnet: "10.201.0")
         } catch {
             tearDown()
             throw error
@@ -37,8 +61,8 @@ public final class EdgeNodeNamespaces {
     public func addPod(_ name: String) throws -> (namespace: String, nodeInterface: String, podInterface: String, mac: [UInt8]) {
         let index = pods.count + 1
         let namespace = "\(prefix)-\(name)"
-        let nodeEnd = "\(prefix)-p\(index)"
-        let podEnd = "\(prefix)-q\(index)"
+        let nodeEnd = "\(interfacePrefix)p\(index)"
+        let podEnd = "\(interfacePrefix)q\(index)"
         try ip("netns", "add", namespace)
         try link(namespace: namespace, nodeEnd: nodeEnd, podEnd: podEnd, subnet: "10.250.\(index)")
         try sh(node, "sysctl -qw net.ipv4.conf.\(nodeEnd).rp_filter=0")
@@ -93,6 +117,10 @@ public final class EdgeNodeNamespaces {
     }
 
     private func runStatus(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {
+        try Self.runStatus(executable, arguments)
+    }
+
+    private static func runStatus(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -124,11 +152,37 @@ public final class EdgeNodeNamespaces {
         }
     }
 
-    /// Namespaces whose names start with this prefix that still exist.
-    public func leftovers() -> [String] {
+    /// Namespaces of this node that still exist.
+    public func leftovers() -> [String] { Self.namespaces(of: prefix, node: node) }
+
+    /// Whether the node `name` is (at least partly) up.
+    public static func exists(named name: String) -> Bool { !namespaces(of: name, node: name).isEmpty }
+
+    /// Deletes every namespace of the node `name` (the node, its client, origin and pods; their
+    /// veths go with them); returns the ones it deleted. Nothing there is not an error.
+    @discardableResult
+    public static func remove(named name: String) -> [String] {
+        let found = namespaces(of: name, node: name)
+        for namespace in found { _ = try? runStatus("/usr/sbin/ip", ["netns", "delete", namespace]) }
+        return found
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        (1...20).contains(name.count) && name.first!.isLowercase && name.first!.isASCII
+            && name.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" }
+    }
+
+    /// The node's namespaces: the node, and those named `PREFIX-…` — but not another node's
+    /// whose name merely starts the same (`edge-1-b` and its own namespaces, next to `edge-1`).
+    private static func namespaces(of prefix: String, node: String) -> [String] {
         let listed = (try? runStatus("/usr/sbin/ip", ["netns", "list"]))?.1 ?? ""
-        return listed.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
-            .filter { $0.hasPrefix(prefix + "-") }
+        let all = listed.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
+        let present = Set(all)
+        let others = all.filter { $0 != node && $0.hasPrefix(prefix + "-") && present.contains($0 + "-client") }
+        return all.filter { name in
+            (name == node || name.hasPrefix(prefix + "-"))
+                && !others.contains { name == $0 || name.hasPrefix($0 + "-") }
+        }
     }
 }
 

@@ -311,4 +311,29 @@ struct DatapathTests {
         topology.tearDown()
         #expect(topology.leftovers().isEmpty)
     }
+
+    @Test("a named node is NAME, NAME-client and NAME-origin; a second one of that name is refused; removing it by name leaves nothing, and again is harmless")
+    func namedNode() throws {
+        let name = "t" + String(UInt32.random(in: 0..<0xfffff), radix: 16)
+        let node = try EdgeNodeNamespaces(named: name)
+        // A node whose name starts with the first's is not the first's to remove.
+        let neighbour = try EdgeNodeNamespaces(named: name + "-b")
+        defer {
+            node.tearDown()
+            neighbour.tearDown()
+        }
+        try node.addPod("edgesecurity-http-proxy")
+        #expect(Set(node.leftovers()) == [name, "\(name)-client", "\(name)-origin", "\(name)-edgesecurity-http-proxy"])
+        #expect(node.clientInterface == "etc0")
+        // Refused (not timed out): the origin's namespace answered, through the node.
+        let probe = "import socket\ntry: socket.create_connection(('10.201.0.2', 9), timeout=2)\nexcept ConnectionRefusedError: print('reached')"
+        let reply = node.attempt(node.client, "python3 -c \"\(probe)\"")
+        #expect(reply.output.contains("reached"), "the client reaches the origin's address through the node: \(reply.output)")
+        #expect(throws: TopologyError.self) { try EdgeNodeNamespaces(named: name) }
+        #expect(throws: TopologyError.self) { try EdgeNodeNamespaces(named: "Edge_1") }
+        #expect(Set(EdgeNodeNamespaces.remove(named: name)).count == 4)
+        #expect(!EdgeNodeNamespaces.exists(named: name))
+        #expect(EdgeNodeNamespaces.remove(named: name).isEmpty)
+        #expect(EdgeNodeNamespaces.exists(named: name + "-b"), "the neighbour is still there")
+    }
 }
