@@ -143,7 +143,9 @@ let package = Package(
         .target(name: "EdgetrailNode", dependencies: ["EdgetrailCore", "EdgetrailNet"]),
 
         // MARK: The node agent: a CNF as pods on an edge node (plans, updates, restarts)
-        .target(name: "EdgetrailNodeAgent", dependencies: ["EdgetrailCore", "EdgetrailCNF"]),
+        .target(
+            name: "EdgetrailNodeAgent",
+            dependencies: ["EdgetrailCore", "EdgetrailCNF", "EdgetrailNode", "EdgetrailNet", "EdgetrailInfra"]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
@@ -285,7 +287,7 @@ let package = Package(
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailInfra", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral",
                 "EdgetrailCentralAPI", "EdgetrailTelemetry",
                 "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailNode",
-                "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailRuntime",
+                "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailRuntime", "EdgetrailNodeAgent",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -4,7 +4,7 @@ import Glibc
 import Foundation
 
 /// Starting, probing and stopping daemon processes without a service manager.
-enum ProcessControl {
+public enum ProcessControl {
     /// glibc's POSIX_SPAWN_SETSID: the child leads a new session, so it survives the
     /// command that started it and a Ctrl-C in that terminal.
     private static let spawnSetSID: Int16 = 0x80
@@ -14,7 +14,7 @@ enum ProcessControl {
     private static let spawnSetSignalMask: Int16 = 0x08
 
     /// Starts `executable` detached, stdin from /dev/null, stdout and stderr appended to `logPath`.
-    static func spawnDetached(
+    public static func spawnDetached(
         executable: String, arguments: [String], logPath: String, environment: [String: String] = [:],
         workingDirectory: String? = nil
     ) throws -> pid_t {
@@ -95,7 +95,7 @@ enum ProcessControl {
     }
 
     /// True while `pid` runs and is not a zombie.
-    static func isAlive(_ pid: pid_t) -> Bool {
+    public static func isAlive(_ pid: pid_t) -> Bool {
         guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
         // A zombie child of this process still answers kill(0); reap it.
         var status: Int32 = 0
@@ -115,14 +115,14 @@ enum ProcessControl {
     }
 
     /// The command line of a process, for telling our daemon from a reused pid.
-    static func commandLine(_ pid: pid_t) -> String? {
+    public static func commandLine(_ pid: pid_t) -> String? {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
         return String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
     }
 
     /// Sends `signal`, waits up to `timeout` seconds, then SIGKILLs; true when it is gone.
     @discardableResult
-    static func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Double = 10) -> Bool {
+    public static func stop(_ pid: pid_t, signal: Int32 = SIGTERM, timeout: Double = 10) -> Bool {
         guard isAlive(pid) else { return true }
         kill(pid, signal)
         let deadline = Date().addingTimeInterval(timeout)
@@ -139,7 +139,7 @@ enum ProcessControl {
     }
 
     /// The last lines of a log, to explain why a daemon did not come up.
-    static func tail(_ path: String, lines: Int = 8) -> String {
+    public static func tail(_ path: String, lines: Int = 8) -> String {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return "(no log)" }
         return text.split(separator: "\n", omittingEmptySubsequences: true).suffix(lines)
             .map { "    " + $0 }.joined(separator: "\n")

@@ -1,0 +1,76 @@
+"""`edgetrail node up/status/down` as root: a real edge node of network namespaces with the eBPF
+datapath, the collector and an origin, reached from its client namespace; and nothing left
+behind after `down` (a second `down` harmless)."""
+
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from collector_harness import Services, edgetrail_binary, free_port
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="an edge node is network namespaces and eBPF: needs root")
+
+
+def node(*args, env=None):
+    return subprocess.run([edgetrail_binary(), "node", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def namespaces():
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+
+
+def test_node_up_runs_a_real_node_and_down_leaves_nothing_behind():
+    services = Services()
+    name = f"t{uuid.uuid4().hex[:6]}"
+    run_dir = os.path.join(services.run_dir, "node")
+    env = dict(os.environ, EDGETRAIL_REDIS_PORT=str(services.redis_port), EDGETRAIL_BROKER_PORT=str(services.broker_port))
+    metrics = f"127.0.0.1:{free_port()}"
+    common = ["--name", name, "--run-dir", run_dir]
+    try:
+        up = node("up", *common, "--otlp", f"127.0.0.1:{free_port()}", "--metrics", metrics, "--topic", "node-test",
+                  env=env)
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert f"namespaces: {name} (the node), {name}-client (client 10.200.0.2), {name}-origin (origin 10.201.0.2)" in up.stdout
+        for part in ("origin: http://10.201.0.2/", "datapath-manager: eBPF on etc0", "collector: OTLP"):
+            assert part in up.stdout
+        assert {name, f"{name}-client", f"{name}-origin"} <= namespaces()
+
+        status = node("status", *common, env=env)
+        assert status.returncode == 0, status.stdout
+        assert [line.split()[:2] for line in status.stdout.splitlines()] == [
+            ["namespaces", "up"], ["origin", "up"], ["datapath-manager", "up"], ["collector", "up"]]
+
+        # Plain client traffic from the client namespace reaches the origin through the node...
+        fetch = subprocess.run(
+            ["ip", "netns", "exec", f"{name}-client", "python3", "-c",
+             "import urllib.request; print(urllib.request.urlopen('http://10.201.0.2/', timeout=5).read().decode())"],
+            capture_output=True, text=True, timeout=30)
+        assert fetch.returncode == 0 and "The origin" in fetch.stdout, fetch.stderr
+        # ...and the datapath's flow events for it reach the node's collector.
+        deadline = time.time() + 20
+        flows = 0.0
+        while time.time() < deadline and flows < 2:
+            text = urllib.request.urlopen(f"http://{metrics}/metrics", timeout=2).read().decode()
+            flows = next((float(line.split()[-1]) for line in text.splitlines()
+                          if line.startswith('edgetrail_collector_records_in_total{source="flows"}')), 0.0)
+            time.sleep(0.2)
+        assert flows >= 2, "a flow's start and end came from the kernel to the collector"
+
+        again = node("up", *common, env=env)
+        assert again.returncode == 1 and f"a node named {name} is already up" in again.stderr
+    finally:
+        down = node("down", *common, env=env)
+        services.close()
+    assert down.returncode == 0
+    assert "collector: stopped" in down.stdout and "namespaces: removed" in down.stdout
+    assert not {ns for ns in namespaces() if ns == name or ns.startswith(name + "-")}
+    assert subprocess.run(["pgrep", "-f", run_dir], capture_output=True).returncode == 1, "no process of the node runs"
+    second = node("down", *common, env=env)
+    assert second.returncode == 0 and f"node {name}: nothing to remove" in second.stdout
+    status = node("status", *common, env=env)
+    assert status.returncode == 1 and all(" down " in line for line in status.stdout.splitlines())
