@@ -317,7 +317,8 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "EdgetrailCoreTests", dependencies: ["EdgetrailCore"]),
         .testTarget(name: "EdgetrailCNFTests", dependencies: ["EdgetrailCNF"]),
-        .testTarget(name: "EdgetrailNodeAgentTests", dependencies: ["EdgetrailNodeAgent", "EdgetrailCNF", "EdgetrailCore"]),
+        .testTarget(
+            name: "EdgetrailNodeAgentTests", dependencies: ["EdgetrailNodeAgent", "EdgetrailCNF", "EdgetrailCore", "EdgetrailNode"]),
         .testTarget(name: "EdgetrailSpoolTests", dependencies: ["EdgetrailSpool"]),
         .testTarget(
             name: "EdgetrailRuntimeTests",

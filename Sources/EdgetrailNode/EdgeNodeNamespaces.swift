@@ -60,23 +60,64 @@ public final class EdgeNodeNamespaces {
     @discardableResult
     public func addPod(_ name: String) throws -> (namespace: String, nodeInterface: String, podInterface: String, mac: [UInt8]) {
         let index = pods.count + 1
-        let namespace = "\(prefix)-\(name)"
-        let nodeEnd = "\(interfacePrefix)p\(index)"
-        let podEnd = "\(interfacePrefix)q\(index)"
-        try ip("netns", "add", namespace)
-        try link(namespace: namespace, nodeEnd: nodeEnd, podEnd: podEnd, subnet: "10.250.\(index)")
-        try sh(node, "sysctl -qw net.ipv4.conf.\(nodeEnd).rp_filter=0")
-        try sh(namespace, "ip rule add iif \(podEnd) lookup 100 && ip route add local 0.0.0.0/0 dev lo table 100")
-        pods.append((name, namespace, nodeEnd, "10.250.\(index).2"))
-        let mac = try sh(namespace, "cat /sys/class/net/\(podEnd)/address")
-            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
-        return (namespace, nodeEnd, podEnd, mac)
+        let pod = PodLink(
+            namespace: "\(prefix)-\(name)", index: index, nodeInterface: "\(interfacePrefix)p\(index)",
+            podInterface: "\(interfacePrefix)q\(index)")
+        let mac = try Self.addPod(pod, to: node)
+        pods.append((name, pod.namespace, pod.nodeInterface, pod.address))
+        return (pod.namespace, pod.nodeInterface, pod.podInterface, mac)
+    }
+
+    /// A pod's namespace and its link to the node, on the subnet `10.250.<index>.0/24`.
+    public struct PodLink: Sendable, Equatable {
+        public var namespace: String
+        public var index: Int
+        public var nodeInterface: String
+        public var podInterface: String
+        public var address: String { "10.250.\(index).2" }
+
+        public init(namespace: String, index: Int, nodeInterface: String, podInterface: String) {
+            self.namespace = namespace
+            self.index = index
+            self.nodeInterface = nodeInterface
+            self.podInterface = podInterface
+        }
+    }
+
+    /// Adds `pod` to the node whose namespace is `node` (from any process: what the node agent
+    /// does for each μsrv); returns the MAC address of the pod's end. A pod that exists is
+    /// refused and left alone; a failure after that removes the new pod again.
+    @discardableResult
+    public static func addPod(_ pod: PodLink, to node: String) throws -> [UInt8] {
+        try run("/usr/sbin/ip", ["netns", "add", pod.namespace])
+        do {
+            try link(
+                node: node, namespace: pod.namespace, nodeEnd: pod.nodeInterface, podEnd: pod.podInterface,
+                subnet: "10.250.\(pod.index)")
+            try shell(node, "sysctl -qw net.ipv4.conf.\(pod.nodeInterface).rp_filter=0")
+            try shell(
+                pod.namespace, "ip rule add iif \(pod.podInterface) lookup 100 && ip route add local 0.0.0.0/0 dev lo table 100")
+            return try shell(pod.namespace, "cat /sys/class/net/\(pod.podInterface)/address")
+                .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ":").compactMap { UInt8($0, radix: 16) }
+        } catch {
+            removePod(pod.namespace)
+            throw error
+        }
+    }
+
+    /// Deletes a pod's namespace (its veth goes with it); nothing there is not an error.
+    public static func removePod(_ namespace: String) {
+        _ = try? runStatus("/usr/sbin/ip", ["netns", "delete", namespace])
     }
 
     private func link(namespace: String, nodeEnd: String, podEnd: String, subnet: String) throws {
-        try ip("link", "add", nodeEnd, "netns", node, "type", "veth", "peer", "name", podEnd, "netns", namespace)
-        try sh(node, "ip addr add \(subnet).1/24 dev \(nodeEnd) && ip link set \(nodeEnd) up")
-        try sh(
+        try Self.link(node: node, namespace: namespace, nodeEnd: nodeEnd, podEnd: podEnd, subnet: subnet)
+    }
+
+    private static func link(node: String, namespace: String, nodeEnd: String, podEnd: String, subnet: String) throws {
+        try run("/usr/sbin/ip", ["link", "add", nodeEnd, "netns", node, "type", "veth", "peer", "name", podEnd, "netns", namespace])
+        try shell(node, "ip addr add \(subnet).1/24 dev \(nodeEnd) && ip link set \(nodeEnd) up")
+        try shell(
             namespace,
             "ip link set lo up && ip addr add \(subnet).2/24 dev \(podEnd) && ip link set \(podEnd) up && ip route add default via \(subnet).1")
     }
@@ -95,6 +136,11 @@ public final class EdgeNodeNamespaces {
     /// Runs `command` with sh inside `namespace`; returns its output, throws on failure.
     @discardableResult
     public func sh(_ namespace: String, _ command: String) throws -> String {
+        try Self.shell(namespace, command)
+    }
+
+    @discardableResult
+    static func shell(_ namespace: String, _ command: String) throws -> String {
         try run("/usr/sbin/ip", ["netns", "exec", namespace, "sh", "-c", command])
     }
 
@@ -109,6 +155,11 @@ public final class EdgeNodeNamespaces {
     }
 
     private func run(_ executable: String, _ arguments: [String]) throws -> String {
+        try Self.run(executable, arguments)
+    }
+
+    @discardableResult
+    private static func run(_ executable: String, _ arguments: [String]) throws -> String {
         let (status, output) = try runStatus(executable, arguments)
         guard status == 0 else {
             throw TopologyError("\(executable) \(arguments.joined(separator: " ")) failed (\(status)): \(output)")

@@ -1,5 +1,6 @@
 import EdgetrailCNF
 import EdgetrailCore
+import EdgetrailNode
 import Foundation
 
 /// Where each μsrv of a CNF runs on a node, and what runs in its pod: a network namespace joined
@@ -17,11 +18,15 @@ public struct PodPlan: Sendable, Equatable {
         /// The handlers bound to its events, with their files' contents.
         public var handlers: [BoundHandler]
 
-        public var address: String { "10.250.\(index).2" }
+        public var address: String { link.address }
         public var gateway: String { "10.250.\(index).1" }
         /// The veth's node end (in the node's namespace) and pod end; at most 15 bytes each.
         public var nodeInterface: String { "etp\(index)" }
         public var podInterface: String { "etq\(index)" }
+        /// What `EdgeNodeNamespaces.addPod` makes for it.
+        public var link: EdgeNodeNamespaces.PodLink {
+            EdgeNodeNamespaces.PodLink(namespace: namespace, index: index, nodeInterface: nodeInterface, podInterface: podInterface)
+        }
         public var name: String { microservice.name }
         public var kind: MicroserviceKind { microservice.kind }
     }

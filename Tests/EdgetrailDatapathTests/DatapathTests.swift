@@ -329,9 +329,17 @@ struct DatapathTests {
         let probe = "import socket\ntry: socket.create_connection(('10.201.0.2', 9), timeout=2)\nexcept ConnectionRefusedError: print('reached')"
         let reply = node.attempt(node.client, "python3 -c \"\(probe)\"")
         #expect(reply.output.contains("reached"), "the client reaches the origin's address through the node: \(reply.output)")
+        // A pod added from outside (as the node agent does), with the names its plan gives it.
+        let pod = EdgeNodeNamespaces.PodLink(
+            namespace: "\(name)-edgesecurity-policy-mgr", index: 7, nodeInterface: "etp7", podInterface: "etq7")
+        let mac = try EdgeNodeNamespaces.addPod(pod, to: name)
+        #expect(mac.count == 6)
+        let podProbe = probe.replacingOccurrences(of: "10.201.0.2", with: pod.address)
+        #expect(node.attempt(node.client, "python3 -c \"\(podProbe)\"").output.contains("reached"))
+        #expect(throws: (any Error).self) { try EdgeNodeNamespaces.addPod(pod, to: name) }
         #expect(throws: TopologyError.self) { try EdgeNodeNamespaces(named: name) }
         #expect(throws: TopologyError.self) { try EdgeNodeNamespaces(named: "Edge_1") }
-        #expect(Set(EdgeNodeNamespaces.remove(named: name)).count == 4)
+        #expect(Set(EdgeNodeNamespaces.remove(named: name)).count == 5)
         #expect(!EdgeNodeNamespaces.exists(named: name))
         #expect(EdgeNodeNamespaces.remove(named: name).isEmpty)
         #expect(EdgeNodeNamespaces.exists(named: name + "-b"), "the neighbour is still there")

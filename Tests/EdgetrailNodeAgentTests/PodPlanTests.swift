@@ -1,5 +1,6 @@
 import EdgetrailCNF
 import EdgetrailCore
+import EdgetrailNode
 import EdgetrailNodeAgent
 import Foundation
 import Testing
@@ -35,7 +36,10 @@ struct PodPlanTests {
         let proxy = try #require(plan.pod(named: "http-proxy"))
         #expect(proxy.namespace == "edge-1-edgesecurity-http-proxy")
         #expect(proxy.address == "10.250.1.2" && proxy.gateway == "10.250.1.1")
-        #expect(proxy.nodeInterface == "etp1" && proxy.podInterface == "etq1")
+        #expect(
+            proxy.link
+                == EdgeNodeNamespaces.PodLink(
+                    namespace: "edge-1-edgesecurity-http-proxy", index: 1, nodeInterface: "etp1", podInterface: "etq1"))
         #expect(proxy.handlers.map(\.event) == ["request_received"])
         #expect(proxy.handlers.first?.timeoutMilliseconds == 500)
         #expect(plan.pod(named: "policy-mgr")?.handlers.isEmpty == true)
