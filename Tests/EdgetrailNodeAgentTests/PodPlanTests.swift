@@ -121,3 +121,44 @@ struct RestartBackoffTests {
         #expect(backoff.restarts == 7)
     }
 }
+
+@Suite("Pod command lines")
+struct PodCommandsTests {
+    let paths = PodCommands.Paths(
+        edgetrail: "/opt/edgetrail", python: "/opt/venv/bin/python", socketDirectory: "/run/n/pods/edgesecurity",
+        spec: "/run/n/cnfs/edgesecurity/v1/cnf.yaml", handlerDirectory: "/run/n/cnfs/edgesecurity/handlers",
+        redisSocket: "/run/redis.sock", otlpSocket: "/run/n/otlp.sock", datapathSocket: "/run/n/datapath.sock")
+
+    @Test("the proxy runs transparently on the redirected port inside its pod; its sidecar knows the CNF's μsrvs, settings and handlers")
+    func proxyPod() throws {
+        let spec = CNFSpec(
+            name: "edgesecurity", node: "edge-1",
+            microservices: [
+                Microservice(name: "http-proxy", kind: .httpProxy, labels: ["web"], events: MicroserviceKind.httpProxy.events),
+                Microservice(name: "policy-mgr", kind: .policyManager, labels: ["policy-mgr"], events: ["policy_check"]),
+            ],
+            handlers: [Handler(microservice: "http-proxy", event: "request_received", file: "handlers/on_request.py")],
+            datapath: [DatapathRule(destination: IPPrefix("10.201.0.2/32"), port: 8080, action: .redirect, labels: ["web"])],
+            settings: ["scan": "true"])
+        let plan = try PodPlan.make(spec, sources: ["handlers/on_request.py": Data()])
+        let proxy = PodCommands(pod: plan.pods[0], plan: plan, datapath: spec.datapath, paths: paths)
+        #expect(
+            proxy.microservice == [
+                "/usr/sbin/ip", "netns", "exec", "edge-1-edgesecurity-http-proxy", "/opt/edgetrail", "microservice", "run",
+                "http-proxy", "--name", "http-proxy", "--cnf", paths.spec, "--run-dir", paths.socketDirectory, "--redis",
+                paths.redisSocket, "--otlp", paths.otlpSocket, "--transparent", "--listen", "0.0.0.0:8080",
+                "--datapath-socket", paths.datapathSocket,
+            ])
+        #expect(
+            proxy.sidecar == [
+                "/usr/sbin/ip", "netns", "exec", "edge-1-edgesecurity-http-proxy", "/opt/venv/bin/python", "-m",
+                "edgetrail.sidecar", "--microservice", "http-proxy", "--run-dir", paths.socketDirectory, "--cnf",
+                "edgesecurity", "--redis", paths.redisSocket, "--otlp", paths.otlpSocket, "--peer", "http-proxy=http-proxy",
+                "--peer", "policy-mgr=policy-mgr", "--setting", "scan=true", "--handler",
+                "request_received=/run/n/cnfs/edgesecurity/handlers/http-proxy/request_received.py",
+            ])
+        let policy = PodCommands(pod: plan.pods[1], plan: plan, datapath: spec.datapath, paths: paths)
+        #expect(policy.sidecar == nil, "no handler bound: no sidecar")
+        #expect(!policy.microservice.contains("--transparent"))
+    }
+}
