@@ -278,3 +278,27 @@ def test_the_sidecar_attaches_again_when_its_microservice_restarts(services):
     finally:
         pod.close()
     assert sidecar.process.returncode == 0, "SIGTERM stops the sidecar cleanly"
+
+
+def test_the_sidecar_stops_on_sigterm_while_waiting_for_its_microservice_and_while_a_handler_hangs(services):
+    pod, handler = handler_pod(services, "import time\n\ndef handle(event, ctx):\n    time.sleep(60)\n", timeout="10s")
+    from pod_harness import Process
+    import sys
+    waiting = Process([sys.executable, "-m", "edgetrail.sidecar", "--microservice", "http-proxy", "--run-dir",
+                       pod.run_dir, "--otlp", "none", "--handler", f"request_received={handler}"],
+                      os.path.join(services.run_dir, "waiting.log"))
+    waiting.wait_for("waiting for http-proxy")
+    started = time.monotonic()
+    assert waiting.stop() == 0 and time.monotonic() - started < 10
+    try:
+        _, line = pod.microservice("http-proxy")
+        sidecar = pod.sidecar("http-proxy", {"request_received": handler})
+        client = threading.Thread(target=fetch, args=(f"http://{field(line, 'listen')}/", 30), daemon=True)
+        client.start()
+        time.sleep(1)  # the handler is asleep in its event now
+        started = time.monotonic()
+        assert sidecar.stop() == 0 and time.monotonic() - started < 10
+        client.join(15)
+        assert not client.is_alive(), "the request got its default verdict when the handler left"
+    finally:
+        pod.close()

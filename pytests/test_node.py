@@ -74,3 +74,26 @@ def test_node_up_runs_a_real_node_and_down_leaves_nothing_behind():
     assert second.returncode == 0 and f"node {name}: nothing to remove" in second.stdout
     status = node("status", *common, env=env)
     assert status.returncode == 1 and all(" down " in line for line in status.stdout.splitlines())
+
+
+def test_node_up_with_the_collectors_port_taken_fails_at_once_and_leaves_nothing():
+    services = Services()
+    name = f"t{uuid.uuid4().hex[:6]}"
+    run_dir = os.path.join(services.run_dir, "node")
+    env = dict(os.environ, EDGETRAIL_REDIS_PORT=str(services.redis_port), EDGETRAIL_BROKER_PORT=str(services.broker_port))
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        started = time.time()
+        up = node("up", "--name", name, "--run-dir", run_dir, "--otlp", f"127.0.0.1:{taken.getsockname()[1]}",
+                  "--metrics", f"127.0.0.1:{free_port()}", env=env)
+        assert up.returncode == 1 and time.time() - started < 30
+        assert "collector exited while starting" in up.stderr, up.stderr
+        assert not {ns for ns in namespaces() if ns == name or ns.startswith(name + "-")}
+        assert subprocess.run(["pgrep", "-f", run_dir], capture_output=True).returncode == 1
+    finally:
+        taken.close()
+        node("down", "--name", name, "--run-dir", run_dir, env=env)
+        services.close()
