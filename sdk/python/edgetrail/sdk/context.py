@@ -58,34 +58,23 @@ class HandlerSpan:
         return self.log(**{str(key): value for key, value in fields.items()})
 
 
-class _SpanLogHandler(logging.Handler):
-    """Copies a handler's log lines onto its span, so they show in the session's trace."""
-
-    def __init__(self, span: HandlerSpan):
-        super().__init__()
-        self.span = span
-
-    def emit(self, record):
-        try:
-            self.span.log(record.getMessage(), level=record.levelname.lower())
-        except Exception:  # noqa: BLE001 - logging must not break the handler
-            pass
-
-
 class _HandlerLog(logging.LoggerAdapter):
-    """`ctx.log`: the sidecar's log (with the cookie) and the handler's span."""
+    """`ctx.log`: the sidecar's log (with the cookie) and, from INFO up or when enabled, the
+    handler's span (a `log` event with the message and level)."""
 
     def __init__(self, logger: logging.Logger, span: HandlerSpan, cookie: str):
         super().__init__(logger, {"cookie": cookie})
-        self.span_handler = _SpanLogHandler(span)
+        self.span = span
 
     def process(self, msg, kwargs):
         return f"[{self.extra['cookie']}] {msg}", kwargs
 
     def log(self, level, msg, *args, **kwargs):
-        if self.isEnabledFor(level) or level >= logging.INFO:
-            record = logging.LogRecord(self.logger.name, level, "", 0, msg, args, None)
-            self.span_handler.emit(record)
+        if level >= logging.INFO or self.isEnabledFor(level):
+            try:
+                self.span.log(str(msg) % args if args else str(msg), level=logging.getLevelName(level).lower())
+            except Exception:  # noqa: BLE001 - logging must not break the handler
+                pass
         super().log(level, msg, *args, **kwargs)
 
 
