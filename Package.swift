@@ -145,7 +145,24 @@ let package = Package(
         // MARK: The node agent: a CNF as pods on an edge node (plans, updates, restarts)
         .target(
             name: "EdgetrailNodeAgent",
-            dependencies: ["EdgetrailCore", "EdgetrailCNF", "EdgetrailNode", "EdgetrailNet", "EdgetrailInfra"]),
+            dependencies: [
+                "EdgetrailCore", "EdgetrailCNF", "EdgetrailNode", "EdgetrailNet", "EdgetrailInfra", "EdgetrailProto",
+                "EdgetrailDatapathAPI", "EdgetrailRuntime",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // MARK: The node agent's API: a client for `edgetrail cnf …` and the portal
+        .target(
+            name: "EdgetrailNodeAgentAPI",
+            dependencies: [
+                "EdgetrailProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]),
 
         // MARK: Durable on-disk queue (the collector's spool in front of Kafka)
         .target(name: "EdgetrailSpool", dependencies: ["CZlib"]),
@@ -287,7 +304,7 @@ let package = Package(
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailInfra", "EdgetrailKafka", "EdgetrailCollector", "EdgetrailCentral",
                 "EdgetrailCentralAPI", "EdgetrailTelemetry",
                 "EdgetrailBenchmarks", "EdgetrailOTLP", "EdgetrailNet", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailNode",
-                "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailRuntime", "EdgetrailNodeAgent",
+                "EdgetrailDatapathManager", "EdgetrailDatapathAPI", "EdgetrailRuntime", "EdgetrailNodeAgent", "EdgetrailNodeAgentAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

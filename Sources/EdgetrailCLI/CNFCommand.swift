@@ -2,11 +2,16 @@ import ArgumentParser
 import EdgetrailCNF
 import EdgetrailCore
 
-struct CNFCommand: ParsableCommand {
+struct CNFCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cnf",
-        abstract: "Work with CNF specs (the YAML files that define a network function).",
-        subcommands: [Validate.self])
+        abstract: "Check CNF specs, and deploy, update, inspect and delete CNFs on an edge node.",
+        discussion: """
+            'validate' works on files alone. The others talk to a node's agent (started by \
+            'edgetrail node up'; --node NAME, default edge-1): deploy DIR|FILE, update DIR|FILE, \
+            status NAME, list, delete NAME.
+            """,
+        subcommands: [Validate.self, Deploy.self, Update.self, Status.self, List.self, Delete.self])
 
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(

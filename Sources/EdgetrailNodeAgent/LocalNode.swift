@@ -19,6 +19,7 @@ public struct LocalNode: Sendable {
         case origin
         case datapath = "datapath-manager"
         case collector
+        case agent = "node-agent"
     }
 
     public struct Status: Sendable, CustomStringConvertible {
@@ -37,6 +38,8 @@ public struct LocalNode: Sendable {
     public var metricsListen = "127.0.0.1:9464"
     public var topic = "edgetrail.telemetry"
     public var originDirectory: String?
+    /// The Python with the SDK that the pods' handler sidecars run.
+    public var python = "python3"
 
     public init(name: String, runDirectory: String, executable: String, infra: InfraConfiguration) {
         self.name = name
@@ -47,6 +50,7 @@ public struct LocalNode: Sendable {
 
     public var datapathSocket: String { "\(runDirectory)/datapath.sock" }
     public var otlpSocket: String { "\(runDirectory)/otlp.sock" }
+    public var agentSocket: String { "\(runDirectory)/agent.sock" }
     var stateFile: String { "\(runDirectory)/node.json" }
     func logFile(_ part: Part) -> String { "\(runDirectory)/logs/\(part.rawValue).log" }
 
@@ -108,6 +112,15 @@ public struct LocalNode: Sendable {
             }
             progress(
                 "collector: OTLP \(otlpListen) and \(otlpSocket), flows from the datapath, Redis \(redis), to \(topic) on \(broker); metrics http://\(metricsListen)/metrics")
+
+            pids[Part.agent.rawValue] = try spawn(
+                .agent, executable,
+                ["node", "agent", "--name", name, "--run-dir", runDirectory, "--python", python, "--redis", infra.redisSocket])
+            try save(pids)
+            try wait(for: .agent, pid: pids[Part.agent.rawValue]!) {
+                SocketProbe.isListening(.unix(path: agentSocket))
+            }
+            progress("node-agent: CNFs are deployed through \(agentSocket) (edgetrail cnf deploy DIR --node \(name))")
         } catch {
             down { _ in }
             throw error as? NodeError ?? NodeError("\(error)")
@@ -135,13 +148,15 @@ public struct LocalNode: Sendable {
             case .origin: detail = "http://10.201.0.2/ in \(name)-origin"
             case .datapath: detail = datapathSocket
             case .collector: detail = "OTLP \(otlpListen), metrics http://\(metricsListen)/metrics"
+            case .agent: detail = agentSocket
             }
             lines.append(Status(part: part.rawValue, up: alive, detail: alive ? "pid \(pid!), \(detail)" : detail))
         }
         return lines
     }
 
-    /// Stops the node's processes (collector, Datapath Manager — which takes its programs and
+    /// Stops the node's processes (the node agent — which stops the CNFs' pods and removes their
+    /// namespaces and rules —, collector, Datapath Manager — which takes its programs and
     /// qdisc off the interface —, origin) and removes its namespaces. Returns what it removed.
     @discardableResult
     public func down(progress: (String) -> Void) -> [String] {
@@ -149,14 +164,14 @@ public struct LocalNode: Sendable {
         var removed: [String] = []
         for part in Part.allCases.reversed() {
             guard let pid = pids[part.rawValue], ProcessControl.isAlive(pid) else { continue }
-            ProcessControl.stop(pid, signal: SIGTERM, timeout: 15)
+            ProcessControl.stop(pid, signal: SIGTERM, timeout: part == .agent ? 60 : 15)
             progress("\(part.rawValue): stopped (pid \(pid))")
             removed.append(part.rawValue)
         }
         let namespaces = EdgeNodeNamespaces.remove(named: name)
         if !namespaces.isEmpty { progress("namespaces: removed \(namespaces.sorted().joined(separator: ", "))") }
         removed += namespaces
-        for path in [stateFile, datapathSocket, otlpSocket] { try? FileManager.default.removeItem(atPath: path) }
+        for path in [stateFile, datapathSocket, otlpSocket, agentSocket] { try? FileManager.default.removeItem(atPath: path) }
         return removed
     }
 

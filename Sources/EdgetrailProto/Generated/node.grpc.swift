@@ -1,4 +1,6 @@
-/// The node agent: turns a CNF spec into pods (network namespaces), handlers and datapath rules.
+/// The node agent: turns a CNF spec into pods (network namespaces), handlers and datapath rules,
+/// keeps them running, and answers for them. `edgetrail cnf deploy/update/delete/list/status` and
+/// the portal speak it on the node's Unix socket (RUN/nodes/NODE/agent.sock).
 
 // DO NOT EDIT.
 // swift-format-ignore-file
@@ -27,45 +29,73 @@ public enum Edgetrail_V1_NodeAgent: Sendable {
             /// Request type for "Deploy".
             public typealias Input = Edgetrail_V1_DeployRequest
             /// Response type for "Deploy".
-            public typealias Output = Edgetrail_V1_DeployResponse
+            public typealias Output = Edgetrail_V1_DeployProgress
             /// Descriptor for "Deploy".
             public static let descriptor = GRPCCore.MethodDescriptor(
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "edgetrail.v1.NodeAgent"),
                 method: "Deploy",
+                type: .serverStreaming
+            )
+        }
+        /// Namespace for "Update" metadata.
+        public enum Update: Sendable {
+            /// Request type for "Update".
+            public typealias Input = Edgetrail_V1_DeployRequest
+            /// Response type for "Update".
+            public typealias Output = Edgetrail_V1_DeployProgress
+            /// Descriptor for "Update".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "edgetrail.v1.NodeAgent"),
+                method: "Update",
+                type: .serverStreaming
+            )
+        }
+        /// Namespace for "Delete" metadata.
+        public enum Delete: Sendable {
+            /// Request type for "Delete".
+            public typealias Input = Edgetrail_V1_DeleteRequest
+            /// Response type for "Delete".
+            public typealias Output = Edgetrail_V1_DeleteResponse
+            /// Descriptor for "Delete".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "edgetrail.v1.NodeAgent"),
+                method: "Delete",
                 type: .unary
             )
         }
-        /// Namespace for "Undeploy" metadata.
-        public enum Undeploy: Sendable {
-            /// Request type for "Undeploy".
-            public typealias Input = Edgetrail_V1_UndeployRequest
-            /// Response type for "Undeploy".
-            public typealias Output = Edgetrail_V1_UndeployResponse
-            /// Descriptor for "Undeploy".
+        /// Namespace for "List" metadata.
+        public enum List: Sendable {
+            /// Request type for "List".
+            public typealias Input = Edgetrail_V1_ListRequest
+            /// Response type for "List".
+            public typealias Output = Edgetrail_V1_ListResponse
+            /// Descriptor for "List".
             public static let descriptor = GRPCCore.MethodDescriptor(
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "edgetrail.v1.NodeAgent"),
-                method: "Undeploy",
+                method: "List",
                 type: .unary
             )
         }
-        /// Namespace for "ListPods" metadata.
-        public enum ListPods: Sendable {
-            /// Request type for "ListPods".
-            public typealias Input = Edgetrail_V1_ListPodsRequest
-            /// Response type for "ListPods".
-            public typealias Output = Edgetrail_V1_ListPodsResponse
-            /// Descriptor for "ListPods".
+        /// Namespace for "Status" metadata.
+        public enum Status: Sendable {
+            /// Request type for "Status".
+            public typealias Input = Edgetrail_V1_StatusRequest
+            /// Response type for "Status".
+            public typealias Output = Edgetrail_V1_CNFStatus
+            /// Descriptor for "Status".
             public static let descriptor = GRPCCore.MethodDescriptor(
                 service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "edgetrail.v1.NodeAgent"),
-                method: "ListPods",
+                method: "Status",
                 type: .unary
             )
         }
         /// Descriptors for all methods in the "edgetrail.v1.NodeAgent" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Deploy.descriptor,
-            Undeploy.descriptor,
-            ListPods.descriptor
+            Update.descriptor,
+            Delete.descriptor,
+            List.descriptor,
+            Status.descriptor
         ]
     }
 }
@@ -94,45 +124,88 @@ extension Edgetrail_V1_NodeAgent {
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "Deploy" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+        /// > last. What fails part-way is undone.
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Edgetrail_V1_DeployRequest` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A streaming response of `Edgetrail_V1_DeployResponse` messages.
+        /// - Returns: A streaming response of `Edgetrail_V1_DeployProgress` messages.
         func deploy(
             request: GRPCCore.StreamingServerRequest<Edgetrail_V1_DeployRequest>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployResponse>
+        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress>
 
-        /// Handle the "Undeploy" method.
+        /// Handle the "Update" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+        /// > code alone changed keeps its μsrv running). An update that fails rolls back to the running
+        /// > version by itself; the outcome says why.
         ///
         /// - Parameters:
-        ///   - request: A streaming request of `Edgetrail_V1_UndeployRequest` messages.
+        ///   - request: A streaming request of `Edgetrail_V1_DeployRequest` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A streaming response of `Edgetrail_V1_UndeployResponse` messages.
-        func undeploy(
-            request: GRPCCore.StreamingServerRequest<Edgetrail_V1_UndeployRequest>,
+        /// - Returns: A streaming response of `Edgetrail_V1_DeployProgress` messages.
+        func update(
+            request: GRPCCore.StreamingServerRequest<Edgetrail_V1_DeployRequest>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_UndeployResponse>
+        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress>
 
-        /// Handle the "ListPods" method.
+        /// Handle the "Delete" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops a CNF's pods, removes their namespaces and its datapath rules.
         ///
         /// - Parameters:
-        ///   - request: A streaming request of `Edgetrail_V1_ListPodsRequest` messages.
+        ///   - request: A streaming request of `Edgetrail_V1_DeleteRequest` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A streaming response of `Edgetrail_V1_ListPodsResponse` messages.
-        func listPods(
-            request: GRPCCore.StreamingServerRequest<Edgetrail_V1_ListPodsRequest>,
+        /// - Returns: A streaming response of `Edgetrail_V1_DeleteResponse` messages.
+        func delete(
+            request: GRPCCore.StreamingServerRequest<Edgetrail_V1_DeleteRequest>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_ListPodsResponse>
+        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeleteResponse>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Edgetrail_V1_ListRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Edgetrail_V1_ListResponse` messages.
+        func list(
+            request: GRPCCore.StreamingServerRequest<Edgetrail_V1_ListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_ListResponse>
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Edgetrail_V1_StatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Edgetrail_V1_CNFStatus` messages.
+        func status(
+            request: GRPCCore.StreamingServerRequest<Edgetrail_V1_StatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_CNFStatus>
     }
 
     /// Service protocol for the "edgetrail.v1.NodeAgent" service.
@@ -145,45 +218,88 @@ extension Edgetrail_V1_NodeAgent {
     public protocol ServiceProtocol: Edgetrail_V1_NodeAgent.StreamingServiceProtocol {
         /// Handle the "Deploy" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+        /// > last. What fails part-way is undone.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A response containing a single `Edgetrail_V1_DeployResponse` message.
+        /// - Returns: A streaming response of `Edgetrail_V1_DeployProgress` messages.
         func deploy(
             request: GRPCCore.ServerRequest<Edgetrail_V1_DeployRequest>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_DeployResponse>
+        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress>
 
-        /// Handle the "Undeploy" method.
+        /// Handle the "Update" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+        /// > code alone changed keeps its μsrv running). An update that fails rolls back to the running
+        /// > version by itself; the outcome says why.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Edgetrail_V1_UndeployRequest` message.
+        ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A response containing a single `Edgetrail_V1_UndeployResponse` message.
-        func undeploy(
-            request: GRPCCore.ServerRequest<Edgetrail_V1_UndeployRequest>,
+        /// - Returns: A streaming response of `Edgetrail_V1_DeployProgress` messages.
+        func update(
+            request: GRPCCore.ServerRequest<Edgetrail_V1_DeployRequest>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_UndeployResponse>
+        ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress>
 
-        /// Handle the "ListPods" method.
+        /// Handle the "Delete" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops a CNF's pods, removes their namespaces and its datapath rules.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Edgetrail_V1_ListPodsRequest` message.
+        ///   - request: A request containing a single `Edgetrail_V1_DeleteRequest` message.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A response containing a single `Edgetrail_V1_ListPodsResponse` message.
-        func listPods(
-            request: GRPCCore.ServerRequest<Edgetrail_V1_ListPodsRequest>,
+        /// - Returns: A response containing a single `Edgetrail_V1_DeleteResponse` message.
+        func delete(
+            request: GRPCCore.ServerRequest<Edgetrail_V1_DeleteRequest>,
             context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_ListPodsResponse>
+        ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_DeleteResponse>
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Edgetrail_V1_ListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Edgetrail_V1_ListResponse` message.
+        func list(
+            request: GRPCCore.ServerRequest<Edgetrail_V1_ListRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_ListResponse>
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Edgetrail_V1_StatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Edgetrail_V1_CNFStatus` message.
+        func status(
+            request: GRPCCore.ServerRequest<Edgetrail_V1_StatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_CNFStatus>
     }
 
     /// Simple service protocol for the "edgetrail.v1.NodeAgent" service.
@@ -194,45 +310,90 @@ extension Edgetrail_V1_NodeAgent {
     public protocol SimpleServiceProtocol: Edgetrail_V1_NodeAgent.ServiceProtocol {
         /// Handle the "Deploy" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+        /// > last. What fails part-way is undone.
+        ///
         /// - Parameters:
         ///   - request: A `Edgetrail_V1_DeployRequest` message.
+        ///   - response: A response stream of `Edgetrail_V1_DeployProgress` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A `Edgetrail_V1_DeployResponse` to respond with.
         func deploy(
             request: Edgetrail_V1_DeployRequest,
+            response: GRPCCore.RPCWriter<Edgetrail_V1_DeployProgress>,
             context: GRPCCore.ServerContext
-        ) async throws -> Edgetrail_V1_DeployResponse
+        ) async throws
 
-        /// Handle the "Undeploy" method.
+        /// Handle the "Update" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+        /// > code alone changed keeps its μsrv running). An update that fails rolls back to the running
+        /// > version by itself; the outcome says why.
         ///
         /// - Parameters:
-        ///   - request: A `Edgetrail_V1_UndeployRequest` message.
+        ///   - request: A `Edgetrail_V1_DeployRequest` message.
+        ///   - response: A response stream of `Edgetrail_V1_DeployProgress` messages.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A `Edgetrail_V1_UndeployResponse` to respond with.
-        func undeploy(
-            request: Edgetrail_V1_UndeployRequest,
+        func update(
+            request: Edgetrail_V1_DeployRequest,
+            response: GRPCCore.RPCWriter<Edgetrail_V1_DeployProgress>,
             context: GRPCCore.ServerContext
-        ) async throws -> Edgetrail_V1_UndeployResponse
+        ) async throws
 
-        /// Handle the "ListPods" method.
+        /// Handle the "Delete" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops a CNF's pods, removes their namespaces and its datapath rules.
         ///
         /// - Parameters:
-        ///   - request: A `Edgetrail_V1_ListPodsRequest` message.
+        ///   - request: A `Edgetrail_V1_DeleteRequest` message.
         ///   - context: Context providing information about the RPC.
         /// - Throws: Any error which occurred during the processing of the request. Thrown errors
         ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
         ///     to an internal error.
-        /// - Returns: A `Edgetrail_V1_ListPodsResponse` to respond with.
-        func listPods(
-            request: Edgetrail_V1_ListPodsRequest,
+        /// - Returns: A `Edgetrail_V1_DeleteResponse` to respond with.
+        func delete(
+            request: Edgetrail_V1_DeleteRequest,
             context: GRPCCore.ServerContext
-        ) async throws -> Edgetrail_V1_ListPodsResponse
+        ) async throws -> Edgetrail_V1_DeleteResponse
+
+        /// Handle the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Edgetrail_V1_ListRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Edgetrail_V1_ListResponse` to respond with.
+        func list(
+            request: Edgetrail_V1_ListRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Edgetrail_V1_ListResponse
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Edgetrail_V1_StatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Edgetrail_V1_CNFStatus` to respond with.
+        func status(
+            request: Edgetrail_V1_StatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Edgetrail_V1_CNFStatus
     }
 }
 
@@ -243,7 +404,7 @@ extension Edgetrail_V1_NodeAgent.StreamingServiceProtocol {
         router.registerHandler(
             forMethod: Edgetrail_V1_NodeAgent.Method.Deploy.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_DeployRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_DeployResponse>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_DeployProgress>(),
             handler: { request, context in
                 try await self.deploy(
                     request: request,
@@ -252,22 +413,44 @@ extension Edgetrail_V1_NodeAgent.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
-            forMethod: Edgetrail_V1_NodeAgent.Method.Undeploy.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_UndeployRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_UndeployResponse>(),
+            forMethod: Edgetrail_V1_NodeAgent.Method.Update.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_DeployRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_DeployProgress>(),
             handler: { request, context in
-                try await self.undeploy(
+                try await self.update(
                     request: request,
                     context: context
                 )
             }
         )
         router.registerHandler(
-            forMethod: Edgetrail_V1_NodeAgent.Method.ListPods.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_ListPodsRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_ListPodsResponse>(),
+            forMethod: Edgetrail_V1_NodeAgent.Method.Delete.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_DeleteRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_DeleteResponse>(),
             handler: { request, context in
-                try await self.listPods(
+                try await self.delete(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Edgetrail_V1_NodeAgent.Method.List.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_ListRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_ListResponse>(),
+            handler: { request, context in
+                try await self.list(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Edgetrail_V1_NodeAgent.Method.Status.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_StatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_CNFStatus>(),
+            handler: { request, context in
+                try await self.status(
                     request: request,
                     context: context
                 )
@@ -282,30 +465,52 @@ extension Edgetrail_V1_NodeAgent.ServiceProtocol {
     public func deploy(
         request: GRPCCore.StreamingServerRequest<Edgetrail_V1_DeployRequest>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployResponse> {
+    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress> {
         let response = try await self.deploy(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
-        return GRPCCore.StreamingServerResponse(single: response)
+        return response
     }
 
-    public func undeploy(
-        request: GRPCCore.StreamingServerRequest<Edgetrail_V1_UndeployRequest>,
+    public func update(
+        request: GRPCCore.StreamingServerRequest<Edgetrail_V1_DeployRequest>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_UndeployResponse> {
-        let response = try await self.undeploy(
+    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress> {
+        let response = try await self.update(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
+    public func delete(
+        request: GRPCCore.StreamingServerRequest<Edgetrail_V1_DeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeleteResponse> {
+        let response = try await self.delete(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
 
-    public func listPods(
-        request: GRPCCore.StreamingServerRequest<Edgetrail_V1_ListPodsRequest>,
+    public func list(
+        request: GRPCCore.StreamingServerRequest<Edgetrail_V1_ListRequest>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_ListPodsResponse> {
-        let response = try await self.listPods(
+    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_ListResponse> {
+        let response = try await self.list(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func status(
+        request: GRPCCore.StreamingServerRequest<Edgetrail_V1_StatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_CNFStatus> {
+        let response = try await self.status(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -319,9 +524,43 @@ extension Edgetrail_V1_NodeAgent.SimpleServiceProtocol {
     public func deploy(
         request: GRPCCore.ServerRequest<Edgetrail_V1_DeployRequest>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_DeployResponse> {
-        return GRPCCore.ServerResponse<Edgetrail_V1_DeployResponse>(
-            message: try await self.deploy(
+    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress> {
+        return GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress>(
+            metadata: [:],
+            producer: { writer in
+                try await self.deploy(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func update(
+        request: GRPCCore.ServerRequest<Edgetrail_V1_DeployRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress> {
+        return GRPCCore.StreamingServerResponse<Edgetrail_V1_DeployProgress>(
+            metadata: [:],
+            producer: { writer in
+                try await self.update(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func delete(
+        request: GRPCCore.ServerRequest<Edgetrail_V1_DeleteRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_DeleteResponse> {
+        return GRPCCore.ServerResponse<Edgetrail_V1_DeleteResponse>(
+            message: try await self.delete(
                 request: request.message,
                 context: context
             ),
@@ -329,12 +568,12 @@ extension Edgetrail_V1_NodeAgent.SimpleServiceProtocol {
         )
     }
 
-    public func undeploy(
-        request: GRPCCore.ServerRequest<Edgetrail_V1_UndeployRequest>,
+    public func list(
+        request: GRPCCore.ServerRequest<Edgetrail_V1_ListRequest>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_UndeployResponse> {
-        return GRPCCore.ServerResponse<Edgetrail_V1_UndeployResponse>(
-            message: try await self.undeploy(
+    ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_ListResponse> {
+        return GRPCCore.ServerResponse<Edgetrail_V1_ListResponse>(
+            message: try await self.list(
                 request: request.message,
                 context: context
             ),
@@ -342,12 +581,12 @@ extension Edgetrail_V1_NodeAgent.SimpleServiceProtocol {
         )
     }
 
-    public func listPods(
-        request: GRPCCore.ServerRequest<Edgetrail_V1_ListPodsRequest>,
+    public func status(
+        request: GRPCCore.ServerRequest<Edgetrail_V1_StatusRequest>,
         context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_ListPodsResponse> {
-        return GRPCCore.ServerResponse<Edgetrail_V1_ListPodsResponse>(
-            message: try await self.listPods(
+    ) async throws -> GRPCCore.ServerResponse<Edgetrail_V1_CNFStatus> {
+        return GRPCCore.ServerResponse<Edgetrail_V1_CNFStatus>(
+            message: try await self.status(
                 request: request.message,
                 context: context
             ),
@@ -367,10 +606,15 @@ extension Edgetrail_V1_NodeAgent {
     public protocol ClientProtocol: Sendable {
         /// Call the "Deploy" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+        /// > last. What fails part-way is undone.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
         ///   - serializer: A serializer for `Edgetrail_V1_DeployRequest` messages.
-        ///   - deserializer: A deserializer for `Edgetrail_V1_DeployResponse` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_DeployProgress` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
@@ -379,47 +623,95 @@ extension Edgetrail_V1_NodeAgent {
         func deploy<Result>(
             request: GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>,
             serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_DeployRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeployResponse>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeployProgress>,
             options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeployResponse>) async throws -> Result
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
-        /// Call the "Undeploy" method.
+        /// Call the "Update" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+        /// > code alone changed keeps its μsrv running). An update that fails rolls back to the running
+        /// > version by itself; the outcome says why.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Edgetrail_V1_UndeployRequest` message.
-        ///   - serializer: A serializer for `Edgetrail_V1_UndeployRequest` messages.
-        ///   - deserializer: A deserializer for `Edgetrail_V1_UndeployResponse` messages.
+        ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_DeployRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_DeployProgress` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
-        func undeploy<Result>(
-            request: GRPCCore.ClientRequest<Edgetrail_V1_UndeployRequest>,
-            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_UndeployRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_UndeployResponse>,
+        func update<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_DeployRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeployProgress>,
             options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_UndeployResponse>) async throws -> Result
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
-        /// Call the "ListPods" method.
+        /// Call the "Delete" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops a CNF's pods, removes their namespaces and its datapath rules.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Edgetrail_V1_ListPodsRequest` message.
-        ///   - serializer: A serializer for `Edgetrail_V1_ListPodsRequest` messages.
-        ///   - deserializer: A deserializer for `Edgetrail_V1_ListPodsResponse` messages.
+        ///   - request: A request containing a single `Edgetrail_V1_DeleteRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_DeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_DeleteResponse` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
-        func listPods<Result>(
-            request: GRPCCore.ClientRequest<Edgetrail_V1_ListPodsRequest>,
-            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_ListPodsRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_ListPodsResponse>,
+        func delete<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_DeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_DeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeleteResponse>,
             options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListPodsResponse>) async throws -> Result
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeleteResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Edgetrail_V1_ListRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_ListRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_ListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func list<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_ListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_ListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_ListResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Edgetrail_V1_StatusRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_StatusRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_CNFStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func status<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_StatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_StatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_CNFStatus>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_CNFStatus>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -441,10 +733,15 @@ extension Edgetrail_V1_NodeAgent {
 
         /// Call the "Deploy" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+        /// > last. What fails part-way is undone.
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
         ///   - serializer: A serializer for `Edgetrail_V1_DeployRequest` messages.
-        ///   - deserializer: A deserializer for `Edgetrail_V1_DeployResponse` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_DeployProgress` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
@@ -453,13 +750,11 @@ extension Edgetrail_V1_NodeAgent {
         public func deploy<Result>(
             request: GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>,
             serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_DeployRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeployResponse>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeployProgress>,
             options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeployResponse>) async throws -> Result = { response in
-                try response.message
-            }
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
         ) async throws -> Result where Result: Sendable {
-            try await self.client.unary(
+            try await self.client.serverStreaming(
                 request: request,
                 descriptor: Edgetrail_V1_NodeAgent.Method.Deploy.descriptor,
                 serializer: serializer,
@@ -469,29 +764,33 @@ extension Edgetrail_V1_NodeAgent {
             )
         }
 
-        /// Call the "Undeploy" method.
+        /// Call the "Update" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+        /// > code alone changed keeps its μsrv running). An update that fails rolls back to the running
+        /// > version by itself; the outcome says why.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Edgetrail_V1_UndeployRequest` message.
-        ///   - serializer: A serializer for `Edgetrail_V1_UndeployRequest` messages.
-        ///   - deserializer: A deserializer for `Edgetrail_V1_UndeployResponse` messages.
+        ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_DeployRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_DeployProgress` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
-        public func undeploy<Result>(
-            request: GRPCCore.ClientRequest<Edgetrail_V1_UndeployRequest>,
-            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_UndeployRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_UndeployResponse>,
+        public func update<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_DeployRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeployProgress>,
             options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_UndeployResponse>) async throws -> Result = { response in
-                try response.message
-            }
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
         ) async throws -> Result where Result: Sendable {
-            try await self.client.unary(
+            try await self.client.serverStreaming(
                 request: request,
-                descriptor: Edgetrail_V1_NodeAgent.Method.Undeploy.descriptor,
+                descriptor: Edgetrail_V1_NodeAgent.Method.Update.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -499,29 +798,93 @@ extension Edgetrail_V1_NodeAgent {
             )
         }
 
-        /// Call the "ListPods" method.
+        /// Call the "Delete" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stops a CNF's pods, removes their namespaces and its datapath rules.
         ///
         /// - Parameters:
-        ///   - request: A request containing a single `Edgetrail_V1_ListPodsRequest` message.
-        ///   - serializer: A serializer for `Edgetrail_V1_ListPodsRequest` messages.
-        ///   - deserializer: A deserializer for `Edgetrail_V1_ListPodsResponse` messages.
+        ///   - request: A request containing a single `Edgetrail_V1_DeleteRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_DeleteRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_DeleteResponse` messages.
         ///   - options: Options to apply to this RPC.
         ///   - handleResponse: A closure which handles the response and returns its result to
         ///       the caller. Returning from the closure will cancel the RPC if it hasn't
         ///       already finished.
         /// - Returns: The result of `handleResponse`.
-        public func listPods<Result>(
-            request: GRPCCore.ClientRequest<Edgetrail_V1_ListPodsRequest>,
-            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_ListPodsRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_ListPodsResponse>,
+        public func delete<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_DeleteRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_DeleteRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_DeleteResponse>,
             options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListPodsResponse>) async throws -> Result = { response in
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeleteResponse>) async throws -> Result = { response in
                 try response.message
             }
         ) async throws -> Result where Result: Sendable {
             try await self.client.unary(
                 request: request,
-                descriptor: Edgetrail_V1_NodeAgent.Method.ListPods.descriptor,
+                descriptor: Edgetrail_V1_NodeAgent.Method.Delete.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "List" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Edgetrail_V1_ListRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_ListRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_ListResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func list<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_ListRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_ListRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_ListResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Edgetrail_V1_NodeAgent.Method.List.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Edgetrail_V1_StatusRequest` message.
+        ///   - serializer: A serializer for `Edgetrail_V1_StatusRequest` messages.
+        ///   - deserializer: A deserializer for `Edgetrail_V1_CNFStatus` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func status<Result>(
+            request: GRPCCore.ClientRequest<Edgetrail_V1_StatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Edgetrail_V1_StatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Edgetrail_V1_CNFStatus>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_CNFStatus>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Edgetrail_V1_NodeAgent.Method.Status.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -536,6 +899,11 @@ extension Edgetrail_V1_NodeAgent {
 extension Edgetrail_V1_NodeAgent.ClientProtocol {
     /// Call the "Deploy" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+    /// > last. What fails part-way is undone.
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -546,64 +914,120 @@ extension Edgetrail_V1_NodeAgent.ClientProtocol {
     public func deploy<Result>(
         request: GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>,
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeployResponse>) async throws -> Result = { response in
-            try response.message
-        }
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
         try await self.deploy(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_DeployRequest>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_DeployResponse>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_DeployProgress>(),
             options: options,
             onResponse: handleResponse
         )
     }
 
-    /// Call the "Undeploy" method.
+    /// Call the "Update" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+    /// > code alone changed keeps its μsrv running). An update that fails rolls back to the running
+    /// > version by itself; the outcome says why.
     ///
     /// - Parameters:
-    ///   - request: A request containing a single `Edgetrail_V1_UndeployRequest` message.
+    ///   - request: A request containing a single `Edgetrail_V1_DeployRequest` message.
     ///   - options: Options to apply to this RPC.
     ///   - handleResponse: A closure which handles the response and returns its result to
     ///       the caller. Returning from the closure will cancel the RPC if it hasn't
     ///       already finished.
     /// - Returns: The result of `handleResponse`.
-    public func undeploy<Result>(
-        request: GRPCCore.ClientRequest<Edgetrail_V1_UndeployRequest>,
+    public func update<Result>(
+        request: GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>,
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_UndeployResponse>) async throws -> Result = { response in
-            try response.message
-        }
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
-        try await self.undeploy(
+        try await self.update(
             request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_UndeployRequest>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_UndeployResponse>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_DeployRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_DeployProgress>(),
             options: options,
             onResponse: handleResponse
         )
     }
 
-    /// Call the "ListPods" method.
+    /// Call the "Delete" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stops a CNF's pods, removes their namespaces and its datapath rules.
     ///
     /// - Parameters:
-    ///   - request: A request containing a single `Edgetrail_V1_ListPodsRequest` message.
+    ///   - request: A request containing a single `Edgetrail_V1_DeleteRequest` message.
     ///   - options: Options to apply to this RPC.
     ///   - handleResponse: A closure which handles the response and returns its result to
     ///       the caller. Returning from the closure will cancel the RPC if it hasn't
     ///       already finished.
     /// - Returns: The result of `handleResponse`.
-    public func listPods<Result>(
-        request: GRPCCore.ClientRequest<Edgetrail_V1_ListPodsRequest>,
+    public func delete<Result>(
+        request: GRPCCore.ClientRequest<Edgetrail_V1_DeleteRequest>,
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListPodsResponse>) async throws -> Result = { response in
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeleteResponse>) async throws -> Result = { response in
             try response.message
         }
     ) async throws -> Result where Result: Sendable {
-        try await self.listPods(
+        try await self.delete(
             request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_ListPodsRequest>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_ListPodsResponse>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_DeleteRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_DeleteResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Edgetrail_V1_ListRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        request: GRPCCore.ClientRequest<Edgetrail_V1_ListRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.list(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_ListRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_ListResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Status" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Edgetrail_V1_StatusRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func status<Result>(
+        request: GRPCCore.ClientRequest<Edgetrail_V1_StatusRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_CNFStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.status(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Edgetrail_V1_StatusRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Edgetrail_V1_CNFStatus>(),
             options: options,
             onResponse: handleResponse
         )
@@ -614,6 +1038,11 @@ extension Edgetrail_V1_NodeAgent.ClientProtocol {
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Edgetrail_V1_NodeAgent.ClientProtocol {
     /// Call the "Deploy" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+    /// > last. What fails part-way is undone.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -627,9 +1056,7 @@ extension Edgetrail_V1_NodeAgent.ClientProtocol {
         _ message: Edgetrail_V1_DeployRequest,
         metadata: GRPCCore.Metadata = [:],
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeployResponse>) async throws -> Result = { response in
-            try response.message
-        }
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
         let request = GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>(
             message: message,
@@ -642,7 +1069,13 @@ extension Edgetrail_V1_NodeAgent.ClientProtocol {
         )
     }
 
-    /// Call the "Undeploy" method.
+    /// Call the "Update" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+    /// > code alone changed keeps its μsrv running). An update that fails rolls back to the running
+    /// > version by itself; the outcome says why.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -652,26 +1085,28 @@ extension Edgetrail_V1_NodeAgent.ClientProtocol {
     ///       the caller. Returning from the closure will cancel the RPC if it hasn't
     ///       already finished.
     /// - Returns: The result of `handleResponse`.
-    public func undeploy<Result>(
-        _ message: Edgetrail_V1_UndeployRequest,
+    public func update<Result>(
+        _ message: Edgetrail_V1_DeployRequest,
         metadata: GRPCCore.Metadata = [:],
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_UndeployResponse>) async throws -> Result = { response in
-            try response.message
-        }
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws -> Result
     ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.ClientRequest<Edgetrail_V1_UndeployRequest>(
+        let request = GRPCCore.ClientRequest<Edgetrail_V1_DeployRequest>(
             message: message,
             metadata: metadata
         )
-        return try await self.undeploy(
+        return try await self.update(
             request: request,
             options: options,
             onResponse: handleResponse
         )
     }
 
-    /// Call the "ListPods" method.
+    /// Call the "Delete" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stops a CNF's pods, removes their namespaces and its datapath rules.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -681,19 +1116,77 @@ extension Edgetrail_V1_NodeAgent.ClientProtocol {
     ///       the caller. Returning from the closure will cancel the RPC if it hasn't
     ///       already finished.
     /// - Returns: The result of `handleResponse`.
-    public func listPods<Result>(
-        _ message: Edgetrail_V1_ListPodsRequest,
+    public func delete<Result>(
+        _ message: Edgetrail_V1_DeleteRequest,
         metadata: GRPCCore.Metadata = [:],
         options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListPodsResponse>) async throws -> Result = { response in
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_DeleteResponse>) async throws -> Result = { response in
             try response.message
         }
     ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.ClientRequest<Edgetrail_V1_ListPodsRequest>(
+        let request = GRPCCore.ClientRequest<Edgetrail_V1_DeleteRequest>(
             message: message,
             metadata: metadata
         )
-        return try await self.listPods(
+        return try await self.delete(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "List" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func list<Result>(
+        _ message: Edgetrail_V1_ListRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_ListResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Edgetrail_V1_ListRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.list(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Status" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func status<Result>(
+        _ message: Edgetrail_V1_StatusRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Edgetrail_V1_CNFStatus>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Edgetrail_V1_StatusRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.status(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -8,7 +8,9 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The node agent: turns a CNF spec into pods (network namespaces), handlers and datapath rules.
+/// The node agent: turns a CNF spec into pods (network namespaces), handlers and datapath rules,
+/// keeps them running, and answers for them. `edgetrail cnf deploy/update/delete/list/status` and
+/// the portal speak it on the node's Unix socket (RUN/nodes/NODE/agent.sock).
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -31,9 +33,16 @@ public nonisolated enum Edgetrail_V1_PodState: SwiftProtobuf.Enum, Swift.CaseIte
   public typealias RawValue = Int
   case unspecified // = 0
   case starting // = 1
+
+  /// Its μsrv serves and its sidecar (if any) is attached.
   case running // = 2
-  case failed // = 3
-  case stopped // = 4
+
+  /// A process exited and waits out its back-off before it is started again.
+  case restarting // = 3
+
+  /// Running but not serving (or its sidecar not attached).
+  case unhealthy // = 4
+  case stopped // = 5
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -45,8 +54,9 @@ public nonisolated enum Edgetrail_V1_PodState: SwiftProtobuf.Enum, Swift.CaseIte
     case 0: self = .unspecified
     case 1: self = .starting
     case 2: self = .running
-    case 3: self = .failed
-    case 4: self = .stopped
+    case 3: self = .restarting
+    case 4: self = .unhealthy
+    case 5: self = .stopped
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -56,8 +66,9 @@ public nonisolated enum Edgetrail_V1_PodState: SwiftProtobuf.Enum, Swift.CaseIte
     case .unspecified: return 0
     case .starting: return 1
     case .running: return 2
-    case .failed: return 3
-    case .stopped: return 4
+    case .restarting: return 3
+    case .unhealthy: return 4
+    case .stopped: return 5
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -67,7 +78,8 @@ public nonisolated enum Edgetrail_V1_PodState: SwiftProtobuf.Enum, Swift.CaseIte
     .unspecified,
     .starting,
     .running,
-    .failed,
+    .restarting,
+    .unhealthy,
     .stopped,
   ]
 
@@ -81,74 +93,179 @@ public nonisolated struct Edgetrail_V1_DeployRequest: Sendable {
   /// The CNF spec as the operator wrote it (YAML).
   public var specYaml: String = String()
 
-  /// Handler files by the path the spec names them with.
-  public var handlerFiles: Dictionary<String,Data> = [:]
+  /// Where the operator's spec is (as they named it): problems are reported at this path, and the
+  /// spec's file paths are relative to its folder.
+  public var specPath: String = String()
+
+  /// Every file the spec names (handlers), by the path the spec names it with.
+  public var files: Dictionary<String,Data> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-public nonisolated struct Edgetrail_V1_DeployResponse: Sendable {
+public nonisolated struct Edgetrail_V1_DeployProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One step, as a line for a person: "pod http-proxy: μsrv started (10.250.1.2)".
+  public var step: String = String()
+
+  /// Set on the last message only.
+  public var outcome: Edgetrail_V1_DeployOutcome {
+    get {_outcome ?? Edgetrail_V1_DeployOutcome()}
+    set {_outcome = newValue}
+  }
+  /// Returns true if `outcome` has been explicitly set.
+  public var hasOutcome: Bool {self._outcome != nil}
+  /// Clears the value of `outcome`. Subsequent reads from it will return its default value.
+  public mutating func clearOutcome() {self._outcome = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _outcome: Edgetrail_V1_DeployOutcome? = nil
+}
+
+public nonisolated struct Edgetrail_V1_DeployOutcome: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ok: Bool = false
+
+  public var cnf: String = String()
+
+  /// The version running now: the new one, or after a rollback the one that kept running
+  /// (0: none, a first deploy that failed).
+  public var version: UInt32 = 0
+
+  /// Why it failed; each problem on its own line (FILE:LINE:COLUMN: message for text).
+  public var error: String = String()
+
+  /// The update was undone and `version` kept running.
+  public var rolledBack: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Edgetrail_V1_DeleteRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var cnf: String = String()
 
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Edgetrail_V1_DeleteResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// What was removed, a line each.
+  public var removed: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Edgetrail_V1_ListRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Edgetrail_V1_ListResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cnfs: [Edgetrail_V1_CNFSummary] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Edgetrail_V1_CNFSummary: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var version: UInt32 = 0
+
+  public var pods: UInt32 = 0
+
+  public var podsHealthy: UInt32 = 0
+
+  /// Unix seconds of the running version's deploy.
+  public var deployedAt: Int64 = 0
+
+  /// When the last update failed and was rolled back: why.
+  public var lastError: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Edgetrail_V1_StatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cnf: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Edgetrail_V1_CNFStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cnf: Edgetrail_V1_CNFSummary {
+    get {_cnf ?? Edgetrail_V1_CNFSummary()}
+    set {_cnf = newValue}
+  }
+  /// Returns true if `cnf` has been explicitly set.
+  public var hasCnf: Bool {self._cnf != nil}
+  /// Clears the value of `cnf`. Subsequent reads from it will return its default value.
+  public mutating func clearCnf() {self._cnf = nil}
+
   public var pods: [Edgetrail_V1_Pod] = []
 
+  public var node: String = String()
+
+  /// The Datapath Manager's rule-set version after the CNF's rules were applied.
   public var datapathVersion: UInt64 = 0
 
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Edgetrail_V1_UndeployRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var cnf: String = String()
+  /// The datapath rules as applied, in the spec's shorthand.
+  public var rules: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
-}
 
-public nonisolated struct Edgetrail_V1_UndeployResponse: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Edgetrail_V1_ListPodsRequest: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var cnf: String = String()
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-}
-
-public nonisolated struct Edgetrail_V1_ListPodsResponse: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var pods: [Edgetrail_V1_Pod] = []
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
+  fileprivate var _cnf: Edgetrail_V1_CNFSummary? = nil
 }
 
 public nonisolated struct Edgetrail_V1_Pod: Sendable {
@@ -156,23 +273,36 @@ public nonisolated struct Edgetrail_V1_Pod: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The μsrv's name in the CNF.
   public var name: String = String()
-
-  public var cnf: String = String()
-
-  public var service: String = String()
 
   public var kind: String = String()
 
+  public var namespace: String = String()
+
+  public var ip: String = String()
+
   public var labels: [String] = []
-
-  public var netns: String = String()
-
-  public var ip: Data = Data()
 
   public var state: Edgetrail_V1_PodState = .unspecified
 
+  /// Why it is not healthy, or how its last run ended.
   public var message: String = String()
+
+  /// Restarts of the μsrv and of its sidecar since the pod started.
+  public var restarts: UInt32 = 0
+
+  public var sidecarRestarts: UInt32 = 0
+
+  public var pid: UInt32 = 0
+
+  public var sidecarPid: UInt32 = 0
+
+  /// "EVENT=FILE" for each handler bound, as the spec names the file.
+  public var handlers: [String] = []
+
+  /// The handlers the sidecar has attached for (its μsrv confirmed the subscription).
+  public var handlersAttached: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -184,12 +314,12 @@ public nonisolated struct Edgetrail_V1_Pod: Sendable {
 fileprivate nonisolated let _protobuf_package = "edgetrail.v1"
 
 nonisolated extension Edgetrail_V1_PodState: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POD_STATE_UNSPECIFIED\0\u{1}POD_STATE_STARTING\0\u{1}POD_STATE_RUNNING\0\u{1}POD_STATE_FAILED\0\u{1}POD_STATE_STOPPED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POD_STATE_UNSPECIFIED\0\u{1}POD_STATE_STARTING\0\u{1}POD_STATE_RUNNING\0\u{1}POD_STATE_RESTARTING\0\u{1}POD_STATE_UNHEALTHY\0\u{1}POD_STATE_STOPPED\0")
 }
 
 nonisolated extension Edgetrail_V1_DeployRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeployRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spec_yaml\0\u{3}handler_files\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spec_yaml\0\u{3}spec_path\0\u{1}files\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -198,7 +328,8 @@ nonisolated extension Edgetrail_V1_DeployRequest: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.specYaml) }()
-      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufBytes>.self, value: &self.handlerFiles) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.specPath) }()
+      case 3: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufBytes>.self, value: &self.files) }()
       default: break
       }
     }
@@ -208,23 +339,27 @@ nonisolated extension Edgetrail_V1_DeployRequest: SwiftProtobuf.Message, SwiftPr
     if !self.specYaml.isEmpty {
       try visitor.visitSingularStringField(value: self.specYaml, fieldNumber: 1)
     }
-    if !self.handlerFiles.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufBytes>.self, value: self.handlerFiles, fieldNumber: 2)
+    if !self.specPath.isEmpty {
+      try visitor.visitSingularStringField(value: self.specPath, fieldNumber: 2)
+    }
+    if !self.files.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufBytes>.self, value: self.files, fieldNumber: 3)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Edgetrail_V1_DeployRequest, rhs: Edgetrail_V1_DeployRequest) -> Bool {
     if lhs.specYaml != rhs.specYaml {return false}
-    if lhs.handlerFiles != rhs.handlerFiles {return false}
+    if lhs.specPath != rhs.specPath {return false}
+    if lhs.files != rhs.files {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Edgetrail_V1_DeployResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".DeployResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cnf\0\u{1}pods\0\u{3}datapath_version\0")
+nonisolated extension Edgetrail_V1_DeployProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeployProgress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}step\0\u{1}outcome\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -232,38 +367,87 @@ nonisolated extension Edgetrail_V1_DeployResponse: SwiftProtobuf.Message, SwiftP
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.cnf) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.pods) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.datapathVersion) }()
+      case 1: try { try decoder.decodeSingularStringField(value: &self.step) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._outcome) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.cnf.isEmpty {
-      try visitor.visitSingularStringField(value: self.cnf, fieldNumber: 1)
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.step.isEmpty {
+      try visitor.visitSingularStringField(value: self.step, fieldNumber: 1)
     }
-    if !self.pods.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.pods, fieldNumber: 2)
-    }
-    if self.datapathVersion != 0 {
-      try visitor.visitSingularUInt64Field(value: self.datapathVersion, fieldNumber: 3)
-    }
+    try { if let v = self._outcome {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Edgetrail_V1_DeployResponse, rhs: Edgetrail_V1_DeployResponse) -> Bool {
-    if lhs.cnf != rhs.cnf {return false}
-    if lhs.pods != rhs.pods {return false}
-    if lhs.datapathVersion != rhs.datapathVersion {return false}
+  public static func ==(lhs: Edgetrail_V1_DeployProgress, rhs: Edgetrail_V1_DeployProgress) -> Bool {
+    if lhs.step != rhs.step {return false}
+    if lhs._outcome != rhs._outcome {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Edgetrail_V1_UndeployRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".UndeployRequest"
+nonisolated extension Edgetrail_V1_DeployOutcome: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeployOutcome"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ok\0\u{1}cnf\0\u{1}version\0\u{1}error\0\u{3}rolled_back\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.ok) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.cnf) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.version) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.rolledBack) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.ok != false {
+      try visitor.visitSingularBoolField(value: self.ok, fieldNumber: 1)
+    }
+    if !self.cnf.isEmpty {
+      try visitor.visitSingularStringField(value: self.cnf, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt32Field(value: self.version, fieldNumber: 3)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
+    }
+    if self.rolledBack != false {
+      try visitor.visitSingularBoolField(value: self.rolledBack, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Edgetrail_V1_DeployOutcome, rhs: Edgetrail_V1_DeployOutcome) -> Bool {
+    if lhs.ok != rhs.ok {return false}
+    if lhs.cnf != rhs.cnf {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.rolledBack != rhs.rolledBack {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Edgetrail_V1_DeleteRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cnf\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -285,15 +469,45 @@ nonisolated extension Edgetrail_V1_UndeployRequest: SwiftProtobuf.Message, Swift
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Edgetrail_V1_UndeployRequest, rhs: Edgetrail_V1_UndeployRequest) -> Bool {
+  public static func ==(lhs: Edgetrail_V1_DeleteRequest, rhs: Edgetrail_V1_DeleteRequest) -> Bool {
     if lhs.cnf != rhs.cnf {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Edgetrail_V1_UndeployResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".UndeployResponse"
+nonisolated extension Edgetrail_V1_DeleteResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}removed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.removed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.removed.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.removed, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Edgetrail_V1_DeleteResponse, rhs: Edgetrail_V1_DeleteResponse) -> Bool {
+    if lhs.removed != rhs.removed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Edgetrail_V1_ListRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -305,14 +519,99 @@ nonisolated extension Edgetrail_V1_UndeployResponse: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Edgetrail_V1_UndeployResponse, rhs: Edgetrail_V1_UndeployResponse) -> Bool {
+  public static func ==(lhs: Edgetrail_V1_ListRequest, rhs: Edgetrail_V1_ListRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Edgetrail_V1_ListPodsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ListPodsRequest"
+nonisolated extension Edgetrail_V1_ListResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cnfs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.cnfs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.cnfs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.cnfs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Edgetrail_V1_ListResponse, rhs: Edgetrail_V1_ListResponse) -> Bool {
+    if lhs.cnfs != rhs.cnfs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Edgetrail_V1_CNFSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CNFSummary"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}pods\0\u{3}pods_healthy\0\u{3}deployed_at\0\u{3}last_error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.version) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.pods) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.podsHealthy) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.deployedAt) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.lastError) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt32Field(value: self.version, fieldNumber: 2)
+    }
+    if self.pods != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pods, fieldNumber: 3)
+    }
+    if self.podsHealthy != 0 {
+      try visitor.visitSingularUInt32Field(value: self.podsHealthy, fieldNumber: 4)
+    }
+    if self.deployedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.deployedAt, fieldNumber: 5)
+    }
+    if !self.lastError.isEmpty {
+      try visitor.visitSingularStringField(value: self.lastError, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Edgetrail_V1_CNFSummary, rhs: Edgetrail_V1_CNFSummary) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.pods != rhs.pods {return false}
+    if lhs.podsHealthy != rhs.podsHealthy {return false}
+    if lhs.deployedAt != rhs.deployedAt {return false}
+    if lhs.lastError != rhs.lastError {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Edgetrail_V1_StatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cnf\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
@@ -334,16 +633,16 @@ nonisolated extension Edgetrail_V1_ListPodsRequest: SwiftProtobuf.Message, Swift
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Edgetrail_V1_ListPodsRequest, rhs: Edgetrail_V1_ListPodsRequest) -> Bool {
+  public static func ==(lhs: Edgetrail_V1_StatusRequest, rhs: Edgetrail_V1_StatusRequest) -> Bool {
     if lhs.cnf != rhs.cnf {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Edgetrail_V1_ListPodsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".ListPodsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pods\0")
+nonisolated extension Edgetrail_V1_CNFStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CNFStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cnf\0\u{1}pods\0\u{1}node\0\u{3}datapath_version\0\u{1}rules\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -351,21 +650,45 @@ nonisolated extension Edgetrail_V1_ListPodsResponse: SwiftProtobuf.Message, Swif
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.pods) }()
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._cnf) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.pods) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.datapathVersion) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.rules) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._cnf {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
     if !self.pods.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.pods, fieldNumber: 1)
+      try visitor.visitRepeatedMessageField(value: self.pods, fieldNumber: 2)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 3)
+    }
+    if self.datapathVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.datapathVersion, fieldNumber: 4)
+    }
+    if !self.rules.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.rules, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Edgetrail_V1_ListPodsResponse, rhs: Edgetrail_V1_ListPodsResponse) -> Bool {
+  public static func ==(lhs: Edgetrail_V1_CNFStatus, rhs: Edgetrail_V1_CNFStatus) -> Bool {
+    if lhs._cnf != rhs._cnf {return false}
     if lhs.pods != rhs.pods {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.datapathVersion != rhs.datapathVersion {return false}
+    if lhs.rules != rhs.rules {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -373,7 +696,7 @@ nonisolated extension Edgetrail_V1_ListPodsResponse: SwiftProtobuf.Message, Swif
 
 nonisolated extension Edgetrail_V1_Pod: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Pod"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}cnf\0\u{1}service\0\u{1}kind\0\u{1}labels\0\u{1}netns\0\u{1}ip\0\u{1}state\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}namespace\0\u{1}ip\0\u{1}labels\0\u{1}state\0\u{1}message\0\u{1}restarts\0\u{3}sidecar_restarts\0\u{1}pid\0\u{3}sidecar_pid\0\u{1}handlers\0\u{3}handlers_attached\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -382,14 +705,18 @@ nonisolated extension Edgetrail_V1_Pod: SwiftProtobuf.Message, SwiftProtobuf._Me
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.cnf) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.service) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.namespace) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.ip) }()
       case 5: try { try decoder.decodeRepeatedStringField(value: &self.labels) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.netns) }()
-      case 7: try { try decoder.decodeSingularBytesField(value: &self.ip) }()
-      case 8: try { try decoder.decodeSingularEnumField(value: &self.state) }()
-      case 9: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.restarts) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.sidecarRestarts) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.sidecarPid) }()
+      case 12: try { try decoder.decodeRepeatedStringField(value: &self.handlers) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.handlersAttached) }()
       default: break
       }
     }
@@ -399,43 +726,59 @@ nonisolated extension Edgetrail_V1_Pod: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.name.isEmpty {
       try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
     }
-    if !self.cnf.isEmpty {
-      try visitor.visitSingularStringField(value: self.cnf, fieldNumber: 2)
-    }
-    if !self.service.isEmpty {
-      try visitor.visitSingularStringField(value: self.service, fieldNumber: 3)
-    }
     if !self.kind.isEmpty {
-      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 4)
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 2)
+    }
+    if !self.namespace.isEmpty {
+      try visitor.visitSingularStringField(value: self.namespace, fieldNumber: 3)
+    }
+    if !self.ip.isEmpty {
+      try visitor.visitSingularStringField(value: self.ip, fieldNumber: 4)
     }
     if !self.labels.isEmpty {
       try visitor.visitRepeatedStringField(value: self.labels, fieldNumber: 5)
     }
-    if !self.netns.isEmpty {
-      try visitor.visitSingularStringField(value: self.netns, fieldNumber: 6)
-    }
-    if !self.ip.isEmpty {
-      try visitor.visitSingularBytesField(value: self.ip, fieldNumber: 7)
-    }
     if self.state != .unspecified {
-      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 8)
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 6)
     }
     if !self.message.isEmpty {
-      try visitor.visitSingularStringField(value: self.message, fieldNumber: 9)
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 7)
+    }
+    if self.restarts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.restarts, fieldNumber: 8)
+    }
+    if self.sidecarRestarts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.sidecarRestarts, fieldNumber: 9)
+    }
+    if self.pid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.pid, fieldNumber: 10)
+    }
+    if self.sidecarPid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.sidecarPid, fieldNumber: 11)
+    }
+    if !self.handlers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.handlers, fieldNumber: 12)
+    }
+    if self.handlersAttached != false {
+      try visitor.visitSingularBoolField(value: self.handlersAttached, fieldNumber: 13)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Edgetrail_V1_Pod, rhs: Edgetrail_V1_Pod) -> Bool {
     if lhs.name != rhs.name {return false}
-    if lhs.cnf != rhs.cnf {return false}
-    if lhs.service != rhs.service {return false}
     if lhs.kind != rhs.kind {return false}
-    if lhs.labels != rhs.labels {return false}
-    if lhs.netns != rhs.netns {return false}
+    if lhs.namespace != rhs.namespace {return false}
     if lhs.ip != rhs.ip {return false}
+    if lhs.labels != rhs.labels {return false}
     if lhs.state != rhs.state {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.restarts != rhs.restarts {return false}
+    if lhs.sidecarRestarts != rhs.sidecarRestarts {return false}
+    if lhs.pid != rhs.pid {return false}
+    if lhs.sidecarPid != rhs.sidecarPid {return false}
+    if lhs.handlers != rhs.handlers {return false}
+    if lhs.handlersAttached != rhs.handlersAttached {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -10,7 +10,7 @@ import signal
 import sys
 
 from edgetrail.sdk import runtime as sdk_runtime
-from edgetrail.sidecar.handlers import HandlerFile
+from edgetrail.sidecar.handlers import HandlerFile, load
 from edgetrail.sidecar.runner import Sidecar
 
 DESCRIPTION = """\
@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1})
     parser = argparse.ArgumentParser(prog="python -m edgetrail.sidecar", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--microservice", required=True, metavar="NAME", help="the μsrv whose events to handle")
-    parser.add_argument("--run-dir", required=True, metavar="DIR",
+    parser.add_argument("--microservice", metavar="NAME", help="the μsrv whose events to handle")
+    parser.add_argument("--run-dir", metavar="DIR",
                         help="the pod's run directory, where the CNF's μsrvs serve NAME.api.sock and NAME.events.sock")
     parser.add_argument("--handler", action="append", default=[], metavar="EVENT=FILE",
                         type=lambda text: pair(text, "EVENT=FILE"), help="a handler file for an event (repeatable)")
@@ -66,12 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=32, metavar="N",
                         help="handlers running at once (default 32); a hung one is replaced, not counted")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--check", action="store_true",
+                        help="only load each handler file as the sidecar would (compile, import, find handle), "
+                             "print a line per file (FILE: ok, or where it fails and why) and exit: "
+                             "0 when every file loads, 1 otherwise; no μsrv needed")
     args = parser.parse_args(argv)
+    if not args.handler:
+        parser.error("give at least one --handler EVENT=FILE")
+    if args.check:
+        return check(args.handler)
+    for flag, value in (("--microservice", args.microservice), ("--run-dir", args.run_dir)):
+        if not value:
+            parser.error(f"{flag} is required (except with --check)")
 
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.handler:
-        parser.error("give at least one --handler EVENT=FILE")
     events = [event for event, _ in args.handler]
     duplicates = sorted({event for event in events if events.count(event) > 1})
     if duplicates:
@@ -101,6 +110,23 @@ def main(argv: list[str] | None = None) -> int:
     # `kill -USR1 PID` prints every thread's stack to stderr: where a stuck sidecar is stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     return sidecar.run()
+
+
+def check(handlers: list[tuple[str, str]]) -> int:
+    """Loads each handler file the way a sidecar would, without attaching: what the node agent
+    runs before it deploys handler code, so a file that does not import never replaces one that
+    does."""
+    failed = False
+    for event, path in handlers:
+        _, problem = load(path)
+        if problem:
+            failed = True
+            print(f"{problem} (handler for {event})", flush=True)
+            if problem.details:
+                print(problem.details.rstrip(), file=sys.stderr, flush=True)
+        else:
+            print(f"{path}: ok", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -24,33 +24,41 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x64getrail/v1/node.proto\x12\x0c\x65\x64getrail.v1\"\x9d\x01\n\rDeployRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x44\n\rhandler_files\x18\x02 \x03(\x0b\x32-.edgetrail.v1.DeployRequest.HandlerFilesEntry\x1a\x33\n\x11HandlerFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"X\n\x0e\x44\x65ployResponse\x12\x0b\n\x03\x63nf\x18\x01 \x01(\t\x12\x1f\n\x04pods\x18\x02 \x03(\x0b\x32\x11.edgetrail.v1.Pod\x12\x18\n\x10\x64\x61tapath_version\x18\x03 \x01(\x04\"\x1e\n\x0fUndeployRequest\x12\x0b\n\x03\x63nf\x18\x01 \x01(\t\"\x12\n\x10UndeployResponse\"\x1e\n\x0fListPodsRequest\x12\x0b\n\x03\x63nf\x18\x01 \x01(\t\"3\n\x10ListPodsResponse\x12\x1f\n\x04pods\x18\x01 \x03(\x0b\x32\x11.edgetrail.v1.Pod\"\xa2\x01\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x63nf\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\r\n\x05netns\x18\x06 \x01(\t\x12\n\n\x02ip\x18\x07 \x01(\x0c\x12%\n\x05state\x18\x08 \x01(\x0e\x32\x16.edgetrail.v1.PodState\x12\x0f\n\x07message\x18\t \x01(\t*\x81\x01\n\x08PodState\x12\x19\n\x15POD_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12POD_STATE_STARTING\x10\x01\x12\x15\n\x11POD_STATE_RUNNING\x10\x02\x12\x14\n\x10POD_STATE_FAILED\x10\x03\x12\x15\n\x11POD_STATE_STOPPED\x10\x04\x32\xe6\x01\n\tNodeAgent\x12\x43\n\x06\x44\x65ploy\x12\x1b.edgetrail.v1.DeployRequest\x1a\x1c.edgetrail.v1.DeployResponse\x12I\n\x08Undeploy\x12\x1d.edgetrail.v1.UndeployRequest\x1a\x1e.edgetrail.v1.UndeployResponse\x12I\n\x08ListPods\x12\x1d.edgetrail.v1.ListPodsRequest\x1a\x1e.edgetrail.v1.ListPodsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65\x64getrail/v1/node.proto\x12\x0c\x65\x64getrail.v1\"\x9a\x01\n\rDeployRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tspec_path\x18\x02 \x01(\t\x12\x35\n\x05\x66iles\x18\x03 \x03(\x0b\x32&.edgetrail.v1.DeployRequest.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"L\n\x0e\x44\x65ployProgress\x12\x0c\n\x04step\x18\x01 \x01(\t\x12,\n\x07outcome\x18\x02 \x01(\x0b\x32\x1b.edgetrail.v1.DeployOutcome\"]\n\rDeployOutcome\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0b\n\x03\x63nf\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x13\n\x0brolled_back\x18\x05 \x01(\x08\"\x1c\n\rDeleteRequest\x12\x0b\n\x03\x63nf\x18\x01 \x01(\t\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07removed\x18\x01 \x03(\t\"\r\n\x0bListRequest\"6\n\x0cListResponse\x12&\n\x04\x63nfs\x18\x01 \x03(\x0b\x32\x18.edgetrail.v1.CNFSummary\"x\n\nCNFSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0c\n\x04pods\x18\x03 \x01(\r\x12\x14\n\x0cpods_healthy\x18\x04 \x01(\r\x12\x13\n\x0b\x64\x65ployed_at\x18\x05 \x01(\x03\x12\x12\n\nlast_error\x18\x06 \x01(\t\"\x1c\n\rStatusRequest\x12\x0b\n\x03\x63nf\x18\x01 \x01(\t\"\x8a\x01\n\tCNFStatus\x12%\n\x03\x63nf\x18\x01 \x01(\x0b\x32\x18.edgetrail.v1.CNFSummary\x12\x1f\n\x04pods\x18\x02 \x03(\x0b\x32\x11.edgetrail.v1.Pod\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x18\n\x10\x64\x61tapath_version\x18\x04 \x01(\x04\x12\r\n\x05rules\x18\x05 \x03(\t\"\x83\x02\n\x03Pod\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\n\n\x02ip\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12%\n\x05state\x18\x06 \x01(\x0e\x32\x16.edgetrail.v1.PodState\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x10\n\x08restarts\x18\x08 \x01(\r\x12\x18\n\x10sidecar_restarts\x18\t \x01(\r\x12\x0b\n\x03pid\x18\n \x01(\r\x12\x13\n\x0bsidecar_pid\x18\x0b \x01(\r\x12\x10\n\x08handlers\x18\x0c \x03(\t\x12\x19\n\x11handlers_attached\x18\r \x01(\x08*\x9e\x01\n\x08PodState\x12\x19\n\x15POD_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12POD_STATE_STARTING\x10\x01\x12\x15\n\x11POD_STATE_RUNNING\x10\x02\x12\x18\n\x14POD_STATE_RESTARTING\x10\x03\x12\x17\n\x13POD_STATE_UNHEALTHY\x10\x04\x12\x15\n\x11POD_STATE_STOPPED\x10\x05\x32\xdd\x02\n\tNodeAgent\x12\x45\n\x06\x44\x65ploy\x12\x1b.edgetrail.v1.DeployRequest\x1a\x1c.edgetrail.v1.DeployProgress0\x01\x12\x45\n\x06Update\x12\x1b.edgetrail.v1.DeployRequest\x1a\x1c.edgetrail.v1.DeployProgress0\x01\x12\x43\n\x06\x44\x65lete\x12\x1b.edgetrail.v1.DeleteRequest\x1a\x1c.edgetrail.v1.DeleteResponse\x12=\n\x04List\x12\x19.edgetrail.v1.ListRequest\x1a\x1a.edgetrail.v1.ListResponse\x12>\n\x06Status\x12\x1b.edgetrail.v1.StatusRequest\x1a\x17.edgetrail.v1.CNFStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgetrail.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEPLOYREQUEST_HANDLERFILESENTRY']._loaded_options = None
-  _globals['_DEPLOYREQUEST_HANDLERFILESENTRY']._serialized_options = b'8\001'
-  _globals['_PODSTATE']._serialized_start=594
-  _globals['_PODSTATE']._serialized_end=723
+  _globals['_DEPLOYREQUEST_FILESENTRY']._loaded_options = None
+  _globals['_DEPLOYREQUEST_FILESENTRY']._serialized_options = b'8\001'
+  _globals['_PODSTATE']._serialized_start=1063
+  _globals['_PODSTATE']._serialized_end=1221
   _globals['_DEPLOYREQUEST']._serialized_start=42
-  _globals['_DEPLOYREQUEST']._serialized_end=199
-  _globals['_DEPLOYREQUEST_HANDLERFILESENTRY']._serialized_start=148
-  _globals['_DEPLOYREQUEST_HANDLERFILESENTRY']._serialized_end=199
-  _globals['_DEPLOYRESPONSE']._serialized_start=201
-  _globals['_DEPLOYRESPONSE']._serialized_end=289
-  _globals['_UNDEPLOYREQUEST']._serialized_start=291
-  _globals['_UNDEPLOYREQUEST']._serialized_end=321
-  _globals['_UNDEPLOYRESPONSE']._serialized_start=323
-  _globals['_UNDEPLOYRESPONSE']._serialized_end=341
-  _globals['_LISTPODSREQUEST']._serialized_start=343
-  _globals['_LISTPODSREQUEST']._serialized_end=373
-  _globals['_LISTPODSRESPONSE']._serialized_start=375
-  _globals['_LISTPODSRESPONSE']._serialized_end=426
-  _globals['_POD']._serialized_start=429
-  _globals['_POD']._serialized_end=591
-  _globals['_NODEAGENT']._serialized_start=726
-  _globals['_NODEAGENT']._serialized_end=956
+  _globals['_DEPLOYREQUEST']._serialized_end=196
+  _globals['_DEPLOYREQUEST_FILESENTRY']._serialized_start=152
+  _globals['_DEPLOYREQUEST_FILESENTRY']._serialized_end=196
+  _globals['_DEPLOYPROGRESS']._serialized_start=198
+  _globals['_DEPLOYPROGRESS']._serialized_end=274
+  _globals['_DEPLOYOUTCOME']._serialized_start=276
+  _globals['_DEPLOYOUTCOME']._serialized_end=369
+  _globals['_DELETEREQUEST']._serialized_start=371
+  _globals['_DELETEREQUEST']._serialized_end=399
+  _globals['_DELETERESPONSE']._serialized_start=401
+  _globals['_DELETERESPONSE']._serialized_end=434
+  _globals['_LISTREQUEST']._serialized_start=436
+  _globals['_LISTREQUEST']._serialized_end=449
+  _globals['_LISTRESPONSE']._serialized_start=451
+  _globals['_LISTRESPONSE']._serialized_end=505
+  _globals['_CNFSUMMARY']._serialized_start=507
+  _globals['_CNFSUMMARY']._serialized_end=627
+  _globals['_STATUSREQUEST']._serialized_start=629
+  _globals['_STATUSREQUEST']._serialized_end=657
+  _globals['_CNFSTATUS']._serialized_start=660
+  _globals['_CNFSTATUS']._serialized_end=798
+  _globals['_POD']._serialized_start=801
+  _globals['_POD']._serialized_end=1060
+  _globals['_NODEAGENT']._serialized_start=1224
+  _globals['_NODEAGENT']._serialized_end=1573
 # @@protoc_insertion_point(module_scope)

@@ -34,20 +34,30 @@ class NodeAgentStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Deploy = channel.unary_unary(
+        self.Deploy = channel.unary_stream(
                 '/edgetrail.v1.NodeAgent/Deploy',
                 request_serializer=edgetrail_dot_v1_dot_node__pb2.DeployRequest.SerializeToString,
-                response_deserializer=edgetrail_dot_v1_dot_node__pb2.DeployResponse.FromString,
+                response_deserializer=edgetrail_dot_v1_dot_node__pb2.DeployProgress.FromString,
                 _registered_method=True)
-        self.Undeploy = channel.unary_unary(
-                '/edgetrail.v1.NodeAgent/Undeploy',
-                request_serializer=edgetrail_dot_v1_dot_node__pb2.UndeployRequest.SerializeToString,
-                response_deserializer=edgetrail_dot_v1_dot_node__pb2.UndeployResponse.FromString,
+        self.Update = channel.unary_stream(
+                '/edgetrail.v1.NodeAgent/Update',
+                request_serializer=edgetrail_dot_v1_dot_node__pb2.DeployRequest.SerializeToString,
+                response_deserializer=edgetrail_dot_v1_dot_node__pb2.DeployProgress.FromString,
                 _registered_method=True)
-        self.ListPods = channel.unary_unary(
-                '/edgetrail.v1.NodeAgent/ListPods',
-                request_serializer=edgetrail_dot_v1_dot_node__pb2.ListPodsRequest.SerializeToString,
-                response_deserializer=edgetrail_dot_v1_dot_node__pb2.ListPodsResponse.FromString,
+        self.Delete = channel.unary_unary(
+                '/edgetrail.v1.NodeAgent/Delete',
+                request_serializer=edgetrail_dot_v1_dot_node__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=edgetrail_dot_v1_dot_node__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+        self.List = channel.unary_unary(
+                '/edgetrail.v1.NodeAgent/List',
+                request_serializer=edgetrail_dot_v1_dot_node__pb2.ListRequest.SerializeToString,
+                response_deserializer=edgetrail_dot_v1_dot_node__pb2.ListResponse.FromString,
+                _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/edgetrail.v1.NodeAgent/Status',
+                request_serializer=edgetrail_dot_v1_dot_node__pb2.StatusRequest.SerializeToString,
+                response_deserializer=edgetrail_dot_v1_dot_node__pb2.CNFStatus.FromString,
                 _registered_method=True)
 
 
@@ -55,18 +65,36 @@ class NodeAgentServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Deploy(self, request, context):
+        """Deploys a CNF the node does not run yet, as its version 1; progress as it goes, the outcome
+        last. What fails part-way is undone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
+        """Deploys a new version of a running CNF, changing as little as it can (a pod whose handlers'
+        code alone changed keeps its μsrv running). An update that fails rolls back to the running
+        version by itself; the outcome says why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Stops a CNF's pods, removes their namespaces and its datapath rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def List(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Undeploy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListPods(self, request, context):
+    def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,20 +103,30 @@ class NodeAgentServicer:
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Deploy': grpc.unary_unary_rpc_method_handler(
+            'Deploy': grpc.unary_stream_rpc_method_handler(
                     servicer.Deploy,
                     request_deserializer=edgetrail_dot_v1_dot_node__pb2.DeployRequest.FromString,
-                    response_serializer=edgetrail_dot_v1_dot_node__pb2.DeployResponse.SerializeToString,
+                    response_serializer=edgetrail_dot_v1_dot_node__pb2.DeployProgress.SerializeToString,
             ),
-            'Undeploy': grpc.unary_unary_rpc_method_handler(
-                    servicer.Undeploy,
-                    request_deserializer=edgetrail_dot_v1_dot_node__pb2.UndeployRequest.FromString,
-                    response_serializer=edgetrail_dot_v1_dot_node__pb2.UndeployResponse.SerializeToString,
+            'Update': grpc.unary_stream_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=edgetrail_dot_v1_dot_node__pb2.DeployRequest.FromString,
+                    response_serializer=edgetrail_dot_v1_dot_node__pb2.DeployProgress.SerializeToString,
             ),
-            'ListPods': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListPods,
-                    request_deserializer=edgetrail_dot_v1_dot_node__pb2.ListPodsRequest.FromString,
-                    response_serializer=edgetrail_dot_v1_dot_node__pb2.ListPodsResponse.SerializeToString,
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=edgetrail_dot_v1_dot_node__pb2.DeleteRequest.FromString,
+                    response_serializer=edgetrail_dot_v1_dot_node__pb2.DeleteResponse.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=edgetrail_dot_v1_dot_node__pb2.ListRequest.FromString,
+                    response_serializer=edgetrail_dot_v1_dot_node__pb2.ListResponse.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=edgetrail_dot_v1_dot_node__pb2.StatusRequest.FromString,
+                    response_serializer=edgetrail_dot_v1_dot_node__pb2.CNFStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -112,12 +150,12 @@ class NodeAgent:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/edgetrail.v1.NodeAgent/Deploy',
             edgetrail_dot_v1_dot_node__pb2.DeployRequest.SerializeToString,
-            edgetrail_dot_v1_dot_node__pb2.DeployResponse.FromString,
+            edgetrail_dot_v1_dot_node__pb2.DeployProgress.FromString,
             options,
             channel_credentials,
             insecure,
@@ -129,7 +167,34 @@ class NodeAgent:
             _registered_method=True)
 
     @staticmethod
-    def Undeploy(request,
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgetrail.v1.NodeAgent/Update',
+            edgetrail_dot_v1_dot_node__pb2.DeployRequest.SerializeToString,
+            edgetrail_dot_v1_dot_node__pb2.DeployProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
             target,
             options=(),
             channel_credentials=None,
@@ -142,9 +207,9 @@ class NodeAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/edgetrail.v1.NodeAgent/Undeploy',
-            edgetrail_dot_v1_dot_node__pb2.UndeployRequest.SerializeToString,
-            edgetrail_dot_v1_dot_node__pb2.UndeployResponse.FromString,
+            '/edgetrail.v1.NodeAgent/Delete',
+            edgetrail_dot_v1_dot_node__pb2.DeleteRequest.SerializeToString,
+            edgetrail_dot_v1_dot_node__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -156,7 +221,7 @@ class NodeAgent:
             _registered_method=True)
 
     @staticmethod
-    def ListPods(request,
+    def List(request,
             target,
             options=(),
             channel_credentials=None,
@@ -169,9 +234,36 @@ class NodeAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/edgetrail.v1.NodeAgent/ListPods',
-            edgetrail_dot_v1_dot_node__pb2.ListPodsRequest.SerializeToString,
-            edgetrail_dot_v1_dot_node__pb2.ListPodsResponse.FromString,
+            '/edgetrail.v1.NodeAgent/List',
+            edgetrail_dot_v1_dot_node__pb2.ListRequest.SerializeToString,
+            edgetrail_dot_v1_dot_node__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgetrail.v1.NodeAgent/Status',
+            edgetrail_dot_v1_dot_node__pb2.StatusRequest.SerializeToString,
+            edgetrail_dot_v1_dot_node__pb2.CNFStatus.FromString,
             options,
             channel_credentials,
             insecure,
