@@ -130,7 +130,8 @@ extension NodeCommand {
             let node = options.node
             var configuration = NodeAgentConfiguration(
                 node: node.name, runDirectory: node.runDirectory, executable: selfExecutable(), python: try sdkPython(python),
-                redisSocket: redis ?? options.infra.redisSocket, otlpSocket: node.otlpSocket, datapathSocket: node.datapathSocket)
+                redisSocket: redis ?? options.infra.redisSocket, otlpSocket: node.otlpSocket, datapathSocket: node.datapathSocket,
+                clamdSocket: options.infra.clamdSocket)
             configuration.healthTimeout = .seconds(healthTimeout)
             var logger = Logger(label: "edgetrail.node-agent")
             logger.logLevel = .info

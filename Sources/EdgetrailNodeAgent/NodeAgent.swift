@@ -26,13 +26,15 @@ public struct NodeAgentConfiguration: Sendable {
     public var redisSocket: String
     public var otlpSocket: String
     public var datapathSocket: String
+    public var clamdSocket: String
     /// How long a deploy or update waits for its pods to be healthy.
     public var healthTimeout: Duration = .seconds(30)
 
     public init(
         node: String, runDirectory: String, executable: String, python: String, redisSocket: String, otlpSocket: String,
-        datapathSocket: String
+        datapathSocket: String, clamdSocket: String
     ) {
+        self.clamdSocket = clamdSocket
         self.node = node
         self.runDirectory = runDirectory
         self.executable = executable
@@ -52,7 +54,7 @@ public struct NodeAgentConfiguration: Sendable {
         PodCommands.Paths(
             edgetrail: executable, python: python, socketDirectory: socketDirectory(cnf),
             spec: "\(versionDirectory(cnf, version))/cnf.yaml", handlerDirectory: "\(cnfDirectory(cnf))/handlers",
-            redisSocket: redisSocket, otlpSocket: otlpSocket, datapathSocket: datapathSocket)
+            redisSocket: redisSocket, otlpSocket: otlpSocket, datapathSocket: datapathSocket, clamdSocket: clamdSocket)
     }
 }
 
@@ -255,7 +257,8 @@ public final class NodeAgent: Sendable {
                         await stopPods([before], removeNamespaces: false, progress: progress)
                         pods[podName] = nil
                     }
-                    let pod = try await startPod(plan.pod(named: podName)!, plan: plan, spec: spec, version: version, progress: progress)
+                    let pod = try await startPod(
+                        plan.pod(named: podName)!, plan: plan, spec: spec, version: version, mac: before?.mac, progress: progress)
                     pods[podName] = pod
                     started.append(pod)
                 case .swapHandlers:
@@ -290,9 +293,14 @@ public final class NodeAgent: Sendable {
         } catch {
             let reason = "\(error)"
             progress("update to version \(version) failed: rolling back to version \(current.version)")
-            await rollBack(current, pods: pods, undo: undo, progress: progress)
+            let problems = await rollBack(current, pods: pods, undo: undo, progress: progress)
             throw Failure(
-                cnf: name, description: "\(reason)\nrolled back: version \(current.version) keeps running", rolledBack: true)
+                cnf: name,
+                description: "\(reason)\n"
+                    + (problems.isEmpty
+                        ? "rolled back: version \(current.version) keeps running"
+                        : "the rollback to version \(current.version) was incomplete:\n" + problems.joined(separator: "\n")),
+                rolledBack: problems.isEmpty)
         }
         // The new version runs and its rules point away from removed pods: now they can go.
         let removed = changes.changes.filter { $0.change == .stop }.compactMap { current.pods[$0.pod] }
@@ -313,7 +321,8 @@ public final class NodeAgent: Sendable {
     private func rollBack(
         _ current: RunningCNF, pods: [String: RunningPod], undo: [(pod: String, before: RunningPod?)],
         progress: @escaping @Sendable (String) -> Void
-    ) async {
+    ) async -> [String] {
+        var problems: [String] = []
         var restored = current
         var restarted: [RunningPod] = []
         for (podName, before) in undo.reversed() {
@@ -330,24 +339,28 @@ public final class NodeAgent: Sendable {
             if let before {
                 do {
                     let pod = try await startPod(
-                        before.pod, plan: current.plan, spec: current.spec, version: before.version, progress: progress)
+                        before.pod, plan: current.plan, spec: current.spec, version: before.version,
+                        mac: before.mac, progress: progress)
                     restored.pods[podName] = pod
                     restarted.append(pod)
                 } catch {
-                    progress("pod \(podName): could not be restarted: \(error)")
+                    problems.append("pod \(podName) could not be restarted: \(error)")
                 }
             }
         }
         do {
             try await waitHealthy(restarted, cnf: current.spec.name, progress: progress)
         } catch {
-            progress("after the rollback: \(error)")
+            problems.append("\(error)")
         }
         // Rules are applied last in an update: if they were switched, switch them back.
-        if let version = try? await applyRules(replacing: current.spec.name, with: restored, progress: { _ in }) {
-            restored.datapathVersion = version
+        do {
+            restored.datapathVersion = try await applyRules(replacing: current.spec.name, with: restored, progress: { _ in })
+        } catch {
+            problems.append("\(error)")
         }
         running.withLock { $0[current.spec.name] = restored }
+        return problems
     }
 
     // MARK: Delete, list, status
@@ -431,7 +444,8 @@ public final class NodeAgent: Sendable {
     // MARK: Pods
 
     private func startPod(
-        _ pod: PodPlan.Pod, plan: PodPlan, spec: CNFSpec, version: Int, progress: @escaping @Sendable (String) -> Void
+        _ pod: PodPlan.Pod, plan: PodPlan, spec: CNFSpec, version: Int, mac: [UInt8]? = nil,
+        progress: @escaping @Sendable (String) -> Void
     ) async throws -> RunningPod {
         let paths = configuration.paths(cnf: spec.name, version: version)
         let logs = configuration.logDirectory(spec.name)
@@ -441,6 +455,8 @@ public final class NodeAgent: Sendable {
             try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: paths.socketDirectory, withIntermediateDirectories: true)
             try Self.writeHandlers(pod, paths: paths)
+            // A pod restarted in place keeps its namespace, and with it its address and MAC.
+            if let mac { return mac }
             do {
                 return try EdgeNodeNamespaces.addPod(pod.link, to: node)
             } catch {

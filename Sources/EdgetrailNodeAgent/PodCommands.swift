@@ -19,11 +19,14 @@ public struct PodCommands: Sendable, Equatable {
         public var redisSocket: String
         public var otlpSocket: String
         public var datapathSocket: String
+        /// clamd, for an anti-virus μsrv.
+        public var clamdSocket: String
 
         public init(
             edgetrail: String, python: String, socketDirectory: String, spec: String, handlerDirectory: String,
-            redisSocket: String, otlpSocket: String, datapathSocket: String
+            redisSocket: String, otlpSocket: String, datapathSocket: String, clamdSocket: String = ""
         ) {
+            self.clamdSocket = clamdSocket
             self.edgetrail = edgetrail
             self.python = python
             self.socketDirectory = socketDirectory
@@ -60,6 +63,7 @@ public struct PodCommands: Sendable, Equatable {
                 }?.port ?? 80
             microservice += ["--transparent", "--listen", "0.0.0.0:\(port)", "--datapath-socket", paths.datapathSocket]
         }
+        if pod.kind == .antiVirus, !paths.clamdSocket.isEmpty { microservice += ["--clamd", paths.clamdSocket] }
         self.microservice = microservice
         guard !pod.handlers.isEmpty else {
             sidecar = nil

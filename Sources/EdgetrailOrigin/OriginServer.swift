@@ -39,6 +39,7 @@ public final class OriginServer: Sendable {
     ) -> some ApplicationProtocol {
         let router = Router(context: OriginContext.self)
         router.middlewares.add(ClientRecorder(origin: self))
+        router.middlewares.add(DeclaredType())
         if let directory { router.middlewares.add(FileMiddleware(directory, searchForIndexHtml: true, logger: logger)) }
         router.get("/_origin/bytes/:count") { _, context -> Response in
             let count = try Self.count(context)
@@ -86,6 +87,21 @@ public final class OriginServer: Sendable {
             left -= size
         }
         try await writer.finish(nil)
+    }
+}
+
+/// A file whose extension names no media type (`eicar.com`) is declared as what it is to the
+/// origin, `application/octet-stream`: a download, as a browser would take it. Without a type,
+/// a client (and content-inspect) would guess from the bytes.
+struct DeclaredType: RouterMiddleware {
+    typealias Context = OriginContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        if response.status == .ok, response.headers[.contentType] == nil {
+            response.headers[.contentType] = "application/octet-stream"
+        }
+        return response
     }
 }
 

@@ -35,7 +35,7 @@ public struct PolicyManagerService: Edgetrail_V1_PolicyManager.SimpleServiceProt
         decision.decision = rule.decision == .deny ? .deny : .allow
         decision.reason = rule.reason
         if rule.decision == .allow {
-            let outcome = await kit.raise("policy_check", context: serviceContext, attributes: attributes)
+            let outcome = await kit.raise("policy_check", context: serviceContext, attributes: attributes, payload: request.body)
             if case .answered(let verdict) = outcome, verdict.denied {
                 decision.decision = .deny
                 decision.rule = "handler"

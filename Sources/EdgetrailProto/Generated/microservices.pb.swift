@@ -241,6 +241,10 @@ public nonisolated struct Edgetrail_V1_PolicyCheckRequest: Sendable {
   /// Content categories, when the check is about a body content-inspect classified.
   public var categories: [String] = []
 
+  /// The body the check is about, when the caller wants the `policy_check` handler to judge it
+  /// (e.g. have it scanned): it is that event's payload. policy-mgr's own rules never read it.
+  public var body: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -682,7 +686,7 @@ nonisolated extension Edgetrail_V1_Session: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PolicyCheckRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cookie\0\u{1}method\0\u{1}url\0\u{1}client\0\u{1}headers\0\u{1}categories\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cookie\0\u{1}method\0\u{1}url\0\u{1}client\0\u{1}headers\0\u{1}categories\0\u{1}body\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -696,6 +700,7 @@ nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, Sw
       case 4: try { try decoder.decodeSingularStringField(value: &self.client) }()
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.headers) }()
       case 6: try { try decoder.decodeRepeatedStringField(value: &self.categories) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.body) }()
       default: break
       }
     }
@@ -720,6 +725,9 @@ nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, Sw
     if !self.categories.isEmpty {
       try visitor.visitRepeatedStringField(value: self.categories, fieldNumber: 6)
     }
+    if !self.body.isEmpty {
+      try visitor.visitSingularBytesField(value: self.body, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -730,6 +738,7 @@ nonisolated extension Edgetrail_V1_PolicyCheckRequest: SwiftProtobuf.Message, Sw
     if lhs.client != rhs.client {return false}
     if lhs.headers != rhs.headers {return false}
     if lhs.categories != rhs.categories {return false}
+    if lhs.body != rhs.body {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -123,10 +123,13 @@ class PolicyManagerProxy(_Proxy):
     service = "PolicyManager"
 
     def check(self, method: str = "GET", url: str = "/", client: str = "", headers: dict | None = None,
-              categories: list[str] | None = None) -> PolicyDecision:
-        """Whether the request may proceed, by policy-mgr's rules (first match wins)."""
+              categories: list[str] | None = None, body: bytes = b"") -> PolicyDecision:
+        """Whether the request may proceed, by policy-mgr's rules (first match wins), then its
+        policy_check handler; `body` (e.g. a response's) is that handler's event.payload."""
+        if isinstance(body, str):
+            body = body.encode()
         request = pb.PolicyCheckRequest(method=method, url=url, client=client, headers=headers or {},
-                                        categories=categories or [])
+                                        categories=categories or [], body=bytes(body))
         answer = self._call("Check", "check", request)
         return PolicyDecision(_DECISIONS.get(answer.decision, "allow"), answer.rule, answer.reason)
 

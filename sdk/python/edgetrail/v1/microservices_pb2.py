@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgetrail/v1/microservices.proto\x12\x0c\x65\x64getrail.v1\"\xd2\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ookie\x18\x02 \x01(\x06\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0c\n\x04sync\x18\x05 \x01(\x08\x12\r\n\x05\x61t_ns\x18\x06 \x01(\x06\x12\x37\n\nattributes\x18\x07 \x03(\x0b\x32#.edgetrail.v1.Event.AttributesEntry\x12\x0f\n\x07payload\x18\x08 \x01(\x0c\x12\x13\n\x0btraceparent\x18\t \x01(\t\x12\x12\n\ntimeout_ms\x18\n \x01(\r\x12\x37\n\x10\x64\x65\x66\x61ult_decision\x18\x0b \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x12\n\nsubscribed\x18\x0c \x03(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\x0eHandlerMessage\x12,\n\tsubscribe\x18\x01 \x01(\x0b\x32\x17.edgetrail.v1.SubscribeH\x00\x12(\n\x07verdict\x18\x02 \x01(\x0b\x32\x15.edgetrail.v1.VerdictH\x00\x42\x06\n\x04kind\",\n\tSubscribe\x12\x0e\n\x06\x65vents\x18\x01 \x03(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\"\xcd\x01\n\x07Verdict\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12;\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32&.edgetrail.v1.Verdict.AnnotationsEntry\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x11GetSessionRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\"\xd2\x01\n\x07Session\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x33\n\x07headers\x18\x06 \x03(\x0b\x32\".edgetrail.v1.Session.HeadersEntry\x12\x15\n\rstarted_at_ns\x18\x07 \x01(\x06\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd5\x01\n\x12PolicyCheckRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12>\n\x07headers\x18\x05 \x03(\x0b\x32-.edgetrail.v1.PolicyCheckRequest.HeadersEntry\x12\x12\n\ncategories\x18\x06 \x03(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x0ePolicyDecision\x12/\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"D\n\x0eInspectRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\xac\x01\n\rInspectResult\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x12\n\nneeds_scan\x18\x02 \x01(\x08\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0csniffed_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0e\n\x06reason\x18\x07 \x01(\t\"9\n\x0bScanRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\x82\x01\n\nScanResult\x12\x10\n\x08infected\x18\x01 \x01(\x08\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0e\n\x06reason\x18\x05 \x01(\t*j\n\x0fVerdictDecision\x12 \n\x1cVERDICT_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16VERDICT_DECISION_ALLOW\x10\x01\x12\x19\n\x15VERDICT_DECISION_DENY\x10\x02\x32N\n\x0b\x45ventStream\x12?\n\x06\x41ttach\x12\x1c.edgetrail.v1.HandlerMessage\x1a\x13.edgetrail.v1.Event(\x01\x30\x01\x32Q\n\tHttpProxy\x12\x44\n\nGetSession\x12\x1f.edgetrail.v1.GetSessionRequest\x1a\x15.edgetrail.v1.Session2X\n\rPolicyManager\x12G\n\x05\x43heck\x12 .edgetrail.v1.PolicyCheckRequest\x1a\x1c.edgetrail.v1.PolicyDecision2V\n\x0e\x43ontentInspect\x12\x44\n\x07Inspect\x12\x1c.edgetrail.v1.InspectRequest\x1a\x1b.edgetrail.v1.InspectResult2H\n\tAntiVirus\x12;\n\x04Scan\x12\x19.edgetrail.v1.ScanRequest\x1a\x18.edgetrail.v1.ScanResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n edgetrail/v1/microservices.proto\x12\x0c\x65\x64getrail.v1\"\xd2\x02\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ookie\x18\x02 \x01(\x06\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0c\n\x04sync\x18\x05 \x01(\x08\x12\r\n\x05\x61t_ns\x18\x06 \x01(\x06\x12\x37\n\nattributes\x18\x07 \x03(\x0b\x32#.edgetrail.v1.Event.AttributesEntry\x12\x0f\n\x07payload\x18\x08 \x01(\x0c\x12\x13\n\x0btraceparent\x18\t \x01(\t\x12\x12\n\ntimeout_ms\x18\n \x01(\r\x12\x37\n\x10\x64\x65\x66\x61ult_decision\x18\x0b \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x12\n\nsubscribed\x18\x0c \x03(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"p\n\x0eHandlerMessage\x12,\n\tsubscribe\x18\x01 \x01(\x0b\x32\x17.edgetrail.v1.SubscribeH\x00\x12(\n\x07verdict\x18\x02 \x01(\x0b\x32\x15.edgetrail.v1.VerdictH\x00\x42\x06\n\x04kind\",\n\tSubscribe\x12\x0e\n\x06\x65vents\x18\x01 \x03(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\"\xcd\x01\n\x07Verdict\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12;\n\x0b\x61nnotations\x18\x04 \x03(\x0b\x32&.edgetrail.v1.Verdict.AnnotationsEntry\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x11GetSessionRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\"\xd2\x01\n\x07Session\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0e\n\x06\x63lient\x18\x02 \x01(\t\x12\x0e\n\x06origin\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x33\n\x07headers\x18\x06 \x03(\x0b\x32\".edgetrail.v1.Session.HeadersEntry\x12\x15\n\rstarted_at_ns\x18\x07 \x01(\x06\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe3\x01\n\x12PolicyCheckRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12>\n\x07headers\x18\x05 \x03(\x0b\x32-.edgetrail.v1.PolicyCheckRequest.HeadersEntry\x12\x12\n\ncategories\x18\x06 \x03(\t\x12\x0c\n\x04\x62ody\x18\x07 \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\x0ePolicyDecision\x12/\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"D\n\x0eInspectRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\xac\x01\n\rInspectResult\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x12\n\nneeds_scan\x18\x02 \x01(\x08\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0csniffed_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x06 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0e\n\x06reason\x18\x07 \x01(\t\"9\n\x0bScanRequest\x12\x0e\n\x06\x63ookie\x18\x01 \x01(\x06\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\x82\x01\n\nScanResult\x12\x10\n\x08infected\x18\x01 \x01(\x08\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0e\x32\x1d.edgetrail.v1.VerdictDecision\x12\x0e\n\x06reason\x18\x05 \x01(\t*j\n\x0fVerdictDecision\x12 \n\x1cVERDICT_DECISION_UNSPECIFIED\x10\x00\x12\x1a\n\x16VERDICT_DECISION_ALLOW\x10\x01\x12\x19\n\x15VERDICT_DECISION_DENY\x10\x02\x32N\n\x0b\x45ventStream\x12?\n\x06\x41ttach\x12\x1c.edgetrail.v1.HandlerMessage\x1a\x13.edgetrail.v1.Event(\x01\x30\x01\x32Q\n\tHttpProxy\x12\x44\n\nGetSession\x12\x1f.edgetrail.v1.GetSessionRequest\x1a\x15.edgetrail.v1.Session2X\n\rPolicyManager\x12G\n\x05\x43heck\x12 .edgetrail.v1.PolicyCheckRequest\x1a\x1c.edgetrail.v1.PolicyDecision2V\n\x0e\x43ontentInspect\x12\x44\n\x07Inspect\x12\x1c.edgetrail.v1.InspectRequest\x1a\x1b.edgetrail.v1.InspectResult2H\n\tAntiVirus\x12;\n\x04Scan\x12\x19.edgetrail.v1.ScanRequest\x1a\x18.edgetrail.v1.ScanResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION_HEADERSENTRY']._serialized_options = b'8\001'
   _globals['_POLICYCHECKREQUEST_HEADERSENTRY']._loaded_options = None
   _globals['_POLICYCHECKREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_VERDICTDECISION']._serialized_start=1759
-  _globals['_VERDICTDECISION']._serialized_end=1865
+  _globals['_VERDICTDECISION']._serialized_start=1773
+  _globals['_VERDICTDECISION']._serialized_end=1879
   _globals['_EVENT']._serialized_start=51
   _globals['_EVENT']._serialized_end=389
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_start=340
@@ -60,27 +60,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSION_HEADERSENTRY']._serialized_start=961
   _globals['_SESSION_HEADERSENTRY']._serialized_end=1007
   _globals['_POLICYCHECKREQUEST']._serialized_start=1010
-  _globals['_POLICYCHECKREQUEST']._serialized_end=1223
+  _globals['_POLICYCHECKREQUEST']._serialized_end=1237
   _globals['_POLICYCHECKREQUEST_HEADERSENTRY']._serialized_start=961
   _globals['_POLICYCHECKREQUEST_HEADERSENTRY']._serialized_end=1007
-  _globals['_POLICYDECISION']._serialized_start=1225
-  _globals['_POLICYDECISION']._serialized_end=1320
-  _globals['_INSPECTREQUEST']._serialized_start=1322
-  _globals['_INSPECTREQUEST']._serialized_end=1390
-  _globals['_INSPECTRESULT']._serialized_start=1393
-  _globals['_INSPECTRESULT']._serialized_end=1565
-  _globals['_SCANREQUEST']._serialized_start=1567
-  _globals['_SCANREQUEST']._serialized_end=1624
-  _globals['_SCANRESULT']._serialized_start=1627
-  _globals['_SCANRESULT']._serialized_end=1757
-  _globals['_EVENTSTREAM']._serialized_start=1867
-  _globals['_EVENTSTREAM']._serialized_end=1945
-  _globals['_HTTPPROXY']._serialized_start=1947
-  _globals['_HTTPPROXY']._serialized_end=2028
-  _globals['_POLICYMANAGER']._serialized_start=2030
-  _globals['_POLICYMANAGER']._serialized_end=2118
-  _globals['_CONTENTINSPECT']._serialized_start=2120
-  _globals['_CONTENTINSPECT']._serialized_end=2206
-  _globals['_ANTIVIRUS']._serialized_start=2208
-  _globals['_ANTIVIRUS']._serialized_end=2280
+  _globals['_POLICYDECISION']._serialized_start=1239
+  _globals['_POLICYDECISION']._serialized_end=1334
+  _globals['_INSPECTREQUEST']._serialized_start=1336
+  _globals['_INSPECTREQUEST']._serialized_end=1404
+  _globals['_INSPECTRESULT']._serialized_start=1407
+  _globals['_INSPECTRESULT']._serialized_end=1579
+  _globals['_SCANREQUEST']._serialized_start=1581
+  _globals['_SCANREQUEST']._serialized_end=1638
+  _globals['_SCANRESULT']._serialized_start=1641
+  _globals['_SCANRESULT']._serialized_end=1771
+  _globals['_EVENTSTREAM']._serialized_start=1881
+  _globals['_EVENTSTREAM']._serialized_end=1959
+  _globals['_HTTPPROXY']._serialized_start=1961
+  _globals['_HTTPPROXY']._serialized_end=2042
+  _globals['_POLICYMANAGER']._serialized_start=2044
+  _globals['_POLICYMANAGER']._serialized_end=2132
+  _globals['_CONTENTINSPECT']._serialized_start=2134
+  _globals['_CONTENTINSPECT']._serialized_end=2220
+  _globals['_ANTIVIRUS']._serialized_start=2222
+  _globals['_ANTIVIRUS']._serialized_end=2294
 # @@protoc_insertion_point(module_scope)

@@ -118,7 +118,7 @@ class Session(_message.Message):
     def __init__(self, cookie: _Optional[int] = ..., client: _Optional[str] = ..., origin: _Optional[str] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., started_at_ns: _Optional[int] = ...) -> None: ...
 
 class PolicyCheckRequest(_message.Message):
-    __slots__ = ("cookie", "method", "url", "client", "headers", "categories")
+    __slots__ = ("cookie", "method", "url", "client", "headers", "categories", "body")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -132,13 +132,15 @@ class PolicyCheckRequest(_message.Message):
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
     cookie: int
     method: str
     url: str
     client: str
     headers: _containers.ScalarMap[str, str]
     categories: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cookie: _Optional[int] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., client: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
+    body: bytes
+    def __init__(self, cookie: _Optional[int] = ..., method: _Optional[str] = ..., url: _Optional[str] = ..., client: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., categories: _Optional[_Iterable[str]] = ..., body: _Optional[bytes] = ...) -> None: ...
 
 class PolicyDecision(_message.Message):
     __slots__ = ("decision", "rule", "reason")

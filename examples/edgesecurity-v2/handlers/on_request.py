@@ -1,0 +1,1 @@
+../../edgesecurity/handlers/on_request.py
