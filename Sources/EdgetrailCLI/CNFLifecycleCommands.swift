@@ -214,24 +214,30 @@ extension CNFCommand {
             if json {
                 print(try status.jsonString())
             } else {
-                let cnf = status.cnf
-                print(
-                    "\(cnf.name) version \(cnf.version) on \(status.node): \(cnf.podsHealthy)/\(cnf.pods) pods healthy, deployed \(List.time(cnf.deployedAt))")
-                var rows = [["POD", "μSRV", "KIND", "IP", "STATE", "RESTARTS", "HANDLERS"]]
-                for pod in status.pods {
-                    let restarts = pod.sidecarRestarts > 0 ? "\(pod.restarts) (sidecar \(pod.sidecarRestarts))" : "\(pod.restarts)"
-                    let handlers =
-                        pod.handlers.isEmpty
-                        ? "-" : pod.handlers.map { String($0.split(separator: "=").first ?? "") }.joined(separator: ",") + (pod.handlersAttached ? " (attached)" : " (not attached)")
-                    rows.append([pod.namespace, pod.name, pod.kind, pod.ip, Self.state(pod.state), restarts, handlers])
-                }
-                printTable(rows)
-                for pod in status.pods where !pod.message.isEmpty { print("  \(pod.name): \(pod.message)") }
-                print("datapath (rule set version \(status.datapathVersion)):")
-                for rule in status.rules { print("  \(rule)") }
-                if !cnf.lastError.isEmpty { print("last update failed and was rolled back:\n\(cnf.lastError)") }
+                for line in Self.render(status) { print(line) }
             }
             if status.pods.contains(where: { $0.state != .running }) { throw ExitCode.failure }
+        }
+
+        /// The status as `cnf status` prints it: a heading, a row per pod, the rules.
+        static func render(_ status: Edgetrail_V1_CNFStatus) -> [String] {
+            let cnf = status.cnf
+            var lines = [
+                "\(cnf.name) version \(cnf.version) on \(status.node): \(cnf.podsHealthy)/\(cnf.pods) pods healthy, deployed \(List.time(cnf.deployedAt))"
+            ]
+            var rows = [["POD", "μSRV", "KIND", "IP", "STATE", "RESTARTS", "HANDLERS"]]
+            for pod in status.pods {
+                let restarts = pod.sidecarRestarts > 0 ? "\(pod.restarts) (sidecar \(pod.sidecarRestarts))" : "\(pod.restarts)"
+                let events = pod.handlers.map { String($0.split(separator: "=").first ?? "") }.joined(separator: ",")
+                let handlers = pod.handlers.isEmpty ? "-" : events + (pod.handlersAttached ? " (attached)" : " (not attached)")
+                rows.append([pod.namespace, pod.name, pod.kind, pod.ip, state(pod.state), restarts, handlers])
+            }
+            lines += table(rows)
+            for pod in status.pods where !pod.message.isEmpty { lines.append("  \(pod.name): \(pod.message)") }
+            lines.append("datapath (rule set version \(status.datapathVersion)):")
+            for rule in status.rules { lines.append("  \(rule)") }
+            if !cnf.lastError.isEmpty { lines.append("last update failed and was rolled back:\n\(cnf.lastError)") }
+            return lines
         }
 
         static func state(_ state: Edgetrail_V1_PodState) -> String {
@@ -249,13 +255,17 @@ extension CNFCommand {
 
 /// Prints rows as columns, each as wide as its widest cell.
 func printTable(_ rows: [[String]]) {
-    guard let first = rows.first else { return }
+    for line in table(rows) { print(line) }
+}
+
+/// Rows as lines of columns, each as wide as its widest cell.
+func table(_ rows: [[String]]) -> [String] {
+    guard let first = rows.first else { return [] }
     var widths = first.map(\.count)
     for row in rows { for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], cell.count) } }
-    for row in rows {
-        let cells = row.enumerated().map { index, cell in
+    return rows.map { row in
+        row.enumerated().map { index, cell in
             index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-        }
-        print(cells.joined(separator: "  "))
+        }.joined(separator: "  ")
     }
 }

@@ -1,246 +1,350 @@
 import ArgumentParser
-import EdgetrailCNF
-import EdgetrailCentral
 import EdgetrailCentralAPI
-import EdgetrailClamAV
-import EdgetrailCollector
 import EdgetrailCore
-import EdgetrailDatapathAPI
-import EdgetrailDatapathManager
-import EdgetrailKafka
-import EdgetrailProto
-import EdgetrailRedis
-import EdgetrailNet
 import EdgetrailInfra
-import EdgetrailTelemetry
+import EdgetrailNet
+import EdgetrailNodeAgent
+import EdgetrailNodeAgentAPI
+import EdgetrailProto
 import Foundation
-import Logging
-import ServiceLifecycle
-import SwiftProtobuf
+import GRPCCore
+import UnixSignals
 
-/// The main job on embedded defaults: bring the local infra up, validate the example CNF,
-/// run the telemetry spine (collector and central) and reconstruct one session end to end,
-/// then stop what it started.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The main job on embedded defaults: the six steps of deploying, watching and updating the
+/// edgesecurity CNF on a real edge node, with real traffic and each session reconstructed at
+/// central through Kafka.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Bring the infra up, validate the example CNF, and follow one session through the telemetry spine.",
+        abstract: "Deploy, watch and update the edgesecurity CNF on a real edge node, six steps on real traffic.",
         discussion: """
-            Starts Redis, the Kafka-protocol broker and clamd under the run directory and validates \
-            examples/edgesecurity/cnf.yaml. Then starts an edge collector (OTLP on 127.0.0.1:4317, \
-            metrics on 127.0.0.1:9464) and central (API on 127.0.0.1:7070, SQLite in the run \
-            directory), and plays one session of the CNF: as root, a real edge node (network \
-            namespaces, the eBPF datapath with the CNF's rules, the client's request redirected into \
-            the proxy pod, its flow events from the kernel; otherwise a recorded flow), the μsrvs' \
-            state in Redis, clamd scanning the response, and the μsrvs' spans over OTLP. Central's reconstruction of the session is printed the way 'edgetrail trace' \
-            shows it. The local infrastructure the demo started is stopped at the end unless --keep-infra.
+            Starts the local infrastructure (Redis, the Kafka-protocol broker, clamd), builds the edge \
+            node NODE (network namespaces, the eBPF datapath, the collector, the node agent; see \
+            'edgetrail node up') and central (127.0.0.1:7070). Then:
+              1) deploys examples/edgesecurity (http-proxy, policy-mgr, content-inspect; the origin's \
+            port 80 redirected into the proxy);
+              2) shows its pods and sidecars running;
+              3) the client fetches the page and a download: each session's trace shows the handlers' \
+            call sequence (proxy -> request_received handler -> policy_mgr.check -> ... -> \
+            content_inspect.inspect);
+              4) updates to examples/edgesecurity-v2: an anti-virus, called from the inspect_done handler;
+              5) the EICAR download is blocked with the 403 page, the trace shows the scan and the \
+            verdict; a clean download still passes;
+              6) updates to examples/edgesecurity-v3: the scan becomes a condition in the policy_check \
+            handler, downloads only: the page is not scanned, downloads are.
+            After each request it prints central's reconstruction of the session (through Kafka). \
+            Then the stack stays up for you to try things until Ctrl-C, which removes the node and \
+            stops what the demo started. With --exit it stops after the steps, exiting 1 and naming \
+            the step that did not show what it should. Needs root (network namespaces and eBPF).
             """)
 
     @OptionGroup var options: InfraOptions
 
-    @Option(help: "The CNF spec to validate.")
-    var spec = "examples/edgesecurity/cnf.yaml"
+    @Option(help: "The edge node's name.")
+    var node = "edge-1"
 
-    @Option(help: "Kafka topic to ship the sample batch to.")
-    var topic = "edgetrail.telemetry"
+    @Option(help: "Where central serves its API, HOST:PORT.")
+    var central = "127.0.0.1:7070"
 
-    @Flag(help: "Leave the local infrastructure (Redis, the broker, clamd) running afterwards.")
-    var keepInfra = false
+    @Option(help: "The folder with the CNF's three versions (edgesecurity, edgesecurity-v2, edgesecurity-v3).")
+    var examples = "examples"
+
+    @Option(help: "The Python with the SDK for the handler sidecars (default: .venv/bin/python).")
+    var python: String?
+
+    @Flag(name: .customLong("exit"), help: "Stop after the six steps instead of leaving the stack running.")
+    var exitAfterSteps = false
 
     func run() async throws {
+        guard getuid() == 0 else {
+            printError(
+                """
+                error: the demo builds a real edge node — network namespaces, eBPF programs on a veth, a \
+                transparent proxy — and that needs root. Run it as root: sudo make demo
+                """)
+            throw ExitCode.failure
+        }
         let configuration = options.configuration
         let infra = LocalInfra(configuration: configuration)
+        let kinds: [InfraKind] = [.redis, .broker, .clamd]
         let alreadyUp = Set(infra.status().filter(\.isUp).map(\.kind))
         step("starting the local infrastructure in \(configuration.runDirectory)")
         do {
-            try infra.up(InfraKind.defaults) { print("    \($0)") }
+            try infra.up(kinds) { print("    \($0)") }
+        } catch {
+            throw commandFailure("\(error)")
+        }
+        var edge = LocalNode(
+            name: node, runDirectory: "\(configuration.runDirectory)/nodes/\(node)", executable: selfExecutable(), infra: configuration)
+        edge.python = try sdkPython(python)
+        let work = "\(configuration.runDirectory)/demo"
+        var centralPid: Int32 = 0
+        let stopAll = { [edge] (pid: Int32) in
+            step("stopping: the node \(edge.name), central, and the local infrastructure the demo started")
+            edge.down { print("    \($0)") }
+            if pid > 0, ProcessControl.stop(pid, signal: SIGTERM, timeout: 15) { print("    central: stopped (pid \(pid))") }
+            infra.down(kinds.filter { !alreadyUp.contains($0) }) { print("    \($0)") }
+        }
+        do {
+            if edge.status().contains(where: \.up) {
+                step("the node \(node) is up from before: removing it first")
+                edge.down { print("    \($0)") }
+            }
+            step("building the edge node \(node)")
+            do {
+                try edge.up { print("    \($0)") }
+            } catch {
+                throw DemoFailure(step: 0, "the edge node did not come up: \(error.message)")
+            }
+            centralPid = try startCentral(configuration: configuration, work: work)
+            let play = DemoSteps(
+                node: node, agentSocket: edge.agentSocket, central: CentralClient(base: "http://\(central)"),
+                examples: examples)
+            try await play.run()
+        } catch let failure as DemoFailure {
+            printError("error: \(failure)")
+            stopAll(centralPid)
+            throw ExitCode.failure
         } catch {
             printError("error: \(error)")
+            stopAll(centralPid)
             throw ExitCode.failure
         }
-        defer {
-            if !keepInfra {
-                step("stopping the local infrastructure this demo started")
-                infra.down(InfraKind.defaults.filter { !alreadyUp.contains($0) }) { print("    \($0)") }
-            }
+        step("all six steps showed what they should")
+        if exitAfterSteps {
+            stopAll(centralPid)
+            return
         }
-        for line in infra.status(InfraKind.defaults) { print("    \(line)") }
+        print(
+            """
 
-        step("validating \(spec)")
-        let cnf: CNFSpec
-        do {
-            cnf = try CNFSpecReader.load(path: spec)
-            print("    ok: CNF '\(cnf.name)' for node '\(cnf.node)'")
-            for microservice in cnf.microservices {
-                print("      μsrv \(microservice.name) (\(microservice.kind.rawValue)) publishes \(microservice.events.joined(separator: ", "))")
-            }
-            for handler in cnf.handlers {
-                print("      handler \(handler.file) on \(handler.microservice).\(handler.event)")
-            }
-            for rule in cnf.datapath { print("      rule \(rule.shorthand)") }
-        } catch {
-            for diagnostic in error.diagnostics { print("    \(diagnostic)") }
-            throw ExitCode.failure
-        }
-
-        do {
-            try await followOneSession(configuration: configuration, cnf: cnf)
-        } catch let exit as ExitCode {
-            throw exit
-        } catch {
-            printError("error: \(error)")
-            throw ExitCode.failure
-        }
-        step("done")
+            The stack is running. Try:
+              ip netns exec \(node)-client curl -i http://10.201.0.2/downloads/eicar.com
+              edgetrail trace COOKIE            (the edgetrail-cookie header of any answer)
+              edgetrail cnf status edgesecurity --node \(node)
+              edgetrail cnf update \(examples)/edgesecurity-v2 --node \(node)
+              edgetrail node status --name \(node)
+              curl -s http://127.0.0.1:9464/metrics | grep edgetrail_collector_records
+            Logs: \(edge.runDirectory)/logs/ (pods under logs/pods/). Ctrl-C stops everything.
+            """)
+        for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
+        print("")
+        stopAll(centralPid)
     }
 
-    /// Runs collector and central in this process and follows one session through them.
-    private func followOneSession(configuration: InfraConfiguration, cnf: CNFSpec) async throws {
-        let cookie = Cookie(UInt64.random(in: 1...UInt64.max))
-        var session = DemoSession(cookie: cookie)
-        let work = configuration.runDirectory + "/demo"
+    /// Central in its own process (as an operator would run it), on a store of the demo's own.
+    private func startCentral(configuration: InfraConfiguration, work: String) throws -> Int32 {
         try? FileManager.default.removeItem(atPath: work)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let recording = work + "/flows.jsonl"
-        try session.flowRecording().write(toFile: recording, atomically: true, encoding: .utf8)
-
-        var collectorConfiguration = CollectorConfiguration(
-            cnf: cnf.name, node: cnf.node, brokers: configuration.brokers, dataDirectory: work + "/collector")
-        collectorConfiguration.kafka.topic = topic
-        collectorConfiguration.otlp = OTLPSourceConfiguration()
-        collectorConfiguration.snapshots = RedisSnapshotSourceConfiguration(
-            host: configuration.host, port: configuration.redisPort)
-        var logger = Logger(label: "edgetrail.demo")
-        logger.logLevel = .warning
-        // As root the flow events come from a real edge node; otherwise from a recording.
-        let edge: DemoEdgeNode?
-        if let reason = DemoEdgeNode.unavailable() {
-            step("edge node: flow events replayed from a recording (\(reason))")
-            edge = nil
-        } else {
-            do {
-                edge = try DemoEdgeNode.start(cnf: cnf, work: work, logger: logger)
-            } catch {
-                step("edge node: flow events replayed from a recording (the real one failed: \(error))")
-                edge = nil
+        let log = "\(work)/central.log"
+        let pid = try ProcessControl.spawnDetached(
+            executable: selfExecutable(),
+            arguments: [
+                "central", "--brokers", configuration.brokers, "--store", "sqlite:\(work)/central.sqlite", "--group",
+                "edgetrail-demo-\(UInt32.random(in: 1...UInt32.max))", "--listen", central, "--log-level", "warning",
+            ],
+            logPath: log)
+        let deadline = Date().addingTimeInterval(30)
+        let address = try Address.hostPort(central, option: "--central")
+        let endpoint = Endpoint.tcp(host: address.host, port: address.port)
+        while Date() < deadline {
+            if SocketProbe.isListening(endpoint) {
+                step("central: http://\(central) (its store \(work)/central.sqlite, log \(log))")
+                return pid
             }
+            guard ProcessControl.isAlive(pid) else {
+                throw DemoFailure(step: 0, "central exited while starting; the end of \(log):\n\(ProcessControl.tail(log))")
+            }
+            usleep(100_000)
         }
-        defer { edge?.tearDown() }
-        collectorConfiguration.flows =
-            edge.map { .datapath(socket: $0.socket, statsIntervalNanoseconds: 1_000_000_000) } ?? .replay(FlowReplaySourceConfiguration(path: recording))
-        let collector = try Collector(configuration: collectorConfiguration, logger: logger)
-        var centralConfiguration = CentralConfiguration(brokers: configuration.brokers, store: "sqlite:\(work)/central.sqlite")
-        centralConfiguration.topic = topic
-        centralConfiguration.groupID = "edgetrail-demo-\(cookie.hex)"
-        let central = try Central(configuration: centralConfiguration, logger: logger)
-        let collectorGroup = try collector.makeServiceGroup(signals: [])
-        let centralGroup = central.makeServiceGroup(signals: [])
-
-        step("starting the collector (OTLP 127.0.0.1:4317, /metrics 127.0.0.1:9464) and central (127.0.0.1:7070)")
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await collectorGroup.run() }
-            group.addTask { try await centralGroup.run() }
-            if let edge { group.addTask { try await edge.server.run(group: edge.group) } }
-            defer {
-                Task {
-                    await collectorGroup.triggerGracefulShutdown()
-                    await centralGroup.triggerGracefulShutdown()
-                    await edge?.group.triggerGracefulShutdown()
-                }
-            }
-            try await waitForListener(port: 4317)
-            if let edge { try await prepare(edge, cnf: cnf) }
-
-            step("one session of '\(cnf.name)', cookie \(cookie)")
-            if let edge {
-                let bind = DatapathMessages.bindTCP(
-                    from: ([10, 200, 0, 2], 41000), to: ([10, 201, 0, 2], 80), cookie: cookie.rawValue)
-                _ = try await DatapathManagerClient.with(socket: edge.socket) { try await $0.bindFlow(bind) }
-                session.started = UInt64(Date().timeIntervalSince1970 * 1e9)
-                guard let answer = try await edge.clientRequest(localPort: 41000) else {
-                    printError("error: the client's request to 10.201.0.2:80 got no answer through the edge node")
-                    throw ExitCode.failure
-                }
-                let body = answer.components(separatedBy: "\r\n\r\n").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-                print("    datapath (eBPF): client 10.200.0.2:41000 -> 10.201.0.2:80, redirected; the answer: \"\(body)\"")
-            } else {
-                print("    datapath (replayed): flow tcp 10.200.0.2:41000 -> 10.201.0.2:80, redirect to http-proxy")
-            }
-            let redis = try RedisConnection(host: configuration.host, port: configuration.redisPort)
-            let sessionKey = "\(cookie.redisKeyPrefix)http-proxy:session"
-            try redis.command("HSET", sessionKey, "client", "10.200.0.2:41000", "origin", "10.201.0.2:80", "state", "open")
-            print("    http-proxy: session state in Redis at \(sessionKey)")
-            let clamd = ClamAVClient(socketPath: configuration.clamdSocket)
-            let eicar = Array(#"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"#.utf8)
-            let verdict = try clamd.scan(eicar)
-            let clean = try clamd.scan(Array("<html>hello from the origin</html>".utf8))
-            let infected: Bool
-            switch verdict {
-            case .infected(let signature):
-                infected = true
-                try redis.command(
-                    "HSET", "\(cookie.redisKeyPrefix)anti-virus:verdict", "infected", "yes", "signature", signature)
-                print("    anti-virus: clamd finds \(signature) in the response body (a clean body: \(clean == .clean ? "clean" : "infected"))")
-            case .clean:
-                infected = false
-                print("    anti-virus: clamd finds nothing")
-            }
-            try await session.exportSpans(host: "127.0.0.1", port: 4317, infected: infected)
-            print("    spans: request (http-proxy) > policy_check (policy-mgr), inspect (content-inspect) over OTLP/gRPC")
-
-            step("central's reconstruction (what 'edgetrail trace \(cookie)' prints)")
-            let deadline = Date().addingTimeInterval(60)
-            var timeline = CookieTimeline(cookie: cookie, records: [])
-            while Date() < deadline {
-                timeline = CookieTimeline(cookie: cookie, records: try central.store.records(cookie: cookie.rawValue))
-                if timeline.spans.count >= 3, timeline.flows.count >= 1, timeline.snapshots.count >= 2 { break }
-                try await Task.sleep(for: .milliseconds(200))
-            }
-            guard timeline.spans.count >= 3, timeline.flows.count >= 1 else {
-                printError("error: central did not receive the session within 60 s")
-                throw ExitCode.failure
-            }
-            for line in timeline.renderText().split(separator: "\n") { print("    \(line)") }
-            print("    (JSON: curl http://127.0.0.1:7070/v1/cookies/\(cookie))")
-            await collectorGroup.triggerGracefulShutdown()
-            await centralGroup.triggerGracefulShutdown()
-            await edge?.group.triggerGracefulShutdown()
-            try await group.waitForAll()
-        }
+        _ = ProcessControl.stop(pid)
+        throw DemoFailure(step: 0, "central was not listening on \(central) within 30 s; see \(log)")
     }
-
-    /// Applies the CNF's rules through the Datapath Manager and waits until the collector
-    /// follows its flow events.
-    private func prepare(_ edge: DemoEdgeNode, cnf: CNFSpec) async throws {
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: edge.socket) {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        let request = edge.rules(of: cnf)
-        let version = try await DatapathManagerClient.with(socket: edge.socket) { try await $0.applyRules(request).version }
-        step(
-            "edge node \(edge.topology.prefix): the eBPF datapath on \(edge.topology.clientInterface), "
-                + "\(request.rules.count) rules applied (version \(version)), pods: "
-                + edge.topology.pods.map { "\($0.name) \($0.address)" }.joined(separator: ", "))
-        let deadline = Date().addingTimeInterval(15)
-        while edge.server.manager.subscriberCount == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
-        guard edge.server.manager.subscriberCount > 0 else {
-            throw DemoError("the collector did not subscribe to the Datapath Manager's flow events within 15 s")
-        }
-    }
-
-    private func waitForListener(port: Int) async throws {
-        for _ in 0..<100 {
-            if SocketProbe.isListening(.tcp(host: "127.0.0.1", port: port)) { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw DemoError("the collector's OTLP receiver did not come up on 127.0.0.1:\(port)")
-    }
-
-    private func step(_ text: String) { print("==> \(text)") }
 }
 
-/// A step of the demo that did not happen, and why.
-struct DemoError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+func step(_ text: String) { print("==> \(text)") }
+
+/// A step that did not show what it should.
+struct DemoFailure: Error, CustomStringConvertible {
+    var step: Int
+    var message: String
+    init(step: Int, _ message: String) {
+        self.step = step
+        self.message = message
+    }
+    var description: String { step == 0 ? message : "step \(step) did not show what it should: \(message)" }
+}
+
+/// The six steps, each checked as it is shown.
+struct DemoSteps {
+    var node: String
+    var agentSocket: String
+    var central: CentralClient
+    var examples: String
+
+    func run() async throws {
+        step("1) deploy edgesecurity: http-proxy, policy-mgr, content-inspect; the origin's port 80 redirected into the proxy")
+        try await deploy("\(examples)/edgesecurity", update: false, step: 1)
+
+        step("2) the pods and their handler sidecars (edgetrail cnf status edgesecurity)")
+        let status = try await agent(step: 2) { client in
+            var request = Edgetrail_V1_StatusRequest()
+            request.cnf = "edgesecurity"
+            return try await client.status(request)
+        }
+        for line in CNFCommand.Status.render(status) { print("    \(line)") }
+        guard status.pods.count == 3, status.pods.allSatisfy({ $0.state == .running }),
+            status.pods.filter({ !$0.handlers.isEmpty }).allSatisfy(\.handlersAttached)
+        else { throw DemoFailure(step: 2, "not every pod runs with its sidecar attached") }
+
+        let sequence = [
+            "HTTP GET", "event request_received", "handler request_received", "policy_mgr.check", "PolicyManager/Check",
+            "handler response_sent", "content_inspect.inspect", "ContentInspect/Inspect",
+        ]
+        step("3) the client fetches the page and a download; each trace shows the handlers' call sequence")
+        try await request("/", expect: 200, step: 3, spans: sequence)
+        try await request("/downloads/report.pdf", expect: 200, step: 3, spans: sequence)
+
+        step("4) update: add anti-virus, called from the inspect_done handler (edgesecurity-v2)")
+        try await deploy("\(examples)/edgesecurity-v2", update: true, step: 4)
+
+        step("5) the EICAR download is blocked with the 403 page; a clean download still passes")
+        let scanned = [
+            "handler response_received", "content_inspect.inspect", "handler inspect_done", "anti_virus.scan", "AntiVirus/Scan",
+            "clamd INSTREAM",
+        ]
+        let blocked = try await request(
+            "/downloads/eicar.com", expect: 403, step: 5, spans: scanned, body: "malware found")
+        guard blocked.spans.contains(where: { $0.operation == "event response_received" && $0.tags["edgetrail.verdict"] == "deny" }) else {
+            throw DemoFailure(step: 5, "the trace of \(blocked.cookie) does not show the deny verdict on response_received")
+        }
+        try await request("/downloads/report.pdf", expect: 200, step: 5, spans: scanned)
+
+        step("6) update: the scan becomes a condition in policy_check, downloads only (edgesecurity-v3)")
+        try await deploy("\(examples)/edgesecurity-v3", update: true, step: 6)
+        try await request(
+            "/", expect: 200, step: 6, spans: ["handler response_received", "policy_mgr.check", "handler policy_check"],
+            absent: ["anti_virus.scan"], note: "the page: no scan")
+        try await request(
+            "/downloads/report.pdf", expect: 200, step: 6,
+            spans: ["handler response_received", "policy_mgr.check", "handler policy_check", "anti_virus.scan"],
+            note: "a download: scanned from the policy_check handler")
+        try await request(
+            "/downloads/eicar.com", expect: 403, step: 6, spans: ["handler policy_check", "anti_virus.scan"], body: "malware found",
+            note: "EICAR: still blocked")
+    }
+
+    private func agent<T: Sendable>(step: Int, _ body: (NodeAgentClient.Client) async throws -> T) async throws -> T {
+        do {
+            return try await NodeAgentClient.with(socket: agentSocket, body)
+        } catch {
+            throw DemoFailure(step: step, NodeAgentClient.explain(error, socket: agentSocket, node: node))
+        }
+    }
+
+    private func deploy(_ folder: String, update: Bool, step number: Int) async throws {
+        print("    edgetrail cnf \(update ? "update" : "deploy") \(folder) --node \(node)")
+        let bundle: CNFBundle
+        do {
+            bundle = try CNFBundle(folder)
+        } catch {
+            throw DemoFailure(step: number, "\(folder) is not a valid CNF")
+        }
+        let request = bundle.request
+        let outcome = try await agent(step: number) { client in
+            let read = { @Sendable (response: StreamingClientResponseOfProgress) async throws in
+                var outcome = Edgetrail_V1_DeployOutcome()
+                for try await message in response.messages {
+                    if message.hasOutcome { outcome = message.outcome } else { print("      \(message.step)") }
+                }
+                return outcome
+            }
+            return update ? try await client.update(request, onResponse: read) : try await client.deploy(request, onResponse: read)
+        }
+        guard outcome.ok else { throw DemoFailure(step: number, "the \(update ? "update" : "deploy") failed:\n\(outcome.error)") }
+        print("    \(outcome.cnf) version \(outcome.version) is running")
+    }
+
+    /// One client request through the node, then its session as central reconstructs it.
+    @discardableResult
+    private func request(
+        _ path: String, expect status: Int, step number: Int, spans expected: [String], absent: [String] = [],
+        body: String? = nil, note: String? = nil
+    ) async throws -> CookieTimeline {
+        let url = "http://10.201.0.2\(path)"
+        print("    \(note.map { "\($0): " } ?? "")ip netns exec \(node)-client curl \(url)")
+        let answer = try ClientFetch.get(url, from: "\(node)-client")
+        let reason = answer.body.range(of: "<strong>").map { String(answer.body[$0.upperBound...].prefix { $0 != "<" }) }
+        print("      HTTP \(answer.status), \(answer.body.utf8.count) bytes, cookie \(answer.cookie ?? "none")\(reason.map { ": \($0)" } ?? "")")
+        guard answer.status == status else {
+            throw DemoFailure(step: number, "GET \(path) answered \(answer.status), not \(status)")
+        }
+        if let body, !answer.body.contains(body) {
+            throw DemoFailure(step: number, "the answer to GET \(path) does not say \"\(body)\"")
+        }
+        guard let cookieText = answer.cookie, let cookie = Cookie(hex: cookieText) else {
+            throw DemoFailure(step: number, "the answer to GET \(path) carries no edgetrail-cookie header")
+        }
+        let timeline = try await reconstruction(of: cookie, expecting: expected, step: number)
+        for line in timeline.renderText().split(separator: "\n") { print("      \(line)") }
+        let present = Set(timeline.spans.map(\.operation))
+        if let unwanted = absent.first(where: present.contains) {
+            throw DemoFailure(step: number, "the trace of \(cookie) shows \(unwanted), which it should not")
+        }
+        return timeline
+    }
+
+    /// Waits (60 s at most) until central holds the whole session: the flow bound to the cookie
+    /// and ended, one span tree with every expected operation, and the Redis snapshots.
+    private func reconstruction(of cookie: Cookie, expecting expected: [String], step number: Int) async throws -> CookieTimeline {
+        let deadline = Date().addingTimeInterval(60)
+        var missing: [String] = ["everything"]
+        while Date() < deadline {
+            if let timeline = try? await central.timeline(cookie).timeline {
+                let present = Set(timeline.spans.map(\.operation))
+                missing = expected.filter { !present.contains($0) }
+                if !timeline.flows.contains(where: { $0.endNs != nil }) { missing.append("the client's flow (ended)") }
+                if timeline.snapshots.isEmpty { missing.append("Redis snapshots") }
+                if Set(timeline.spans.map(\.traceId)).count > 1 { missing.append("one span tree (it has several traces)") }
+                if missing.isEmpty { return timeline }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        throw DemoFailure(step: number, "central's reconstruction of \(cookie) lacks \(missing.joined(separator: ", ")) after 60 s")
+    }
+}
+
+typealias StreamingClientResponseOfProgress = StreamingClientResponse<Edgetrail_V1_DeployProgress>
+
+/// A client's plain HTTP request from the client namespace, with curl as an operator would make it.
+enum ClientFetch {
+    struct Answer {
+        var status: Int
+        var cookie: String?
+        var body: String
+    }
+
+    static func get(_ url: String, from namespace: String) throws -> Answer {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("edgetrail-demo-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let result = try ProcessControl.run(
+            "/usr/sbin/ip",
+            [
+                "netns", "exec", namespace, "curl", "-s", "--max-time", "20", "-D", "\(directory)/headers", "-o",
+                "\(directory)/body", "-w", "%{http_code}", url,
+            ])
+        guard result.status == 0, let status = Int(result.output.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw DemoFailure(step: 0, "curl \(url) in \(namespace) failed (exit \(result.status)): \(result.output)")
+        }
+        let headers = (try? String(contentsOfFile: "\(directory)/headers", encoding: .utf8)) ?? ""
+        let cookie = headers.split(whereSeparator: \.isNewline).first { $0.lowercased().hasPrefix("edgetrail-cookie:") }
+            .map { $0.dropFirst("edgetrail-cookie:".count).trimmingCharacters(in: .whitespaces) }
+        let body = String(decoding: FileManager.default.contents(atPath: "\(directory)/body") ?? Data(), as: UTF8.self)
+        return Answer(status: status, cookie: cookie, body: body)
+    }
 }
