@@ -36,14 +36,14 @@ def test_node_up_runs_a_real_node_and_down_leaves_nothing_behind():
                   env=env)
         assert up.returncode == 0, up.stderr + up.stdout
         assert f"namespaces: {name} (the node), {name}-client (client 10.200.0.2), {name}-origin (origin 10.201.0.2)" in up.stdout
-        for part in ("origin: http://10.201.0.2/", "datapath-manager: eBPF on etc0", "collector: OTLP"):
+        for part in ("origin: http://10.201.0.2/", "datapath-manager: eBPF on etc0", "collector: OTLP", "node-agent: CNFs are deployed"):
             assert part in up.stdout
         assert {name, f"{name}-client", f"{name}-origin"} <= namespaces()
 
         status = node("status", *common, env=env)
         assert status.returncode == 0, status.stdout
         assert [line.split()[:2] for line in status.stdout.splitlines()] == [
-            ["namespaces", "up"], ["origin", "up"], ["datapath-manager", "up"], ["collector", "up"]]
+            ["namespaces", "up"], ["origin", "up"], ["datapath-manager", "up"], ["collector", "up"], ["node-agent", "up"]]
 
         # Plain client traffic from the client namespace reaches the origin through the node...
         fetch = subprocess.run(
@@ -67,7 +67,8 @@ def test_node_up_runs_a_real_node_and_down_leaves_nothing_behind():
         down = node("down", *common, env=env)
         services.close()
     assert down.returncode == 0
-    assert "collector: stopped" in down.stdout and "namespaces: removed" in down.stdout
+    assert "collector: stopped" in down.stdout and "node-agent: stopped" in down.stdout
+    assert "namespaces: removed" in down.stdout
     assert not {ns for ns in namespaces() if ns == name or ns.startswith(name + "-")}
     assert subprocess.run(["pgrep", "-f", run_dir], capture_output=True).returncode == 1, "no process of the node runs"
     second = node("down", *common, env=env)

@@ -496,13 +496,16 @@ public final class NodeAgent: Sendable {
         var state: Edgetrail_V1_PodState
         var reason: String
         var attached: Bool
+        /// Waiting longer will not make it healthy.
+        var hopeless = false
     }
 
     /// Healthy: the μsrv runs and serves its API socket, and its sidecar (if it has handlers)
     /// runs and is attached to the μsrv's events.
     private func health(of running: RunningPod, cnf: String) -> Health {
         let microservice = running.microservice.current
-        let attached = running.sidecar == nil || Self.sidecarAttached(log: running.sidecarLog, microservice: running.pod.name)
+        let report = running.sidecar == nil ? SidecarReport(attached: true) : Self.sidecarReport(log: running.sidecarLog, microservice: running.pod.name)
+        let attached = report.attached
         switch microservice.phase {
         case .stopped: return Health(state: .stopped, reason: microservice.lastExit, attached: false)
         case .restarting: return Health(state: .restarting, reason: "μsrv \(microservice.lastExit); restarting", attached: false)
@@ -517,24 +520,49 @@ public final class NodeAgent: Sendable {
             if sidecar.phase == .restarting {
                 return Health(state: .restarting, reason: "sidecar \(sidecar.lastExit); restarting", attached: false)
             }
+            if let problem = report.problem {
+                // It will not get better by waiting: the file must change.
+                return Health(state: .unhealthy, reason: "its sidecar says: \(problem)", attached: attached, hopeless: true)
+            }
             if !attached { return Health(state: .unhealthy, reason: "its sidecar is not attached", attached: false) }
         }
         let reason = microservice.restarts > 0 ? "last restart: μsrv \(microservice.lastExit)" : ""
         return Health(state: .running, reason: reason, attached: attached)
     }
 
-    /// Whether the sidecar's last word about its μsrv is that it attached.
-    static func sidecarAttached(log: String, microservice: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: log) else { return false }
+    /// What a sidecar's log (this run's) says: whether its last word about its μsrv is that it
+    /// attached, and a handler that cannot run (it did not load, and no later version did).
+    struct SidecarReport: Equatable {
+        var attached = false
+        var problem: String?
+    }
+
+    static func sidecarReport(log: String, microservice: String) -> SidecarReport {
+        guard let handle = FileHandle(forReadingAtPath: log) else { return SidecarReport() }
         defer { try? handle.close() }
         let size = (try? handle.seekToEnd()) ?? 0
-        try? handle.seek(toOffset: size > 65_536 ? size - 65_536 : 0)
-        let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-        for line in text.split(separator: "\n").reversed() {
-            if line.contains("attached \(microservice) ") && !line.contains("detached") { return true }
-            if line.contains("detached \(microservice)") || line.contains("waiting for \(microservice)") { return false }
+        try? handle.seek(toOffset: size > 262_144 ? size - 262_144 : 0)
+        return sidecarReport(text: String(decoding: handle.readDataToEndOfFile(), as: UTF8.self), microservice: microservice)
+    }
+
+    static func sidecarReport(text: String, microservice: String) -> SidecarReport {
+        var report = SidecarReport()
+        var problems: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("attached \(microservice) ") {
+                report.attached = true
+            } else if line.hasPrefix("detached \(microservice)") || line.hasPrefix("waiting for \(microservice)") {
+                report.attached = false
+            } else if line.hasPrefix("handler "), let handler = line.split(separator: " ").dropFirst().first {
+                if line.contains(" cannot run: ") {
+                    problems[String(handler)] = String(line)
+                } else if line.contains(" reloaded: ") {
+                    problems[String(handler)] = nil
+                }
+            }
         }
-        return false
+        report.problem = problems.keys.sorted().first.map { problems[$0]! }
+        return report
     }
 
     private func waitHealthy(_ pods: [RunningPod], cnf: String, progress: @escaping @Sendable (String) -> Void) async throws {
@@ -546,6 +574,8 @@ public final class NodeAgent: Sendable {
                 let health = try await Blocking.run { self.health(of: pod, cnf: cnf) }
                 if health.state == .running {
                     progress("pod \(pod.pod.name): healthy" + (pod.sidecar == nil ? "" : ", handlers attached"))
+                } else if health.hopeless {
+                    throw NodeAgentError.failed("pod \(pod.pod.name) is not healthy: \(health.reason)")
                 } else {
                     still.append(pod)
                 }

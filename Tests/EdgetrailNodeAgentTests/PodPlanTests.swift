@@ -127,7 +127,8 @@ struct PodCommandsTests {
     let paths = PodCommands.Paths(
         edgetrail: "/opt/edgetrail", python: "/opt/venv/bin/python", socketDirectory: "/run/n/pods/edgesecurity",
         spec: "/run/n/cnfs/edgesecurity/v1/cnf.yaml", handlerDirectory: "/run/n/cnfs/edgesecurity/handlers",
-        redisSocket: "/run/redis.sock", otlpSocket: "/run/n/otlp.sock", datapathSocket: "/run/n/datapath.sock")
+        redisSocket: "/run/redis.sock", otlpSocket: "/run/n/otlp.sock", datapathSocket: "/run/n/datapath.sock",
+        clamdSocket: "/run/clamd.sock")
 
     @Test("the proxy runs transparently on the redirected port inside its pod; its sidecar knows the CNF's μsrvs, settings and handlers")
     func proxyPod() throws {
@@ -160,5 +161,17 @@ struct PodCommandsTests {
         let policy = PodCommands(pod: plan.pods[1], plan: plan, datapath: spec.datapath, paths: paths)
         #expect(policy.sidecar == nil, "no handler bound: no sidecar")
         #expect(!policy.microservice.contains("--transparent"))
+        #expect(!policy.microservice.contains("--clamd"))
+    }
+
+    @Test("an anti-virus pod is told where clamd is")
+    func antiVirusPod() throws {
+        let spec = CNFSpec(
+            name: "scan", node: "edge-1",
+            microservices: [Microservice(name: "av", kind: .antiVirus, labels: ["av"], events: ["scan_done"])], handlers: [],
+            datapath: [])
+        let plan = try PodPlan.make(spec, sources: [:])
+        let commands = PodCommands(pod: plan.pods[0], plan: plan, datapath: [], paths: paths)
+        #expect(Array(commands.microservice.suffix(2)) == ["--clamd", "/run/clamd.sock"])
     }
 }
