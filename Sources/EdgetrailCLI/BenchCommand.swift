@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
             Run a release build for meaningful figures: 'make bench' builds one, starts the broker, \
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
-        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self, Handler.self])
+        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self, Handler.self, Chain.self])
 
     struct Handler: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -100,7 +100,7 @@ struct DemoCommand: AsyncParsableCommand {
             } catch {
                 throw DemoFailure(step: 0, "the edge node did not come up: \(error.message)")
             }
-            centralPid = try startCentral(configuration: configuration, work: work)
+            centralPid = try startCentralProcess(brokers: configuration.brokers, work: work, listen: central)
             let play = DemoSteps(
                 node: node, agentSocket: edge.agentSocket, central: CentralClient(base: "http://\(central)"),
                 examples: examples)
@@ -136,34 +136,36 @@ struct DemoCommand: AsyncParsableCommand {
         stopAll(centralPid)
     }
 
-    /// Central in its own process (as an operator would run it), on a store of the demo's own.
-    private func startCentral(configuration: InfraConfiguration, work: String) throws -> Int32 {
-        try? FileManager.default.removeItem(atPath: work)
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let log = "\(work)/central.log"
-        let pid = try ProcessControl.spawnDetached(
-            executable: selfExecutable(),
-            arguments: [
-                "central", "--brokers", configuration.brokers, "--store", "sqlite:\(work)/central.sqlite", "--group",
-                "edgetrail-demo-\(UInt32.random(in: 1...UInt32.max))", "--listen", central, "--log-level", "warning",
-            ],
-            logPath: log)
-        let deadline = Date().addingTimeInterval(30)
-        let address = try Address.hostPort(central, option: "--central")
-        let endpoint = Endpoint.tcp(host: address.host, port: address.port)
-        while Date() < deadline {
-            if SocketProbe.isListening(endpoint) {
-                step("central: http://\(central) (its store \(work)/central.sqlite, log \(log))")
-                return pid
-            }
-            guard ProcessControl.isAlive(pid) else {
-                throw DemoFailure(step: 0, "central exited while starting; the end of \(log):\n\(ProcessControl.tail(log))")
-            }
-            usleep(100_000)
+}
+
+/// Central in its own process (as an operator would run it), on a store of its own in `work`;
+/// returns its pid once it listens on `listen`.
+func startCentralProcess(brokers: String, work: String, listen: String, topic: String = "edgetrail.telemetry") throws -> Int32 {
+    try? FileManager.default.removeItem(atPath: work)
+    try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+    let log = "\(work)/central.log"
+    let pid = try ProcessControl.spawnDetached(
+        executable: selfExecutable(),
+        arguments: [
+            "central", "--brokers", brokers, "--topic", topic, "--store", "sqlite:\(work)/central.sqlite", "--group",
+            "edgetrail-\(UInt32.random(in: 1...UInt32.max))", "--listen", listen, "--log-level", "warning",
+        ],
+        logPath: log)
+    let address = try Address.hostPort(listen, option: "--central")
+    let endpoint = Endpoint.tcp(host: address.host, port: address.port)
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline {
+        if SocketProbe.isListening(endpoint) {
+            step("central: http://\(listen) (its store \(work)/central.sqlite, log \(log))")
+            return pid
         }
-        _ = ProcessControl.stop(pid)
-        throw DemoFailure(step: 0, "central was not listening on \(central) within 30 s; see \(log)")
+        guard ProcessControl.isAlive(pid) else {
+            throw DemoFailure(step: 0, "central exited while starting; the end of \(log):\n\(ProcessControl.tail(log))")
+        }
+        usleep(100_000)
     }
+    _ = ProcessControl.stop(pid)
+    throw DemoFailure(step: 0, "central was not listening on \(listen) within 30 s; see \(log)")
 }
 
 func step(_ text: String) { print("==> \(text)") }

@@ -65,7 +65,7 @@ struct MicroserviceRun: AsyncParsableCommand {
     @Option(help: "Redis: HOST:PORT or a Unix socket path (default 127.0.0.1:16379; from a pod, the run directory's redis.sock).")
     var redis: String?
 
-    @Option(help: "The collector's OTLP/gRPC receiver: HOST:PORT or a Unix socket path (default 127.0.0.1:4317).")
+    @Option(help: "The collector's OTLP/gRPC receiver: HOST:PORT or a Unix socket path (default 127.0.0.1:4317); none: spans are not exported (tracing off).")
     var otlp: String?
 
     @Option(help: "clamd's Unix socket (anti-virus; default: the local services' clamd).")
@@ -117,7 +117,11 @@ struct MicroserviceRun: AsyncParsableCommand {
         let infra = InfraConfiguration.fromEnvironment()
         settings.redis = try redis.map { try Address.endpoint($0, option: "--redis") } ?? file.redis
             ?? .tcp(host: infra.host, port: infra.redisPort)
-        if let otlp = try otlp.map({ try Address.endpoint($0, option: "--otlp") }) ?? file.otlp { settings.otlp = otlp }
+        if otlp == "none" {
+            settings.otlp = nil
+        } else if let otlp = try otlp.map({ try Address.endpoint($0, option: "--otlp") }) ?? file.otlp {
+            settings.otlp = otlp
+        }
         let logger = makeLogger(label: "edgetrail.microservice", component: name, level: logLevel)
         let kit = MicroserviceKit(settings: settings, logger: logger)
         let readyLine = "ready api=\(settings.apiSocket) events=\(settings.eventsSocket)"

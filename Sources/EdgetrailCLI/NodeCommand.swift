@@ -53,9 +53,13 @@ struct NodeCommand: ParsableCommand {
         @Option(help: "The Python with the SDK for the handler sidecars (default: $EDGETRAIL_PYTHON, else .venv/bin/python as 'make setup' makes it).")
         var python: String?
 
+        @Flag(help: "No collector, and the pods export no spans (what 'bench chain' compares tracing with).")
+        var noTelemetry = false
+
         func run() throws {
             var node = options.node
             node.python = try sdkPython(python)
+            node.telemetry = !noTelemetry
             node.otlpListen = otlp
             node.metricsListen = metrics
             node.topic = topic
@@ -126,11 +130,14 @@ extension NodeCommand {
         @Option(help: "Seconds a deploy or update waits for its pods to be healthy before it gives up (and an update rolls back).")
         var healthTimeout = 30
 
+        @Flag(help: "The pods export no spans (the node has no collector).")
+        var noTelemetry = false
+
         func run() async throws {
             let node = options.node
             var configuration = NodeAgentConfiguration(
                 node: node.name, runDirectory: node.runDirectory, executable: selfExecutable(), python: try sdkPython(python),
-                redisSocket: redis ?? options.infra.redisSocket, otlpSocket: node.otlpSocket, datapathSocket: node.datapathSocket,
+                redisSocket: redis ?? options.infra.redisSocket, otlpSocket: noTelemetry ? "none" : node.otlpSocket, datapathSocket: node.datapathSocket,
                 clamdSocket: options.infra.clamdSocket)
             configuration.healthTimeout = .seconds(healthTimeout)
             var logger = Logger(label: "edgetrail.node-agent")

@@ -20,8 +20,8 @@ public struct MicroserviceSettings: Sendable {
     public var runDirectory: String
     /// Redis, over TCP or (from inside a pod) a Unix socket.
     public var redis: EdgetrailCore.Endpoint = .tcp(host: "127.0.0.1", port: 16379)
-    /// The node collector's OTLP/gRPC receiver.
-    public var otlp: EdgetrailCore.Endpoint = .tcp(host: "127.0.0.1", port: 4317)
+    /// The node collector's OTLP/gRPC receiver; `nil`: spans are not exported (tracing off).
+    public var otlp: EdgetrailCore.Endpoint? = .tcp(host: "127.0.0.1", port: 4317)
     /// The events it publishes (the CNF may narrow its kind's list).
     public var events: [String]
     /// Per event: the handler timeout from the CNF spec and the default verdict.

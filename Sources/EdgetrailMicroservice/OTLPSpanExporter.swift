@@ -9,7 +9,9 @@ import Synchronization
 
 /// Sends a μsrv's finished spans to the node's collector over OTLP/gRPC, in batches, off the
 /// request path: `add` only queues. While the collector is unreachable spans wait in a bounded
-/// queue (the oldest go first, counted); the queue is flushed when the μsrv stops.
+/// queue (the oldest go first, counted); the queue is flushed when the μsrv stops. Without an
+/// endpoint (`--otlp none`: tracing off) spans are not exported at all: nothing is queued or
+/// encoded.
 public final class OTLPSpanExporter: Service, Sendable {
     public struct Counts: Sendable, Equatable {
         public var exported = 0
@@ -18,7 +20,7 @@ public final class OTLPSpanExporter: Service, Sendable {
         public var failedExports = 0
     }
 
-    public let endpoint: EdgetrailCore.Endpoint
+    public let endpoint: EdgetrailCore.Endpoint?
     let resource: [(String, String)]
     let batchSize: Int
     let interval: Duration
@@ -31,7 +33,7 @@ public final class OTLPSpanExporter: Service, Sendable {
     /// - Parameters:
     ///   - resource: the OTLP resource attributes (`service.name`, the CNF, the μsrv's kind).
     public init(
-        endpoint: EdgetrailCore.Endpoint, resource: [(String, String)], logger: Logger, capacity: Int = 20_000, batchSize: Int = 512,
+        endpoint: EdgetrailCore.Endpoint?, resource: [(String, String)], logger: Logger, capacity: Int = 20_000, batchSize: Int = 512,
         interval: Duration = .milliseconds(100)
     ) {
         self.endpoint = endpoint
@@ -46,6 +48,7 @@ public final class OTLPSpanExporter: Service, Sendable {
 
     /// Queues a finished span.
     func add(_ span: FinishedSpan) {
+        guard endpoint != nil else { return }
         let (dropped, count) = queue.add(span)
         if dropped > 0 { counts.withLock { $0.dropped += dropped } }
         if count >= batchSize { queue.wake() }
@@ -55,6 +58,10 @@ public final class OTLPSpanExporter: Service, Sendable {
     func flushSoon() { queue.wake() }
 
     public func run() async throws {
+        guard let endpoint else {
+            try? await gracefulShutdown()
+            return
+        }
         let transport: HTTP2ClientTransport.Posix
         switch endpoint {
         case .tcp(let host, let port):

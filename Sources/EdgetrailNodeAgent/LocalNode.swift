@@ -40,6 +40,9 @@ public struct LocalNode: Sendable {
     public var originDirectory: String?
     /// The Python with the SDK that the pods' handler sidecars run.
     public var python = "python3"
+    /// Without telemetry the node has no collector and its pods export no spans: what the
+    /// chain benchmark compares tracing against.
+    public var telemetry = true
 
     public init(name: String, runDirectory: String, executable: String, infra: InfraConfiguration) {
         self.name = name
@@ -103,19 +106,24 @@ public struct LocalNode: Sendable {
             }
             progress("datapath-manager: eBPF on \(topology.clientInterface) in \(topology.node), API \(datapathSocket)")
 
-            let configuration = "\(runDirectory)/collector.yaml"
-            try collectorConfiguration(broker: broker, redis: redis).write(toFile: configuration, atomically: true, encoding: .utf8)
-            pids[Part.collector.rawValue] = try spawn(.collector, executable, ["collector", "--config", configuration])
-            try save(pids)
-            try wait(for: .collector, pid: pids[Part.collector.rawValue]!) {
-                SocketProbe.isListening(.unix(path: otlpSocket))
+            if telemetry {
+                let configuration = "\(runDirectory)/collector.yaml"
+                try collectorConfiguration(broker: broker, redis: redis).write(toFile: configuration, atomically: true, encoding: .utf8)
+                pids[Part.collector.rawValue] = try spawn(.collector, executable, ["collector", "--config", configuration])
+                try save(pids)
+                try wait(for: .collector, pid: pids[Part.collector.rawValue]!) {
+                    SocketProbe.isListening(.unix(path: otlpSocket))
+                }
+                progress(
+                    "collector: OTLP \(otlpListen) and \(otlpSocket), flows from the datapath, Redis \(redis), to \(topic) on \(broker); metrics http://\(metricsListen)/metrics")
+            } else {
+                progress("collector: not started (no telemetry: the pods export no spans)")
             }
-            progress(
-                "collector: OTLP \(otlpListen) and \(otlpSocket), flows from the datapath, Redis \(redis), to \(topic) on \(broker); metrics http://\(metricsListen)/metrics")
 
             pids[Part.agent.rawValue] = try spawn(
                 .agent, executable,
-                ["node", "agent", "--name", name, "--run-dir", runDirectory, "--python", python, "--redis", infra.redisSocket])
+                ["node", "agent", "--name", name, "--run-dir", runDirectory, "--python", python, "--redis", infra.redisSocket]
+                    + (telemetry ? [] : ["--no-telemetry"]))
             try save(pids)
             try wait(for: .agent, pid: pids[Part.agent.rawValue]!) {
                 SocketProbe.isListening(.unix(path: agentSocket))
@@ -141,6 +149,10 @@ public struct LocalNode: Sendable {
                 part: "namespaces", up: present.count == namespaces.count,
                 detail: present.isEmpty ? "none" : present.joined(separator: ", ")))
         for part in Part.allCases {
+            if part == .collector, state["telemetry"] as? Bool == false {
+                lines.append(Status(part: part.rawValue, up: true, detail: "not started (no telemetry)"))
+                continue
+            }
             let pid = pids[part.rawValue]
             let alive = pid.map(ProcessControl.isAlive) ?? false
             let detail: String
@@ -196,7 +208,7 @@ public struct LocalNode: Sendable {
     }
 
     private func save(_ pids: [String: Int32]) throws {
-        let state: [String: Any] = ["name": name, "pids": pids, "otlp": otlpListen, "metrics": metricsListen]
+        let state: [String: Any] = ["name": name, "pids": pids, "otlp": otlpListen, "metrics": metricsListen, "telemetry": telemetry]
         let data = try JSONSerialization.data(withJSONObject: state, options: [.sortedKeys])
         try data.write(to: URL(fileURLWithPath: stateFile))
     }
@@ -207,6 +219,9 @@ public struct LocalNode: Sendable {
         else { return [:] }
         return object
     }
+
+    /// The node's processes by part (`node-agent`, `collector`, …), as started.
+    public func pids() -> [String: Int32] { load() }
 
     private func load() -> [String: Int32] {
         ((loadState()["pids"] as? [String: Int]) ?? [:]).mapValues { Int32($0) }
