@@ -137,12 +137,6 @@ extension BenchCommand {
             } catch {
                 throw commandFailure("the node did not come up: \(error.message)")
             }
-            let listen = "127.0.0.1:\(SocketProbe.freePort())"
-            if telemetry {
-                centralPid = try startCentralProcess(
-                    brokers: configuration.brokers, work: "\(configuration.runDirectory)/bench-chain/central", listen: listen,
-                    topic: node.topic)
-            }
             let request = bundle.request
             let outcome = try await NodeAgentClient.with(socket: node.agentSocket) { client in
                 try await client.deploy(request) { response in
@@ -155,7 +149,9 @@ extension BenchCommand {
             print("  \(outcome.cnf) version \(outcome.version) deployed")
             let client = "\(name)-client"
             _ = ChainLoad.run(namespace: client, sessions: min(200, sessions), clients: clients, progress: false)
+            let cpuBefore = ProcessCPU.byPart(node: node.runDirectory)
             let load = ChainLoad.run(namespace: client, sessions: sessions, clients: clients, progress: true)
+            let cpuAfter = ProcessCPU.byPart(node: node.runDirectory)
             let pids = node.pids()
             var run = ChainRun(
                 rate: Double(load.latencies.count) / load.seconds, p50: load.percentile(0.5), p99: load.percentile(0.99),
@@ -165,7 +161,17 @@ extension BenchCommand {
                 String(
                     format: "  %d sessions in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, %d failed", load.latencies.count, load.seconds, run.rate,
                     run.p50, run.p99, load.failures))
+            let spent = cpuAfter.map { ($0.key, $0.value - (cpuBefore[$0.key] ?? 0)) }.filter { $0.1 > 0.05 }.sorted { $0.1 > $1.1 }
+            print(
+                "  CPU seconds during the load: "
+                    + spent.map { String(format: "%@ %.1f", $0.0, $0.1) }.joined(separator: ", "))
             if telemetry {
+                // Central is not part of the node: it starts after the load and reads the topic
+                // from its start, so its work is not counted against the node's.
+                let listen = "127.0.0.1:\(SocketProbe.freePort())"
+                centralPid = try startCentralProcess(
+                    brokers: configuration.brokers, work: "\(configuration.runDirectory)/bench-chain/central", listen: listen,
+                    topic: node.topic)
                 run.correlation = await correlate(load.cookies, central: CentralClient(base: "http://\(listen)"))
             }
             return run
@@ -323,5 +329,49 @@ enum ChainLoad {
             outcome.seconds = Date().timeIntervalSince(started)
             return outcome
         }
+    }
+}
+
+/// CPU time of the processes a chain run involves, by part: the node's (found by its run
+/// directory on their command line: each pod's μsrv and sidecar, the collector, the agent, the
+/// origin, the Datapath Manager) and the broker's and Redis's.
+enum ProcessCPU {
+    static func byPart(node: String) -> [String: Double] {
+        var parts: [String: Double] = [:]
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let command = ProcessControl.commandLine(pid),
+                let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { continue }
+            let part: String
+            let words = command.split(separator: " ").map(String.init)
+            if command.contains("tansu") {
+                part = "broker"
+            } else if command.contains("redis-server") {
+                part = "redis"
+            } else if !command.contains(node) && !command.contains("origin --listen 10.201") {
+                continue
+            } else if command.contains("edgetrail.sidecar"), let index = words.firstIndex(of: "--microservice"), index + 1 < words.count {
+                part = "\(words[index + 1]) sidecar"
+            } else if command.contains("microservice run"), let index = words.firstIndex(of: "--name"), index + 1 < words.count {
+                part = words[index + 1]
+            } else if command.contains(" collector ") {
+                part = "collector"
+            } else if command.contains("node agent") {
+                part = "agent"
+            } else if command.contains("datapath serve") {
+                part = "datapath-manager"
+            } else if command.contains(" origin ") {
+                part = "origin"
+            } else {
+                continue
+            }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // After the command: state is field 3; utime and stime are fields 14 and 15.
+            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            parts[part, default: 0] += (user + system) / ticks
+        }
+        return parts
     }
 }
