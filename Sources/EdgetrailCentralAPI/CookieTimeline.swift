@@ -103,7 +103,9 @@ extension CookieTimeline {
     /// Builds the timeline from a cookie's stored records (any order, duplicates allowed).
     public init(cookie: Cookie, records: [Edgetrail_V1_Record]) {
         self.cookie = cookie.hex
-        self.cnf = records.first { !$0.cnf.isEmpty }?.cnf ?? ""
+        // A span's CNF is its own; a flow's or snapshot's is the collector's setting.
+        let named = records.filter { !$0.cnf.isEmpty }
+        self.cnf = (named.first { if case .span = $0.kind { true } else { false } } ?? named.first)?.cnf ?? ""
         var spans: [Span] = []
         var seenSpans = Set<Data>()
         var flowIndex: [[UInt8]: Int] = [:]

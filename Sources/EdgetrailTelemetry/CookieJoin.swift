@@ -216,13 +216,19 @@ public struct CookieJoin: Sendable {
             size += framed
         }
         pieces.append(start..<encoded.count)
+        // The CNF the spans name wins over the collector's own setting: one node runs many CNFs.
+        let cnf =
+            state.records.first { record in
+                if case .span = record.kind { return !record.cnf.isEmpty }
+                return false
+            }?.cnf ?? configuration.cnf
         var released: [JoinedBatch] = []
         for (number, piece) in pieces.enumerated() {
             var batch = Edgetrail_V1_CookieBatch()
             batch.cookie = cookie
             batch.seq = state.seq
             batch.final = final && number == pieces.count - 1
-            batch.cnf = configuration.cnf
+            batch.cnf = cnf
             batch.node = configuration.node
             batch.createdAtNs = state.lastSeen
             batch.records = Array(state.records[piece])

@@ -103,6 +103,9 @@ public struct SpanConverter: Sendable {
         }
         for resourceSpans in request.resourceSpans {
             let service = Self.string(named: "service.name", in: resourceSpans.resource.attributes) ?? ""
+            // A span says which CNF it belongs to (its resource's `edgetrail.cnf`, as the μsrvs
+            // and the SDK set it): a node's collector serves every CNF on the node.
+            let spanCNF = Self.string(named: "edgetrail.cnf", in: resourceSpans.resource.attributes).flatMap { $0.isEmpty ? nil : $0 } ?? cnf
             let resourceCookie = Self.cookie(in: resourceSpans.resource.attributes)
             noteMalformed(Self.cookieAttribute(in: resourceSpans.resource.attributes))
             for scopeSpans in resourceSpans.scopeSpans {
@@ -126,7 +129,7 @@ public struct SpanConverter: Sendable {
                     }
                     var record = Edgetrail_V1_Record()
                     record.cookie = cookie!
-                    record.cnf = cnf
+                    record.cnf = spanCNF
                     record.node = node
                     record.service = service
                     record.acceptedAtNs = now

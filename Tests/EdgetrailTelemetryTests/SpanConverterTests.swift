@@ -56,6 +56,19 @@ struct SpanConverterTests {
         #expect(record.span.tags["http.status_code"] == "200")
     }
 
+    @Test("a span's resource names its CNF (a node's collector serves many); without it, the collector's setting")
+    func resourceNamesTheCNF() {
+        var converter = SpanConverter(cnf: "default", node: "edge-1", noCookie: .drop)
+        var named = request([otlpSpan(trace: 1, id: 1, cookie: "00000000000000a1")])
+        var cnf = Opentelemetry_Proto_Common_V1_KeyValue()
+        cnf.key = "edgetrail.cnf"
+        cnf.value.stringValue = "edgesecurity"
+        named.resourceSpans[0].resource.attributes.append(cnf)
+        #expect(converter.convert(named, now: 5).records.map(\.cnf) == ["edgesecurity"])
+        let unnamed = request([otlpSpan(trace: 2, id: 2, cookie: "00000000000000a2")])
+        #expect(converter.convert(unnamed, now: 5).records.map(\.cnf) == ["default"])
+    }
+
     @Test("a span without the attribute takes its trace's cookie, even from an earlier request")
     func traceInheritsCookie() {
         var converter = SpanConverter(cnf: "c", node: "n", noCookie: .drop)
