@@ -31,3 +31,9 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "SKIPPED: the proxy benchmark makes network namespaces, loads eBPF programs and sets iptables rules (needs root)"
 fi
+echo "==> edgetrail bench chain"
+if [ "$(id -u)" -eq 0 ]; then
+  "$edgetrail" bench chain --sessions "${BENCH_CHAIN_SESSIONS:-10000}" --run-dir "$run_dir" --broker-port "$port" --redis-port "$redis_port"
+else
+  echo "SKIPPED: the chain benchmark builds an edge node (network namespaces, eBPF; needs root)"
+fi
