@@ -84,3 +84,28 @@ def test_state_is_the_sessions_redis_keys_and_the_microservices_own_records_are_
         client.close()
     finally:
         services.close()
+
+
+def test_sidecar_check_loads_each_handler_as_the_sidecar_would_and_says_where_one_fails(tmp_path):
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.py"
+    good.write_text("def handle(event, ctx):\n    return None\n")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import json\nimport no_such_module_anywhere\n\ndef handle(event, ctx):\n    pass\n")
+    unfinished = tmp_path / "unfinished.py"
+    unfinished.write_text("def handle(event, ctx):\n    return (\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "edgetrail.sidecar", "--check", "--handler", f"a={good}", "--handler", f"b={broken}",
+         "--handler", f"c={unfinished}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{good}: ok"
+    assert lines[1] == (f"{broken}:2: importing it raised ModuleNotFoundError: No module named "
+                        "'no_such_module_anywhere' (handler for b)")
+    assert lines[2].startswith(f"{unfinished}:2:") and "SyntaxError" in lines[2]
+    assert "Traceback" in result.stderr, "the import's traceback goes to stderr"
+    ok = subprocess.run([sys.executable, "-m", "edgetrail.sidecar", "--check", "--handler", f"a={good}"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.strip() == f"{good}: ok"

@@ -283,6 +283,12 @@ struct DemoSteps {
         let reason = answer.body.range(of: "<strong>").map { String(answer.body[$0.upperBound...].prefix { $0 != "<" }) }
         print("      HTTP \(answer.status), \(answer.body.utf8.count) bytes, cookie \(answer.cookie ?? "none")\(reason.map { ": \($0)" } ?? "")")
         guard answer.status == status else {
+            // What happened to it, as far as central knows by now.
+            if let cookie = answer.cookie.flatMap({ Cookie(hex: $0) }),
+                let timeline = try? await reconstruction(of: cookie, expecting: [], step: number, seconds: 15)
+            {
+                for line in timeline.renderText().split(separator: "\n") { print("      \(line)") }
+            }
             throw DemoFailure(step: number, "GET \(path) answered \(answer.status), not \(status)")
         }
         if let body, !answer.body.contains(body) {
@@ -302,8 +308,10 @@ struct DemoSteps {
 
     /// Waits (60 s at most) until central holds the whole session: the flow bound to the cookie
     /// and ended, one span tree with every expected operation, and the Redis snapshots.
-    private func reconstruction(of cookie: Cookie, expecting expected: [String], step number: Int) async throws -> CookieTimeline {
-        let deadline = Date().addingTimeInterval(60)
+    private func reconstruction(
+        of cookie: Cookie, expecting expected: [String], step number: Int, seconds: Double = 60
+    ) async throws -> CookieTimeline {
+        let deadline = Date().addingTimeInterval(seconds)
         var missing: [String] = ["everything"]
         while Date() < deadline {
             if let timeline = try? await central.timeline(cookie).timeline {
@@ -316,7 +324,8 @@ struct DemoSteps {
             }
             try await Task.sleep(for: .milliseconds(300))
         }
-        throw DemoFailure(step: number, "central's reconstruction of \(cookie) lacks \(missing.joined(separator: ", ")) after 60 s")
+        throw DemoFailure(
+            step: number, "central's reconstruction of \(cookie) lacks \(missing.joined(separator: ", ")) after \(Int(seconds)) s")
     }
 }
 

@@ -130,6 +130,9 @@ extension NodeCommand {
         @Option(help: "Seconds a deploy or update waits for its pods to be healthy before it gives up (and an update rolls back).")
         var healthTimeout = 30
 
+        @Option(help: "clamd's Unix socket, for anti-virus pods. Default: the local infrastructure's.")
+        var clamd: String?
+
         @Flag(help: "The pods export no spans (the node has no collector).")
         var noTelemetry = false
 
@@ -138,7 +141,7 @@ extension NodeCommand {
             var configuration = NodeAgentConfiguration(
                 node: node.name, runDirectory: node.runDirectory, executable: selfExecutable(), python: try sdkPython(python),
                 redisSocket: redis ?? options.infra.redisSocket, otlpSocket: noTelemetry ? "none" : node.otlpSocket, datapathSocket: node.datapathSocket,
-                clamdSocket: options.infra.clamdSocket)
+                clamdSocket: clamd ?? options.infra.clamdSocket)
             configuration.healthTimeout = .seconds(healthTimeout)
             var logger = Logger(label: "edgetrail.node-agent")
             logger.logLevel = .info

@@ -53,9 +53,12 @@ public final class RedisSnapshotReader: @unchecked Sendable {
     private var reader: RedisConnection?
     private var nextAttempt: UInt64 = 0
     private var connectedOnce = false
-    /// The key last captured with a value, and that value, to tell a repeat (`set` then
-    /// `expire` from one `SET … EX`) from a change.
-    private var lastCaptured: (key: String, value: Edgetrail_V1_Snapshot)?
+    /// Keys whose value was captured since they were last deleted. An `expire` never changes a
+    /// value, and every change of one raises its own notification before it: for these keys
+    /// (`SET … EX`, or HSET then EXPIRE as the μsrvs write their state) it shows nothing new and
+    /// is skipped without asking Redis. Bounded: forgotten all at once past `recentLimit`.
+    private var captured = Set<String>()
+    private let recentLimit = 100_000
 
     public init(
         configuration: RedisSnapshotSourceConfiguration, logger: Logger,
@@ -80,17 +83,31 @@ public final class RedisSnapshotReader: @unchecked Sendable {
             usleep(useconds_t(min(Int(timeoutMilliseconds), configuration.reconnectDelayMilliseconds)) * 1000)
             return []
         }
+        // The notifications that arrived together are read back together: one round trip for
+        // their types and one for their values, however many there are.
         var records: [Edgetrail_V1_Record] = []
+        var unread: [Int] = []
         var wait = timeoutMilliseconds
         do {
             while let message = try subscriber.nextReply(timeoutMilliseconds: wait) {
                 wait = 0
-                if let record = try capture(message) { records.append(record) }
+                guard let (record, needsValue) = capture(message) else { continue }
+                if needsValue { unread.append(records.count) }
+                records.append(record)
                 if records.count >= 1000 { break }
             }
         } catch {
             disconnect(reason: "\(error)")
         }
+        do {
+            try readValues(of: unread, in: &records)
+        } catch {
+            // Their values cannot be read: the changes are reported without them, as deletions
+            // would be wrong and dropping them would lose that the key changed.
+            for index in unread { records[index].snapshot.unsupportedType = "unread: \(error)" }
+            disconnect(reason: "\(error)")
+        }
+        counters.captured += records.count
         return records
     }
 
@@ -150,8 +167,9 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         nextAttempt = clock() + UInt64(configuration.reconnectDelayMilliseconds) * 1_000_000
     }
 
-    /// A keyspace message `[pmessage, pattern, __keyspace@0__:KEY, EVENT]` to a snapshot.
-    private func capture(_ message: RedisValue) throws -> Edgetrail_V1_Record? {
+    /// A keyspace message `[pmessage, pattern, __keyspace@0__:KEY, EVENT]` to a snapshot, and
+    /// whether its value is still to be read.
+    private func capture(_ message: RedisValue) -> (Edgetrail_V1_Record, Bool)? {
         guard case .array(let parts) = message, parts.count == 4, parts[0].text == "pmessage",
             let channel = parts[2].text, let event = parts[3].text, channel.hasPrefix(channelPrefix)
         else { return nil }
@@ -173,31 +191,46 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         switch event {
         case "del", "expired", "evicted", "rename_from":
             record.snapshot.deleted = true
-            lastCaptured = nil
+            captured.remove(key)
+            return (record, false)
+        case "expire" where captured.contains(key):
+            counters.repeatsSkipped += 1
+            return nil
         default:
-            try readValue(key, into: &record.snapshot)
-            // Setting a value with an expiry raises two events; the second shows nothing new.
-            if event == "expire", let last = lastCaptured, last.key == key, Self.sameValue(last.value, record.snapshot) {
-                counters.repeatsSkipped += 1
-                return nil
-            }
-            lastCaptured = (key, record.snapshot)
+            if captured.count >= recentLimit { captured.removeAll(keepingCapacity: true) }
+            captured.insert(key)
+            return (record, true)
         }
-        counters.captured += 1
-        return record
     }
 
-    private static func sameValue(_ a: Edgetrail_V1_Snapshot, _ b: Edgetrail_V1_Snapshot) -> Bool {
-        a.value == b.value && a.deleted == b.deleted && a.fullSize == b.fullSize && a.unsupportedType == b.unsupportedType
+    /// Reads the values of `records[indexes]` (GET for strings, HGETALL for hashes), pipelined.
+    private func readValues(of indexes: [Int], in records: inout [Edgetrail_V1_Record]) throws {
+        guard let reader, !indexes.isEmpty else { return }
+        let keys = indexes.map { Array(records[$0].snapshot.key.utf8) }
+        let types = try reader.pipeline(keys.map { [Array("TYPE".utf8), $0] }).map { $0.text ?? "none" }
+        var reads: [[[UInt8]]] = []
+        var readers: [Int] = []
+        for (position, type) in types.enumerated() {
+            switch type {
+            case "string": reads.append([Array("GET".utf8), keys[position]])
+            case "hash": reads.append([Array("HGETALL".utf8), keys[position]])
+            default: continue
+            }
+            readers.append(position)
+        }
+        let values = try reader.pipeline(reads)
+        var valueOf: [Int: RedisValue] = [:]
+        for (position, value) in zip(readers, values) { valueOf[position] = value }
+        for (position, index) in indexes.enumerated() {
+            apply(type: types[position], value: valueOf[position], to: &records[index].snapshot)
+        }
     }
 
-    private func readValue(_ key: String, into snapshot: inout Edgetrail_V1_Snapshot) throws {
-        guard let reader else { return }
-        let type = try reader.command("TYPE", key).text ?? "none"
+    private func apply(type: String, value: RedisValue?, to snapshot: inout Edgetrail_V1_Snapshot) {
         let limit = configuration.maxValueBytes
         switch type {
         case "string":
-            if case .string(let bytes) = try reader.command("GET", key) {
+            if case .string(let bytes)? = value {
                 if bytes.count > limit {
                     snapshot.fullSize = UInt64(bytes.count)
                     snapshot.stringValue = Data(bytes.prefix(limit))
@@ -205,9 +238,12 @@ public final class RedisSnapshotReader: @unchecked Sendable {
                 } else {
                     snapshot.stringValue = Data(bytes)
                 }
+            } else {
+                // Changed and gone again before it could be read.
+                snapshot.deleted = true
             }
         case "hash":
-            if case .array(let items) = try reader.command("HGETALL", key) {
+            if case .array(let items)? = value {
                 var all: [(String, [UInt8])] = []
                 var index = 0
                 while index + 1 < items.count {
@@ -230,6 +266,8 @@ public final class RedisSnapshotReader: @unchecked Sendable {
                     counters.truncatedValues += 1
                 }
                 snapshot.hashFields = fields
+            } else {
+                snapshot.deleted = true
             }
         case "none":
             // Changed and gone again before it could be read.

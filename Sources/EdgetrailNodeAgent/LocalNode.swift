@@ -122,7 +122,10 @@ public struct LocalNode: Sendable {
 
             pids[Part.agent.rawValue] = try spawn(
                 .agent, executable,
-                ["node", "agent", "--name", name, "--run-dir", runDirectory, "--python", python, "--redis", infra.redisSocket]
+                [
+                    "node", "agent", "--name", name, "--run-dir", runDirectory, "--python", python, "--redis", infra.redisSocket,
+                    "--clamd", infra.clamdSocket,
+                ]
                     + (telemetry ? [] : ["--no-telemetry"]))
             try save(pids)
             try wait(for: .agent, pid: pids[Part.agent.rawValue]!) {

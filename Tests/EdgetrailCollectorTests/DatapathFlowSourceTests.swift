@@ -92,6 +92,17 @@ struct DatapathFlowSourceTests {
             }
 
             try await subscribed(1)
+            // The readiness probes' flows must be over (their end events, and any late packet's,
+            // published) before counting what is published while the collector is away: wait
+            // until no flow is open and nothing was published for a second.
+            let settled = ContinuousClock.now + .seconds(20)
+            var previous = try await lastSequence()
+            while ContinuousClock.now < settled {
+                try await Task.sleep(for: .seconds(1))
+                let stats = try await DatapathManagerClient.with(socket: socket) { try await $0.stats(Edgetrail_V1_StatsRequest()) }
+                if stats.openFlows == 0, stats.lastSequence == previous { break }
+                previous = stats.lastSequence
+            }
             // Away while one flow starts and ends (2 events): both are replayed on return.
             var since = try await lastSequence()
             var first: UInt64 = 0
