@@ -47,6 +47,9 @@ extension BenchCommand {
         @Option(help: "The Python with the SDK for the handler sidecars (default: .venv/bin/python).")
         var python: String?
 
+        @Option(help: "Run one mode only: on or off (for profiling one; no ratio is printed).")
+        var only: String?
+
         func run() async throws {
             guard getuid() == 0 else { throw commandFailure("the chain benchmark builds an edge node: run it as root") }
             let configuration = options.configuration
@@ -63,13 +66,19 @@ extension BenchCommand {
             let python = try sdkPython(python)
             print("chain benchmark: \(sessions) sessions per mode, \(clients) clients, \(cnf); \(ProcessInfo.processInfo.activeProcessorCount) cores")
 
+            var modes = [false, true]
+            switch only {
+            case nil: break
+            case "on": modes = [true]
+            case "off": modes = [false]
+            default: throw commandFailure("--only takes on or off, not '\(only!)'")
+            }
             var results: [Bool: ChainRun] = [:]
-            for telemetry in [false, true] {
+            for telemetry in modes {
                 results[telemetry] = try await measure(
                     telemetry: telemetry, bundle: bundle, python: python, configuration: configuration)
             }
-            let off = results[false]!
-            let on = results[true]!
+            guard let off = results[false], let on = results[true] else { return }
             print("")
             var rows = [["mode", "sessions/s", "p50 ms", "p99 ms", "failed", "agent RSS", "collector RSS"]]
             for (name, run) in [("off (no exporter, no collector)", off), ("on (traced and collected)", on)] {

@@ -113,8 +113,17 @@ public struct CookieJoin: Sendable {
     ) -> [JoinedBatch] {
         var released: [JoinedBatch] = []
         let cookie = record.cookie
-        let existing = cookies[cookie]
-        var state = existing ?? Open(lastSeen: now)
+        // Taken out of the table while it changes: a copy left behind in the table would make
+        // every append copy the cookie's whole record list (copy on write), a cost growing with
+        // each record the cookie holds.
+        var state: Open
+        var previousDeadline: UInt64?
+        if cookies[cookie] != nil {
+            state = cookies.removeValue(forKey: cookie)!
+            previousDeadline = deadline(of: state)
+        } else {
+            state = Open(lastSeen: now)
+        }
         state.lastSeen = now
         switch record.kind {
         case .span(let span):
@@ -136,7 +145,7 @@ public struct CookieJoin: Sendable {
         // The heap may hold a later deadline than the cookie now has (the session just looked
         // ended); entries that are too late are re-checked on pop, but one too early is needed.
         let due = deadline(of: state)
-        if existing == nil || due < deadline(of: existing!) { deadlines.push(due, cookie) }
+        if previousDeadline.map({ due < $0 }) ?? true { deadlines.push(due, cookie) }
         while openRecords > configuration.maxOpenRecords, let victim = oldestOpenCookie(excluding: cookie) {
             released += closeCookie(victim, reason: .evicted, now: now)
         }
@@ -184,7 +193,7 @@ public struct CookieJoin: Sendable {
     // MARK: Internals
 
     private mutating func closeCookie(_ cookie: UInt64, reason: JoinRelease, now: UInt64) -> [JoinedBatch] {
-        var state = cookies[cookie]!
+        var state = cookies.removeValue(forKey: cookie)!
         let batches = release(&state, cookie: cookie, final: true, reason: reason)
         state.closedAt = now
         state.lastSeen = now
