@@ -135,6 +135,10 @@ def test_deploy_shows_its_steps_and_the_pods_serve_the_clients_traffic(node):
     assert status_code == 200 and "The origin" in body
     assert cookie and len(cookie) == 16, "the answer came through the proxy pod, which minted the session cookie"
 
+    # policy-mgr runs with the settings file the spec names (examples/edgesecurity/policy-mgr.yaml).
+    status_code, _, body = node.get("/admin/users")
+    assert status_code == 403 and "admin pages are internal" in body
+
     again = node.cnf("deploy", EXAMPLE)
     assert again.returncode == 1 and "already deployed" in again.stderr and "cnf update" in again.stderr
 

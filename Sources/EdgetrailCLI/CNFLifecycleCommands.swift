@@ -55,10 +55,10 @@ struct CNFBundle {
         request.specPath = path
         request.specYaml = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         let folder = (path as NSString).deletingLastPathComponent
-        for file in Set(spec.handlers.map(\.file)) {
+        for file in spec.files {
             let onDisk = file.hasPrefix("/") || folder.isEmpty ? file : "\(folder)/\(file)"
             guard let contents = FileManager.default.contents(atPath: onDisk) else {
-                throw commandFailure("\(onDisk): cannot read the handler file")
+                throw commandFailure("\(onDisk): cannot read it")
             }
             request.files[file] = contents
         }

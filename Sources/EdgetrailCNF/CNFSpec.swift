@@ -26,6 +26,12 @@ public struct CNFSpec: Hashable, Sendable {
     public func microservice(named name: String) -> Microservice? {
         microservices.first { $0.name == name }
     }
+
+    /// Every file the spec names (handlers, then μsrv settings files), once each, as written.
+    public var files: [String] {
+        var seen = Set<String>()
+        return (handlers.map(\.file) + microservices.compactMap(\.config)).filter { seen.insert($0).inserted }
+    }
 }
 
 /// The kinds of μsrv Edgetrail ships, and the events each publishes.
@@ -64,6 +70,8 @@ public struct Microservice: Hashable, Sendable {
     public var labels: [String]
     /// Events it publishes; defaults to every event of its kind.
     public var events: [String]
+    /// Its settings file (`--config`), relative to the spec's folder, e.g. policy-mgr's rules.
+    public var config: String?
 
     public init(name: String, kind: MicroserviceKind, labels: [String], events: [String]) {
         self.name = name

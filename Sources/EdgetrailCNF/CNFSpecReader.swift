@@ -160,7 +160,7 @@ public struct CNFSpecReader: Sendable {
 
     private func readMicroservice(_ item: Node, context: inout YAMLContext) -> Microservice? {
         guard let mapping = context.mapping(item, what: "a μsrv") else { return nil }
-        let fields = context.fields(of: mapping, allowed: ["name", "kind", "labels", "events"], what: "a μsrv")
+        let fields = context.fields(of: mapping, allowed: ["name", "kind", "labels", "events", "config"], what: "a μsrv")
         let name = context.requiredName(fields["name"], field: "name", in: item, what: "a μsrv")
         var kind: MicroserviceKind?
         if let kindText = context.requiredString(fields["kind"], field: "kind", in: item, what: "a μsrv") {
@@ -189,10 +189,22 @@ public struct CNFSpecReader: Sendable {
                 events.append(event)
             }
         }
+        var config: String?
+        if let node = fields["config"], let file = context.string(node, what: "a settings file") {
+            if file.isEmpty {
+                context.report("the μsrv's 'config' is empty; name its settings file (YAML)", at: node)
+            } else if let problem = checkFile(resolve(file)) {
+                context.report("cannot read settings file '\(file)': \(problem)", at: node)
+            } else {
+                config = file
+            }
+        }
         guard let name, let kind else { return nil }
-        return Microservice(
+        var microservice = Microservice(
             name: name, kind: kind, labels: fields["labels"] == nil ? [name] : labels,
             events: fields["events"] == nil ? kind.events : events)
+        microservice.config = config
+        return microservice
     }
 
     // MARK: Handlers

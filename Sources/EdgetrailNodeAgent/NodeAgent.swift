@@ -161,8 +161,8 @@ public final class NodeAgent: Sendable {
                 cnf: name,
                 description: "\(name) is already deployed on \(configuration.node) (version \(current.version)); change it with: edgetrail cnf update")
         }
-        for file in spec.handlers.map(\.file) where file.hasPrefix("/") || file.split(separator: "/").contains("..") {
-            throw Failure(cnf: name, description: "\(specPath): the handler file \(file) must be inside the spec's folder")
+        for file in spec.files where file.hasPrefix("/") || file.split(separator: "/").contains("..") {
+            throw Failure(cnf: name, description: "\(specPath): the file \(file) must be inside the spec's folder")
         }
         let version = (current?.lastVersion ?? 0) + 1
         running.withLock { if $0[name] != nil { $0[name]!.lastVersion = version } }
@@ -194,7 +194,8 @@ public final class NodeAgent: Sendable {
 
         // 4. The plan: where each μsrv runs; pods keep their place across updates.
         let taken = running.withLock { all in Set(all.filter { $0.key != name }.values.flatMap { $0.plan.pods.map(\.index) }) }
-        let sources = files.filter { spec.handlers.map(\.file).contains($0.key) }
+        let named = Set(spec.files)
+        let sources = files.filter { named.contains($0.key) }
         let plan: PodPlan
         do {
             plan = try PodPlan.make(spec, sources: sources, current: current?.plan, taken: taken)

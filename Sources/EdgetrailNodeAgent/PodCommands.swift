@@ -1,5 +1,6 @@
 import EdgetrailCNF
 import EdgetrailCore
+import Foundation
 
 /// The command lines that run a pod: its μsrv and, when handlers are bound to its events, its
 /// handler sidecar, each inside the pod's network namespace (`ip netns exec`). What they reach
@@ -64,6 +65,10 @@ public struct PodCommands: Sendable, Equatable {
             microservice += ["--transparent", "--listen", "0.0.0.0:\(port)", "--datapath-socket", paths.datapathSocket]
         }
         if pod.kind == .antiVirus, !paths.clamdSocket.isEmpty { microservice += ["--clamd", paths.clamdSocket] }
+        if let config = pod.microservice.config {
+            // The version's folder holds the spec and every file it names.
+            microservice += ["--config", "\((paths.spec as NSString).deletingLastPathComponent)/\(config)"]
+        }
         self.microservice = microservice
         guard !pod.handlers.isEmpty else {
             sidecar = nil

@@ -17,6 +17,8 @@ public struct PodPlan: Sendable, Equatable {
         public var namespace: String
         /// The handlers bound to its events, with their files' contents.
         public var handlers: [BoundHandler]
+        /// Its settings file's contents, when the spec gives it one.
+        public var configSource: Data?
 
         public var address: String { link.address }
         public var gateway: String { "10.250.\(index).1" }
@@ -64,9 +66,9 @@ public struct PodPlan: Sendable, Equatable {
     public static func make(
         _ spec: CNFSpec, sources: [String: Data], current: PodPlan? = nil, taken: Set<Int> = []
     ) throws(PlanError) -> PodPlan {
-        let missing = spec.handlers.map(\.file).filter { sources[$0] == nil }
+        let missing = spec.files.filter { sources[$0] == nil }
         guard missing.isEmpty else {
-            throw PlanError("the deployment lacks the handler file\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", "))")
+            throw PlanError("the deployment lacks the file\(missing.count == 1 ? "" : "s") \(missing.joined(separator: ", "))")
         }
         var used = taken
         var kept: [String: Int] = [:]
@@ -90,7 +92,9 @@ public struct PodPlan: Sendable, Equatable {
                 BoundHandler(event: $0.event, file: $0.file, timeoutMilliseconds: $0.timeoutMilliseconds, source: sources[$0.file]!)
             }
             pods.append(
-                Pod(microservice: microservice, index: index, namespace: "\(spec.node)-\(spec.name)-\(microservice.name)", handlers: handlers))
+                Pod(
+                    microservice: microservice, index: index, namespace: "\(spec.node)-\(spec.name)-\(microservice.name)",
+                    handlers: handlers, configSource: microservice.config.flatMap { sources[$0] }))
         }
         return PodPlan(cnf: spec.name, node: spec.node, pods: pods, settings: spec.settings)
     }
@@ -109,7 +113,7 @@ public struct PlanError: Error, CustomStringConvertible, Sendable, Equatable {
 /// What an update does to the pods in force, pod by pod: the least that makes the new version
 /// run. A pod whose μsrv is unchanged but whose handlers' code changed keeps its μsrv running and
 /// gets the new files (its sidecar loads them between events); one whose handlers were bound or
-/// unbound, or whose timeouts changed, restarts its μsrv and sidecar.
+/// unbound, or whose timeouts or settings file changed, restarts its μsrv and sidecar.
 public struct UpdatePlan: Sendable, Equatable {
     public enum Change: Sendable, Equatable {
         /// A μsrv the running version lacks.
@@ -147,7 +151,9 @@ public struct UpdatePlan: Sendable, Equatable {
                 continue
             }
             let bindings = { (pod: PodPlan.Pod) in pod.handlers.map { "\($0.event)=\($0.timeoutMilliseconds)" } }
-            if before.microservice != pod.microservice || bindings(before) != bindings(pod) || old.settings != new.settings {
+            if before.microservice != pod.microservice || bindings(before) != bindings(pod) || old.settings != new.settings
+                || before.configSource != pod.configSource
+            {
                 changes.append((pod.name, .restart))
             } else if before.handlers.map(\.source) != pod.handlers.map(\.source) {
                 changes.append((pod.name, .swapHandlers))

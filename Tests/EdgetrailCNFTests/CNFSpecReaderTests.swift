@@ -53,6 +53,7 @@ struct CNFSpecReaderTests {
         let spec = try CNFSpecReader.load(path: root.appendingPathComponent("examples/edgesecurity/cnf.yaml").path)
         #expect(spec.name == "edgesecurity")
         #expect(spec.microservices.map(\.name) == ["http-proxy", "policy-mgr", "content-inspect"])
+        #expect(spec.microservices[1].config == "policy-mgr.yaml")
         #expect(spec.handlers.count == 3)
         #expect(spec.datapath.first?.action == .redirect)
     }
@@ -80,6 +81,16 @@ struct CNFSpecReaderTests {
             problems(valid + "\nsettings:\n  ok: 1\n  sizes: [1, 2]\n")
                 == ["spec.yaml:21:10: expected the value of setting 'sizes' (text, a number or true/false) as a single value"])
         #expect(problems(valid + "\nsettings: [a, b]\n") == ["spec.yaml:19:11: expected settings as a mapping of 'field: value'"])
+    }
+
+    @Test("a μsrv may name its settings file; one that cannot be read is reported where it is named")
+    func settingsFile() throws {
+        let yaml = valid.replacingOccurrences(of: "labels: [policy, mgr]", with: "labels: [policy, mgr]\n    config: rules/policy.yaml")
+        let spec = try read(yaml, existing: ["on_request.py", "rules/policy.yaml"])
+        #expect(spec.microservices[1].config == "rules/policy.yaml")
+        #expect(spec.microservices[0].config == nil)
+        #expect(spec.files == ["on_request.py", "rules/policy.yaml"], "what a deployment must carry")
+        #expect(problems(yaml) == ["spec.yaml:9:13: cannot read settings file 'rules/policy.yaml': no such file"])
     }
 
     @Test("an unknown action is reported at the action inside the shorthand string")

@@ -48,7 +48,7 @@ struct PodPlanTests {
 
     @Test("a handler file the deployment does not carry is refused, naming it")
     func missingSource() {
-        #expect(throws: PlanError("the deployment lacks the handler file handlers/on_request.py")) {
+        #expect(throws: PlanError("the deployment lacks the file handlers/on_request.py")) {
             try PodPlan.make(spec(base, handlers: [onRequest]), sources: [:])
         }
     }
@@ -162,6 +162,30 @@ struct PodCommandsTests {
         #expect(policy.sidecar == nil, "no handler bound: no sidecar")
         #expect(!policy.microservice.contains("--transparent"))
         #expect(!policy.microservice.contains("--clamd"))
+    }
+
+    @Test("a μsrv with a settings file runs with the version's copy; a changed file restarts it, a changed handler does not")
+    func settingsFile() throws {
+        var policy = Microservice(name: "policy-mgr", kind: .policyManager, labels: ["policy-mgr"], events: ["policy_check"])
+        policy.config = "rules/policy.yaml"
+        let spec = CNFSpec(
+            name: "edgesecurity", node: "edge-1", microservices: [policy],
+            handlers: [Handler(microservice: "policy-mgr", event: "policy_check", file: "on_policy.py")], datapath: [])
+        let sources = ["rules/policy.yaml": Data("policy: {default: allow}\n".utf8), "on_policy.py": Data("a".utf8)]
+        let plan = try PodPlan.make(spec, sources: sources)
+        let commands = PodCommands(pod: plan.pods[0], plan: plan, datapath: [], paths: paths)
+        #expect(Array(commands.microservice.suffix(2)) == ["--config", "/run/n/cnfs/edgesecurity/v1/rules/policy.yaml"])
+        #expect(throws: PlanError("the deployment lacks the file rules/policy.yaml")) {
+            try PodPlan.make(spec, sources: ["on_policy.py": Data()])
+        }
+        var edited = sources
+        edited["rules/policy.yaml"] = Data("policy: {default: deny}\n".utf8)
+        let stricter = try PodPlan.make(spec, sources: edited, current: plan)
+        #expect(UpdatePlan(from: plan, to: stricter, oldRules: [], newRules: []).change(of: "policy-mgr") == .restart)
+        var handler = sources
+        handler["on_policy.py"] = Data("b".utf8)
+        let swapped = try PodPlan.make(spec, sources: handler, current: plan)
+        #expect(UpdatePlan(from: plan, to: swapped, oldRules: [], newRules: []).change(of: "policy-mgr") == .swapHandlers)
     }
 
     @Test("an anti-virus pod is told where clamd is")
