@@ -8,7 +8,6 @@ import EdgetrailNodeAgent
 import EdgetrailNodeAgentAPI
 import EdgetrailProto
 import Foundation
-import GRPCCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -148,11 +147,7 @@ extension BenchCommand {
             }
             let request = bundle.request
             let outcome = try await NodeAgentClient.with(socket: node.agentSocket) { client in
-                try await client.deploy(request) { response in
-                    var outcome = Edgetrail_V1_DeployOutcome()
-                    for try await message in response.messages where message.hasOutcome { outcome = message.outcome }
-                    return outcome
-                }
+                try await CNFCommand.deploy(request, update: false, client: client, indent: nil)
             }
             guard outcome.ok else { throw commandFailure("the deploy failed: \(outcome.error)") }
             print("  \(outcome.cnf) version \(outcome.version) deployed")

@@ -70,18 +70,7 @@ extension CNFCommand {
     static func send(_ bundle: CNFBundle, update: Bool, options: AgentOptions) async throws {
         let request = bundle.request
         let outcome = try await options.call { client in
-            let read = { @Sendable (response: StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws in
-                var outcome = Edgetrail_V1_DeployOutcome()
-                for try await message in response.messages {
-                    if message.hasOutcome {
-                        outcome = message.outcome
-                    } else {
-                        print("  \(message.step)")
-                    }
-                }
-                return outcome
-            }
-            return update ? try await client.update(request, onResponse: read) : try await client.deploy(request, onResponse: read)
+            try await deploy(request, update: update, client: client, indent: "  ")
         }
         if outcome.ok {
             print("\(outcome.cnf) version \(outcome.version) is running on \(options.node)")
@@ -92,6 +81,25 @@ extension CNFCommand {
             throw commandFailure("the update failed and was rolled back: \(outcome.cnf) version \(outcome.version) keeps running")
         }
         throw commandFailure("\(update ? "update" : "deploy") failed")
+    }
+
+    /// A deploy (or update) through `client`, each step printed after `indent` (`nil`: not
+    /// printed); its outcome.
+    static func deploy(
+        _ request: Edgetrail_V1_DeployRequest, update: Bool, client: NodeAgentClient.Client, indent: String?
+    ) async throws -> Edgetrail_V1_DeployOutcome {
+        let read = { @Sendable (response: StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws in
+            var outcome = Edgetrail_V1_DeployOutcome()
+            for try await message in response.messages {
+                if message.hasOutcome {
+                    outcome = message.outcome
+                } else if let indent {
+                    print(indent + message.step)
+                }
+            }
+            return outcome
+        }
+        return update ? try await client.update(request, onResponse: read) : try await client.deploy(request, onResponse: read)
     }
 
     struct Deploy: AsyncParsableCommand {
@@ -121,8 +129,8 @@ extension CNFCommand {
             abstract: "Deploy a new version of a running CNF; rolls back by itself when it fails.",
             discussion: """
                 Changes as little as it can: new μsrvs get pods, removed ones are stopped once the new \
-                version runs, a μsrv whose kind, labels, events or handler bindings changed is \
-                restarted, and one whose handlers' code alone changed keeps running while its sidecar \
+                version runs, a μsrv whose kind, labels, events, settings file or handler bindings \
+                changed is restarted, and one whose handlers' code alone changed keeps running while its sidecar \
                 loads the new files. When the new version is not healthy in time (or a handler does \
                 not load, or the spec is invalid) the running version is put back and keeps serving; \
                 the command says why and exits 1.

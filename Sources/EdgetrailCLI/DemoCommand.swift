@@ -7,7 +7,6 @@ import EdgetrailNodeAgent
 import EdgetrailNodeAgentAPI
 import EdgetrailProto
 import Foundation
-import GRPCCore
 import UnixSignals
 
 #if canImport(Glibc)
@@ -258,14 +257,7 @@ struct DemoSteps {
         }
         let request = bundle.request
         let outcome = try await agent(step: number) { client in
-            let read = { @Sendable (response: StreamingClientResponseOfProgress) async throws in
-                var outcome = Edgetrail_V1_DeployOutcome()
-                for try await message in response.messages {
-                    if message.hasOutcome { outcome = message.outcome } else { print("      \(message.step)") }
-                }
-                return outcome
-            }
-            return update ? try await client.update(request, onResponse: read) : try await client.deploy(request, onResponse: read)
+            try await CNFCommand.deploy(request, update: update, client: client, indent: "      ")
         }
         guard outcome.ok else { throw DemoFailure(step: number, "the \(update ? "update" : "deploy") failed:\n\(outcome.error)") }
         print("    \(outcome.cnf) version \(outcome.version) is running")
@@ -328,8 +320,6 @@ struct DemoSteps {
             step: number, "central's reconstruction of \(cookie) lacks \(missing.joined(separator: ", ")) after \(Int(seconds)) s")
     }
 }
-
-typealias StreamingClientResponseOfProgress = StreamingClientResponse<Edgetrail_V1_DeployProgress>
 
 /// A client's plain HTTP request from the client namespace, with curl as an operator would make it.
 enum ClientFetch {

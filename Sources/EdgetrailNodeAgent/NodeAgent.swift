@@ -228,9 +228,13 @@ public final class NodeAgent: Sendable {
             throw Failure(cnf: name, description: "\(error)")
         }
         progress("\(name) version \(version) is running on \(configuration.node): \(plan.pods.count) pods healthy")
+        return Self.success(name, version)
+    }
+
+    static func success(_ cnf: String, _ version: Int) -> Edgetrail_V1_DeployOutcome {
         var outcome = Edgetrail_V1_DeployOutcome()
         outcome.ok = true
-        outcome.cnf = name
+        outcome.cnf = cnf
         outcome.version = UInt32(version)
         return outcome
     }
@@ -309,11 +313,7 @@ public final class NodeAgent: Sendable {
             await stopPods(removed, removeNamespaces: true, progress: progress)
         }
         progress("\(name) version \(version) is running on \(configuration.node)")
-        var outcome = Edgetrail_V1_DeployOutcome()
-        outcome.ok = true
-        outcome.cnf = name
-        outcome.version = UInt32(version)
-        return outcome
+        return Self.success(name, version)
     }
 
     /// Puts the running version back: pods started for the update stopped (their namespaces
