@@ -1,5 +1,5 @@
 # Edgetrail: two commands do everything on a fresh Debian 12 machine of this kind.
-#   make demo   set up, build, start the local infrastructure, run the demo, stop it
+#   make demo   set up, build, and (as root) play the six-step demo on a real edge node; Ctrl-C stops it
 #   make test   set up, build, run every test (Swift and Python) against the real infrastructure
 # Other targets: setup, build, bench, fuzz, proto (regenerate committed code), infra-up/-down, clean-run.
 
@@ -17,7 +17,7 @@ EDGETRAIL := $(ROOT)/.build/debug/edgetrail
 .PHONY: help setup build demo test bench fuzz proto infra-up infra-down clean-run
 
 help:
-	@echo "make demo    - set up, build, start the local infrastructure, run the demo, stop it"
+	@echo "make demo    - set up, build, and (as root) play the six-step demo on a real edge node; Ctrl-C stops it"
 	@echo "make test    - set up, build and run all tests against the real infrastructure"
 	@echo "make setup   - install Debian packages, pinned wheels (sha256-checked) and the Python venv"
 	@echo "make build   - swift build (debug)"
