@@ -3,6 +3,7 @@ datapath, the collector and an origin, reached from its client namespace; and no
 behind after `down` (a second `down` harmless)."""
 
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -98,3 +99,29 @@ def test_node_up_with_the_collectors_port_taken_fails_at_once_and_leaves_nothing
         taken.close()
         node("down", "--name", name, "--run-dir", run_dir, env=env)
         services.close()
+
+
+def test_a_second_node_agent_on_the_same_socket_is_refused_at_once_and_sigterm_stops_the_first(tmp_path):
+    """`node agent` needs no root until it deploys: two on one run directory, the second refused."""
+    run_dir = str(tmp_path / "node")
+    command = [edgetrail_binary(), "node", "agent", "--name", "tagent", "--run-dir", run_dir, "--python", "python3"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        socket_path = os.path.join(run_dir, "agent.sock")
+        deadline = time.time() + 30
+        while not os.path.exists(socket_path) and time.time() < deadline:
+            time.sleep(0.1)
+        assert os.path.exists(socket_path), "the first agent serves its socket"
+        started = time.time()
+        second = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1 and time.time() - started < 10
+        assert f"another node agent serves {socket_path}" in second.stderr, second.stderr
+        assert os.path.exists(socket_path) and first.poll() is None, "the first agent keeps its socket"
+        listed = subprocess.run([edgetrail_binary(), "cnf", "list", "--node", "tagent", "--run-dir", run_dir],
+                                capture_output=True, text=True, timeout=30)
+        assert listed.returncode == 0 and "no CNF runs on tagent" in listed.stdout, listed.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        status = first.wait(timeout=15)
+    assert status == 0
+    assert not os.path.exists(os.path.join(run_dir, "agent.sock")), "its socket is removed"

@@ -145,7 +145,11 @@ extension NodeCommand {
             configuration.healthTimeout = .seconds(healthTimeout)
             var logger = Logger(label: "edgetrail.node-agent")
             logger.logLevel = .info
-            try await NodeAgentServer(configuration: configuration, logger: logger).run()
+            do {
+                try await NodeAgentServer(configuration: configuration, logger: logger).run()
+            } catch let error as NodeAgentError {
+                throw commandFailure(error.description)
+            }
         }
     }
 }

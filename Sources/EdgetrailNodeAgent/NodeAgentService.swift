@@ -1,3 +1,4 @@
+import EdgetrailNet
 import EdgetrailProto
 import EdgetrailRuntime
 import Foundation
@@ -98,6 +99,11 @@ public struct NodeAgentServer: Sendable {
         let path = agent.configuration.socketPath
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        // A socket file another agent still serves is that agent's: refuse rather than take it
+        // over (a stale file, from an agent that died, is replaced).
+        if SocketProbe.isListening(.unix(path: path)) {
+            throw NodeAgentError.failed("another node agent serves \(path); stop it first (edgetrail node down --name \(agent.configuration.node))")
+        }
         try? FileManager.default.removeItem(atPath: path)
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: path), transportSecurity: .plaintext),
