@@ -61,15 +61,18 @@ public struct NodeAgentService: Edgetrail_V1_NodeAgent.SimpleServiceProtocol {
     }
 
     public func list(request: Edgetrail_V1_ListRequest, context: ServerContext) async throws -> Edgetrail_V1_ListResponse {
+        // Health reads each sidecar's log and probes each pod's socket: off the cooperative pool.
+        let agent = self.agent
         var response = Edgetrail_V1_ListResponse()
-        response.cnfs = agent.list()
+        response.cnfs = try await Blocking.run { agent.list() }
         return response
     }
 
     public func status(request: Edgetrail_V1_StatusRequest, context: ServerContext) async throws -> Edgetrail_V1_CNFStatus {
+        let agent = self.agent
         do {
-            return try agent.status(request.cnf)
-        } catch {
+            return try await Blocking.run { try agent.status(request.cnf) }
+        } catch let error as NodeAgentError {
             throw error.status
         }
     }
