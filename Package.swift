@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -26,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found through pkg-config)
@@ -278,6 +280,25 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]),
 
+        // MARK: The operator portal: server-rendered pages and the JSON API under /api/v1. It reads
+        // central through its API target and the node through the agent's and the manager's API
+        // targets; it links none of their implementations.
+        .target(
+            name: "EdgetrailPortal",
+            dependencies: [
+                "EdgetrailCore", "EdgetrailCNF", "EdgetrailCentralAPI", "EdgetrailNodeAgentAPI", "EdgetrailDatapathAPI",
+                "EdgetrailProto", "EdgetrailRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]),
+
         // MARK: Benchmarks that print figures (edgetrail bench …)
         .target(
             name: "EdgetrailBenchmarks",
@@ -310,7 +331,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 "EdgetrailRedis", "EdgetrailClamAV", "EdgetrailProto", "EdgetrailYAML",
                 "EdgetrailMicroservice", "EdgetrailHTTPProxy", "EdgetrailPolicyManager", "EdgetrailContentInspect",
-                "EdgetrailAntiVirus", "EdgetrailOrigin",
+                "EdgetrailAntiVirus", "EdgetrailOrigin", "EdgetrailPortal",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -407,6 +428,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ]),
+        .testTarget(
+            name: "EdgetrailPortalTests",
+            dependencies: [
+                "EdgetrailPortal", "EdgetrailCentralAPI", "EdgetrailCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
         .testTarget(
             name: "EdgetrailCLITests",

@@ -13,7 +13,7 @@ public struct EdgetrailCommand: AsyncParsableCommand {
         subcommands: [
             DemoCommand.self, InfraCommand.self, CNFCommand.self, CollectorCommand.self, CentralCommand.self,
             TraceCommand.self, FiltersCommand.self, DatapathCommand.self, MicroserviceCommand.self, OriginCommand.self,
-            NodeCommand.self, BenchCommand.self,
+            NodeCommand.self, PortalCommand.self, BenchCommand.self,
         ])
 
     public init() {}
