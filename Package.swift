@@ -432,8 +432,11 @@ let package = Package(
         .testTarget(
             name: "EdgetrailPortalTests",
             dependencies: [
-                "EdgetrailPortal", "EdgetrailCentralAPI", "EdgetrailCore",
+                "EdgetrailPortal", "EdgetrailCentralAPI", "EdgetrailCentral", "EdgetrailCore", "EdgetrailProto",
+                "EdgetrailTestRecords",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]),
         .testTarget(

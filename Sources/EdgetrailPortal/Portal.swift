@@ -56,9 +56,10 @@ public final class Portal: Sendable {
         addLogin(routes)
         addPages(routes)
         addAPI(routes)
+        routes.note(RouteInfo(method: "GET", path: "/api/v1/openapi.json", summary: "This document.", need: .anyone, api: true))
         let list = routes.routes
         router.get("/api/v1/openapi.json") { _, _ in PortalRoutes.json(200, OpenAPIDocument.json(list)) }
-        return (router, list + [RouteInfo(method: "GET", path: "/api/v1/openapi.json", summary: "This document.", need: .anyone, api: true)])
+        return (router, list)
     }
 
     private func frame(_ context: PortalContext, _ section: String) -> Pages.Frame {

@@ -98,12 +98,17 @@ final class PortalRoutes: @unchecked Sendable {
         self.router = router
     }
 
+    /// Records a route registered directly (one that needs no check).
+    func note(_ route: RouteInfo) {
+        routes.append(route)
+    }
+
     typealias ViewHandler = @Sendable (Request, PortalContext, PortalUser?) async throws -> Response
     typealias ChangeHandler = @Sendable (Request, PortalContext, PortalUser, Submission) async throws -> Response
 
-    func view(_ path: RouterPath, api: Bool, summary: String, need: Need = .signedIn, _ handler: @escaping ViewHandler) {
-        routes.append(RouteInfo(method: "GET", path: path.description, summary: summary, need: need, api: api))
-        router.get(path) { request, context in
+    func view(_ path: String, api: Bool, summary: String, need: Need = .signedIn, _ handler: @escaping ViewHandler) {
+        routes.append(RouteInfo(method: "GET", path: path, summary: summary, need: need, api: api))
+        router.get(RouterPath(path)) { request, context in
             if need != .anyone {
                 guard let user = context.identity else { return Self.unauthenticated(request, api: api) }
                 if need == .operator, user.role != .operator { return Self.forbidden(api: api, user: user) }
@@ -113,11 +118,11 @@ final class PortalRoutes: @unchecked Sendable {
     }
 
     func change(
-        _ method: HTTPRequest.Method, _ path: RouterPath, api: Bool, summary: String, need: Need, _ handler: @escaping ChangeHandler
+        _ method: HTTPRequest.Method, _ path: String, api: Bool, summary: String, need: Need, _ handler: @escaping ChangeHandler
     ) {
         precondition(need != .anyone, "a route that changes something needs a signed-in user")
-        routes.append(RouteInfo(method: method.rawValue, path: path.description, summary: summary, need: need, api: api))
-        router.on(path, method: method) { request, context in
+        routes.append(RouteInfo(method: method.rawValue, path: path, summary: summary, need: need, api: api))
+        router.on(RouterPath(path), method: method) { request, context in
             guard let user = context.identity else { return Self.unauthenticated(request, api: api) }
             var request = request
             let body = try await request.collectBody(upTo: context.maxUploadSize)
