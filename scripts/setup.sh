@@ -20,7 +20,7 @@ packages=(
   libbpf-dev libelf-dev bpftool iproute2 iptables
   librdkafka-dev libprotobuf-c-dev libhiredis-dev protobuf-compiler kcat
   redis-server clamav clamav-daemon postgresql libpq-dev
-  python3-venv util-linux curl
+  python3-venv util-linux curl chromium chromium-driver
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -88,18 +88,9 @@ extension CNFCommand {
     static func deploy(
         _ request: Edgetrail_V1_DeployRequest, update: Bool, client: NodeAgentClient.Client, indent: String?
     ) async throws -> Edgetrail_V1_DeployOutcome {
-        let read = { @Sendable (response: StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws in
-            var outcome = Edgetrail_V1_DeployOutcome()
-            for try await message in response.messages {
-                if message.hasOutcome {
-                    outcome = message.outcome
-                } else if let indent {
-                    print(indent + message.step)
-                }
-            }
-            return outcome
+        try await NodeAgentClient.deploy(request, update: update, client: client) { step in
+            if let indent { print(indent + step) }
         }
-        return update ? try await client.update(request, onResponse: read) : try await client.deploy(request, onResponse: read)
     }
 
     struct Deploy: AsyncParsableCommand {

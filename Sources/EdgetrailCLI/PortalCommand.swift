@@ -40,6 +40,9 @@ struct PortalCommand: AsyncParsableCommand {
     @Option(help: "The run directory the nodes were brought up under (default ./.run or $EDGETRAIL_RUN_DIR).")
     var runDir: String?
 
+    @Option(help: "Folder of example CNFs (each with a cnf.yaml) that Add CNF offers.")
+    var examples = "examples"
+
     @Option(help: .hidden)
     var passwordRounds = PasswordHasher.defaultRounds
 
@@ -56,6 +59,7 @@ struct PortalCommand: AsyncParsableCommand {
         configuration.central = central.hasSuffix("/") ? String(central.dropLast()) : central
         configuration.collectorMetrics = collectorMetrics
         configuration.passwordRounds = passwordRounds
+        configuration.examplesDirectory = URL(fileURLWithPath: examples).standardizedFileURL.path
         if let password = ProcessInfo.processInfo.environment["EDGETRAIL_PORTAL_ADMIN_PASSWORD"], !password.isEmpty {
             guard password.count >= 12 else {
                 throw commandFailure("EDGETRAIL_PORTAL_ADMIN_PASSWORD needs at least 12 characters")

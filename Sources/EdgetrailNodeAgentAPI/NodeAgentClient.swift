@@ -18,6 +18,26 @@ public enum NodeAgentClient {
         }
     }
 
+    /// Sends a deployment (`update`: a new version of a running CNF), passing each progress line
+    /// to `progress` as it comes; returns the outcome (the stream's last message).
+    public static func deploy(
+        _ request: Edgetrail_V1_DeployRequest, update: Bool, client: Client,
+        progress: @escaping @Sendable (String) async -> Void = { _ in }
+    ) async throws -> Edgetrail_V1_DeployOutcome {
+        let read = { @Sendable (response: StreamingClientResponse<Edgetrail_V1_DeployProgress>) async throws in
+            var outcome = Edgetrail_V1_DeployOutcome()
+            for try await message in response.messages {
+                if message.hasOutcome {
+                    outcome = message.outcome
+                } else {
+                    await progress(message.step)
+                }
+            }
+            return outcome
+        }
+        return update ? try await client.update(request, onResponse: read) : try await client.deploy(request, onResponse: read)
+    }
+
     /// What to tell a person when a call failed.
     public static func explain(_ error: any Error, socket: String, node: String) -> String {
         guard let rpc = error as? RPCError else { return "\(error)" }

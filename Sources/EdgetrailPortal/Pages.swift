@@ -115,7 +115,7 @@ enum Pages {
 
     // MARK: CNF provisioning
 
-    static func cnfs(frame: Frame, nodes: [NodeView], details: [CNFDetail]) -> HTML {
+    static func cnfs(frame: Frame, nodes: [NodeView], details: [CNFDetail], drafts: [CNFDraft]) -> HTML {
         var instances: [HTML] = []
         for node in nodes {
             for cnf in node.cnfs {
@@ -141,6 +141,7 @@ enum Pages {
             <tbody>\(instances.isEmpty ? "<tr><td colspan=\"5\">No CNF is deployed.</td></tr>" : instances.joined())</tbody></table>
             </section>
             \(tables)
+            \(Pages.drafts(frame: frame, drafts))
             """)
     }
 

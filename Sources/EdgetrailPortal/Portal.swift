@@ -16,7 +16,8 @@ public final class Portal: Sendable {
     public let store: PortalStore
     public let backend: PortalBackend
     private let throttle: Mutex<LoginThrottle>
-    private let logger: Logger
+    let deployments = Deployments()
+    let logger: Logger
     /// Sessions live in memory: a restarted portal signs everyone out.
     private let sessions = MemoryPersistDriver()
     static let sessionCookie = "edgetrail_session"
@@ -55,6 +56,7 @@ public final class Portal: Sendable {
         addStatic(router)
         addLogin(routes)
         addPages(routes)
+        addProvisioning(routes)
         addAPI(routes)
         routes.note(RouteInfo(method: "GET", path: "/api/v1/openapi.json", summary: "This document.", need: .anyone, api: true))
         let list = routes.routes
@@ -62,13 +64,13 @@ public final class Portal: Sendable {
         return (router, list)
     }
 
-    private func frame(_ context: PortalContext, _ section: String) -> Pages.Frame {
+    func frame(_ context: PortalContext, _ section: String) -> Pages.Frame {
         let session = context.sessions.session
         return Pages.Frame(user: context.identity, csrf: session?.csrf ?? "", flash: session?.flash, section: section)
     }
 
     /// Shows a page, consuming the session's flash message.
-    private func page(_ context: PortalContext, _ html: HTML, status: Int = 200) -> Response {
+    func page(_ context: PortalContext, _ html: HTML, status: Int = 200) -> Response {
         if context.sessions.session?.flash != nil {
             context.sessions.withLockedSession { $0?.flash = nil }
         }
@@ -76,7 +78,7 @@ public final class Portal: Sendable {
     }
 
     /// After a form: back to `location` with a message.
-    private func done(_ context: PortalContext, _ message: String, to location: String) -> Response {
+    func done(_ context: PortalContext, _ message: String, to location: String) -> Response {
         context.sessions.withLockedSession { $0?.flash = message }
         return PortalRoutes.redirect(location)
     }
@@ -86,6 +88,11 @@ public final class Portal: Sendable {
             Response(
                 status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=300"],
                 body: ResponseBody(byteBuffer: ByteBuffer(string: PortalStyle.css)))
+        }
+        router.get("/static/portal.js") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .cacheControl: "max-age=300"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: PortalScript.javascript)))
         }
         router.get("/healthz") { _, _ in "ok\n" }
     }
@@ -179,7 +186,8 @@ public final class Portal: Sendable {
                     if let detail = try? await backend.cnf(node: node.name, name: cnf.name) { details.append(detail) }
                 }
             }
-            return page(context, Pages.cnfs(frame: frame(context, "cnfs"), nodes: nodes, details: details))
+            let drafts = try await Blocking.run { try store.drafts() }
+            return page(context, Pages.cnfs(frame: frame(context, "cnfs"), nodes: nodes, details: details, drafts: drafts))
         }
         routes.view("/cnfs/:node/:name", api: false, summary: "One CNF") { [self] _, context, _ in
             let detail = try await backend.cnf(node: try context.parameters.require("node"), name: try context.parameters.require("name"))

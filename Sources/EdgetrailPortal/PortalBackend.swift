@@ -30,6 +30,8 @@ public struct PortalConfiguration: Sendable {
     /// How long a browser session lasts without use.
     public var sessionLifetime: Duration = .seconds(12 * 60 * 60)
     public var loginLimits = LoginThrottle.Limits()
+    /// Folders of example CNFs (each with a cnf.yaml) that Add CNF offers.
+    public var examplesDirectory: String?
 
     public init(dataDirectory: String, runDirectory: String) {
         self.dataDirectory = dataDirectory

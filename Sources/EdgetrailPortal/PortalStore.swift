@@ -16,6 +16,24 @@ public struct PortalUser: Codable, Sendable, Equatable {
     public var viaToken: Bool = false
 }
 
+/// A CNF as the editor holds it: its spec and the files the spec names (handlers, settings),
+/// by the path the spec names them with.
+public struct CNFDraft: Codable, Sendable, Equatable {
+    public var name: String
+    public var spec: String
+    public var files: [String: String]
+    public var updatedAt: Date?
+    public var updatedBy: String?
+
+    public init(name: String, spec: String, files: [String: String], updatedAt: Date? = nil, updatedBy: String? = nil) {
+        self.name = name
+        self.spec = spec
+        self.files = files
+        self.updatedAt = updatedAt
+        self.updatedBy = updatedBy
+    }
+}
+
 public struct APIToken: Codable, Sendable, Equatable {
     public var id: Int64
     public var label: String
@@ -58,6 +76,13 @@ public final class PortalStore: Sendable {
                             role TEXT NOT NULL,
                             password TEXT NOT NULL,
                             created_at REAL NOT NULL
+                        );
+                        CREATE TABLE IF NOT EXISTS drafts (
+                            name TEXT PRIMARY KEY,
+                            spec TEXT NOT NULL,
+                            files TEXT NOT NULL,
+                            updated_at REAL NOT NULL,
+                            updated_by TEXT NOT NULL
                         );
                         CREATE TABLE IF NOT EXISTS tokens (
                             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -208,6 +233,43 @@ public final class PortalStore: Sendable {
                 sql: "UPDATE tokens SET last_used_at = ? WHERE digest = ?", arguments: [Date().timeIntervalSince1970, digest])
             return Self.user(row).map { var user = $0; user.viaToken = true; return user }
         }
+    }
+
+    // MARK: CNF drafts (what the editor saves and Deploy sends)
+
+    public func drafts() throws -> [CNFDraft] {
+        try queue.read { db in try Row.fetchAll(db, sql: "SELECT * FROM drafts ORDER BY name").map(Self.draft) }
+    }
+
+    public func draft(named name: String) throws -> CNFDraft? {
+        try queue.read { db in try Row.fetchOne(db, sql: "SELECT * FROM drafts WHERE name = ?", arguments: [name]).map(Self.draft) }
+    }
+
+    /// Saves a draft; `create` refuses to replace one of the same name.
+    public func saveDraft(_ draft: CNFDraft, by user: String, create: Bool = false) throws {
+        let files = String(decoding: try JSONEncoder().encode(draft.files), as: UTF8.self)
+        try queue.write { db in
+            if create, try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM drafts WHERE name = ?", arguments: [draft.name]) != 0 {
+                throw PortalStoreError("a CNF named '\(draft.name)' is already in the editor; edit it, or delete it first")
+            }
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO drafts (name, spec, files, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)",
+                arguments: [draft.name, draft.spec, files, Date().timeIntervalSince1970, user])
+        }
+    }
+
+    public func deleteDraft(named name: String) throws {
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM drafts WHERE name = ?", arguments: [name])
+            guard db.changesCount == 1 else { throw PortalStoreError("there is no CNF named '\(name)' in the editor") }
+        }
+    }
+
+    private static func draft(_ row: Row) -> CNFDraft {
+        let files = (try? JSONDecoder().decode([String: String].self, from: Data((row["files"] as String).utf8))) ?? [:]
+        return CNFDraft(
+            name: row["name"], spec: row["spec"], files: files, updatedAt: Date(timeIntervalSince1970: row["updated_at"]),
+            updatedBy: row["updated_by"])
     }
 
     static func checkStrength(_ password: String) throws {
