@@ -67,6 +67,9 @@ public final class Central: @unchecked Sendable {
 
     public var counters: CentralCounters { lock.withLock { countersStorage } }
 
+    /// Batches as they are stored, for `GET /v1/live`.
+    public let live = LiveFeed()
+
     /// Central's /metrics: the same registry and text format as the collector's.
     public let metrics = MetricsRegistry()
 
@@ -154,6 +157,7 @@ public final class Central: @unchecked Sendable {
         while true {
             do {
                 let result = try store.store(batch)
+                if result.inserted > 0 { live.publish(batch) }
                 lock.withLock {
                     countersStorage.batches += 1
                     countersStorage.inserted += result.inserted
@@ -196,6 +200,28 @@ public final class Central: @unchecked Sendable {
                 return Self.json(.badRequest, ["error": error.message])
             }
             return Self.json(.ok, ["cookies": try await Blocking.run { try store.cookies(query) }])
+        }
+        let live = self.live
+        router.get("/v1/live") { request, _ -> Response in
+            let cnf = request.uri.queryParameters["cnf"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
+            let events = live.subscribe(cnf: cnf)
+            return Response(
+                status: .ok, headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store"],
+                body: ResponseBody { writer in
+                    // A comment first, so the reader knows it is subscribed before anything is stored.
+                    try await writer.write(ByteBuffer(string: ": live sessions\(cnf.map { " of " + $0 } ?? "")\n\n"))
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys]
+                    for await event in events {
+                        guard !event.sessions.isEmpty || event.lost > 0 else {
+                            try await writer.write(ByteBuffer(string: ": keepalive\n\n"))
+                            continue
+                        }
+                        let data = try encoder.encode(event)
+                        try await writer.write(ByteBuffer(string: "event: sessions\ndata: " + String(decoding: data, as: UTF8.self) + "\n\n"))
+                    }
+                    try await writer.finish(nil)
+                })
         }
         let metrics = self.metrics
         router.get("/metrics") { _, _ -> Response in

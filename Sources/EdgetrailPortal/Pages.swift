@@ -190,7 +190,10 @@ enum Pages {
         }
         let alert: HTML = problem.map { "<p class=\"error\" role=\"alert\">\($0)</p>" } ?? .empty
         let checked: HTML = form.errorsOnly ? " checked" : ""
-        let graphLink: HTML = form.cnf.isEmpty ? .empty : " · <a href=\"/tracing/graph?cnf=\(form.cnf)\">service graph of \(form.cnf)</a>"
+        let graphLink: HTML =
+            form.cnf.isEmpty
+            ? " · <a href=\"/tracing/live\">live trace log</a>"
+            : " · <a href=\"/tracing/graph?cnf=\(form.cnf)\">service graph of \(form.cnf)</a> · <a href=\"/tracing/live?cnf=\(form.cnf)\">live trace log of \(form.cnf)</a>"
         return layout(
             "CNF Tracing", frame: frame,
             """
@@ -206,6 +209,25 @@ enum Pages {
             <p>\(sessions.map { "\($0.count) sessions, newest first" } ?? "")\(graphLink)</p>
             <table id="sessions"><thead><tr><th>Cookie</th><th>CNF</th><th>Node</th><th>Started (UTC)</th><th>Duration</th><th>Records</th><th></th></tr></thead>
             <tbody>\(rows)</tbody></table>
+            """)
+    }
+
+    static func live(frame: Frame, cnf: String) -> HTML {
+        layout(
+            "Live trace log", frame: frame,
+            """
+            <form method="get" action="/tracing/live" class="card" id="live-form">
+            <label>CNF <input name="cnf" id="live-cnf" value="\(cnf)" placeholder="all CNFs"></label>
+            <button type="button" id="start-trace">Start Trace</button>
+            <button type="button" id="stop-trace" disabled>Stop Trace</button>
+            <button type="button" id="clear-trace">Clear Trace</button>
+            <span id="live-state">stopped</span>
+            </form>
+            <p id="live-counts">0 sessions shown</p>
+            <table id="live-log"><thead><tr><th>Started (UTC)</th><th>Cookie</th><th>CNF</th><th>Node</th><th>μsrvs</th><th>Spans</th><th>Flows</th><th>Snapshots</th><th></th></tr></thead>
+            <tbody></tbody></table>
+            <noscript><p class="error">The live log needs JavaScript; search sessions under <a href="/tracing">CNF Tracing</a> instead.</p></noscript>
+            <script src="/static/portal.js"></script>
             """)
     }
 

@@ -41,7 +41,7 @@ extension Pages {
             let remove: HTML = canChange ? "<label class=\"inline-check\"><input type=\"checkbox\" name=\"remove:\(path)\"> remove</label>" : .empty
             return """
                 <fieldset class="file"><legend>\(path) \(remove)</legend>
-                <textarea name="file:\(path)" data-file="\(path)" rows="\(rows)" spellcheck="false"\(disabled)>\(text)</textarea></fieldset>
+                <textarea name="file:\(path)" data-file="\(path)" rows="\(rows)" wrap="off" spellcheck="false"\(disabled)>\(text)</textarea></fieldset>
                 """
         }
         let specRows = max(12, min(60, draft.spec.split(separator: "\n", omittingEmptySubsequences: false).count + 1))
@@ -66,7 +66,7 @@ extension Pages {
             <ul id="problems" class="problems">\(problems)</ul>
             <form method="post" action="/cnfs/edit/\(draft.name)" id="editor" data-cnf="\(draft.name)">\(csrfField(frame.csrf))
             <fieldset class="file"><legend>cnf.yaml: μsrvs, handlers and datapath rules</legend>
-            <textarea name="spec" id="spec" rows="\(specRows)" spellcheck="false"\(disabled)>\(draft.spec)</textarea></fieldset>
+            <textarea name="spec" id="spec" rows="\(specRows)" wrap="off" spellcheck="false"\(disabled)>\(draft.spec)</textarea></fieldset>
             \(files)
             \(actions)
             <script src="/static/portal.js"></script>

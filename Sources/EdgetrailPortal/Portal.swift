@@ -210,6 +210,10 @@ public final class Portal: Sendable {
             }
             return page(context, Pages.tracing(frame: frame(context, "tracing"), form: search, sessions: sessions, problem: problem))
         }
+        routes.view("/tracing/live", api: false, summary: "A CNF's live trace log") { [self] request, context, _ in
+            let cnf = Self.query(request)["cnf"] ?? ""
+            return page(context, Pages.live(frame: frame(context, "tracing"), cnf: cnf))
+        }
         routes.view("/tracing/sessions/:cookie", api: false, summary: "A session's waterfall") { [self] _, context, _ in
             let cookie = try Self.cookie(context)
             let timeline = try await backend.timeline(cookie)
@@ -285,6 +289,24 @@ public final class Portal: Sendable {
             request, _, _ in
             let search = SessionSearch(parameters: Self.query(request))
             return PortalRoutes.json(200, ["sessions": try await backend.sessions(try search.query())])
+        }
+        routes.view("/api/v1/live", api: true, summary: "Sessions as central stores them (?cnf=NAME), as server-sent events: 'sessions' ({sessions, lost}), batched; 'problem' when central cannot be followed.") {
+            request, _, _ in
+            let cnf = Self.query(request)["cnf"]
+            let events = backend.central.live(cnf: cnf)
+            return Response(
+                status: .ok, headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store"],
+                body: ResponseBody { writer in
+                    try await writer.write(ByteBuffer(string: ": following central\n\n"))
+                    do {
+                        for try await event in events {
+                            try await writer.write(ByteBuffer(string: ServerSentEvents.Event(name: "sessions", json: event).text))
+                        }
+                    } catch let error as CentralClientError {
+                        try await writer.write(ByteBuffer(string: ServerSentEvents.Event(name: "problem", data: error.message).text))
+                    }
+                    try await writer.finish(nil)
+                })
         }
         routes.view("/api/v1/sessions/:cookie", api: true, summary: "A session's reconstruction (central's timeline).") { _, context, _ in
             PortalRoutes.json(200, try await backend.timeline(try Self.cookie(context)))

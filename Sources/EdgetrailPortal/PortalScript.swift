@@ -71,6 +71,81 @@ enum PortalScript {
               progress.dataset.done = "yes";
             });
           }
+
+          // The live trace log: sessions as central stores them, a row each, newest on top.
+          const log = document.getElementById("live-log");
+          if (log) {
+            const body = log.querySelector("tbody");
+            const start = document.getElementById("start-trace");
+            const stop = document.getElementById("stop-trace");
+            const clear = document.getElementById("clear-trace");
+            const state = document.getElementById("live-state");
+            const counts = document.getElementById("live-counts");
+            const keep = 2000;
+            let source = null;
+            let shown = 0;
+            let lost = 0;
+            const cell = function (row, text) {
+              const td = document.createElement("td");
+              td.textContent = text;
+              row.appendChild(td);
+              return td;
+            };
+            const time = function (ns) {
+              if (!ns) return "-";
+              return new Date(Number(BigInt(ns) / 1000000n)).toISOString().replace("T", " ").replace("Z", "");
+            };
+            const count = function () {
+              counts.textContent = shown + " sessions shown" + (lost ? ", " + lost + " not shown (the log fell behind)" : "");
+            };
+            const add = function (batch) {
+              lost += batch.lost;
+              const fragment = document.createDocumentFragment();
+              for (let i = batch.sessions.length - 1; i >= 0; i--) {
+                const s = batch.sessions[i];
+                const row = document.createElement("tr");
+                row.className = s.error ? "error" : "";
+                cell(row, time(s.firstNs));
+                const link = document.createElement("a");
+                link.href = "/tracing/sessions/" + s.cookie;
+                link.textContent = s.cookie;
+                link.className = "cookie";
+                cell(row, "").appendChild(link);
+                cell(row, s.cnf);
+                cell(row, s.node);
+                cell(row, s.services.join(", "));
+                cell(row, String(s.spans));
+                cell(row, String(s.flows));
+                cell(row, String(s.snapshots));
+                cell(row, s.error ? "error" : "");
+                fragment.appendChild(row);
+              }
+              body.insertBefore(fragment, body.firstChild);
+              shown += batch.sessions.length;
+              while (body.rows.length > keep) body.deleteRow(body.rows.length - 1);
+              count();
+            };
+            const stopTrace = function (why) {
+              if (source) source.close();
+              source = null;
+              start.disabled = false;
+              stop.disabled = true;
+              state.textContent = why || "stopped";
+            };
+            start.addEventListener("click", function () {
+              if (source) return;
+              const cnf = document.getElementById("live-cnf").value.trim();
+              source = new EventSource("/api/v1/live" + (cnf ? "?cnf=" + encodeURIComponent(cnf) : ""));
+              start.disabled = true;
+              stop.disabled = false;
+              state.textContent = "following " + (cnf || "all CNFs");
+              source.addEventListener("sessions", function (event) { add(JSON.parse(event.data)); });
+              source.addEventListener("problem", function (event) { stopTrace(event.data); });
+              source.onerror = function () { if (source && source.readyState === EventSource.CLOSED) stopTrace("central closed the log"); };
+            });
+            stop.addEventListener("click", function () { stopTrace(); });
+            clear.addEventListener("click", function () { body.replaceChildren(); shown = 0; lost = 0; count(); });
+          }
         })();
         """#
 }

@@ -51,6 +51,15 @@ enum PortalStyle {
         .waterfall .mark { position: absolute; top: .1rem; width: .7rem; height: .7rem; margin-left: -.35rem; transform: rotate(45deg); background: #bf8700; }
         .waterfall dl { display: grid; grid-template-columns: max-content 1fr; gap: .1rem .8rem; margin: .3rem 1rem .6rem 2rem; font-size: .9em; }
         .waterfall dd { margin: 0; word-break: break-all; white-space: pre-wrap; }
+        fieldset.file { border: 1px solid var(--line); background: #fff; margin: .8rem 0; padding: .4rem .8rem .8rem; }
+        fieldset.file legend { font-family: ui-monospace, monospace; color: var(--muted); }
+        textarea { width: 100%; font: 13px/1.45 ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre; overflow-wrap: normal; overflow-x: auto; tab-size: 4; }
+        ul.problems { font-family: ui-monospace, monospace; padding-left: 1.2rem; }
+        ul.problems li.error { color: var(--bad); }
+        ul.problems li.warning { color: var(--warn); }
+        a.button { display: inline-block; background: var(--accent); color: #fff; padding: .3rem .7rem; border-radius: 4px; text-decoration: none; }
+        .inline-check, .inline-field { display: inline-flex; flex-direction: row; gap: .3rem; align-items: center; font-size: .9em; }
+        #progress li { font-family: ui-monospace, monospace; }
         #service-graph { background: #fff; border: 1px solid var(--line); max-width: 100%; height: auto; }
         #service-graph .service { fill: #dbe7ff; stroke: var(--accent); }
         #service-graph .service-label, #service-graph .edge-label { font-size: 12px; text-anchor: middle; fill: var(--fg); }
