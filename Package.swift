@@ -287,7 +287,7 @@ let package = Package(
             name: "EdgetrailPortal",
             dependencies: [
                 "EdgetrailCore", "EdgetrailCNF", "EdgetrailCentralAPI", "EdgetrailNodeAgentAPI", "EdgetrailDatapathAPI",
-                "EdgetrailProto", "EdgetrailRuntime",
+                "EdgetrailProto", "EdgetrailRuntime", "EdgetrailFilters",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

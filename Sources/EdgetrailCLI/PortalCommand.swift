@@ -43,6 +43,12 @@ struct PortalCommand: AsyncParsableCommand {
     @Option(help: "Folder of example CNFs (each with a cnf.yaml) that Add CNF offers.")
     var examples = "examples"
 
+    @Option(help: "Folder of rule files (*.rules) the Filters page offers to start from.")
+    var filters = "filters"
+
+    @Option(help: "A folder of capture files (*.capture) the Filters page's dry run offers; repeat for several (default RUN/captures and filters/testdata).")
+    var captures: [String] = []
+
     @Option(help: .hidden)
     var passwordRounds = PasswordHasher.defaultRounds
 
@@ -60,6 +66,10 @@ struct PortalCommand: AsyncParsableCommand {
         configuration.collectorMetrics = collectorMetrics
         configuration.passwordRounds = passwordRounds
         configuration.examplesDirectory = URL(fileURLWithPath: examples).standardizedFileURL.path
+        configuration.filtersDirectory = URL(fileURLWithPath: filters).standardizedFileURL.path
+        configuration.captureDirectories = (captures.isEmpty ? ["\(run)/captures", "\(filters)/testdata"] : captures).map {
+            URL(fileURLWithPath: $0).standardizedFileURL.path
+        }
         if let password = ProcessInfo.processInfo.environment["EDGETRAIL_PORTAL_ADMIN_PASSWORD"], !password.isEmpty {
             guard password.count >= 12 else {
                 throw commandFailure("EDGETRAIL_PORTAL_ADMIN_PASSWORD needs at least 12 characters")

@@ -201,6 +201,20 @@ public final class Central: @unchecked Sendable {
             }
             return Self.json(.ok, ["cookies": try await Blocking.run { try store.cookies(query) }])
         }
+        router.get("/v1/capture") { request, _ -> Response in
+            var parameters: [String: String] = [:]
+            for (name, value) in request.uri.queryParameters { parameters[String(name)] = String(value) }
+            let query: CookieQuery
+            do {
+                query = try CookieQuery(parameters: parameters)
+            } catch let error as CookieQueryError {
+                return Self.json(.badRequest, ["error": error.message])
+            }
+            let frames = try await Blocking.run { try Self.capture(store, query) }
+            return Response(
+                status: .ok, headers: [.contentType: "application/octet-stream"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: frames)))
+        }
         let live = self.live
         router.get("/v1/live") { request, _ -> Response in
             let cnf = request.uri.queryParameters["cnf"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
@@ -231,6 +245,24 @@ public final class Central: @unchecked Sendable {
         }
         router.get("/healthz") { _, _ in "ok\n" }
         return router
+    }
+
+    /// The cookies `query` lists, newest first, each as one batch of all its stored records, in
+    /// capture-file frames: recent real traffic for a filter dry-run. The records are what was
+    /// shipped, so rules that were active at the edge have already been applied to them.
+    static func capture(_ store: any RecordStore, _ query: CookieQuery) throws -> [UInt8] {
+        var frames: [UInt8] = []
+        for summary in try store.cookies(query) {
+            guard let cookie = Cookie(hex: summary.cookie) else { continue }
+            var batch = Edgetrail_V1_CookieBatch()
+            batch.cookie = cookie.rawValue
+            batch.cnf = summary.cnf
+            batch.node = summary.node
+            batch.final = true
+            batch.records = try store.records(cookie: cookie.rawValue)
+            frames += try batch.captureFrame()
+        }
+        return frames
     }
 
     static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {

@@ -39,6 +39,14 @@ public struct CentralClient: Sendable {
         }
     }
 
+    /// Recent sessions matching `query` as a capture (CookieBatch frames, as `collector --capture`
+    /// writes), for a filter dry-run over real traffic.
+    public func capture(_ query: CookieQuery) async throws(CentralClientError) -> Data {
+        var components = URLComponents()
+        components.queryItems = query.parameters.map { URLQueryItem(name: $0.name, value: $0.value) }
+        return try await get("/v1/capture" + (components.percentEncodedQuery.map { "?" + $0 } ?? ""))
+    }
+
     /// The body of a 200 answer to `path`; anything else is an error that says what to do.
     func get(_ path: String) async throws(CentralClientError) -> Data {
         guard let url = URL(string: base + path), url.scheme != nil, url.host != nil else {

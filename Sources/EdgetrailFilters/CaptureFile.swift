@@ -23,9 +23,7 @@ public enum CaptureFile {
         }
 
         public func write(_ batch: Edgetrail_V1_CookieBatch) {
-            guard let bytes: [UInt8] = try? batch.serializedBytes() else { return }
-            var frame = withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { Array($0) }
-            frame += bytes
+            guard let frame = try? batch.captureFrame() else { return }
             lock.withLock { handle.write(Data(frame)) }
         }
 
@@ -36,7 +34,11 @@ public enum CaptureFile {
 
     /// Every batch in a capture; a torn last frame is ignored, a damaged one is an error.
     public static func read(path: String) throws -> [Edgetrail_V1_CookieBatch] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try read(data: try Data(contentsOf: URL(fileURLWithPath: path)), name: path)
+    }
+
+    /// The batches of a capture held in memory (`name` says where it came from, in errors).
+    public static func read(data: Data, name path: String) throws -> [Edgetrail_V1_CookieBatch] {
         let bytes = [UInt8](data)
         if bytes.isEmpty { throw notACapture(path, "it is empty") }
         if bytes.count < 4 { throw notACapture(path, "it has \(bytes.count) bytes, fewer than one frame's length") }

@@ -52,6 +52,9 @@ public struct LocalNode: Sendable {
     }
 
     public var datapathSocket: String { "\(runDirectory)/datapath.sock" }
+    /// The node collector's filter rules: edited by hand or activated from the portal's Filters
+    /// page; the collector applies a change within a second (a broken one is refused).
+    public var filterFile: String { "\(runDirectory)/filters/active.rules" }
     public var otlpSocket: String { "\(runDirectory)/otlp.sock" }
     public var agentSocket: String { "\(runDirectory)/agent.sock" }
     var stateFile: String { "\(runDirectory)/node.json" }
@@ -108,6 +111,7 @@ public struct LocalNode: Sendable {
 
             if telemetry {
                 let configuration = "\(runDirectory)/collector.yaml"
+                try writeFilterFileIfMissing()
                 try collectorConfiguration(broker: broker, redis: redis).write(toFile: configuration, atomically: true, encoding: .utf8)
                 pids[Part.collector.rawValue] = try spawn(.collector, executable, ["collector", "--config", configuration])
                 try save(pids)
@@ -230,6 +234,20 @@ public struct LocalNode: Sendable {
         ((loadState()["pids"] as? [String: Int]) ?? [:]).mapValues { Int32($0) }
     }
 
+    /// A node starts with no filter rules (everything the join releases is shipped); a file
+    /// already there (rules activated earlier) is kept.
+    func writeFilterFileIfMissing() throws {
+        guard !FileManager.default.fileExists(atPath: filterFile) else { return }
+        try FileManager.default.createDirectory(
+            atPath: (filterFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try """
+            # Filter rules of the node \(name)'s collector (docs/filters.md). None yet: everything is shipped.
+            # Edit here or activate a file from the portal's Filters page; a change applies within a
+            # second, and a file that does not lint is refused (the rules in force stay).
+
+            """.write(toFile: filterFile, atomically: true, encoding: .utf8)
+    }
+
     func collectorConfiguration(broker: Endpoint, redis: Endpoint) -> String {
         """
         # Written by 'edgetrail node up' for the node \(name).
@@ -244,6 +262,8 @@ public struct LocalNode: Sendable {
             redis: \(redis)
           flows:
             datapath: \(datapathSocket)
+        filters:
+          files: [\(filterFile)]
         sinks:
           kafka:
             brokers: \(broker)

@@ -13,6 +13,7 @@ enum Pages {
 
     static let sections: [(id: String, title: String, path: String)] = [
         ("home", "Dashboard", "/"), ("cnfs", "CNF Provisioning", "/cnfs"), ("tracing", "CNF Tracing", "/tracing"),
+        ("filters", "Filters", "/filters"),
         ("account", "My Account", "/account"),
     ]
 

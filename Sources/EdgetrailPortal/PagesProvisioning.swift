@@ -100,3 +100,51 @@ extension Pages {
         return "<p id=\"outcome\" class=\"error\">\(rolled)\(outcome.error ?? "failed")</p>"
     }
 }
+
+extension Pages {
+    static func filters(
+        frame: Frame, node: String, nodes: [String], text: String, check: RuleCheck, files: [String], captures: [String],
+        report: DryRunReport?, note: String?
+    ) -> HTML {
+        let problems = check.problems.map { problem -> HTML in
+            "<li class=\"error\" data-line=\"\(problem.line)\">\(problem.description)</li>"
+        }
+        let state: HTML =
+            check.ok
+            ? "<p id=\"check-state\" class=\"flash\">Lint: ok (\(check.rules) rules).</p>"
+            : "<p id=\"check-state\" class=\"error\">Lint: the file has errors; it cannot be activated.</p>"
+        let noteText: HTML = note.map { "<p class=\"flash\" id=\"filters-note\" role=\"status\">\($0)</p>" } ?? .empty
+        let starts = files.map { name -> HTML in "<a href=\"/filters?node=\(node)&amp;from=\(name)\">\(name)</a>" }
+        let nodeOptions = nodes.map { name -> HTML in
+            let selected: HTML = name == node ? " selected" : ""
+            return "<option\(selected)>\(name)</option>"
+        }
+        let captureOptions = captures.map { name -> HTML in "<option value=\"file:\(name)\">capture \(name)</option>" }
+        let rows = max(12, min(50, text.split(separator: "\n", omittingEmptySubsequences: false).count + 2))
+        let activate: HTML =
+            frame.user?.role == .operator
+            ? "<button type=\"submit\" name=\"action\" value=\"activate\" id=\"activate\">Activate on the collector</button>" : .empty
+        let result: HTML = report.map {
+            "<section><h2>Dry run on \($0.capture)</h2><pre id=\"dry-run\">\($0.report)</pre></section>"
+        } ?? .empty
+        return layout(
+            "Filters", frame: frame,
+            """
+            <p>The rules in force on the collector of \(node); edit them, dry-run them over recent traffic, and activate them. \
+            The collector checks the file again and keeps its old rules if it refuses it.</p>
+            \(noteText)
+            <p>Start from: \(starts.joined(separator: " · "))</p>
+            \(state)
+            <ul id="problems" class="problems">\(problems)</ul>
+            <form method="post" action="/filters" id="rules-form">\(csrfField(frame.csrf))
+            <label>Node <select name="node">\(nodeOptions)</select></label>
+            <fieldset class="file"><legend>active.rules</legend>
+            <textarea name="rules" id="rules" rows="\(rows)" wrap="off" spellcheck="false">\(text)</textarea></fieldset>
+            <p><label class="inline-field">Dry run on <select name="capture" id="capture"><option value="central">central's recent sessions</option>\(captureOptions)</select></label>
+            <button type="submit" name="action" value="dry-run" id="dry-run-button">Dry run</button> \(activate)</p>
+            </form>
+            \(result)
+            <script src="/static/portal.js"></script>
+            """)
+    }
+}

@@ -57,6 +57,7 @@ public final class Portal: Sendable {
         addLogin(routes)
         addPages(routes)
         addProvisioning(routes)
+        addFilters(routes)
         addAPI(routes)
         routes.note(RouteInfo(method: "GET", path: "/api/v1/openapi.json", summary: "This document.", need: .anyone, api: true))
         let list = routes.routes

@@ -32,6 +32,10 @@ public struct PortalConfiguration: Sendable {
     public var loginLimits = LoginThrottle.Limits()
     /// Folders of example CNFs (each with a cnf.yaml) that Add CNF offers.
     public var examplesDirectory: String?
+    /// Rule files the Filters page offers to start from (`*.rules`).
+    public var filtersDirectory: String?
+    /// Capture files (`*.capture`) the Filters page's dry run offers besides central's recent sessions.
+    public var captureDirectories: [String] = []
 
     public init(dataDirectory: String, runDirectory: String) {
         self.dataDirectory = dataDirectory
@@ -40,6 +44,8 @@ public struct PortalConfiguration: Sendable {
 
     func agentSocket(node: String) -> String { NodeAgentClient.socket(node: node, runDirectory: runDirectory) }
     func datapathSocket(node: String) -> String { "\(runDirectory)/nodes/\(node)/datapath.sock" }
+    /// The node collector's rule file (`node up` writes it; the collector follows its edits).
+    func filterFile(node: String) -> String { "\(runDirectory)/nodes/\(node)/filters/active.rules" }
 }
 
 // MARK: What the pages and the API show (the API's JSON is these, encoded)

@@ -48,6 +48,35 @@ enum PortalScript {
             });
           }
 
+          // The Filters page: lint the rules as they are typed.
+          const rules = document.getElementById("rules");
+          if (rules) {
+            const problems = document.getElementById("problems");
+            const state = document.getElementById("check-state");
+            let timer = null;
+            let sent = 0;
+            const lint = async function () {
+              const number = ++sent;
+              const response = await fetch("/api/v1/filters/lint", {
+                method: "POST", credentials: "same-origin",
+                headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+                body: JSON.stringify({ text: rules.value }),
+              });
+              if (number !== sent || !response.ok) return;
+              const report = await response.json();
+              problems.replaceChildren();
+              report.problems.forEach(function (p) {
+                problems.appendChild(item(p.file + ":" + p.line + ":" + p.column + ": " + p.message, "error"));
+              });
+              state.textContent = report.ok ? "Lint: ok (" + report.rules + " rules)." : "Lint: the file has errors; it cannot be activated.";
+              state.className = report.ok ? "flash" : "error";
+            };
+            rules.addEventListener("input", function () {
+              clearTimeout(timer);
+              timer = setTimeout(lint, 300);
+            });
+          }
+
           // A deploy's progress, live.
           const progress = document.getElementById("progress");
           if (progress && progress.dataset.done === "no") {
