@@ -8,7 +8,7 @@ import Synchronization
 /// never slows ingest down.
 public final class LiveFeed: Sendable {
     /// Entries a reader may have waiting before the oldest are dropped.
-    public static let queueLimit = 20_000
+    public let queueLimit: Int
 
     struct Reader {
         var cnf: String?
@@ -19,7 +19,9 @@ public final class LiveFeed: Sendable {
 
     private let readers = Mutex<[UUID: Reader]>([:])
 
-    public init() {}
+    public init(queueLimit: Int = 20_000) {
+        self.queueLimit = queueLimit
+    }
 
     public var readerCount: Int { readers.withLock { $0.count } }
 
@@ -31,8 +33,8 @@ public final class LiveFeed: Sendable {
             for key in readers.keys {
                 guard readers[key]!.cnf == nil || readers[key]!.cnf == session.cnf else { continue }
                 readers[key]!.waiting.append(session)
-                if readers[key]!.waiting.count > Self.queueLimit {
-                    let excess = readers[key]!.waiting.count - Self.queueLimit
+                if readers[key]!.waiting.count > queueLimit {
+                    let excess = readers[key]!.waiting.count - queueLimit
                     readers[key]!.waiting.removeFirst(excess)
                     readers[key]!.lost += excess
                 }
