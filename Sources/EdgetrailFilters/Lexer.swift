@@ -39,7 +39,14 @@ struct Lexer {
     private var column = 1
 
     init(_ text: String) {
-        characters = Array(text)
+        characters = Array(Self.normalizingLineBreaks(text))
+    }
+
+    /// In Swift "\r\n" is one Character, neither equal to "\n" nor a line break to this lexer:
+    /// a file saved with Windows line endings (or sent by a browser's form) would be one long
+    /// line, everything after its first comment a comment. Line breaks are "\n" from here on.
+    static func normalizingLineBreaks(_ text: String) -> String {
+        text.contains("\r\n") ? text.replacingOccurrences(of: "\r\n", with: "\n") : text
     }
 
     mutating func tokens() throws(RuleSyntaxError) -> [Token] {

@@ -20,7 +20,8 @@ struct Parser {
     private let lines: [Substring]
     private(set) var errors: [RuleSyntaxError] = []
 
-    init(_ text: String) {
+    init(_ given: String) {
+        let text = Lexer.normalizingLineBreaks(given)
         lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         var lexer = Lexer(text)
         do {

@@ -77,8 +77,10 @@ public struct Submission: Sendable {
         var fields: [String: String] = [:]
         for pair in text.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            // Browsers send a textarea's line breaks as CRLF; the files the portal writes use LF.
             let decode = { (part: Substring) in
-                String(part).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(part)
+                (String(part).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(part))
+                    .replacingOccurrences(of: "\r\n", with: "\n")
             }
             fields[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
         }

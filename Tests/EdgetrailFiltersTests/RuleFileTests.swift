@@ -17,6 +17,14 @@ private let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().d
 
 @Suite("Filter rule files")
 struct RuleFileTests {
+    @Test("a file with Windows line endings (CRLF) has the same rules, at the same lines, as with LF")
+    func crlfLineEndings() throws {
+        let text = "# no upstream spans\ndrop span where span.operation == \"upstream GET\"\nredact span.tags[\"a\"]\n"
+        let crlf = try RuleFile.parse(text.replacingOccurrences(of: "\n", with: "\r\n"), fileName: "f.rules")
+        #expect(crlf.statements.count == 2)
+        #expect(problems("# one\r\ndrop span where span.nope == 1\r\n") == ["f.rules:2:17: unknown field span.nope (span fields: duration_ms, kind, operation, service, span_id, status, tags, trace_id)"])
+    }
+
     @Test("every statement form of the language parses, with comments and blank lines")
     func everyStatementParses() throws {
         let rules = try RuleFile.parse(
