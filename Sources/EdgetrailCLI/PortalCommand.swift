@@ -43,6 +43,9 @@ struct PortalCommand: AsyncParsableCommand {
     @Option(help: "Folder of example CNFs (each with a cnf.yaml) that Add CNF offers.")
     var examples = "examples"
 
+    @Option(help: "Folder of Grafana dashboards (*.json) the Dashboards page draws.")
+    var dashboards = "dashboards"
+
     @Option(help: "Folder of rule files (*.rules) the Filters page offers to start from.")
     var filters = "filters"
 
@@ -67,6 +70,7 @@ struct PortalCommand: AsyncParsableCommand {
         configuration.passwordRounds = passwordRounds
         configuration.examplesDirectory = URL(fileURLWithPath: examples).standardizedFileURL.path
         configuration.filtersDirectory = URL(fileURLWithPath: filters).standardizedFileURL.path
+        configuration.dashboardsDirectory = URL(fileURLWithPath: dashboards).standardizedFileURL.path
         configuration.captureDirectories = (captures.isEmpty ? ["\(run)/captures", "\(filters)/testdata"] : captures).map {
             URL(fileURLWithPath: $0).standardizedFileURL.path
         }
@@ -98,12 +102,12 @@ struct PortalCommand: AsyncParsableCommand {
         }
         let banner = "(data \(configuration.dataDirectory); nodes \(node.joined(separator: ", ")); central \(configuration.central))"
         let host = address.host
-        let app = portal.makeApplication { port in
+        let services = portal.makeServices { port in
             print("portal: http://\(host):\(port)/ \(banner)")
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

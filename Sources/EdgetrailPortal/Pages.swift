@@ -13,7 +13,7 @@ enum Pages {
 
     static let sections: [(id: String, title: String, path: String)] = [
         ("home", "Dashboard", "/"), ("cnfs", "CNF Provisioning", "/cnfs"), ("tracing", "CNF Tracing", "/tracing"),
-        ("filters", "Filters", "/filters"),
+        ("filters", "Filters", "/filters"), ("dashboards", "Dashboards", "/dashboards"),
         ("account", "My Account", "/account"),
     ]
 
@@ -277,6 +277,21 @@ enum Pages {
             \(ServiceGraphSVG.render(graph))
             <table id="edges"><thead><tr><th>Caller</th><th>Callee</th><th>Calls</th><th>Errors</th><th>p99</th></tr></thead>
             <tbody>\(rows)</tbody></table>
+            """)
+    }
+
+    // MARK: Dashboards
+
+    static func dashboards(frame: Frame, range: String, scrapes: Int, source: String, sections: [HTML]) -> HTML {
+        let ranges = ["5m", "15m", "1h"].map { name -> HTML in
+            name == range ? "<strong>last \(name)</strong>" : "<a href=\"/dashboards?range=\(name)\">last \(name)</a>"
+        }
+        return layout(
+            "Dashboards", frame: frame,
+            """
+            <p>The panels of <code>dashboards/*.json</code> (importable into Grafana), drawn by the portal from its own scrapes of \
+            \(source) every 5 s (\(scrapes) kept, an hour at most). \(ranges.joined(separator: " · ")) · <a href="/dashboards?range=\(range)">refresh</a></p>
+            \(sections)
             """)
     }
 

@@ -17,6 +17,8 @@ public final class Portal: Sendable {
     public let backend: PortalBackend
     private let throttle: Mutex<LoginThrottle>
     let deployments = Deployments()
+    /// The node's metrics over the last hour, for the Dashboards page.
+    public let history = MetricsHistory()
     let logger: Logger
     /// Sessions live in memory: a restarted portal signs everyone out.
     private let sessions = MemoryPersistDriver()
@@ -58,6 +60,7 @@ public final class Portal: Sendable {
         addPages(routes)
         addProvisioning(routes)
         addFilters(routes)
+        addDashboards(routes)
         addAPI(routes)
         routes.note(RouteInfo(method: "GET", path: "/api/v1/openapi.json", summary: "This document.", need: .anyone, api: true))
         let list = routes.routes
@@ -380,6 +383,61 @@ public final class Portal: Sendable {
         return ServiceGraph(timelines)
     }
 
+    func addDashboards(_ routes: PortalRoutes) {
+        routes.view("/dashboards", api: false, summary: "Dashboards") { [self] request, context, _ in
+            let range = Self.range(Self.query(request)["range"])
+            let now = Date().timeIntervalSince1970
+            let history = self.history.all
+            let files = DashboardFile.load(configuration.dashboardsDirectory)
+            var sections: [HTML] = []
+            for file in files {
+                guard let dashboard = file.dashboard else {
+                    sections.append("<p class=\"error\">\(file.problem ?? file.name)</p>")
+                    continue
+                }
+                let panels = dashboard.panels.filter { $0.type == "timeseries" }.map {
+                    PanelChart($0, history: history, from: now - range.seconds, to: now).render()
+                }
+                sections.append(
+                    """
+                    <section class="dashboard"><h2>\(dashboard.title) <small>(\(file.name))</small></h2>
+                    <div class="panels">\(panels)</div></section>
+                    """)
+            }
+            return page(context, Pages.dashboards(frame: frame(context, "dashboards"), range: range.name, scrapes: history.count,
+                                                  source: configuration.collectorMetrics, sections: sections))
+        }
+        routes.view("/api/v1/dashboards", api: true, summary: "The dashboards' panels as series over ?range=5m|15m|1h (from the portal's scrapes).") {
+            [self] request, _, _ in
+            let range = Self.range(Self.query(request)["range"])
+            let now = Date().timeIntervalSince1970
+            let history = self.history.all
+            struct Line: Encodable { var name: String; var points: [[Double]] }
+            struct Panel: Encodable { var title: String; var unit: String; var series: [Line]; var problem: String? }
+            struct Board: Encodable { var file: String; var title: String; var panels: [Panel] }
+            let boards = DashboardFile.load(configuration.dashboardsDirectory).compactMap { file -> Board? in
+                guard let dashboard = file.dashboard else { return nil }
+                return Board(
+                    file: file.name, title: dashboard.title,
+                    panels: dashboard.panels.map { panel in
+                        let chart = PanelChart(panel, history: history, from: now - range.seconds, to: now)
+                        return Panel(
+                            title: chart.title, unit: chart.unit,
+                            series: chart.series.map { Line(name: $0.name, points: $0.points.map { [$0.0, $0.1] }) }, problem: chart.problem)
+                    })
+            }
+            return PortalRoutes.json(200, ["dashboards": boards])
+        }
+    }
+
+    static func range(_ text: String?) -> (name: String, seconds: Double) {
+        switch text {
+        case "5m": ("5m", 300)
+        case "1h": ("1h", 3600)
+        default: ("15m", 900)
+        }
+    }
+
     static func query(_ request: Request) -> [String: String] {
         var parameters: [String: String] = [:]
         for (name, value) in request.uri.queryParameters { parameters[String(name)] = String(value) }
@@ -403,7 +461,15 @@ public final class Portal: Sendable {
 
     // MARK: Running
 
-    /// The portal as a lifecycle service group: its HTTP server, until SIGINT/SIGTERM.
+    /// What runs while the portal serves: its HTTP server and the metrics scraper.
+    public func makeServices(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> [any Service] {
+        [
+            makeApplication(onServerRunning: onServerRunning),
+            MetricsScraper(url: configuration.collectorMetrics, history: history, interval: configuration.scrapeInterval),
+        ]
+    }
+
+    /// The portal's HTTP server.
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some Service {
         var appLogger = logger
         appLogger.logLevel = .warning

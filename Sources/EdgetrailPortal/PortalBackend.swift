@@ -32,6 +32,10 @@ public struct PortalConfiguration: Sendable {
     public var loginLimits = LoginThrottle.Limits()
     /// Folders of example CNFs (each with a cnf.yaml) that Add CNF offers.
     public var examplesDirectory: String?
+    /// Grafana dashboard files (`*.json`) the Dashboards page draws.
+    public var dashboardsDirectory: String?
+    /// How often the portal scrapes the collector's metrics for the Dashboards page.
+    public var scrapeInterval: Duration = .seconds(5)
     /// Rule files the Filters page offers to start from (`*.rules`).
     public var filtersDirectory: String?
     /// Capture files (`*.capture`) the Filters page's dry run offers besides central's recent sessions.

@@ -60,6 +60,16 @@ enum PortalStyle {
         a.button { display: inline-block; background: var(--accent); color: #fff; padding: .3rem .7rem; border-radius: 4px; text-decoration: none; }
         .inline-check, .inline-field { display: inline-flex; flex-direction: row; gap: .3rem; align-items: center; font-size: .9em; }
         #progress li { font-family: ui-monospace, monospace; }
+        .panels { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1rem; }
+        figure.panel { margin: 0; background: #fff; border: 1px solid var(--line); padding: .5rem .7rem; }
+        figure.panel figcaption { font-weight: 600; margin-bottom: .3rem; }
+        figure.panel svg { width: 100%; height: auto; }
+        figure.panel .grid { stroke: #eef1f6; }
+        figure.panel .tick { font-size: 10px; fill: var(--muted); text-anchor: end; }
+        figure.panel .tick.time { text-anchor: middle; }
+        figure.panel .empty { color: var(--muted); font-size: .9em; }
+        ul.legend { list-style: none; padding: 0; margin: .2rem 0 0; display: flex; flex-wrap: wrap; gap: .2rem 1rem; font-size: .85em; }
+        ul.legend i { display: inline-block; width: .8rem; height: .25rem; margin-right: .3rem; vertical-align: middle; }
         #service-graph { background: #fff; border: 1px solid var(--line); max-width: 100%; height: auto; }
         #service-graph .service { fill: #dbe7ff; stroke: var(--accent); }
         #service-graph .service-label, #service-graph .edge-label { font-size: 12px; text-anchor: middle; fill: var(--fg); }
