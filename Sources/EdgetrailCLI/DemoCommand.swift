@@ -23,7 +23,8 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Starts the local infrastructure (Redis, the Kafka-protocol broker, clamd), builds the edge \
             node NODE (network namespaces, the eBPF datapath, the collector, the node agent; see \
-            'edgetrail node up') and central (127.0.0.1:7070). Then:
+            'edgetrail node up'), central (127.0.0.1:7070) and the portal (127.0.0.1:8080; its admin \
+            password is printed at its first start). Then:
               1) deploys examples/edgesecurity (http-proxy, policy-mgr, content-inspect; the origin's \
             port 80 redirected into the proxy);
               2) shows its pods and sidecars running;
@@ -48,6 +49,9 @@ struct DemoCommand: AsyncParsableCommand {
 
     @Option(help: "Where central serves its API, HOST:PORT.")
     var central = "127.0.0.1:7070"
+
+    @Option(help: "Where the portal serves, HOST:PORT.")
+    var portal = "127.0.0.1:8080"
 
     @Option(help: "The folder with the CNF's three versions (edgesecurity, edgesecurity-v2, edgesecurity-v3).")
     var examples = "examples"
@@ -82,12 +86,15 @@ struct DemoCommand: AsyncParsableCommand {
         edge.python = try sdkPython(python)
         let work = "\(configuration.runDirectory)/demo"
         var centralPid: Int32 = 0
-        let stopAll = { [edge] (pid: Int32) in
-            step("stopping: the node \(edge.name), central, and the local infrastructure the demo started")
+        var portalPid: Int32 = 0
+        let stopAll = { [edge] (pid: Int32, portalPid: Int32) in
+            step("stopping: the node \(edge.name), the portal, central, and the local infrastructure the demo started")
+            if portalPid > 0, ProcessControl.stop(portalPid, signal: SIGTERM, timeout: 15) { print("    portal: stopped (pid \(portalPid))") }
             edge.down { print("    \($0)") }
             if pid > 0, ProcessControl.stop(pid, signal: SIGTERM, timeout: 15) { print("    central: stopped (pid \(pid))") }
             infra.down(kinds.filter { !alreadyUp.contains($0) }) { print("    \($0)") }
         }
+        var portalLogin = ""
         do {
             if edge.status().contains(where: \.up) {
                 step("the node \(node) is up from before: removing it first")
@@ -100,29 +107,42 @@ struct DemoCommand: AsyncParsableCommand {
                 throw DemoFailure(step: 0, "the edge node did not come up: \(error.message)")
             }
             centralPid = try startCentralProcess(brokers: configuration.brokers, work: work, listen: central)
+            // The portal is for looking around; the steps do not need it, so one that cannot
+            // start is reported and the demo goes on.
+            if let address = try? Address.hostPort(portal, option: "--portal"), !SocketProbe.isPortFree(host: address.host, port: address.port) {
+                step("portal: not started: \(portal) is in use (choose another with --portal HOST:PORT)")
+            } else {
+                do {
+                    (portalPid, portalLogin) = try startPortalProcess(
+                        listen: portal, node: node, central: central, runDirectory: configuration.runDirectory)
+                    print("    \(portalLogin)")
+                } catch {
+                    step("portal: not started: \(error)")
+                }
+            }
             let play = DemoSteps(
                 node: node, agentSocket: edge.agentSocket, central: CentralClient(base: "http://\(central)"),
                 examples: examples)
             try await play.run()
         } catch let failure as DemoFailure {
             printError("error: \(failure)")
-            stopAll(centralPid)
+            stopAll(centralPid, portalPid)
             throw ExitCode.failure
         } catch {
             printError("error: \(error)")
-            stopAll(centralPid)
+            stopAll(centralPid, portalPid)
             throw ExitCode.failure
         }
         step("all six steps showed what they should")
         if exitAfterSteps {
-            stopAll(centralPid)
+            stopAll(centralPid, portalPid)
             return
         }
         print(
             """
 
             The stack is running. Try:
-              ip netns exec \(node)-client curl -i http://10.201.0.2/downloads/eicar.com
+            \(portalPid > 0 ? "  the portal at http://\(portal)/ (\(portalLogin))\n" : "")              ip netns exec \(node)-client curl -i http://10.201.0.2/downloads/eicar.com
               edgetrail trace COOKIE            (the edgetrail-cookie header of any answer)
               edgetrail cnf status edgesecurity --node \(node)
               edgetrail cnf update \(examples)/edgesecurity-v2 --node \(node)
@@ -132,7 +152,7 @@ struct DemoCommand: AsyncParsableCommand {
             """)
         for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
         print("")
-        stopAll(centralPid)
+        stopAll(centralPid, portalPid)
     }
 
 }
@@ -142,29 +162,57 @@ struct DemoCommand: AsyncParsableCommand {
 func startCentralProcess(brokers: String, work: String, listen: String, topic: String = "edgetrail.telemetry") throws -> Int32 {
     try? FileManager.default.removeItem(atPath: work)
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-    let log = "\(work)/central.log"
-    let pid = try ProcessControl.spawnDetached(
-        executable: selfExecutable(),
+    return try startListeningProcess(
+        "central",
         arguments: [
             "central", "--brokers", brokers, "--topic", topic, "--store", "sqlite:\(work)/central.sqlite", "--group",
             "edgetrail-\(UInt32.random(in: 1...UInt32.max))", "--listen", listen, "--log-level", "warning",
         ],
-        logPath: log)
-    let address = try Address.hostPort(listen, option: "--central")
+        log: "\(work)/central.log", listen: listen) { "central: http://\(listen) (its store \(work)/central.sqlite, log \($0))" }
+}
+
+/// The portal in its own process, showing `node` and central; its users are kept in
+/// RUN/portal across runs. Returns its pid and what to tell the person about logging in.
+func startPortalProcess(listen: String, node: String, central: String, runDirectory: String) throws -> (Int32, String) {
+    let data = "\(runDirectory)/portal"
+    try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+    let log = "\(data)/portal.log"
+    try? FileManager.default.removeItem(atPath: log)
+    let pid = try startListeningProcess(
+        "portal",
+        arguments: [
+            "portal", "--listen", listen, "--node", node, "--central", "http://\(central)", "--run-dir", runDirectory,
+            "--data-dir", data,
+        ],
+        log: log, listen: listen) { "portal: http://\(listen)/ (dashboard, CNF provisioning, CNF tracing, filters; log \($0))" }
+    // The first start creates `admin` and prints its password once.
+    let printed = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    let login =
+        printed.split(separator: "\n").first { $0.contains("with the password:") }.map {
+            "log in as admin with the password \($0.split(separator: " ").last ?? "") (shown once; change it on My Account)"
+        } ?? "log in as admin with the password printed when the portal first started (remove \(data) to start over)"
+    return (pid, login)
+}
+
+/// Starts `arguments` as a detached process of this executable; returns its pid once it listens
+/// on `listen`, or fails with the end of its log.
+func startListeningProcess(_ name: String, arguments: [String], log: String, listen: String, started: (String) -> String) throws -> Int32 {
+    let pid = try ProcessControl.spawnDetached(executable: selfExecutable(), arguments: arguments, logPath: log)
+    let address = try Address.hostPort(listen, option: "--\(name)")
     let endpoint = Endpoint.tcp(host: address.host, port: address.port)
     let deadline = Date().addingTimeInterval(30)
     while Date() < deadline {
         if SocketProbe.isListening(endpoint) {
-            step("central: http://\(listen) (its store \(work)/central.sqlite, log \(log))")
+            step(started(log))
             return pid
         }
         guard ProcessControl.isAlive(pid) else {
-            throw DemoFailure(step: 0, "central exited while starting; the end of \(log):\n\(ProcessControl.tail(log))")
+            throw DemoFailure(step: 0, "\(name) exited while starting; the end of \(log):\n\(ProcessControl.tail(log))")
         }
         usleep(100_000)
     }
     _ = ProcessControl.stop(pid)
-    throw DemoFailure(step: 0, "central was not listening on \(listen) within 30 s; see \(log)")
+    throw DemoFailure(step: 0, "\(name) was not listening on \(listen) within 30 s; see \(log)")
 }
 
 func step(_ text: String) { print("==> \(text)") }
