@@ -11,7 +11,41 @@ struct BenchCommand: AsyncParsableCommand {
             Run a release build for meaningful figures: 'make bench' builds one, starts the broker, \
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
-        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self, Handler.self, Chain.self])
+        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self, Handler.self, Chain.self, Portal.self])
+
+    struct Portal: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The portal: a 1,000-span waterfall page rendered server-side, and the live trace log at 1,000 sessions/s.",
+            discussion: """
+                Renders a cookie's waterfall page with --spans spans (and its flow and snapshots) \
+                --renders times, printing p50/p99 against the target of 50 ms, with the same timeline \
+                encoded as JSON as the baseline. Then publishes --rate sessions a second for --seconds \
+                into central's live feed, read over HTTP as server-sent events the way the portal reads \
+                it: sessions delivered per second, events per second (batching), sessions lost, and the \
+                lag from publish to reader.
+                """)
+
+        @Option(help: "Spans in the waterfall's session.")
+        var spans = 1000
+
+        @Option(help: "Renders to time.")
+        var renders = 60
+
+        @Option(help: "Sessions a second offered to the live log.")
+        var rate = 1000
+
+        @Option(help: "Seconds of live-log load.")
+        var seconds = 10.0
+
+        func run() async throws {
+            var settings = PortalBenchmark.Settings()
+            settings.spans = spans
+            settings.renders = renders
+            settings.sessionsPerSecond = rate
+            settings.seconds = seconds
+            try await PortalBenchmark.run(settings) { print($0) }
+        }
+    }
 
     struct Handler: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

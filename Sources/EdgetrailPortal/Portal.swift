@@ -430,6 +430,11 @@ public final class Portal: Sendable {
         }
     }
 
+    /// The waterfall page of a timeline as the portal renders it (for the benchmark).
+    public static func renderWaterfallPage(_ timeline: CookieTimeline, user: PortalUser) -> String {
+        Pages.waterfall(frame: Pages.Frame(user: user, csrf: String(repeating: "0", count: 64), section: "tracing"), Waterfall(timeline)).text
+    }
+
     static func range(_ text: String?) -> (name: String, seconds: Double) {
         switch text {
         case "5m": ("5m", 300)

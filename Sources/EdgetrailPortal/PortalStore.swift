@@ -14,6 +14,12 @@ public struct PortalUser: Codable, Sendable, Equatable {
     /// How the request proved who it is: a browser session (needs the CSRF token to change
     /// anything) or an API token (sent explicitly by the client, so no CSRF).
     public var viaToken: Bool = false
+
+    public init(name: String, role: Role, viaToken: Bool = false) {
+        self.name = name
+        self.role = role
+        self.viaToken = viaToken
+    }
 }
 
 /// A CNF as the editor holds it: its spec and the files the spec names (handlers, settings),
