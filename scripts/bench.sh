@@ -31,6 +31,8 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "SKIPPED: the proxy benchmark makes network namespaces, loads eBPF programs and sets iptables rules (needs root)"
 fi
+echo "==> edgetrail bench portal"
+"$edgetrail" bench portal
 echo "==> edgetrail bench chain"
 if [ "$(id -u)" -eq 0 ]; then
   "$edgetrail" bench chain --sessions "${BENCH_CHAIN_SESSIONS:-10000}" --run-dir "$run_dir" --broker-port "$port" --redis-port "$redis_port"
