@@ -33,6 +33,8 @@ else
 fi
 echo "==> edgetrail bench portal"
 "$edgetrail" bench portal
+echo "==> scripts/bench-portal-browser.py (the live trace log in headless Chromium)"
+.venv/bin/python scripts/bench-portal-browser.py --edgetrail "$edgetrail"
 echo "==> edgetrail bench chain"
 if [ "$(id -u)" -eq 0 ]; then
   "$edgetrail" bench chain --sessions "${BENCH_CHAIN_SESSIONS:-10000}" --run-dir "$run_dir" --broker-port "$port" --redis-port "$redis_port"
