@@ -29,6 +29,17 @@ def edgetrail_binary():
     return str(path)
 
 
+def wait_until(predicate, seconds=30, what="the condition"):
+    """The first true value of `predicate()`, polled every 0.2 s; fails naming `what` after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

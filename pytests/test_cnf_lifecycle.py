@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from collector_harness import ROOT, Services, edgetrail_binary, free_port
+from collector_harness import ROOT, Services, edgetrail_binary, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="an edge node is network namespaces and eBPF: needs root")
 
@@ -85,16 +85,6 @@ def node():
     edge = Node()
     yield edge
     edge.close()
-
-
-def wait_until(predicate, seconds=30, what="the condition"):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 def variant(tmp, edit):

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from collector_harness import ROOT, Central, Services, edgetrail_binary, free_port, terminate
+from collector_harness import ROOT, Central, Services, edgetrail_binary, free_port, terminate, wait_until
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="an edge node is network namespaces and eBPF: needs root"),
@@ -85,16 +85,6 @@ class Stack:
         self.services.close()
         shutil.rmtree(self.data, ignore_errors=True)
         assert down.returncode == 0, down.stdout + down.stderr
-
-
-def wait_until(predicate, seconds=30, what="the condition"):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 @pytest.fixture(scope="module")

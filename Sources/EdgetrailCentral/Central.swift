@@ -191,24 +191,18 @@ public final class Central: @unchecked Sendable {
             return Self.json(.ok, CookieTimeline(cookie: cookie, records: records))
         }
         router.get("/v1/cookies") { request, _ -> Response in
-            var parameters: [String: String] = [:]
-            for (name, value) in request.uri.queryParameters { parameters[String(name)] = String(value) }
             let query: CookieQuery
-            do {
-                query = try CookieQuery(parameters: parameters)
-            } catch let error as CookieQueryError {
-                return Self.json(.badRequest, ["error": error.message])
+            switch Self.cookieQuery(request) {
+            case .success(let parsed): query = parsed
+            case .failure(let refusal): return refusal.response
             }
             return Self.json(.ok, ["cookies": try await Blocking.run { try store.cookies(query) }])
         }
         router.get("/v1/capture") { request, _ -> Response in
-            var parameters: [String: String] = [:]
-            for (name, value) in request.uri.queryParameters { parameters[String(name)] = String(value) }
             let query: CookieQuery
-            do {
-                query = try CookieQuery(parameters: parameters)
-            } catch let error as CookieQueryError {
-                return Self.json(.badRequest, ["error": error.message])
+            switch Self.cookieQuery(request) {
+            case .success(let parsed): query = parsed
+            case .failure(let refusal): return refusal.response
             }
             let frames = try await Blocking.run { try Self.capture(store, query) }
             return Response(
@@ -245,6 +239,22 @@ public final class Central: @unchecked Sendable {
         }
         router.get("/healthz") { _, _ in "ok\n" }
         return router
+    }
+
+    /// A 400 answer, as an error a `Result` can carry.
+    struct Refusal: Error {
+        var response: Response
+    }
+
+    /// The listing query in a request's URL, or the 400 that says what to write instead.
+    static func cookieQuery(_ request: Request) -> Result<CookieQuery, Refusal> {
+        var parameters: [String: String] = [:]
+        for (name, value) in request.uri.queryParameters { parameters[String(name)] = String(value) }
+        do {
+            return .success(try CookieQuery(parameters: parameters))
+        } catch {
+            return .failure(Refusal(response: json(.badRequest, ["error": error.message])))
+        }
     }
 
     /// The cookies `query` lists, newest first, each as one batch of all its stored records, in
