@@ -186,6 +186,36 @@ def test_deploy_it_with_live_progress(stack, browser):
     assert text_of(browser, ".microservices").count("running") == 3
 
 
+def set_file(browser, path, text):
+    """Types `text` into the editor's box for `path`."""
+    area = browser.find_element(By.CSS_SELECTOR, f"textarea[data-file='{path}']")
+    browser.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input', {bubbles: true}));",
+                           area, text)
+    return area
+
+
+def test_a_failed_update_is_reported_and_version_1_keeps_running(stack, browser):
+    pids = {pod["name"]: pod["pid"] for pod in stack.status()["pods"]}
+    browser.get(stack.url + "/cnfs/edit/edgesecurity")
+    original = browser.find_element(By.CSS_SELECTOR, "textarea[data-file='handlers/on_inspect.py']").get_attribute("value")
+    # It compiles, so the editor saves it; the node finds it does not import.
+    set_file(browser, "handlers/on_inspect.py", "import no_such_module_here\n\ndef handle(event, ctx):\n    pass\n")
+    browser.find_element(By.ID, "save").click()
+    wait_until(lambda: "Saved edgesecurity." in browser.page_source, 10, "the save")
+    browser.find_element(By.ID, "deploy").click()
+    outcome = wait_until(lambda: text_of(browser, "#outcome.error"), 120, "the update's failure")
+    assert "Rolled back: version 1 keeps running." in outcome
+    assert "handlers/on_inspect.py:1: importing it raised ModuleNotFoundError: No module named 'no_such_module_here'" in outcome
+    status = stack.status()
+    assert status["cnf"]["version"] == 1 and {pod["name"]: pod["pid"] for pod in status["pods"]} == pids
+    assert stack.client_get("/") == 200
+    # Back to the handler that works, for the tests after this one.
+    browser.get(stack.url + "/cnfs/edit/edgesecurity")
+    set_file(browser, "handlers/on_inspect.py", original)
+    browser.find_element(By.ID, "save").click()
+    wait_until(lambda: "Saved edgesecurity." in browser.page_source, 10, "the save")
+
+
 def test_the_trace_log_fills_while_the_client_makes_requests(stack, browser):
     browser.get(stack.url + "/tracing/live?cnf=edgesecurity")
     browser.find_element(By.ID, "start-trace").click()

@@ -21,6 +21,20 @@ public struct DraftReport: Codable, Sendable, Equatable {
     public var problems: [DraftProblem]
     /// The files the spec names, in its order (the editor shows one box each).
     public var files: [String]
+    /// The μsrvs as the spec declares them (empty while the spec does not read).
+    public var microservices: [DraftMicroservice] = []
+    /// The datapath rules in the spec's shorthand.
+    public var rules: [String] = []
+}
+
+/// One μsrv of a draft, as the editor summarises it.
+public struct DraftMicroservice: Codable, Sendable, Equatable {
+    public var name: String
+    public var kind: String
+    public var labels: [String]
+    /// "EVENT=FILE" for each handler bound to it.
+    public var handlers: [String]
+    public var config: String?
 }
 
 /// Checks a draft as `edgetrail cnf validate` checks a folder: the spec (its datapath rules
@@ -33,6 +47,8 @@ enum DraftCheck {
         var problems: [DraftProblem] = []
         var needed: [String] = []
         var handlers: [String] = []
+        var microservices: [DraftMicroservice] = []
+        var rules: [String] = []
         let files = draft.files
         let reader = CNFSpecReader(fileName: specFile, baseDirectory: "") { path in
             files[path] == nil ? "no such file in this CNF; add it below" : nil
@@ -40,6 +56,13 @@ enum DraftCheck {
         do {
             let spec = try reader.read(draft.spec)
             needed = spec.files
+            microservices = spec.microservices.map { microservice in
+                DraftMicroservice(
+                    name: microservice.name, kind: microservice.kind.rawValue, labels: microservice.labels,
+                    handlers: spec.handlers.filter { $0.microservice == microservice.name }.map { "\($0.event)=\($0.file)" },
+                    config: microservice.config)
+            }
+            rules = spec.datapath.map(\.shorthand)
             handlers = HandlerCheck.files(of: spec, at: specFile)
             if spec.name != draft.name {
                 problems.append(
@@ -60,7 +83,8 @@ enum DraftCheck {
         } catch {
             problems.append(DraftProblem(file: specFile, line: 1, column: 1, message: error.message, warning: false))
         }
-        return DraftReport(ok: !problems.contains { !$0.warning }, problems: problems, files: needed)
+        return DraftReport(
+            ok: !problems.contains { !$0.warning }, problems: problems, files: needed, microservices: microservices, rules: rules)
     }
 
     static func problem(_ diagnostic: Diagnostic, warning: Bool) -> DraftProblem {

@@ -59,11 +59,28 @@ extension Pages {
             <form method="post" action="/cnfs/edit/\(draft.name)/delete" class="inline danger">\(csrfField(frame.csrf))<button type="submit">Remove from the editor</button></form>
             """ : "</form>"
         let state: HTML = report.ok ? "<p id=\"check-state\" class=\"flash\">Checks: no errors.</p>" : "<p id=\"check-state\" class=\"error\">Checks: not deployable until fixed.</p>"
+        let microserviceRows = report.microservices.map { microservice -> HTML in
+            let config: HTML = microservice.config.map { "<br><small>settings \($0)</small>" } ?? .empty
+            return """
+                <tr><td>\(microservice.name)</td><td>\(microservice.kind)</td><td>\(microservice.labels.joined(separator: ", "))</td>\
+                <td>\(microservice.handlers.joined(separator: ", "))\(config)</td></tr>
+                """
+        }
+        let ruleItems = report.rules.map { rule -> HTML in "<li><code>\(rule)</code></li>" }
+        let summary: HTML =
+            report.microservices.isEmpty
+            ? .empty
+            : """
+            <details class="summary" open><summary>The spec declares \(report.microservices.count) μsrvs, \(report.rules.count) datapath rules</summary>
+            <table id="draft-microservices"><thead><tr><th>μsrv</th><th>Kind</th><th>Labels</th><th>Handlers</th></tr></thead><tbody>\(microserviceRows)</tbody></table>
+            <ul class="rules">\(ruleItems)</ul></details>
+            """
         return layout(
             "Edit \(draft.name)", frame: frame,
             """
             \(state)
             <ul id="problems" class="problems">\(problems)</ul>
+            \(summary)
             <form method="post" action="/cnfs/edit/\(draft.name)" id="editor" data-cnf="\(draft.name)">\(csrfField(frame.csrf))
             <fieldset class="file"><legend>cnf.yaml: μsrvs, handlers and datapath rules</legend>
             <textarea name="spec" id="spec" rows="\(specRows)" wrap="off" spellcheck="false"\(disabled)>\(draft.spec)</textarea></fieldset>

@@ -20,8 +20,8 @@ public final class Portal: Sendable {
     /// The node's metrics over the last hour, for the Dashboards page.
     public let history = MetricsHistory()
     let logger: Logger
-    /// Sessions live in memory: a restarted portal signs everyone out.
-    private let sessions = MemoryPersistDriver()
+    /// Sessions live in the portal's file: a restarted portal keeps everyone signed in.
+    private let sessions: SQLiteSessionDriver
     static let sessionCookie = "edgetrail_session"
     static let loginCookie = "edgetrail_login"
 
@@ -33,6 +33,7 @@ public final class Portal: Sendable {
         store = try PortalStore(
             path: configuration.dataDirectory + "/portal.sqlite", hasher: PasswordHasher(rounds: configuration.passwordRounds))
         backend = PortalBackend(configuration: configuration)
+        sessions = SQLiteSessionDriver(store: store)
         throttle = Mutex(LoginThrottle(limits: configuration.loginLimits))
     }
 

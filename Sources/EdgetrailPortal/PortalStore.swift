@@ -83,6 +83,11 @@ public final class PortalStore: Sendable {
                             password TEXT NOT NULL,
                             created_at REAL NOT NULL
                         );
+                        CREATE TABLE IF NOT EXISTS sessions (
+                            key TEXT PRIMARY KEY,
+                            value BLOB NOT NULL,
+                            expires_at REAL
+                        );
                         CREATE TABLE IF NOT EXISTS drafts (
                             name TEXT PRIMARY KEY,
                             spec TEXT NOT NULL,
@@ -239,6 +244,42 @@ public final class PortalStore: Sendable {
                 sql: "UPDATE tokens SET last_used_at = ? WHERE digest = ?", arguments: [Date().timeIntervalSince1970, digest])
             return Self.user(row).map { var user = $0; user.viaToken = true; return user }
         }
+    }
+
+    // MARK: Browser sessions (kept by the session id's SHA-256, so the file holds no usable id)
+
+    func session(key: String, now: Double) throws -> (value: Data, expiresAt: Double?)? {
+        try queue.write { db in
+            let digest = Secrets.digest(key)
+            guard let row = try Row.fetchOne(db, sql: "SELECT value, expires_at FROM sessions WHERE key = ?", arguments: [digest]) else {
+                return nil
+            }
+            let expires: Double? = row["expires_at"]
+            if let expires, expires <= now {
+                try db.execute(sql: "DELETE FROM sessions WHERE key = ?", arguments: [digest])
+                return nil
+            }
+            return (row["value"], expires)
+        }
+    }
+
+    /// Stores a session; with `create`, false when the key is taken. Expired sessions are
+    /// removed as new ones are made.
+    func setSession(key: String, value: Data, expiresAt: Double?, create: Bool, now: Double) throws -> Bool {
+        try queue.write { db in
+            let digest = Secrets.digest(key)
+            if create {
+                try db.execute(sql: "DELETE FROM sessions WHERE expires_at IS NOT NULL AND expires_at <= ?", arguments: [now])
+                guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM sessions WHERE key = ?", arguments: [digest]) == 0 else { return false }
+            }
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO sessions (key, value, expires_at) VALUES (?, ?, ?)", arguments: [digest, value, expiresAt])
+            return true
+        }
+    }
+
+    func removeSession(key: String) throws {
+        try queue.write { db in try db.execute(sql: "DELETE FROM sessions WHERE key = ?", arguments: [Secrets.digest(key)]) }
     }
 
     // MARK: CNF drafts (what the editor saves and Deploy sends)

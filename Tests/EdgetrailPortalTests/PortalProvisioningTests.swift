@@ -37,6 +37,10 @@ struct PortalProvisioningTests {
                 #expect(editor.contains("name=\"file:\(file)\""), "\(file) is in the editor")
             }
             #expect(editor.contains("10.201.0.2 80 : redirect =&gt; [http-proxy]"))
+            // Its μsrvs as the spec declares them, with their handlers and settings.
+            #expect(editor.contains("The spec declares 3 μsrvs, 3 datapath rules"))
+            #expect(editor.contains("<tr><td>http-proxy</td><td>http-proxy</td><td>http-proxy</td><td>request_received=handlers/on_request.py, response_sent=handlers/on_response.py</td></tr>"))
+            #expect(editor.contains("settings policy-mgr.yaml"))
             let again = try await admin.post(client, "/cnfs/new", ["source": "example:edgesecurity"])
             #expect(again.status == .badRequest)
             #expect(String(buffer: again.body).contains("already in the editor"))

@@ -208,6 +208,32 @@ struct PortalSecurityTests {
         }
     }
 
+    @Test("a restarted portal keeps its sessions: the same cookie still opens pages, and logging out ends it for good")
+    func sessionsSurviveARestart() async throws {
+        let fixture = try PortalFixture()
+        defer { fixture.cleanUp() }
+        let browser = try await fixture.app().test(.router) { client in
+            let (admin, response) = try await Browser.login(client, user: "admin", password: PortalFixture.adminPassword)
+            #expect(response.status == .seeOther)
+            return admin
+        }
+        // The file holds the session id's digest only, not the id.
+        let file = try String(contentsOfFile: fixture.directory + "/portal.sqlite", encoding: .isoLatin1)
+        #expect(!file.contains(try #require(browser.cookies["edgetrail_session"])))
+        // A new portal on the same data folder.
+        var configuration = fixture.portal.configuration
+        configuration.adminPassword = nil
+        let restarted = try Portal(configuration: configuration, logger: .init(label: "test.portal"))
+        #expect(try restarted.createFirstAdmin() == nil)
+        try await Application(router: restarted.routes().router).test(.router) { client in
+            let page = try await browser.get(client, "/account")
+            #expect(page.status == .ok)
+            #expect(String(buffer: page.body).contains("Signed in as <strong>admin</strong>"))
+            #expect(try await browser.post(client, "/logout").status == .seeOther)
+            #expect(try await browser.get(client, "/account").status == .seeOther)
+        }
+    }
+
     @Test("the OpenAPI document describes every /api/v1 route with its role, and needs no sign-in")
     func openAPI() async throws {
         let fixture = try PortalFixture()
