@@ -121,7 +121,7 @@ extension Pages {
 extension Pages {
     static func filters(
         frame: Frame, node: String, nodes: [String], text: String, check: RuleCheck, files: [String], captures: [String],
-        report: DryRunReport?, note: String?
+        report: DryRunReport?, note: String?, failure: String? = nil
     ) -> HTML {
         let problems = check.problems.map { problem -> HTML in
             "<li class=\"error\" data-line=\"\(problem.line)\">\(problem.description)</li>"
@@ -130,7 +130,9 @@ extension Pages {
             check.ok
             ? "<p id=\"check-state\" class=\"flash\">Lint: ok (\(check.rules) rules).</p>"
             : "<p id=\"check-state\" class=\"error\">Lint: the file has errors; it cannot be activated.</p>"
-        let noteText: HTML = note.map { "<p class=\"flash\" id=\"filters-note\" role=\"status\">\($0)</p>" } ?? .empty
+        let noteText: HTML =
+            failure.map { "<p class=\"error\" id=\"filters-note\" role=\"alert\">\($0)</p>" }
+            ?? note.map { "<p class=\"flash\" id=\"filters-note\" role=\"status\">\($0)</p>" } ?? .empty
         let starts = files.map { name -> HTML in "<a href=\"/filters?node=\(node)&amp;from=\(name)\">\(name)</a>" }
         let nodeOptions = nodes.map { name -> HTML in
             let selected: HTML = name == node ? " selected" : ""

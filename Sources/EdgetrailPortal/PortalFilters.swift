@@ -72,26 +72,34 @@ extension Portal {
             let (check, _) = RuleCheck.check(text)
             var report: DryRunReport?
             var note: String?
+            var failure: String?
             var status = 200
-            if form.field("action") == "activate" {
-                guard user.role == .operator else { return PortalRoutes.forbidden(api: false, user: user) }
-                if check.ok {
-                    let activation = try await activate(text, node: node, user: user)
-                    note = activation.message
+            do {
+                if form.field("action") == "activate" {
+                    guard user.role == .operator else { return PortalRoutes.forbidden(api: false, user: user) }
+                    if check.ok {
+                        let activation = try await activate(text, node: node, user: user)
+                        if activation.outcome == "applied" { note = activation.message } else { failure = activation.message }
+                    } else {
+                        status = 422
+                        failure = "Not activated: the file does not lint; the rules in force stay."
+                    }
+                } else if check.ok {
+                    report = try await dryRun(text, capture: form.field("capture") ?? "central")
                 } else {
                     status = 422
-                    note = "Not activated: the file does not lint; the rules in force stay."
                 }
-            } else if check.ok {
-                report = try await dryRun(text, capture: form.field("capture") ?? "central")
-            } else {
-                status = 422
+            } catch let problem as PortalFailure {
+                // The page comes back with the text as typed and what went wrong.
+                status = problem.status
+                failure = problem.description
             }
             return page(
                 context,
                 Pages.filters(
                     frame: frame(context, "filters"), node: node, nodes: configuration.nodes, text: text, check: check,
-                    files: Self.ruleFiles(in: configuration.filtersDirectory), captures: captures(), report: report, note: note),
+                    files: Self.ruleFiles(in: configuration.filtersDirectory), captures: captures(), report: report, note: note,
+                    failure: failure),
                 status: status)
         }
 
