@@ -11,6 +11,7 @@ struct CentralCommand: AsyncParsableCommand {
             not stored twice), and serves:
               GET /v1/cookies/{cookie}   one cookie's reconstructed timeline (JSON)
               GET /v1/cookies?cnf=&service=&since=&until=&error=true&limit=
+              GET /v1/graph?cnf=&limit=  a CNF's service graph from its recent sessions' spans
               GET /v1/live?cnf=          sessions as they are stored (server-sent events, batched)
               GET /v1/capture?cnf=&limit=   recent sessions as a capture (for filter dry runs)
               GET /metrics, GET /healthz

@@ -209,6 +209,22 @@ public final class Central: @unchecked Sendable {
                 status: .ok, headers: [.contentType: "application/octet-stream"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: frames)))
         }
+        router.get("/v1/graph") { request, _ -> Response in
+            let query: CookieQuery
+            switch Self.cookieQuery(request) {
+            case .success(let parsed): query = parsed
+            case .failure(let refusal): return refusal.response
+            }
+            guard query.cnf != nil else { return Self.json(.badRequest, ["error": "name the CNF: /v1/graph?cnf=NAME"]) }
+            let graph = try await Blocking.run {
+                ServiceGraph(
+                    try store.cookies(query).compactMap { summary -> CookieTimeline? in
+                        guard let cookie = Cookie(hex: summary.cookie) else { return nil }
+                        return CookieTimeline(cookie: cookie, records: try store.records(cookie: cookie.rawValue))
+                    })
+            }
+            return Self.json(.ok, graph)
+        }
         let live = self.live
         router.get("/v1/live") { request, _ -> Response in
             let cnf = request.uri.queryParameters["cnf"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }

@@ -39,6 +39,18 @@ public struct CentralClient: Sendable {
         }
     }
 
+    /// The service graph of the sessions `query` lists (its `cnf` is required).
+    public func graph(_ query: CookieQuery) async throws(CentralClientError) -> ServiceGraph {
+        var components = URLComponents()
+        components.queryItems = query.parameters.map { URLQueryItem(name: $0.name, value: $0.value) }
+        let data = try await get("/v1/graph" + (components.percentEncodedQuery.map { "?" + $0 } ?? ""))
+        do {
+            return try JSONDecoder().decode(ServiceGraph.self, from: data)
+        } catch {
+            throw CentralClientError(.unreadable, "central answered something that is not a service graph: \(error)")
+        }
+    }
+
     /// Recent sessions matching `query` as a capture (CookieBatch frames, as `collector --capture`
     /// writes), for a filter dry-run over real traffic.
     public func capture(_ query: CookieQuery) async throws(CentralClientError) -> Data {

@@ -360,28 +360,17 @@ public final class Portal: Sendable {
         }
     }
 
-    /// The service graph of a CNF from its most recent sessions (at most 200, fetched 8 at a time).
+    /// The service graph of a CNF from its most recent sessions (at most 200), computed by central.
     func serviceGraph(cnf: String) async throws(PortalFailure) -> ServiceGraph {
         guard !cnf.isEmpty else { throw PortalFailure(status: 400, "name the CNF: ?cnf=NAME") }
         var query = CookieQuery()
         query.cnf = cnf
         query.limit = 200
-        let sessions = try await backend.sessions(query)
-        let backend = self.backend
-        let timelines = await withTaskGroup(of: CookieTimeline?.self) { group in
-            var results: [CookieTimeline] = []
-            var pending = sessions.compactMap { EdgetrailCore.Cookie(hex: $0.cookie) }[...]
-            for _ in 0..<8 {
-                guard let cookie = pending.popFirst() else { break }
-                group.addTask { try? await backend.timeline(cookie) }
-            }
-            while let result = await group.next() {
-                if let result { results.append(result) }
-                if let cookie = pending.popFirst() { group.addTask { try? await backend.timeline(cookie) } }
-            }
-            return results
+        do {
+            return try await backend.central.graph(query)
+        } catch {
+            throw PortalBackend.failure(error)
         }
-        return ServiceGraph(timelines)
     }
 
     func addDashboards(_ routes: PortalRoutes) {

@@ -1,3 +1,4 @@
+import EdgetrailCentralAPI
 import Foundation
 
 /// The service graph drawn on the server: the μsrvs on a circle, an arrow per calling pair

@@ -1,6 +1,5 @@
-import EdgetrailCentralAPI
-
-/// A CNF's μsrvs and the calls between them, derived from stored spans: a span whose parent
+/// A CNF's μsrvs and the calls between them, derived from stored spans (central's
+/// `GET /v1/graph?cnf=&limit=`, the portal's service graph): a span whose parent
 /// belongs to another service is a call from the parent's service to its own. Each edge counts
 /// its calls, how many ended in error, and the 99th percentile of their durations.
 public struct ServiceGraph: Sendable, Equatable, Codable {
@@ -11,6 +10,14 @@ public struct ServiceGraph: Sendable, Equatable, Codable {
         public var errors: Int
         public var p99Ns: UInt64
         public var errorRate: Double { calls == 0 ? 0 : Double(errors) / Double(calls) }
+
+        public init(from: String, to: String, calls: Int, errors: Int, p99Ns: UInt64) {
+            self.from = from
+            self.to = to
+            self.calls = calls
+            self.errors = errors
+            self.p99Ns = p99Ns
+        }
     }
 
     public var services: [String]
