@@ -73,6 +73,26 @@ public struct DatapathFlowSource: Service {
             "edgetrail_datapath_flows_untracked_total", .counter,
             help: "New flows the full flow table had no room for: they passed under the rules, unaccounted and without events.")
         metrics.declare("edgetrail_datapath_rules_version", .gauge, help: "Version of the active datapath rule set.")
+        metrics.declare(
+            "edgetrail_datapath_flows_total", .counter,
+            help: "Flows the datapath started, by the action its rules gave them (from the flow events followed).")
+    }
+
+    /// Flow starts seen, by action, for `edgetrail_datapath_flows_total`.
+    private final class FlowCounts: Sendable {
+        let byAction = Mutex<[String: Int]>([:])
+    }
+
+    private let flowCounts = FlowCounts()
+
+    private func countFlow(_ message: Edgetrail_V1_FlowEventMessage) {
+        guard message.event.phase == .start else { return }
+        let action = message.event.action.ruleName
+        let count = flowCounts.byAction.withLock { counts -> Int in
+            counts[action, default: 0] += 1
+            return counts[action]!
+        }
+        metrics.set("edgetrail_datapath_flows_total", [("action", action)], to: Double(count))
     }
 
     /// Reads the manager's counters every `statsInterval` into /metrics (rules by position and
@@ -166,6 +186,7 @@ public struct DatapathFlowSource: Service {
                     try await client.streamEvents(request) { response in
                         for try await message in response.messages {
                             link.received(message)
+                            countFlow(message)
                             let record = FlowReplaySource.record(message, cnf: cnf, node: node, now: wallClockNanoseconds())
                             // Suspends while the pipeline is full: the wait backs up into the
                             // manager's per-subscriber buffer, not onto a thread.

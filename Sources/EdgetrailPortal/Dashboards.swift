@@ -149,7 +149,7 @@ struct PanelChart {
         case "Bps": return scaled(value, binary) + (abs(value) < 1024 ? " B/s" : "/s")
         case "s":
             return abs(value) >= 1 ? HTML.format(value, decimals: 2) + " s" : HTML.format(value * 1000, decimals: 1) + " ms"
-        case "rps", "pps":
+        case "rps", "pps", "ops":
             return scaled(value, [(1e9, "G"), (1e6, "M"), (1e3, "k")]) + "/s"
         default:
             return scaled(value, [(1e9, "G"), (1e6, "M"), (1e3, "k")])

@@ -220,6 +220,8 @@ struct DatapathFlowSourceTests {
             #expect(rendered.contains("edgetrail_datapath_ring_buffer_lost_total 0"))
             #expect(rendered.contains("edgetrail_datapath_flows_untracked_total 0"))
             #expect(rendered.contains("edgetrail_datapath_flow_table_size 65536"))
+            // The flow's start, counted by the action the rules gave it.
+            #expect(rendered.contains("edgetrail_datapath_flows_total{action=\"ratelimit\"} 1"), "\(rendered)")
             await managerGroup.triggerGracefulShutdown()
             try await managing.value
             await collectorGroup.triggerGracefulShutdown()
