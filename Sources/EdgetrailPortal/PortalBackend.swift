@@ -4,6 +4,10 @@ import EdgetrailDatapathAPI
 import EdgetrailNodeAgentAPI
 import EdgetrailProto
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import GRPCCore
 
 #if canImport(FoundationNetworking)
@@ -214,6 +218,12 @@ public struct PortalBackend: Sendable {
         let socket = configuration.agentSocket(node: node)
         guard FileManager.default.fileExists(atPath: socket) else {
             throw PortalFailure(status: 503, "the node \(node) has no agent at \(socket); is the node up? (sudo edgetrail node up --name \(node))")
+        }
+        // The agent runs as root; its socket is for root (and whoever root lets in).
+        guard access(socket, W_OK) == 0 else {
+            throw PortalFailure(
+                status: 503,
+                "the portal (user id \(getuid())) may not use the agent's socket \(socket); run the portal as the same user as the node (root)")
         }
         do {
             return try await NodeAgentClient.with(socket: socket, body)
