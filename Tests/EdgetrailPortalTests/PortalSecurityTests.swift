@@ -59,6 +59,23 @@ struct PortalSecurityTests {
         }
     }
 
+    @Test("twenty failures from one address, each for another name, lock that address (over a real connection)")
+    func addressLockout() async throws {
+        let fixture = try PortalFixture()
+        defer { fixture.cleanUp() }
+        try fixture.portal.store.addUser(name: "vera", role: .viewer, password: "viewer-password-1")
+        try await fixture.app().test(.live) { client in
+            for attempt in 1...20 {
+                let (_, response) = try await Browser.login(client, user: "nobody\(attempt)", password: "wrong-password")
+                #expect(response.status == (attempt < 20 ? .unauthorized : .tooManyRequests))
+            }
+            // Another name, even with its right password: the address is locked.
+            let (_, locked) = try await Browser.login(client, user: "vera", password: "viewer-password-1")
+            #expect(locked.status == .tooManyRequests)
+            #expect(String(buffer: locked.body).contains("Too many failed logins from your address; try again in 15 min."))
+        }
+    }
+
     @Test("a login posted without the login form's token (from another site) is refused")
     func loginCSRF() async throws {
         let fixture = try PortalFixture()
