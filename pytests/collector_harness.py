@@ -214,13 +214,13 @@ def consume(brokers, topic, until, seconds=60, group=None):
 class Central:
     """`edgetrail central` on a store, consuming the topic; queried over HTTP and with `trace`."""
 
-    def __init__(self, services, topic, store, group="central"):
+    def __init__(self, services, topic, store, group="central", extra=()):
         self.services = services
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [edgetrail_binary(), "central", "--brokers", services.brokers, "--topic", topic,
                      "--store", store, "--group", group, "--listen", f"127.0.0.1:{self.port}",
-                     "--log-level", "notice"]
+                     "--log-level", "notice", *extra]
         self.log = open(os.path.join(services.run_dir, "central.log"), "ab")
         self.process = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
         deadline = time.time() + 30

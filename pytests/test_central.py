@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from collector_harness import Central, Collector, Services, edgetrail_binary, free_port
+from collector_harness import Central, Collector, Services, edgetrail_binary, free_port, wait_until
 from helpers.send_spans import send
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,3 +140,37 @@ def test_trace_explains_what_is_wrong(services):
     unreachable = subprocess.run([edgetrail_binary(), "trace", COOKIE, "--central", "http://127.0.0.1:9"],
                                  capture_output=True, text=True)
     assert unreachable.returncode == 1 and "cannot reach central" in unreachable.stderr
+
+
+def test_central_deletes_sessions_older_than_its_retention_and_keeps_the_rest(services):
+    from confluent_kafka import Producer
+    from edgetrail.v1 import telemetry_pb2
+
+    topic = f"retain-{uuid.uuid4().hex[:8]}"
+    central = Central(services, topic, f"sqlite:{services.run_dir}/retain.sqlite",
+                      extra=("--retain", "1h", "--retention-interval", "0.5"))
+    try:
+        producer = Producer({"bootstrap.servers": services.brokers})
+        now = time.time_ns()
+        for cookie, at in ((0xA1, now - 2 * 3600 * 10**9), (0xA2, now)):
+            batch = telemetry_pb2.CookieBatch(cookie=cookie, cnf="edgesecurity", node="edge-1", final=True)
+            record = batch.records.add()
+            record.cookie = cookie
+            record.service = "http-proxy"
+            record.span.trace_id = cookie.to_bytes(16, "big")
+            record.span.span_id = cookie.to_bytes(8, "big")
+            record.span.operation = "HTTP GET"
+            record.span.start_ns = at
+            record.span.end_ns = at + 1_000_000
+            producer.produce(topic, key=f"{cookie:016x}".encode(), value=batch.SerializeToString())
+        assert producer.flush(15) == 0
+        central.wait_for("00000000000000a2", {"spans": 1})
+        wait_until(lambda: central.metric("edgetrail_central_sessions_expired_total") >= 1, 30,
+                   "central to delete the two-hour-old session")
+        assert central.get("/v1/cookies/00000000000000a1")[0] == 404
+        assert central.get("/v1/cookies/00000000000000a2")[0] == 200
+        assert central.metric("edgetrail_central_sessions_expired_total") == 1
+        bad = subprocess.run([edgetrail_binary(), "central", "--retain", "7 days"], capture_output=True, text=True)
+        assert bad.returncode != 0 and "--retain '7 days' is not a duration; write it like 7d, 12h, 30m or 90s" in bad.stderr
+    finally:
+        central.stop()

@@ -118,7 +118,10 @@ def log_in(browser, stack, user, password):
     browser.get(stack.url + "/login")
     browser.find_element(By.ID, "user").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(password)
-    browser.find_element(By.ID, "login").click()
+    button = browser.find_element(By.ID, "login")
+    button.click()
+    # What follows reads the page the form brought, not the form.
+    WebDriverWait(browser, 15).until(staleness_of(button))
 
 
 def text_of(browser, css):
@@ -145,7 +148,7 @@ def test_add_the_example_and_see_a_bad_rule_at_its_line(stack, browser):
     Select(browser.find_element(By.ID, "source")).select_by_value("example:edgesecurity")
     browser.find_element(By.ID, "add-cnf").click()
     wait_until(lambda: browser.current_url.endswith("/cnfs/edit/edgesecurity"), 10, "the editor")
-    assert "Checks: no errors." in text_of(browser, "#check-state")
+    wait_until(lambda: "Checks: no errors." in text_of(browser, "#check-state"), 10, "the editor's check")
     spec = browser.find_element(By.ID, "spec")
     original = spec.get_attribute("value")
     bad = original.replace("10.201.0.99 * : deny", "10.201.0.99 * : dney")

@@ -33,6 +33,12 @@ struct CentralCommand: AsyncParsableCommand {
     @Option(help: "HTTP address of the query API, HOST:PORT.")
     var listen = "127.0.0.1:7070"
 
+    @Option(help: "Keep sessions this long after their last record, then delete them in the background (e.g. 7d, 12h, 30m; default: keep).")
+    var retain: String?
+
+    @Option(help: .hidden)
+    var retentionInterval: Double = 60
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -43,6 +49,13 @@ struct CentralCommand: AsyncParsableCommand {
         configuration.groupID = group
         configuration.host = address.host
         configuration.port = address.port
+        if let retain {
+            guard let nanoseconds = Central.retention(retain) else {
+                throw ValidationError("--retain '\(retain)' is not a duration; write it like 7d, 12h, 30m or 90s")
+            }
+            configuration.retainNanoseconds = nanoseconds
+            configuration.retentionInterval = .milliseconds(Int64(max(0.1, retentionInterval) * 1000))
+        }
         let logger = makeLogger(label: "edgetrail.central", component: "central", level: logLevel)
         do {
             let central = try Central(configuration: configuration, logger: logger)

@@ -21,6 +21,10 @@ public struct CentralConfiguration: Sendable {
     public var store: String
     public var host = "127.0.0.1"
     public var port = 7070
+    /// How long sessions are kept after their last record (nanoseconds); nil keeps them for good.
+    public var retainNanoseconds: UInt64?
+    /// How often the retention sweep runs.
+    public var retentionInterval: Duration = .seconds(60)
 
     public init(brokers: String, store: String) {
         self.brokers = brokers
@@ -36,6 +40,8 @@ public struct CentralCounters: Sendable, Hashable {
     /// Messages that were not a CookieBatch: skipped (and counted), never fatal.
     public var malformed = 0
     public var storeErrors = 0
+    /// Sessions deleted because they were older than the retention.
+    public var expired = 0
 }
 
 /// Central: consumes the topic in a consumer group, stores records per cookie idempotently, and
@@ -82,6 +88,8 @@ public final class Central: @unchecked Sendable {
             "edgetrail_central_malformed_messages_total", .counter,
             help: "Messages that were not a CookieBatch (skipped).")
         metrics.declare("edgetrail_central_store_errors_total", .counter, help: "Failed store attempts (retried).")
+        metrics.declare(
+            "edgetrail_central_sessions_expired_total", .counter, help: "Sessions deleted because they were older than --retain.")
         publishMetrics()
     }
 
@@ -92,6 +100,7 @@ public final class Central: @unchecked Sendable {
         metrics.set("edgetrail_central_records_total", [("outcome", "duplicate")], to: Double(counters.duplicates))
         metrics.set("edgetrail_central_malformed_messages_total", to: Double(counters.malformed))
         metrics.set("edgetrail_central_store_errors_total", to: Double(counters.storeErrors))
+        metrics.set("edgetrail_central_sessions_expired_total", to: Double(counters.expired))
     }
 
     /// Consumes until stopped. Offsets are committed only after the batch is stored, so a crash
@@ -138,6 +147,60 @@ public final class Central: @unchecked Sendable {
 
     public func stopConsuming() {
         stop.withLock { stopRequested = true }
+    }
+
+    /// Sessions deleted per transaction: small, so storing and queries go on in between.
+    static let expiryBatch = 500
+
+    /// Deletes every session whose last record is older than the retention at `now` (Unix ns),
+    /// a few hundred per transaction, yielding between them; returns how many it deleted.
+    @discardableResult
+    public func expireOldSessions(now: UInt64) -> Int {
+        guard let retain = configuration.retainNanoseconds, now > retain else { return 0 }
+        let cutoff = now - retain
+        var total = 0
+        while !stop.withLock({ stopRequested }) {
+            let deleted: Int
+            do {
+                deleted = try store.expire(endedBefore: cutoff, limit: Self.expiryBatch)
+            } catch {
+                logger.warning("deleting expired sessions failed; will retry", metadata: ["error": "\(error)"])
+                break
+            }
+            total += deleted
+            lock.withLock { countersStorage.expired += deleted }
+            publishMetrics()
+            guard deleted == Self.expiryBatch else { break }
+            // Let waiting writers and readers in before the next transaction.
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        if total > 0 {
+            logger.notice("deleted sessions older than the retention", metadata: ["sessions": "\(total)", "cutoff_ns": "\(cutoff)"])
+        }
+        return total
+    }
+
+    /// The retention sweep, every `retentionInterval`, until stopped.
+    func sweep() {
+        while !stop.withLock({ stopRequested }) {
+            expireOldSessions(now: UInt64(Date().timeIntervalSince1970 * 1e9))
+            let interval = configuration.retentionInterval
+            let deadline = Date().addingTimeInterval(Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+            while Date() < deadline, !stop.withLock({ stopRequested }) { Thread.sleep(forTimeInterval: 0.1) }
+        }
+    }
+
+    /// A retention like `7d`, `12h`, `30m`, `90s` or `2w`, in nanoseconds.
+    public static func retention(_ text: String) -> UInt64? {
+        let units: [(String, Double)] = [("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)]
+        for (suffix, seconds) in units where text.hasSuffix(suffix) {
+            let digits = text.dropLast(suffix.count)
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Double(digits), value > 0,
+                value * seconds <= 100 * 365 * 86400
+            else { return nil }
+            return UInt64(value * seconds * 1e9)
+        }
+        return nil
     }
 
     /// Stores one message; a malformed one is counted and skipped, a store failure retried.
@@ -313,11 +376,16 @@ public final class Central: @unchecked Sendable {
             router: router(), configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
             logger: appLogger)
         let consumer = ThreadService(name: "central-consumer", run: { self.consume() }, stop: { self.stopConsuming() })
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "consumer"),
+            .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "api"),
+        ]
+        if configuration.retainNanoseconds != nil {
+            // Its own thread: a sweep never holds up the consumer or the API.
+            let retention = ThreadService(name: "central-retention", run: { self.sweep() }, stop: { self.stopConsuming() })
+            services.append(.init(service: retention, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "retention"))
+        }
         return ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [
-                    .init(service: consumer, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "consumer"),
-                    .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup, serviceName: "api"),
-                ], gracefulShutdownSignals: signals, logger: logger))
+            configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: signals, logger: logger))
     }
 }

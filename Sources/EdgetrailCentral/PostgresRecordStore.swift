@@ -43,6 +43,7 @@ public final class PostgresRecordStore: RecordStore, @unchecked Sendable {
                 cookie BIGINT NOT NULL,
                 PRIMARY KEY (service, cookie)
             );
+            CREATE INDEX IF NOT EXISTS cookie_services_by_cookie ON cookie_services (cookie);
             """)
     }
 
@@ -209,6 +210,32 @@ public final class PostgresRecordStore: RecordStore, @unchecked Sendable {
         let result = try execute("SELECT COUNT(*) FROM cookies", binaryResult: true)
         defer { PQclear(result) }
         return Int(int64(result, 0, 0))
+    }
+
+    public func expire(endedBefore cutoff: UInt64, limit: Int) throws -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        _ = try run("BEGIN")
+        do {
+            let result = try execute(
+                """
+                DELETE FROM cookies WHERE cookie IN (
+                    SELECT cookie FROM cookies WHERE last_ns < $1 ORDER BY last_ns LIMIT $2 FOR UPDATE SKIP LOCKED
+                ) RETURNING cookie
+                """, [.text(String(Int64(clamping: cutoff))), .text(String(limit))], binaryResult: true)
+            let cookies = (0..<PQntuples(result)).map { int64(result, $0, 0) }
+            PQclear(result)
+            if !cookies.isEmpty {
+                let array = "{" + cookies.map(String.init).joined(separator: ",") + "}"
+                _ = try run("DELETE FROM records WHERE cookie = ANY($1::bigint[])", [.text(array)])
+                _ = try run("DELETE FROM cookie_services WHERE cookie = ANY($1::bigint[])", [.text(array)])
+            }
+            _ = try run("COMMIT")
+            return cookies.count
+        } catch {
+            _ = try? run("ROLLBACK")
+            throw error
+        }
     }
 
     private func bytes(_ result: OpaquePointer, _ row: Int32, _ column: Int32) -> Data {

@@ -24,6 +24,9 @@ public protocol RecordStore: Sendable {
     func cookies(_ query: CookieQuery) throws -> [CookieSummary]
     /// How many cookies the store holds.
     func cookieCount() throws -> Int
+    /// Deletes up to `limit` sessions whose last record is older than `cutoff` (Unix ns), oldest
+    /// first, with their records, in one short transaction; returns how many it deleted.
+    func expire(endedBefore cutoff: UInt64, limit: Int) throws -> Int
 }
 
 /// A store could not be opened or used.

@@ -47,6 +47,7 @@ public final class SQLiteRecordStore: RecordStore {
                             cookie INTEGER NOT NULL,
                             PRIMARY KEY (service, cookie)
                         ) WITHOUT ROWID;
+                        CREATE INDEX IF NOT EXISTS cookie_services_by_cookie ON cookie_services (cookie);
                         """)
             }
         } catch {
@@ -162,5 +163,20 @@ public final class SQLiteRecordStore: RecordStore {
 
     public func cookieCount() throws -> Int {
         try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM cookies") ?? 0 }
+    }
+
+    public func expire(endedBefore cutoff: UInt64, limit: Int) throws -> Int {
+        try pool.write { db in
+            let cookies = try Int64.fetchAll(
+                db, sql: "SELECT cookie FROM cookies WHERE last_ns < ? ORDER BY last_ns LIMIT ?",
+                arguments: [Int64(clamping: cutoff), limit])
+            guard !cookies.isEmpty else { return 0 }
+            // Integers only, so the list is safe to write into the statement.
+            let list = cookies.map(String.init).joined(separator: ",")
+            try db.execute(sql: "DELETE FROM records WHERE cookie IN (\(list))")
+            try db.execute(sql: "DELETE FROM cookie_services WHERE cookie IN (\(list))")
+            try db.execute(sql: "DELETE FROM cookies WHERE cookie IN (\(list))")
+            return cookies.count
+        }
     }
 }

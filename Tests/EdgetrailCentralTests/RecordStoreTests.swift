@@ -56,6 +56,24 @@ private func exercise(_ store: any RecordStore) throws {
     #expect(try store.cookies(query).count == 1)
 }
 
+/// Retention, on a store holding what `exercise` stored: sessions whose last record is older
+/// than the cutoff go, with their records and their services; newer ones stay.
+private func expire(_ store: any RecordStore) throws {
+    // Last records: cookie 1 at 2,100, cookie 2 at 5,100, cookie max at 7,100, cookie 3 at 9,100.
+    #expect(try store.expire(endedBefore: 5_500, limit: 1) == 1)
+    #expect(try store.records(cookie: 1).isEmpty)
+    var query = CookieQuery()
+    query.service = "anti-virus"
+    #expect(try store.cookies(query).isEmpty)
+    #expect(try store.expire(endedBefore: 5_500, limit: 10) == 1)
+    #expect(try store.expire(endedBefore: 5_500, limit: 10) == 0)
+    #expect(try store.cookies(CookieQuery()).map(\.cookie) == ["0000000000000003", "ffffffffffffffff"])
+    #expect(try store.records(cookie: 3).count == 1)
+    // A batch for an expired cookie that arrives later is a new session.
+    _ = try store.store(batch(2, cnf: "edgesecurity", [span(2, 9, start: 20_000, service: "http-proxy")]))
+    #expect(try store.records(cookie: 2).map(\.span.operation) == ["op9"])
+}
+
 @Suite("Central record stores", .serialized)
 struct RecordStoreTests {
     @Test("SQLite: each record is stored once, read back per cookie, and cookies are listed by the query")
@@ -67,6 +85,7 @@ struct RecordStoreTests {
         try exercise(try SQLiteRecordStore(path: path))
         // Reopened, it still has everything.
         #expect(try SQLiteRecordStore(path: path).cookieCount() == 4)
+        try expire(try SQLiteRecordStore(path: path))
     }
 
     @Test("PostgreSQL: the same behaviour against a real server")
@@ -76,7 +95,9 @@ struct RecordStoreTests {
             return
         }
         try await TestInfra.with([.postgres]) { services in
-            try exercise(try PostgresRecordStore(url: services.postgresURL))
+            let store = try PostgresRecordStore(url: services.postgresURL)
+            try exercise(store)
+            try expire(store)
         }
     }
 
