@@ -170,6 +170,9 @@ def test_central_deletes_sessions_older_than_its_retention_and_keeps_the_rest(se
         assert central.get("/v1/cookies/00000000000000a1")[0] == 404
         assert central.get("/v1/cookies/00000000000000a2")[0] == 200
         assert central.metric("edgetrail_central_sessions_expired_total") == 1
+        # Its partitions and how far behind it is, on /metrics.
+        wait_until(lambda: central.metric("edgetrail_central_partitions") >= 1, 15, "central to report its partitions")
+        assert central.metric("edgetrail_central_lag") == 0
         bad = subprocess.run([edgetrail_binary(), "central", "--retain", "7 days"], capture_output=True, text=True)
         assert bad.returncode != 0 and "--retain '7 days' is not a duration; write it like 7d, 12h, 30m or 90s" in bad.stderr
     finally:

@@ -27,12 +27,11 @@ VIEWER_PASSWORD = "portal-viewer-password"
 SCREENSHOTS = pathlib.Path(os.environ.get("EDGETRAIL_TEST_ARTIFACTS", ROOT / ".run" / "test-artifacts")) / "browser"
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
 
 
 class Stack:
@@ -118,10 +117,22 @@ def log_in(browser, stack, user, password):
     browser.get(stack.url + "/login")
     browser.find_element(By.ID, "user").send_keys(user)
     browser.find_element(By.ID, "password").send_keys(password)
-    button = browser.find_element(By.ID, "login")
+    submit_and_wait(browser, browser.find_element(By.ID, "login"))
+
+
+def submit_and_wait(browser, button, seconds=15):
+    """Clicks a form's button and waits for the page the form brings (a new document), so what
+    follows reads that page, not the form."""
+    browser.execute_script("window.__edgetrail_old_page = true;")
+
+    def replaced():
+        try:
+            return browser.execute_script("return window.__edgetrail_old_page === undefined && document.readyState === 'complete';")
+        except WebDriverException:
+            return False  # mid-navigation
+
     button.click()
-    # What follows reads the page the form brought, not the form.
-    WebDriverWait(browser, 15).until(staleness_of(button))
+    wait_until(replaced, seconds, "the page after the form")
 
 
 def text_of(browser, css):
@@ -146,8 +157,8 @@ def test_log_in(stack, browser):
 def test_add_the_example_and_see_a_bad_rule_at_its_line(stack, browser):
     browser.get(stack.url + "/cnfs/new")
     Select(browser.find_element(By.ID, "source")).select_by_value("example:edgesecurity")
-    browser.find_element(By.ID, "add-cnf").click()
-    wait_until(lambda: browser.current_url.endswith("/cnfs/edit/edgesecurity"), 10, "the editor")
+    submit_and_wait(browser, browser.find_element(By.ID, "add-cnf"))
+    assert browser.current_url.endswith("/cnfs/edit/edgesecurity")
     wait_until(lambda: "Checks: no errors." in text_of(browser, "#check-state"), 10, "the editor's check")
     spec = browser.find_element(By.ID, "spec")
     original = spec.get_attribute("value")
@@ -166,8 +177,7 @@ def test_add_the_example_and_see_a_bad_rule_at_its_line(stack, browser):
     assert problem == expected
     assert "not deployable" in text_of(browser, "#check-state")
     # Saving it is refused; the saved spec is unchanged.
-    browser.find_element(By.ID, "save").click()
-    WebDriverWait(browser, 10).until(staleness_of(spec))
+    submit_and_wait(browser, browser.find_element(By.ID, "save"))
     assert expected in text_of(browser, "#problems")
     browser.get(stack.url + "/cnfs/edit/edgesecurity")
     assert browser.find_element(By.ID, "spec").get_attribute("value") == original
@@ -175,8 +185,8 @@ def test_add_the_example_and_see_a_bad_rule_at_its_line(stack, browser):
 
 def test_deploy_it_with_live_progress(stack, browser):
     browser.get(stack.url + "/cnfs/edit/edgesecurity")
-    browser.find_element(By.ID, "deploy").click()
-    wait_until(lambda: "/deployments/" in browser.current_url, 10, "the deploy page")
+    submit_and_wait(browser, browser.find_element(By.ID, "deploy"))
+    assert "/deployments/" in browser.current_url
     outcome = wait_until(lambda: "running" in text_of(browser, "#outcome") and text_of(browser, "#outcome"), 120,
                          "the deploy's outcome")
     assert outcome == "Version 1 is running."
@@ -203,9 +213,9 @@ def test_a_failed_update_is_reported_and_version_1_keeps_running(stack, browser)
     original = browser.find_element(By.CSS_SELECTOR, "textarea[data-file='handlers/on_inspect.py']").get_attribute("value")
     # It compiles, so the editor saves it; the node finds it does not import.
     set_file(browser, "handlers/on_inspect.py", "import no_such_module_here\n\ndef handle(event, ctx):\n    pass\n")
-    browser.find_element(By.ID, "save").click()
-    wait_until(lambda: "Saved edgesecurity." in browser.page_source, 10, "the save")
-    browser.find_element(By.ID, "deploy").click()
+    submit_and_wait(browser, browser.find_element(By.ID, "save"))
+    assert "Saved edgesecurity." in browser.page_source
+    submit_and_wait(browser, browser.find_element(By.ID, "deploy"))
     outcome = wait_until(lambda: text_of(browser, "#outcome.error"), 120, "the update's failure")
     assert "Rolled back: version 1 keeps running." in outcome
     assert "handlers/on_inspect.py:1: importing it raised ModuleNotFoundError: No module named 'no_such_module_here'" in outcome
@@ -215,8 +225,8 @@ def test_a_failed_update_is_reported_and_version_1_keeps_running(stack, browser)
     # Back to the handler that works, for the tests after this one.
     browser.get(stack.url + "/cnfs/edit/edgesecurity")
     set_file(browser, "handlers/on_inspect.py", original)
-    browser.find_element(By.ID, "save").click()
-    wait_until(lambda: "Saved edgesecurity." in browser.page_source, 10, "the save")
+    submit_and_wait(browser, browser.find_element(By.ID, "save"))
+    assert "Saved edgesecurity." in browser.page_source
 
 
 def test_the_trace_log_fills_while_the_client_makes_requests(stack, browser):
@@ -272,8 +282,8 @@ def test_activate_a_filter_file(stack, browser):
     wait_until(lambda: "Lint: ok (1 rules)." in text_of(browser, "#check-state"), 10, "the lint to pass")
     # A dry run over the sample capture gives the figures of `edgetrail filters test`.
     Select(browser.find_element(By.ID, "capture")).select_by_value("file:sample.capture")
-    browser.find_element(By.ID, "dry-run-button").click()
-    report = wait_until(lambda: text_of(browser, "#dry-run"), 10, "the dry run")
+    submit_and_wait(browser, browser.find_element(By.ID, "dry-run-button"))
+    report = text_of(browser, "#dry-run")
     rule_file = pathlib.Path(stack.services.run_dir, "upstream.rules")
     rule_file.write_text('# no upstream spans\ndrop span where span.operation == "upstream GET"\n')
     cli = stack.run("filters", "test", str(rule_file), "--input", os.path.join(ROOT, "filters", "testdata", "sample.capture"))
@@ -281,8 +291,8 @@ def test_activate_a_filter_file(stack, browser):
     assert len(figures) == 3 and all(line in report.splitlines() for line in figures), (report, cli.stdout)
     # Activated: the collector applies it (the file as the browser sent it, CRLF line breaks and
     # all), and a new session has no upstream span.
-    browser.find_element(By.ID, "activate").click()
-    note = wait_until(lambda: text_of(browser, "#filters-note"), 15, "the activation's outcome")
+    submit_and_wait(browser, browser.find_element(By.ID, "activate"), seconds=20)
+    note = text_of(browser, "#filters-note")
     assert note == f"Activated on {stack.name}: the collector applied the rules."
     assert stack.client_get("/") == 200
     timeline = stack.central.wait_for(stack.last_cookie, {"spans": 5, "flows": 1})
@@ -296,9 +306,9 @@ def test_a_viewer_fails_to_delete(stack, browser):
     add.find_element(By.NAME, "name").send_keys("vera")
     Select(add.find_element(By.NAME, "role")).select_by_value("viewer")
     add.find_element(By.NAME, "password").send_keys(VIEWER_PASSWORD)
-    add.find_element(By.ID, "add-user").click()
-    wait_until(lambda: "Added vera (viewer)." in browser.page_source, 10, "the user to be added")
-    browser.find_element(By.ID, "logout").click()
+    submit_and_wait(browser, add.find_element(By.ID, "add-user"))
+    assert "Added vera (viewer)." in browser.page_source
+    submit_and_wait(browser, browser.find_element(By.ID, "logout"))
     log_in(browser, stack, "vera", VIEWER_PASSWORD)
     wait_until(lambda: "vera (viewer)" in text_of(browser, "header"), 10, "the viewer's dashboard")
     browser.get(stack.url + "/cnfs")

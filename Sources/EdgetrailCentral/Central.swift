@@ -90,6 +90,12 @@ public final class Central: @unchecked Sendable {
         metrics.declare("edgetrail_central_store_errors_total", .counter, help: "Failed store attempts (retried).")
         metrics.declare(
             "edgetrail_central_sessions_expired_total", .counter, help: "Sessions deleted because they were older than --retain.")
+        metrics.declare(
+            "edgetrail_central_partitions", .gauge, help: "Partitions of the topic the consumer group gave this instance.")
+        metrics.declare(
+            "edgetrail_central_partition_lag", .gauge,
+            help: "Messages between this instance's position and the partition's end, by partition.")
+        metrics.declare("edgetrail_central_lag", .gauge, help: "Messages this instance has yet to read, over its partitions.")
         publishMetrics()
     }
 
@@ -119,7 +125,12 @@ public final class Central: @unchecked Sendable {
         defer { consumer.close() }
         var uncommitted = 0
         var lastCommit = Date()
+        var lastPartitions = Date.distantPast
         while !stop.withLock({ stopRequested }) {
+            if Date().timeIntervalSince(lastPartitions) >= 1 {
+                publishPartitions(consumer.partitions())
+                lastPartitions = Date()
+            }
             let message: KafkaMessage?
             do {
                 message = try consumer.poll(timeoutMilliseconds: 100)
@@ -201,6 +212,15 @@ public final class Central: @unchecked Sendable {
             return UInt64(value * seconds * 1e9)
         }
         return nil
+    }
+
+    /// Which partitions this instance holds and how far behind it is, on /metrics.
+    func publishPartitions(_ partitions: [KafkaConsumer.PartitionState]) {
+        metrics.set("edgetrail_central_partitions", to: Double(partitions.count))
+        metrics.replace(
+            "edgetrail_central_partition_lag",
+            with: partitions.map { ([("topic", $0.topic), ("partition", String($0.partition))], Double($0.lag)) })
+        metrics.set("edgetrail_central_lag", to: Double(partitions.reduce(0) { $0 + $1.lag }))
     }
 
     /// Stores one message; a malformed one is counted and skipped, a store failure retried.

@@ -70,6 +70,39 @@ public final class KafkaConsumer: @unchecked Sendable {
         }
     }
 
+    /// One partition this consumer holds, where it is and how far behind.
+    public struct PartitionState: Sendable, Hashable {
+        public var topic: String
+        public var partition: Int32
+        /// The next offset it will read (-1 before it has read or been told one).
+        public var position: Int64
+        /// The partition's end as last seen in a fetch (-1 before the first).
+        public var highWatermark: Int64
+        /// Messages between its position and the end (0 when either is not known yet).
+        public var lag: Int64 { position >= 0 && highWatermark >= 0 ? max(0, highWatermark - position) : 0 }
+    }
+
+    /// The partitions the group gave this consumer, each with its position and the end as last
+    /// fetched. No broker round trip: cheap enough to call every second.
+    public func partitions() -> [PartitionState] {
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(handle, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        _ = rd_kafka_position(handle, list)
+        var states: [PartitionState] = []
+        for index in 0..<Int(list.pointee.cnt) {
+            let element = list.pointee.elems[index]
+            let topic = String(cString: element.topic)
+            var low: Int64 = -1
+            var high: Int64 = -1
+            if rd_kafka_get_watermark_offsets(handle, element.topic, element.partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR {
+                high = -1
+            }
+            states.append(PartitionState(topic: topic, partition: element.partition, position: element.offset, highWatermark: high))
+        }
+        return states.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+    }
+
     /// Leaves the group (committing when auto-commit is on). Called by deinit if not before.
     public func close() {
         guard !closed else { return }

@@ -63,6 +63,28 @@ struct KafkaRoundTripTests {
             }
             #expect(count == 500 * perCookie)
             #expect(keyMismatches == 0)
+            // What a consumer holds, and how far behind it is, once it has read everything.
+            let partitions = try await onThread { () throws -> [KafkaConsumer.PartitionState] in
+                let consumer = try KafkaConsumer(
+                    configuration: KafkaConsumerConfiguration(
+                        brokers: configuration.brokers, groupID: "lag-\(topic)", topics: [topic]))
+                defer { consumer.close() }
+                var read = 0
+                let deadline = Date().addingTimeInterval(90)
+                while read < 500 * perCookie, Date() < deadline {
+                    if try consumer.poll(timeoutMilliseconds: 500) != nil { read += 1 }
+                }
+                // The end is learnt from fetches: poll on until every partition has reported one.
+                var states = consumer.partitions()
+                while states.contains(where: { $0.highWatermark < 0 }), Date() < deadline {
+                    _ = try consumer.poll(timeoutMilliseconds: 200)
+                    states = consumer.partitions()
+                }
+                return states
+            }
+            #expect(!partitions.isEmpty)
+            #expect(partitions.allSatisfy { $0.topic == topic && $0.lag == 0 && $0.position == $0.highWatermark })
+            #expect(partitions.reduce(0) { $0 + $1.highWatermark } == Int64(500 * perCookie))
             #expect(Set(seen.keys) == Set(cookies))
             let outOfOrder = seen.filter { $0.value != (0..<UInt32(perCookie)).map { $0 } }
             #expect(outOfOrder.isEmpty, "\(outOfOrder.count) cookies arrived out of order or incomplete")
