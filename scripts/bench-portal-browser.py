@@ -64,6 +64,11 @@ def main():
         browser.find_element(By.ID, "user").send_keys("admin")
         browser.find_element(By.ID, "password").send_keys("bench-admin-password")
         browser.find_element(By.ID, "login").click()
+        deadline = time.time() + 15
+        while "admin (operator)" not in browser.page_source:
+            if time.time() > deadline:
+                sys.exit("could not log in to the portal; see " + log.name)
+            time.sleep(0.1)
         browser.get(url + "/tracing/live?cnf=bench")
         browser.find_element(By.ID, "start-trace").click()
         # Counts the page's long tasks (main thread busy > 50 ms) while the log runs.
