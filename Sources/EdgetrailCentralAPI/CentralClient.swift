@@ -28,9 +28,7 @@ public struct CentralClient: Sendable {
 
     /// Cookies matching `query`, newest first.
     public func cookies(_ query: CookieQuery) async throws(CentralClientError) -> [CookieSummary] {
-        var components = URLComponents()
-        components.queryItems = query.parameters.map { URLQueryItem(name: $0.name, value: $0.value) }
-        let data = try await get("/v1/cookies" + (components.percentEncodedQuery.map { "?" + $0 } ?? ""))
+        let data = try await get(Self.path("/v1/cookies", query))
         struct Listing: Decodable { var cookies: [CookieSummary] }
         do {
             return try JSONDecoder().decode(Listing.self, from: data).cookies
@@ -41,9 +39,7 @@ public struct CentralClient: Sendable {
 
     /// The service graph of the sessions `query` lists (its `cnf` is required).
     public func graph(_ query: CookieQuery) async throws(CentralClientError) -> ServiceGraph {
-        var components = URLComponents()
-        components.queryItems = query.parameters.map { URLQueryItem(name: $0.name, value: $0.value) }
-        let data = try await get("/v1/graph" + (components.percentEncodedQuery.map { "?" + $0 } ?? ""))
+        let data = try await get(Self.path("/v1/graph", query))
         do {
             return try JSONDecoder().decode(ServiceGraph.self, from: data)
         } catch {
@@ -54,9 +50,14 @@ public struct CentralClient: Sendable {
     /// Recent sessions matching `query` as a capture (CookieBatch frames, as `collector --capture`
     /// writes), for a filter dry-run over real traffic.
     public func capture(_ query: CookieQuery) async throws(CentralClientError) -> Data {
+        return try await get(Self.path("/v1/capture", query))
+    }
+
+    /// `path` with `query` as its URL parameters.
+    static func path(_ path: String, _ query: CookieQuery) -> String {
         var components = URLComponents()
         components.queryItems = query.parameters.map { URLQueryItem(name: $0.name, value: $0.value) }
-        return try await get("/v1/capture" + (components.percentEncodedQuery.map { "?" + $0 } ?? ""))
+        return path + (components.percentEncodedQuery.map { "?" + $0 } ?? "")
     }
 
     /// The body of a 200 answer to `path`; anything else is an error that says what to do.

@@ -73,15 +73,14 @@ struct MetricsScraper: Service {
     let history: MetricsHistory
     let interval: Duration
 
+    /// Ends (without an error) when the group shuts down: a SIGTERM is a clean stop.
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                if let url = URL(string: url), let (data, response) = try? await URLSession.shared.data(from: url),
-                    (response as? HTTPURLResponse)?.statusCode == 200
-                {
-                    history.add(MetricsScrape(time: Date().timeIntervalSince1970, samples: PrometheusText.parse(String(decoding: data, as: UTF8.self))))
+                if let samples = await PortalBackend.scrape(url) {
+                    history.add(MetricsScrape(time: Date().timeIntervalSince1970, samples: samples))
                 }
-                try await Task.sleep(for: interval)
+                try? await Task.sleep(for: interval)
             }
         }
     }

@@ -282,15 +282,19 @@ public struct PortalBackend: Sendable {
         }
     }
 
+    /// The samples a /metrics address serves, or nil when it does not answer 200.
+    static func scrape(_ address: String) async -> [MetricSample]? {
+        guard let url = URL(string: address), let (data, response) = try? await URLSession.shared.data(from: url),
+            (response as? HTTPURLResponse)?.statusCode == 200
+        else { return nil }
+        return PrometheusText.parse(String(decoding: data, as: UTF8.self))
+    }
+
     public func collector() async -> CollectorFigures {
         let address = configuration.collectorMetrics
-        guard let url = URL(string: address),
-            let (data, response) = try? await URLSession.shared.data(from: url),
-            (response as? HTTPURLResponse)?.statusCode == 200
-        else {
+        guard let samples = await Self.scrape(address) else {
             return CollectorFigures(source: "cannot read \(address); is the node's collector running?", reachable: false)
         }
-        let samples = PrometheusText.parse(String(decoding: data, as: UTF8.self))
         var figures = CollectorFigures(source: address, reachable: true)
         figures.recordsIn = samples.sum("edgetrail_collector_records_in_total")
         figures.recordsShipped = samples.sum("edgetrail_collector_records_out_total")

@@ -222,10 +222,7 @@ extension Portal {
 
     /// The collector's count of rule reloads applied and refused.
     func reloads() async -> (applied: Double, refused: Double)? {
-        guard let url = URL(string: configuration.collectorMetrics),
-            let (data, response) = try? await URLSession.shared.data(from: url), (response as? HTTPURLResponse)?.statusCode == 200
-        else { return nil }
-        let samples = PrometheusText.parse(String(decoding: data, as: UTF8.self))
+        guard let samples = await PortalBackend.scrape(configuration.collectorMetrics) else { return nil }
         let name = "edgetrail_collector_source_events_total"
         return (
             samples.sum(name, where: ["source": "filters", "event": "reload_applied"]),
