@@ -319,7 +319,8 @@ public final class Central: @unchecked Sendable {
                     try await writer.write(ByteBuffer(string: ": live sessions\(cnf.map { " of " + $0 } ?? "")\n\n"))
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys]
-                    for await event in events {
+                    // The stream ends when central shuts down, so a SIGTERM never waits on a reader.
+                    for try await event in events.cancelOnGracefulShutdown() {
                         guard !event.sessions.isEmpty || event.lost > 0 else {
                             try await writer.write(ByteBuffer(string: ": keepalive\n\n"))
                             continue

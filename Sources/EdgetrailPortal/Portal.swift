@@ -304,7 +304,8 @@ public final class Portal: Sendable {
                 body: ResponseBody { writer in
                     try await writer.write(ByteBuffer(string: ": following central\n\n"))
                     do {
-                        for try await event in events {
+                        // Ends when the portal shuts down: a SIGTERM never waits on a browser.
+                        for try await event in events.cancelOnGracefulShutdown() {
                             try await writer.write(ByteBuffer(string: ServerSentEvents.Event(name: "sessions", json: event).text))
                         }
                     } catch let error as CentralClientError {

@@ -3,6 +3,7 @@ import EdgetrailProto
 import EdgetrailRuntime
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 
 /// CNF provisioning: Add CNF (from an example or a template), the editor (spec, datapath rules
 /// and handler code, checked before save), Deploy / Update with live progress, Del CNF.
@@ -240,7 +241,8 @@ enum ServerSentEvents {
             status: .ok,
             headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store"],
             body: ResponseBody { writer in
-                for try await event in events {
+                // Ends when the portal shuts down: a SIGTERM never waits on a browser.
+                for try await event in events.cancelOnGracefulShutdown() {
                     try await writer.write(ByteBuffer(string: event.text))
                 }
                 try await writer.finish(nil)
