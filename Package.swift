@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages, found through pkg-config)
@@ -264,7 +265,10 @@ let package = Package(
         // what the CLI and the portal read central through, without linking its stores
         .target(
             name: "EdgetrailCentralAPI",
-            dependencies: ["EdgetrailCore", "EdgetrailProto"]),
+            dependencies: [
+                "EdgetrailCore", "EdgetrailProto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]),
 
         // MARK: Central: consumes the topic, stores records per cookie, answers queries
         .target(

@@ -1,13 +1,11 @@
 import EdgetrailCentral
+import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailProto
 import EdgetrailTelemetry
 import Foundation
 import Hummingbird
 import Logging
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// `edgetrail bench central`: fills a SQLite store with synthetic cookies, then times
 /// `GET /v1/cookies/{cookie}` for random cookies through the real HTTP API.
@@ -60,10 +58,9 @@ public enum CentralBenchmark {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.runService() }
             // Wait for the listener.
-            let session = URLSession(configuration: .ephemeral)
             var ready = false
             for _ in 0..<100 where !ready {
-                ready = (try? await session.data(from: URL(string: "http://127.0.0.1:\(port)/healthz")!)) != nil
+                ready = (try? await HTTPGet.fetch("http://127.0.0.1:\(port)/healthz")) != nil
                 if !ready { try await Task.sleep(for: .milliseconds(50)) }
             }
             // Warm-up, then the measured requests: random cookies over the whole store.
@@ -71,11 +68,11 @@ public enum CentralBenchmark {
             latencies.reserveCapacity(requests)
             for index in 0..<(requests + 100) {
                 let cookie = Cookie(UInt64.random(in: 1...UInt64(total)))
-                let url = URL(string: "http://127.0.0.1:\(port)/v1/cookies/\(cookie.hex)")!
+                let url = "http://127.0.0.1:\(port)/v1/cookies/\(cookie.hex)"
                 let started = DispatchTime.now().uptimeNanoseconds
-                let (data, response) = try await session.data(from: url)
+                let answer = try await HTTPGet.fetch(url)
                 let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-                guard (response as? HTTPURLResponse)?.statusCode == 200, data.count > 100 else {
+                guard answer.status == 200, answer.body.count > 100 else {
                     throw StoreError("GET \(url) failed")
                 }
                 if index >= 100 { latencies.append(elapsed) }

@@ -1,10 +1,6 @@
 import EdgetrailCore
 import Foundation
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-
 /// Asks central's query API over HTTP: what `edgetrail trace` and the portal read. Central's
 /// answers are the contract types of this target (`CookieTimeline`, `CookieSummary`); its error
 /// bodies are `{"error": "…"}`.
@@ -65,16 +61,14 @@ public struct CentralClient: Sendable {
         guard let url = URL(string: base + path), url.scheme != nil, url.host != nil else {
             throw CentralClientError(.notCentral, "'\(base)' is not a URL like http://127.0.0.1:7070")
         }
-        let data: Data
-        let response: URLResponse
+        let answer: HTTPGet.Response
         do {
-            (data, response) = try await URLSession.shared.data(from: url)
+            answer = try await HTTPGet.fetch(url.absoluteString)
         } catch {
-            throw CentralClientError(
-                .unreachable,
-                "cannot reach central at \(base): \(error.localizedDescription); is 'edgetrail central' running?")
+            throw CentralClientError(.unreachable, "cannot reach central at \(base): \(error); is 'edgetrail central' running?")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let data = answer.body
+        let status = answer.status
         guard status == 200 else {
             if let message = (try? JSONDecoder().decode([String: String].self, from: data))?["error"] {
                 throw CentralClientError(.answered(status: status), message)

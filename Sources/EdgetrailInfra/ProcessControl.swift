@@ -55,7 +55,16 @@ public enum ProcessControl {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        var status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        // A program written a moment ago (an install step, a test's stand-in) can still be open
+        // for writing in a child another thread is forking, until that child execs: the kernel
+        // refuses to run it meanwhile (ETXTBSY). That passes within milliseconds.
+        var attempt = 0
+        while status == ETXTBSY && attempt < 8 {
+            attempt += 1
+            usleep(UInt32(10_000 * attempt))
+            status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        }
         guard status == 0 else {
             throw InfraError("could not start \(executable): \(String(cString: strerror(status)))")
         }

@@ -2,9 +2,6 @@ import Foundation
 import ServiceLifecycle
 import Synchronization
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// A Grafana dashboard file as the portal draws it: its panels' titles, units and queries.
 public struct DashboardFile: Sendable, Decodable {

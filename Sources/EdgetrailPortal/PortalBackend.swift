@@ -10,10 +10,6 @@ import Glibc
 #endif
 import GRPCCore
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
-
 /// Where the portal listens, keeps its file, and finds what it shows.
 public struct PortalConfiguration: Sendable {
     public var host = "127.0.0.1"
@@ -284,10 +280,8 @@ public struct PortalBackend: Sendable {
 
     /// The samples a /metrics address serves, or nil when it does not answer 200.
     static func scrape(_ address: String) async -> [MetricSample]? {
-        guard let url = URL(string: address), let (data, response) = try? await URLSession.shared.data(from: url),
-            (response as? HTTPURLResponse)?.statusCode == 200
-        else { return nil }
-        return PrometheusText.parse(String(decoding: data, as: UTF8.self))
+        guard let answer = try? await HTTPGet.fetch(address, timeout: .seconds(10)), answer.status == 200 else { return nil }
+        return PrometheusText.parse(String(decoding: answer.body, as: UTF8.self))
     }
 
     public func collector() async -> CollectorFigures {
@@ -305,13 +299,12 @@ public struct PortalBackend: Sendable {
 
     /// Whether central answers, and if not, why.
     public func centralHealth() async -> String? {
-        guard let url = URL(string: configuration.central + "/healthz") else { return "'\(configuration.central)' is not a URL" }
+        guard URL(string: configuration.central + "/healthz")?.host != nil else { return "'\(configuration.central)' is not a URL" }
         do {
-            let (_, response) = try await URLSession.shared.data(from: url)
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            let status = try await HTTPGet.fetch(configuration.central + "/healthz", timeout: .seconds(10)).status
             return status == 200 ? nil : "central at \(configuration.central) answered HTTP \(status)"
         } catch {
-            return "cannot reach central at \(configuration.central): \(error.localizedDescription)"
+            return "cannot reach central at \(configuration.central): \(error)"
         }
     }
 

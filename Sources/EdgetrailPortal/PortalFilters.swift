@@ -6,9 +6,6 @@ import EdgetrailRuntime
 import Foundation
 import Hummingbird
 
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// A rule file's problems, as `edgetrail filters lint` reports them.
 public struct RuleCheck: Codable, Sendable, Equatable {
