@@ -13,8 +13,10 @@ export LD_LIBRARY_PATH := $(ROOT)/.deps/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY
 export PATH := $(ROOT)/.deps/bin:/opt/swift/usr/bin:$(PATH)
 
 EDGETRAIL := $(ROOT)/.build/debug/edgetrail
+# The image deploy/kubernetes/ runs, tagged with the CLI's version.
+IMAGE := edgetrail/edgetrail
 
-.PHONY: help setup build demo test bench fuzz proto infra-up infra-down clean-run
+.PHONY: help setup build demo test bench fuzz proto image infra-up infra-down clean-run
 
 help:
 	@echo "make demo    - set up, build, and (as root) play the six-step demo on a real edge node; Ctrl-C stops it"
@@ -23,6 +25,7 @@ help:
 	@echo "make build   - swift build (debug)"
 	@echo "make proto   - regenerate Swift and Python code from proto/ (builds the protoc plugins)"
 	@echo "make bench   - release build, then the benchmarks with their figures"
+	@echo "make image   - build the container image deploy/kubernetes/ runs (needs docker; after make build)"
 	@echo "make fuzz    - libFuzzer on the filter rule parser and checker (FUZZ_SECONDS, default 60)"
 
 setup:
@@ -45,6 +48,9 @@ bench: setup
 	@scripts/build-bpf.sh
 	@swift build -c release --product edgetrail
 	@scripts/bench.sh
+
+image: build
+	docker build -f deploy/container/Dockerfile -t $(IMAGE):$$($(EDGETRAIL) --version) .
 
 fuzz:
 	@scripts/fuzz-filters.sh $${FUZZ_SECONDS:-60}

@@ -309,7 +309,7 @@ let package = Package(
             dependencies: [
                 "EdgetrailCore", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailCollector",
                 "EdgetrailCentral", "EdgetrailFilters", "EdgetrailDatapath", "EdgetrailRuntime", "EdgetrailNode", "EdgetrailNet",
-                "EdgetrailMicroservice", "EdgetrailPortal", "EdgetrailCentralAPI",
+                "EdgetrailMicroservice", "EdgetrailPortal", "EdgetrailCentralAPI", "EdgetrailOTLP", "EdgetrailRedis",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),

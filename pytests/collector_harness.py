@@ -102,24 +102,27 @@ class Collector:
     """`edgetrail collector` with a generated pipeline file; restartable, killable."""
 
     def __init__(self, services, topic, settle="300ms", idle="5s", flows=None, max_request="4MiB",
-                 no_cookie="bucket", rules=None, hold="2s"):
+                 no_cookie="bucket", rules=None, hold="2s", name="collector", node="edge-test", partitions=None,
+                 flow_rate=None):
         self.services = services
         self.topic = topic
         self.otlp_port = free_port()
         self.metrics_port = free_port()
-        self.data_dir = os.path.join(services.run_dir, "collector")
-        self.config = os.path.join(services.run_dir, "collector.yaml")
-        flow_source = f"  flows:\n    replay: {flows}\n" if flows else ""
+        self.data_dir = os.path.join(services.run_dir, name)
+        self.config = os.path.join(services.run_dir, f"{name}.yaml")
+        rate = f"    rate: {flow_rate}\n" if flow_rate is not None else ""
+        flow_source = f"  flows:\n    replay: {flows}\n{rate}" if flows else ""
+        partition_setting = f"    partitions: {partitions}\n" if partitions else ""
         filters = f"filters:\n  files: [{rules}]\n" if rules else ""
         pathlib.Path(self.config).write_text(f"""
 collector:
   cnf: edgesecurity
-  node: edge-test
+  node: {node}
   data_dir: {self.data_dir}
 sources:
   otlp:
     listen: 127.0.0.1:{self.otlp_port}
-    socket: {services.run_dir}/otlp.sock
+    socket: {services.run_dir}/{name}-otlp.sock
     max_request_bytes: {max_request}
     no_cookie: {no_cookie}
     hold_without_cookie: {hold}
@@ -133,11 +136,11 @@ sinks:
   kafka:
     brokers: {services.brokers}
     topic: {topic}
-metrics:
+{partition_setting}metrics:
   listen: 127.0.0.1:{self.metrics_port}
 """)
         self.process = None
-        self.log = open(os.path.join(services.run_dir, "collector.log"), "ab")
+        self.log = open(os.path.join(services.run_dir, f"{name}.log"), "ab")
         self.start()
 
     @property
@@ -214,14 +217,14 @@ def consume(brokers, topic, until, seconds=60, group=None):
 class Central:
     """`edgetrail central` on a store, consuming the topic; queried over HTTP and with `trace`."""
 
-    def __init__(self, services, topic, store, group="central", extra=()):
+    def __init__(self, services, topic, store, group="central", extra=(), name="central"):
         self.services = services
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = [edgetrail_binary(), "central", "--brokers", services.brokers, "--topic", topic,
                      "--store", store, "--group", group, "--listen", f"127.0.0.1:{self.port}",
                      "--log-level", "notice", *extra]
-        self.log = open(os.path.join(services.run_dir, "central.log"), "ab")
+        self.log = open(os.path.join(services.run_dir, f"{name}.log"), "ab")
         self.process = subprocess.Popen(self.args, stdout=self.log, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:

@@ -48,15 +48,7 @@ final class LineChild: Sendable {
     }
 
     /// User and system CPU seconds the process has used so far.
-    var cpuSeconds: Double {
-        guard let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-            let end = text.lastIndex(of: ")")
-        else { return 0 }
-        // Fields after the command name: state is 3rd; utime and stime are the 14th and 15th.
-        let fields = text[text.index(after: end)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    var cpuSeconds: Double { ProcessFigures.cpuSeconds(process.processIdentifier) }
 
     func stop() {
         guard process.isRunning else { return }

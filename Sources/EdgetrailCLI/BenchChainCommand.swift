@@ -1,4 +1,5 @@
 import ArgumentParser
+import EdgetrailBenchmarks
 import EdgetrailCentralAPI
 import EdgetrailCore
 import EdgetrailInfra
@@ -260,13 +261,7 @@ extension BenchCommand {
         }
 
         /// The peak resident set of a process, from /proc.
-        static func peakRSS(_ pid: Int32) -> Int {
-            guard pid > 0, let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-                let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
-            else { return 0 }
-            return kilobytes * 1024
-        }
+        static func peakRSS(_ pid: Int32) -> Int { ProcessFigures.peakRSS(pid) }
     }
 }
 

@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
             Run a release build for meaningful figures: 'make bench' builds one, starts the broker, \
             runs every benchmark and stops the broker. Timing lives here, never in pass/fail tests.
             """,
-        subcommands: [Collector.self, Central.self, Filters.self, Datapath.self, Proxy.self, Handler.self, Chain.self, Portal.self])
+        subcommands: [Collector.self, OTLPLoadCommand.self, Central.self, Filters.self, Datapath.self, Proxy.self, Handler.self, Chain.self, Portal.self])
 
     struct Portal: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -189,21 +189,75 @@ struct BenchCommand: AsyncParsableCommand {
         }
     }
 
-    struct Collector: ParsableCommand {
+    struct Collector: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Records/s, CPU per million records and peak RSS of the collector pipeline vs raw librdkafka.")
+            abstract: "The collector's throughput: fed over OTLP by another process (--otlp), or its pipeline in process vs raw librdkafka.",
+            discussion: """
+                With --otlp: a collector process shipping to the broker, fed as users feed it by a separate \
+                generator process (OTLP/gRPC export requests of 512 spans with the attributes an OpenTelemetry \
+                SDK sets, the sessions' Redis writes, their flow events replayed), until the broker \
+                acknowledged every record. Prints spans/s per collector CPU-second (its own CPU time), its \
+                peak RSS, and the floor in the same run: decoding the same requests and encoding the same \
+                records once, with no pipeline. Targets: >= 0.5x the floor, RSS <= 150 MB. Needs \
+                'edgetrail infra up' (the broker and Redis).
+                Without --otlp: the pipeline in this process against raw librdkafka producing the same messages.
+                """)
 
         @Option(help: "The broker (started by 'edgetrail infra up').")
         var brokers = "127.0.0.1:19092"
 
-        @Option(help: "Synthetic cookies (11 records each).")
-        var cookies = 100_000
+        @Flag(help: "Feed a collector process over OTLP/gRPC from a separate generator process.")
+        var otlp = false
+
+        @Option(help: "Redis the sessions' state is written to (--otlp).")
+        var redis = "127.0.0.1:16379"
+
+        @Option(help: "Synthetic cookies (default 100,000; with --otlp 50,000, each 8 spans, 2 flow events, 2 snapshots).")
+        var cookies: Int?
+
+        @Option(help: "Export calls in flight at once (--otlp), as several SDKs would.")
+        var concurrency = 4
 
         @Option(help: "Scratch folder for the journal and spool (removed after).")
         var workDir = ".run/bench-collector"
 
-        func run() throws {
-            try CollectorBenchmark.run(brokers: brokers, cookies: cookies, workDirectory: workDir) { print($0) }
+        func run() async throws {
+            if otlp {
+                var settings = OTLPCollectorBenchmark.Settings(executable: selfExecutable())
+                settings.brokers = brokers
+                settings.redis = redis
+                settings.cookies = cookies ?? 50_000
+                settings.concurrency = concurrency
+                settings.workDirectory = workDir + "-otlp"
+                try await OTLPCollectorBenchmark.run(settings) { print($0) }
+            } else {
+                try CollectorBenchmark.run(brokers: brokers, cookies: cookies ?? 100_000, workDirectory: workDir) { print($0) }
+            }
+        }
+    }
+
+    /// The generator process of `bench collector --otlp`.
+    struct OTLPLoadCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "otlp-load", abstract: "Send the OTLP load of 'bench collector --otlp' (its generator process).",
+            shouldDisplay: false)
+
+        @Option(help: "The collector's OTLP receiver, HOST:PORT or a socket path.")
+        var target: String
+
+        @Option(help: "Redis for the sessions' state, HOST:PORT or a socket path.")
+        var redis = "127.0.0.1:16379"
+
+        @Option(help: "Cookies.")
+        var cookies = 50_000
+
+        @Option(help: "Export calls in flight at once.")
+        var concurrency = 4
+
+        func run() async throws {
+            let target = try Address.endpoint(self.target, option: "--target")
+            let redis = try Address.endpoint(self.redis, option: "--redis")
+            try await OTLPLoad(cookies: cookies).send(to: target, redis: redis, concurrency: concurrency) { print($0) }
         }
     }
 

@@ -26,6 +26,9 @@ struct CollectorCommand: AsyncParsableCommand {
     @Option(help: "Also append every batch the join releases (before cookie rules) to this capture file, for 'edgetrail filters test'.")
     var capture: String?
 
+    @Option(help: "The node's name on every record, instead of the pipeline file's collector.node (one file for many nodes, as a DaemonSet has it).")
+    var node: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -37,6 +40,12 @@ struct CollectorCommand: AsyncParsableCommand {
         } catch {
             for diagnostic in error.diagnostics { print(diagnostic) }
             throw ExitCode.failure
+        }
+        if let node {
+            guard !node.isEmpty, node.count <= 253, !node.contains(where: \.isWhitespace) else {
+                throw commandFailure("--node '\(node)' is not a node name (1-253 characters, no spaces)")
+            }
+            configuration.join.node = node
         }
         do {
             _ = try RuleCompiler.load(paths: configuration.filterFiles)

@@ -117,11 +117,12 @@ extension CollectorConfiguration {
         var compression: String?
         var spoolBytes: Int?
         var maxMessageBytes: Int?
+        var partitions: Int?
         if let sinks = fields["sinks"], let mapping = context.mapping(sinks, what: "'sinks'") {
             let sinkFields = context.fields(of: mapping, allowed: ["kafka"], what: "'sinks'")
             if let kafka = sinkFields["kafka"], let kafkaMapping = context.mapping(kafka, what: "'kafka'") {
                 let kafkaFields = context.fields(
-                    of: kafkaMapping, allowed: ["brokers", "topic", "compression", "spool_bytes", "max_message_bytes"],
+                    of: kafkaMapping, allowed: ["brokers", "topic", "partitions", "compression", "spool_bytes", "max_message_bytes"],
                     what: "'kafka'")
                 if let value = kafkaFields["brokers"] {
                     if let parsed = context.hostPort(value, what: "'brokers'") { brokers = "\(parsed.host):\(parsed.port)" }
@@ -134,6 +135,9 @@ extension CollectorConfiguration {
                     } else {
                         topic = text
                     }
+                }
+                if let value = kafkaFields["partitions"] {
+                    partitions = context.integer(value, what: "'partitions'", in: 1...10_000)
                 }
                 if let value = kafkaFields["compression"] {
                     compression = context.choice(value, what: "compression", from: ["lz4", "zstd", "none"])
@@ -162,6 +166,7 @@ extension CollectorConfiguration {
         if let compression { configuration.kafka.compression = compression }
         if let spoolBytes { configuration.kafka.spool.capacityBytes = spoolBytes }
         if let maxMessageBytes { configuration.kafka.maxMessageBytes = maxMessageBytes }
+        configuration.kafka.partitions = partitions
 
         if let sources = fields["sources"], let mapping = context.mapping(sources, what: "'sources'") {
             let sourceFields = context.fields(of: mapping, allowed: ["otlp", "flows", "snapshots"], what: "'sources'")

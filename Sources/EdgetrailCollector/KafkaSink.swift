@@ -3,8 +3,10 @@ import EdgetrailKafka
 import EdgetrailProto
 import EdgetrailSpool
 import EdgetrailTelemetry
+import Foundation
 import Logging
 import SwiftProtobuf
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +15,10 @@ import Glibc
 public struct KafkaSinkConfiguration: Sendable {
     public var brokers: String
     public var topic: String = "edgetrail.telemetry"
+    /// Partitions to create the topic with if it does not exist yet (nil: the broker's automatic
+    /// creation decides). Central's instances in one consumer group share the partitions, so
+    /// this is how many of them can consume at once. An existing topic is left as it is.
+    public var partitions: Int?
     /// `lz4` or `zstd` (or `none`).
     public var compression: String = "lz4"
     public var spool: SpoolConfiguration
@@ -85,6 +91,10 @@ public final class KafkaSink {
     /// Since when the broker has answered, while batches wait; nil when it did not answer.
     private var reachableSince: UInt64?
     private var nextReachabilityCheck: UInt64 = 0
+    /// Set once the topic exists as configured (or there is nothing to create); until then
+    /// batches wait in the backlog, so the first produce does not auto-create the topic with
+    /// the broker's default partition count.
+    private let topic: TopicSetup
 
     public init(
         configuration: KafkaSinkConfiguration, logger: Logger,
@@ -95,6 +105,7 @@ public final class KafkaSink {
         self.clock = clock
         self.spool = try Spool(configuration: configuration.spool)
         self.producer = try Self.makeProducer(configuration)
+        self.topic = TopicSetup(configuration: configuration, producer: producer, logger: logger)
         for path in spool.repairedSegments {
             logger.warning("cut off a torn entry at the end of the spool segment", metadata: ["segment": "\(path)"])
         }
@@ -158,7 +169,7 @@ public final class KafkaSink {
             throw error
         }
         inFlight[id] = (batch.records.count, clock())
-        if backlogBatches == 0, sentOutstanding <= configuration.maxInFlightBatches {
+        if backlogBatches == 0, sentOutstanding <= configuration.maxInFlightBatches, topic.ready {
             try send(id: id, payload: payload)
         } else {
             backlog.append(id)
@@ -167,6 +178,7 @@ public final class KafkaSink {
 
     /// Hands backlog batches to librdkafka while there is room, reading them back from the spool.
     private func refill() throws {
+        guard topic.ready else { return }
         while backlogBatches > 0 {
             let room = configuration.maxInFlightBatches - sentOutstanding
             guard room > 0 else { return }
@@ -255,7 +267,7 @@ public final class KafkaSink {
         if inFlight.isEmpty {
             lastProgress = now
             reachableSince = nil
-        } else if now &- lastProgress > stall, now >= nextReachabilityCheck {
+        } else if topic.ready, now &- lastProgress > stall, now >= nextReachabilityCheck {
             // Stuck only if the broker has answered for a whole stall period meanwhile: right
             // after an outage the producer gets that long to deliver what it holds.
             nextReachabilityCheck = now + 2_000_000_000
@@ -325,6 +337,10 @@ public final class KafkaSink {
         spool.acknowledge(acknowledged)
     }
 
+    deinit {
+        topic.stop()
+    }
+
     private static func recordCount(_ payload: [UInt8]) -> Int {
         (try? Edgetrail_V1_CookieBatch(serializedBytes: Array(payload.dropFirst(16))))?.records.count ?? 0
     }
@@ -347,5 +363,55 @@ extension KafkaSink: BatchSink {
         figures.pendingBatches = pendingBatches
         figures.backlogBatches = backlogBatches
         return figures
+    }
+}
+
+/// Creates the sink's topic with the configured partition count before its first batch, on a
+/// thread of its own (a broker that does not answer must not hold up the pipeline): tried again
+/// every 2 s while the broker cannot be reached. A broker that refuses (no permission, no
+/// CreateTopics) is logged and shipping starts anyway, with the topic as the broker makes it.
+final class TopicSetup: Sendable {
+    private let state = Mutex<(ready: Bool, stopped: Bool)>((false, false))
+
+    init(configuration: KafkaSinkConfiguration, producer: KafkaProducer, logger: Logger) {
+        guard let partitions = configuration.partitions else {
+            state.withLock { $0.ready = true }
+            return
+        }
+        let topic = configuration.topic
+        Thread.detachNewThread { [self] in
+            while !state.withLock({ $0.stopped }) {
+                do {
+                    switch try producer.ensureTopic(topic, partitions: partitions, timeoutMilliseconds: 5000) {
+                    case .created:
+                        logger.notice("created the topic", metadata: ["topic": "\(topic)", "partitions": "\(partitions)"])
+                    case .existed(let existing) where existing != partitions:
+                        logger.warning(
+                            "the topic exists with another partition count; it is left as it is",
+                            metadata: [
+                                "topic": "\(topic)", "partitions": "\(existing)", "configured": "\(partitions)",
+                                "hint": "Kafka can add partitions but not remove them, and adding moves cookies to other partitions",
+                            ])
+                    case .existed:
+                        break
+                    }
+                } catch let error as KafkaError where error.isUnreachable {
+                    Thread.sleep(forTimeInterval: 2)
+                    continue
+                } catch {
+                    logger.warning(
+                        "could not create the topic; shipping anyway, the broker decides its partitions",
+                        metadata: ["topic": "\(topic)", "partitions": "\(partitions)", "error": "\(error)"])
+                }
+                state.withLock { $0.ready = true }
+                return
+            }
+        }
+    }
+
+    var ready: Bool { state.withLock { $0.ready } }
+
+    func stop() {
+        state.withLock { $0.stopped = true }
     }
 }

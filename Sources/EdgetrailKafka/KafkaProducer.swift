@@ -20,7 +20,7 @@ public struct DeliveryReport: Sendable, Hashable {
 /// A librdkafka producer. Messages are handed over with `send` and acknowledged (or failed)
 /// through `poll`, which returns the delivery reports that arrived since the last call.
 public final class KafkaProducer: @unchecked Sendable {
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     private let reports = DeliveryReports()
     private let topics = Mutex<[String: OpaquePointer]>([:])
 
@@ -45,7 +45,7 @@ public final class KafkaProducer: @unchecked Sendable {
         rd_kafka_destroy(handle)
     }
 
-    private func topicHandle(_ name: String) throws(KafkaError) -> OpaquePointer {
+    func topicHandle(_ name: String) throws(KafkaError) -> OpaquePointer {
         let result = topics.withLock { topics -> OpaquePointer? in
             if let existing = topics[name] { return existing }
             guard let created = rd_kafka_topic_new(handle, name, nil) else { return nil }

@@ -268,6 +268,7 @@ public struct LocalNode: Sendable {
           kafka:
             brokers: \(broker)
             topic: \(topic)
+            partitions: 12
         metrics:
           listen: \(metricsListen)
 

@@ -100,6 +100,29 @@ struct KafkaSinkTests {
         }
     }
 
+    @Test("the sink creates its topic with the configured partitions before the first batch, and keys spread cookies over them")
+    func createsTopicWithPartitions() async throws {
+        try await TestInfra.with([.broker]) { services in
+            let topic = "sink-partitions-\(UUID().uuidString.prefix(8))"
+            var configuration = sinkConfiguration(services, topic: topic)
+            configuration.partitions = 5
+            let sink = try KafkaSink(configuration: configuration, logger: logger)
+            for cookie in 1...500 as ClosedRange<UInt64> { try sink.ship(batch(cookie)) }
+            #expect(try await drain(sink, 30_000))
+            #expect(sink.counters.acknowledged == 500)
+            let messages = try await onThread { try consumeMessages(services, topic: topic, expected: 500) }
+            #expect(messages.count == 500)
+            #expect(Set(messages.map(\.partition)) == Set(0..<5), "a broker-made topic would have its default count")
+            // One cookie, one partition.
+            var partitionOf: [String: Int32] = [:]
+            for message in messages {
+                let key = String(decoding: message.key, as: UTF8.self)
+                #expect(partitionOf[key, default: message.partition] == message.partition)
+                partitionOf[key] = message.partition
+            }
+        }
+    }
+
     @Test("while the broker is paused batches wait in the spool; once it is back every one arrives once")
     func brokerOutage() async throws {
         try await TestInfra.with([.broker]) { services in

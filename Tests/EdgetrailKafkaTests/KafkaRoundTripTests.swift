@@ -91,6 +91,44 @@ struct KafkaRoundTripTests {
         }
     }
 
+    @Test("a topic is created with the partitions asked for; asked again, it is found as it is")
+    func ensureTopic() async throws {
+        try await TestInfra.with([.broker]) { configuration in
+            let topic = "edgetrail.partitions.\(UInt32.random(in: 0...UInt32.max))"
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: configuration.brokers))
+            let (first, count, second) = try await onThread { () throws -> (TopicOutcome, Int, TopicOutcome) in
+                let first = try producer.ensureTopic(topic, partitions: 7)
+                let count = try producer.partitionCount(topic)
+                return (first, count, try producer.ensureTopic(topic, partitions: 3))
+            }
+            #expect(first == .created(partitions: 7))
+            #expect(count == 7)
+            // An existing topic is never changed: asking for 3 finds the 7 it has.
+            #expect(second == .existed(partitions: 7))
+        }
+    }
+
+    @Test("asking a broker that is not there fails as unreachable, within the timeout")
+    func ensureTopicUnreachable() async throws {
+        var configuration = KafkaProducerConfiguration(brokers: "127.0.0.1:1")
+        configuration.properties["log_level"] = "0"
+        let producer = try KafkaProducer(configuration: configuration)
+        let started = Date()
+        let outcome = try await onThread { () -> Result<TopicOutcome, KafkaError> in
+            do throws(KafkaError) {
+                return .success(try producer.ensureTopic("nowhere", partitions: 2, timeoutMilliseconds: 1000))
+            } catch {
+                return .failure(error)
+            }
+        }
+        guard case .failure(let error) = outcome else {
+            Issue.record("a topic was made on a broker that is not there")
+            return
+        }
+        #expect(error.isUnreachable, "\(error)")
+        #expect(Date().timeIntervalSince(started) < 10)
+    }
+
     @Test("a bad client setting is refused with its name")
     func badSetting() {
         var configuration = KafkaProducerConfiguration(brokers: "127.0.0.1:1")

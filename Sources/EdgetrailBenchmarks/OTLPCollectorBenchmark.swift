@@ -1,0 +1,197 @@
+import EdgetrailCentralAPI
+import EdgetrailCore
+import EdgetrailNet
+import EdgetrailOTLP
+import EdgetrailProto
+import EdgetrailPortal
+import EdgetrailTelemetry
+import Foundation
+import SwiftProtobuf
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `edgetrail bench collector --otlp`: the collector fed as users feed it. A collector process
+/// ships to the broker; a separate generator process sends OTLP/gRPC export requests (512 spans
+/// each) while writing the sessions' Redis state, and the collector replays their flow events.
+/// Measured: the collector's own CPU time until the broker acknowledged every record, and its
+/// peak RSS. The floor, in the same run: decoding the same requests and encoding the same records
+/// once, with no pipeline.
+public enum OTLPCollectorBenchmark {
+    public struct Settings: Sendable {
+        public var executable: String
+        public var brokers = "127.0.0.1:19092"
+        public var redis = "127.0.0.1:16379"
+        public var cookies = 50_000
+        public var concurrency = 4
+        public var workDirectory = ".run/bench-collector-otlp"
+
+        public init(executable: String) {
+            self.executable = executable
+        }
+    }
+
+    /// The OpenTelemetry Collector's own published figure for its OTLP pipeline, spans/s per core.
+    static let otelCollectorSpansPerCore = 12_000.0
+
+    public static func run(_ settings: Settings, print say: @escaping @Sendable (String) -> Void) async throws {
+        let load = OTLPLoad(cookies: settings.cookies)
+        say(
+            "collector benchmark, OTLP-fed: \(grouped(Double(load.cookies))) cookies x (\(load.spansPerCookie) spans, 2 flow events, "
+                + "\(load.snapshotsPerCookie) Redis snapshots) = \(grouped(Double(load.records))) records; "
+                + "\(load.requests) export requests of \(load.batch) spans from a separate process")
+        let work = URL(fileURLWithPath: settings.workDirectory).standardizedFileURL.path
+        try? FileManager.default.removeItem(atPath: work)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try load.flowLines().write(toFile: work + "/flows.jsonl", atomically: true, encoding: .utf8)
+        let otlpPort = SocketProbe.freePort()
+        let metricsPort = SocketProbe.freePort()
+        let topic = "bench-otlp-\(UInt32.random(in: 0...UInt32.max))"
+        try """
+            collector:
+              cnf: edgesecurity
+              node: bench-node
+              data_dir: \(work)/collector
+            sources:
+              otlp:
+                listen: 127.0.0.1:\(otlpPort)
+                max_request_bytes: 8MiB
+              snapshots:
+                redis: \(settings.redis)
+              flows:
+                replay: \(work)/flows.jsonl
+                rate: 0
+            join:
+              idle_timeout: 2s
+              settle: 0s
+            sinks:
+              kafka:
+                brokers: \(settings.brokers)
+                topic: \(topic)
+                partitions: 4
+            metrics:
+              listen: 127.0.0.1:\(metricsPort)
+
+            """.write(toFile: work + "/collector.yaml", atomically: true, encoding: .utf8)
+
+        // 1. The collector, as its own process.
+        let collector = Process()
+        collector.executableURL = URL(fileURLWithPath: settings.executable)
+        collector.arguments = ["collector", "--config", work + "/collector.yaml", "--log-level", "warning"]
+        collector.standardOutput = FileHandle.standardError
+        try collector.run()
+        defer {
+            if collector.isRunning {
+                collector.terminate()
+                collector.waitUntilExit()
+            }
+        }
+        let metrics = "http://127.0.0.1:\(metricsPort)/metrics"
+        func shipped() async -> Double {
+            guard let answer = try? await HTTPGet.fetch(metrics, timeout: .seconds(5)), answer.status == 200 else { return -1 }
+            let text = String(decoding: answer.body, as: UTF8.self)
+            return PrometheusText.parse(text).filter { $0.name == "edgetrail_collector_records_out_total" }.reduce(0) { $0 + $1.value }
+        }
+        var waited = 0
+        while await shipped() < 0 {
+            guard collector.isRunning, waited < 300 else { throw BenchmarkError("the collector did not start; run 'edgetrail infra up' first") }
+            try await Task.sleep(for: .milliseconds(100))
+            waited += 1
+        }
+        let pid = collector.processIdentifier
+        let cpuBefore = ProcessFigures.cpuSeconds(pid)
+
+        // 2. The load, from another process.
+        let started = Date()
+        let generator = try LineChild.start(
+            settings.executable,
+            ["bench", "otlp-load", "--target", "127.0.0.1:\(otlpPort)", "--redis", settings.redis, "--cookies", String(settings.cookies),
+             "--concurrency", String(settings.concurrency)],
+            waitFor: "sent", core: nil)
+        defer { generator.stop() }
+        say("  generator: \(generator.readyLine)")
+        var lastReport = Date()
+        while true {
+            let out = await shipped()
+            if out >= Double(load.records) { break }
+            guard collector.isRunning else { throw BenchmarkError("the collector exited during the run") }
+            if Date().timeIntervalSince(lastReport) > 10 {
+                say("  ... \(grouped(max(out, 0))) of \(grouped(Double(load.records))) records acknowledged by the broker")
+                lastReport = Date()
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        let cpu = ProcessFigures.cpuSeconds(pid) - cpuBefore
+        let peakRSS = ProcessFigures.peakRSS(pid)
+        collector.terminate()
+        collector.waitUntilExit()
+        let pipelineRate = Double(load.spans) / cpu
+        say(
+            String(
+                format: "  collector: %.2f s wall, %.2f CPU s (its own) -> %@ spans/s per collector CPU-second (%@ records/s per CPU-second), peak RSS %.0f MB",
+                elapsed, cpu, grouped(pipelineRate), grouped(Double(load.records) / cpu), Double(peakRSS) / 1_048_576))
+
+        // 3. The floor: the same requests decoded and the same records encoded once, one thread.
+        let floor = try floorSpansPerCPUSecond(load)
+        say(
+            String(
+                format: "  floor (decode the same OTLP requests, encode the same records once, no pipeline): %@ spans/s per CPU-second",
+                grouped(floor)))
+        say(String(format: "  pipeline / floor: %.2f (target >= 0.50); peak RSS target <= 150 MB", pipelineRate / floor))
+        say(
+            "  for scale: the OpenTelemetry Collector publishes ~\(grouped(otelCollectorSpansPerCore)) spans/s per core for its own OTLP pipeline; "
+                + "this collector: \(grouped(pipelineRate)) spans/s per CPU-second (with the join, filters, journal, spool and Kafka)")
+    }
+
+    /// Spans per CPU-second of the least any pipeline does with this load: decode each export
+    /// request, turn its spans into records, build the flow and snapshot records, group them per
+    /// cookie and encode each cookie's batch once.
+    static func floorSpansPerCPUSecond(_ load: OTLPLoad) throws -> Double {
+        let encoded: [[UInt8]] = try (0..<load.requests).map { try load.request($0).serializedBytes() }
+        let flows = (0..<load.cookies).flatMap { load.flowMessages($0) }
+        let started = ProcessFigures.threadCPUSeconds()
+        var converter = SpanConverter(cnf: "edgesecurity", node: "bench-node", noCookie: .bucket)
+        var byCookie: [UInt64: [Edgetrail_V1_Record]] = [:]
+        byCookie.reserveCapacity(load.cookies)
+        for bytes in encoded {
+            let request = try Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest(serializedBytes: bytes)
+            for record in converter.convert(request, now: 0).records { byCookie[record.cookie, default: []].append(record) }
+        }
+        for message in flows {
+            var record = Edgetrail_V1_Record()
+            record.cookie = message.cookie
+            record.cnf = "edgesecurity"
+            record.node = message.node
+            record.flow = message.event
+            byCookie[record.cookie, default: []].append(record)
+        }
+        for index in 0..<load.cookies {
+            let cookie = load.cookie(index)
+            for number in 0..<load.snapshotsPerCookie {
+                var record = Edgetrail_V1_Record()
+                record.cookie = cookie
+                record.service = "http-proxy"
+                record.snapshot.key = "\(Cookie(cookie).redisKeyPrefix)http-proxy:state\(number)"
+                record.snapshot.stringValue = Data("session-\(index)-step-\(number)".utf8)
+                record.snapshot.event = "set"
+                byCookie[cookie, default: []].append(record)
+            }
+        }
+        var bytes = 0
+        for (cookie, records) in byCookie {
+            var batch = Edgetrail_V1_CookieBatch()
+            batch.cookie = cookie
+            batch.cnf = "edgesecurity"
+            batch.node = "bench-node"
+            batch.final = true
+            batch.records = records
+            bytes += (try batch.serializedBytes() as [UInt8]).count
+        }
+        let cpu = ProcessFigures.threadCPUSeconds() - started
+        precondition(bytes > 0)
+        return Double(load.spans) / cpu
+    }
+}
