@@ -11,6 +11,8 @@ redis_port=16479
 trap '"$edgetrail" infra down --run-dir "$run_dir" --broker-port "$port" --redis-port "$redis_port" >/dev/null' EXIT
 echo "==> edgetrail bench collector"
 "$edgetrail" bench collector --brokers "127.0.0.1:$port" --cookies "${BENCH_COOKIES:-100000}" --work-dir "$run_dir/collector"
+echo "==> edgetrail bench collector --otlp"
+"$edgetrail" bench collector --otlp --brokers "127.0.0.1:$port" --redis "127.0.0.1:$redis_port" --cookies "${BENCH_OTLP_COOKIES:-50000}" --work-dir "$run_dir/collector"
 echo "==> edgetrail bench central"
 "$edgetrail" bench central --cookies "${BENCH_STORE_COOKIES:-1000000}" --store "$PWD/.run/bench-central.sqlite"
 echo "==> edgetrail bench filters"

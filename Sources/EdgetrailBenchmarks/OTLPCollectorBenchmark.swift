@@ -14,7 +14,8 @@ import Glibc
 
 /// `edgetrail bench collector --otlp`: the collector fed as users feed it. A collector process
 /// ships to the broker; a separate generator process sends OTLP/gRPC export requests (512 spans
-/// each) while writing the sessions' Redis state, and the collector replays their flow events.
+/// each) while writing the sessions' Redis state and serving their flow events on a Datapath
+/// Manager's socket, which the collector follows as on a node.
 /// Measured: the collector's own CPU time until the broker acknowledged every record, and its
 /// peak RSS. The floor, in the same run: decoding the same requests and encoding the same records
 /// once, with no pipeline.
@@ -45,7 +46,6 @@ public enum OTLPCollectorBenchmark {
         try? FileManager.default.removeItem(atPath: work)
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
-        try load.flowLines().write(toFile: work + "/flows.jsonl", atomically: true, encoding: .utf8)
         let otlpPort = SocketProbe.freePort()
         let metricsPort = SocketProbe.freePort()
         let topic = "bench-otlp-\(UInt32.random(in: 0...UInt32.max))"
@@ -61,11 +61,7 @@ public enum OTLPCollectorBenchmark {
               snapshots:
                 redis: \(settings.redis)
               flows:
-                replay: \(work)/flows.jsonl
-                rate: 0
-            join:
-              idle_timeout: 2s
-              settle: 0s
+                datapath: \(work)/flows.sock
             sinks:
               kafka:
                 brokers: \(settings.brokers)
@@ -76,55 +72,52 @@ public enum OTLPCollectorBenchmark {
 
             """.write(toFile: work + "/collector.yaml", atomically: true, encoding: .utf8)
 
-        // 1. The collector, as its own process.
+        // 1. The generator, its own process: it serves the flow events on a Datapath Manager's
+        // socket and sends once the collector follows them and takes OTLP.
+        let generator = try LineChild.start(
+            settings.executable,
+            ["bench", "otlp-load", "--target", "127.0.0.1:\(otlpPort)", "--redis", settings.redis, "--flows", work + "/flows.sock",
+             "--cookies", String(settings.cookies), "--concurrency", String(settings.concurrency)],
+            waitFor: "serving", core: nil)
+        defer { generator.stop() }
+
+        // 2. The collector, its own process. Its CPU time is counted from its start: start-up
+        // is part of what it costs.
         let collector = Process()
         collector.executableURL = URL(fileURLWithPath: settings.executable)
         collector.arguments = ["collector", "--config", work + "/collector.yaml", "--log-level", "warning"]
         collector.standardOutput = FileHandle.standardError
         try collector.run()
+        let started = Date()
         defer {
             if collector.isRunning {
                 collector.terminate()
                 collector.waitUntilExit()
             }
         }
+        let pid = collector.processIdentifier
         let metrics = "http://127.0.0.1:\(metricsPort)/metrics"
         func shipped() async -> Double {
             guard let answer = try? await HTTPGet.fetch(metrics, timeout: .seconds(5)), answer.status == 200 else { return -1 }
             let text = String(decoding: answer.body, as: UTF8.self)
             return PrometheusText.parse(text).filter { $0.name == "edgetrail_collector_records_out_total" }.reduce(0) { $0 + $1.value }
         }
-        var waited = 0
-        while await shipped() < 0 {
-            guard collector.isRunning, waited < 300 else { throw BenchmarkError("the collector did not start; run 'edgetrail infra up' first") }
-            try await Task.sleep(for: .milliseconds(100))
-            waited += 1
-        }
-        let pid = collector.processIdentifier
-        let cpuBefore = ProcessFigures.cpuSeconds(pid)
-
-        // 2. The load, from another process.
-        let started = Date()
-        let generator = try LineChild.start(
-            settings.executable,
-            ["bench", "otlp-load", "--target", "127.0.0.1:\(otlpPort)", "--redis", settings.redis, "--cookies", String(settings.cookies),
-             "--concurrency", String(settings.concurrency)],
-            waitFor: "sent", core: nil)
-        defer { generator.stop() }
-        say("  generator: \(generator.readyLine)")
         var lastReport = Date()
         while true {
             let out = await shipped()
             if out >= Double(load.records) { break }
-            guard collector.isRunning else { throw BenchmarkError("the collector exited during the run") }
-            if Date().timeIntervalSince(lastReport) > 10 {
+            guard collector.isRunning else {
+                throw BenchmarkError("the collector exited during the run; is the broker up ('edgetrail infra up')?")
+            }
+            guard generator.process.isRunning else { throw BenchmarkError("the generator exited during the run") }
+            if Date().timeIntervalSince(lastReport) > 5 {
                 say("  ... \(grouped(max(out, 0))) of \(grouped(Double(load.records))) records acknowledged by the broker")
                 lastReport = Date()
             }
             try await Task.sleep(for: .milliseconds(250))
         }
         let elapsed = Date().timeIntervalSince(started)
-        let cpu = ProcessFigures.cpuSeconds(pid) - cpuBefore
+        let cpu = ProcessFigures.cpuSeconds(pid)
         let peakRSS = ProcessFigures.peakRSS(pid)
         collector.terminate()
         collector.waitUntilExit()

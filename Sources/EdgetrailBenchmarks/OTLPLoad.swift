@@ -95,16 +95,7 @@ public struct OTLPLoad: Sendable {
         return span
     }
 
-    /// Flow start and end of each cookie, as the replay source reads them (JSON lines).
-    public func flowLines() throws -> String {
-        var lines = ""
-        lines.reserveCapacity(cookies * 2 * 330)
-        for index in 0..<cookies {
-            for message in flowMessages(index) { lines += try message.jsonString() + "\n" }
-        }
-        return lines
-    }
-
+    /// The flow start and end of cookie `index`, as the Datapath Manager reports them.
     func flowMessages(_ index: Int) -> [Edgetrail_V1_FlowEventMessage] {
         var start = Edgetrail_V1_FlowEventMessage()
         start.cookie = cookie(index)
@@ -127,12 +118,18 @@ public struct OTLPLoad: Sendable {
         return [start, end]
     }
 
-    /// The Redis writes of the cookies in request `index` (their first spans' cookies).
+    /// The cookies whose first span is in request `index`: their flows and Redis writes go out
+    /// just before it, so a session's records arrive together as they would from a node.
+    func cookiesStarting(in index: Int) -> Range<Int> {
+        let first = (index * batch + spansPerCookie - 1) / spansPerCookie
+        let end = min(cookies, ((index + 1) * batch + spansPerCookie - 1) / spansPerCookie)
+        return first..<max(first, end)
+    }
+
+    /// The Redis writes of the cookies starting in request `index`.
     func snapshotCommands(_ index: Int) -> [[[UInt8]]] {
-        let first = index * batch / spansPerCookie
-        let last = min(cookies, ((index + 1) * batch + spansPerCookie - 1) / spansPerCookie)
         var commands: [[[UInt8]]] = []
-        for cookieIndex in first..<last where (cookieIndex * spansPerCookie) / batch == index {
+        for cookieIndex in cookiesStarting(in: index) {
             for number in 0..<snapshotsPerCookie {
                 let key = "\(Cookie(cookie(cookieIndex)).redisKeyPrefix)http-proxy:state\(number)"
                 commands.append([Array("SET".utf8), Array(key.utf8), Array("session-\(cookieIndex)-step-\(number)".utf8)])
@@ -165,7 +162,9 @@ public struct OTLPLoad: Sendable {
     /// several μsrvs' SDKs would), writing each request's Redis snapshots just before it; an
     /// export the collector refuses (busy, its intake full) is sent again after a pause, as the
     /// SDK's retry does. Prints one line when done.
-    public func send(to target: EdgetrailCore.Endpoint, redis: EdgetrailCore.Endpoint, concurrency: Int, print say: @Sendable (String) -> Void) async throws {
+    public func send(
+        to target: EdgetrailCore.Endpoint, redis: EdgetrailCore.Endpoint, flows: FlowFeed, concurrency: Int, print say: @Sendable (String) -> Void
+    ) async throws {
         let transport: HTTP2ClientTransport.Posix
         switch target {
         case .tcp(let host, let port):
@@ -186,6 +185,9 @@ public struct OTLPLoad: Sendable {
                         while true {
                             let index = next.value.add(1, ordering: .relaxed).oldValue
                             guard index < plan.requests else { return }
+                            // A connection starts before its spans and ends after them, as on a node.
+                            let starting = plan.cookiesStarting(in: index)
+                            flows.publish(starting.map { plan.flowMessages($0)[0] })
                             let commands = plan.snapshotCommands(index)
                             if !commands.isEmpty { _ = try await Blocking.run { try connection.pipeline(commands) } }
                             let request = plan.request(index)
@@ -193,6 +195,7 @@ public struct OTLPLoad: Sendable {
                             while true {
                                 do {
                                     _ = try await traces.export(request)
+                                    flows.publish(starting.map { plan.flowMessages($0)[1] })
                                     break
                                 } catch {
                                     retries.value.add(1, ordering: .relaxed)
@@ -216,4 +219,83 @@ public struct OTLPLoad: Sendable {
 /// A count several tasks share.
 final class Counter: Sendable {
     let value = Atomic<Int>(0)
+}
+
+/// The generator's stand-in for a node's Datapath Manager: serves the manager's gRPC API on a
+/// Unix socket so the collector's flow source follows it as on a node, and streams the flow
+/// events the generator publishes (binary, numbered, as the manager sends them). It carries load;
+/// the datapath itself is measured by `bench datapath`.
+public final class FlowFeed: Edgetrail_V1_DatapathManager.SimpleServiceProtocol, Sendable {
+    private let state = Mutex<(sequence: UInt64, pending: [Edgetrail_V1_FlowEventMessage], subscribers: [AsyncStream<[Edgetrail_V1_FlowEventMessage]>.Continuation])>(
+        (0, [], []))
+    static let run: UInt64 = 0xB0_7C4E
+
+    public init() {}
+
+    /// True once the collector follows the feed.
+    public var followed: Bool { state.withLock { !$0.subscribers.isEmpty } }
+
+    /// Numbers `messages` and hands them to the subscriber (held until one subscribes).
+    func publish(_ messages: [Edgetrail_V1_FlowEventMessage]) {
+        state.withLock { state in
+            var numbered = messages
+            for index in numbered.indices {
+                state.sequence += 1
+                numbered[index].sequence = state.sequence
+                numbered[index].managerRun = Self.run
+            }
+            if state.subscribers.isEmpty {
+                state.pending += numbered
+            } else {
+                for subscriber in state.subscribers { subscriber.yield(numbered) }
+            }
+        }
+    }
+
+    public func streamEvents(
+        request: Edgetrail_V1_StreamEventsRequest, response: RPCWriter<Edgetrail_V1_FlowEventMessage>, context: ServerContext
+    ) async throws {
+        let (stream, continuation) = AsyncStream<[Edgetrail_V1_FlowEventMessage]>.makeStream()
+        state.withLock { state in
+            if !state.pending.isEmpty { continuation.yield(state.pending) }
+            state.pending = []
+            state.subscribers.append(continuation)
+        }
+        for await messages in stream { try await response.write(contentsOf: messages) }
+    }
+
+    public func stats(request: Edgetrail_V1_StatsRequest, context: ServerContext) async throws -> Edgetrail_V1_StatsResponse {
+        var answer = Edgetrail_V1_StatsResponse()
+        answer.managerRun = Self.run
+        return answer
+    }
+
+    public func listRules(request: Edgetrail_V1_ListRulesRequest, context: ServerContext) async throws -> Edgetrail_V1_ListRulesResponse {
+        Edgetrail_V1_ListRulesResponse()
+    }
+
+    public func applyRules(request: Edgetrail_V1_ApplyRulesRequest, context: ServerContext) async throws -> Edgetrail_V1_ApplyRulesResponse {
+        throw RPCError(code: .unimplemented, message: "the benchmark's flow feed has no rules")
+    }
+
+    public func bindFlow(request: Edgetrail_V1_BindFlowRequest, context: ServerContext) async throws -> Edgetrail_V1_BindFlowResponse {
+        throw RPCError(code: .unimplemented, message: "the benchmark's flow feed binds nothing")
+    }
+
+    /// Serves on `socket` while `body` runs (the stream stays open after: the collector must not
+    /// see its Datapath Manager go away in the middle of a measurement).
+    public func serve<Result: Sendable>(on socket: String, _ body: @Sendable @escaping () async throws -> Result) async throws -> Result {
+        try? FileManager.default.removeItem(atPath: socket)
+        let server = GRPCServer(
+            transport: .http2NIOPosix(address: .unixDomainSocket(path: socket), transportSecurity: .plaintext), services: [self])
+        return try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask {
+                try await server.serve()
+                return nil
+            }
+            defer { server.beginGracefulShutdown() }
+            _ = try await server.listeningAddress
+            return try await body()
+        }
+    }
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import EdgetrailBenchmarks
+import EdgetrailCore
 import EdgetrailDatapath
+import EdgetrailNet
 import Foundation
 
 struct BenchCommand: AsyncParsableCommand {
@@ -195,7 +197,7 @@ struct BenchCommand: AsyncParsableCommand {
             discussion: """
                 With --otlp: a collector process shipping to the broker, fed as users feed it by a separate \
                 generator process (OTLP/gRPC export requests of 512 spans with the attributes an OpenTelemetry \
-                SDK sets, the sessions' Redis writes, their flow events replayed), until the broker \
+                SDK sets, the sessions' Redis writes, their flow events served as a Datapath Manager serves them), until the broker \
                 acknowledged every record. Prints spans/s per collector CPU-second (its own CPU time), its \
                 peak RSS, and the floor in the same run: decoding the same requests and encoding the same \
                 records once, with no pipeline. Targets: >= 0.5x the floor, RSS <= 150 MB. Needs \
@@ -248,6 +250,9 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Redis for the sessions' state, HOST:PORT or a socket path.")
         var redis = "127.0.0.1:16379"
 
+        @Option(help: "Where to serve the sessions' flow events, as a Datapath Manager does (a Unix socket path).")
+        var flows: String
+
         @Option(help: "Cookies.")
         var cookies = 50_000
 
@@ -257,7 +262,19 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             let target = try Address.endpoint(self.target, option: "--target")
             let redis = try Address.endpoint(self.redis, option: "--redis")
-            try await OTLPLoad(cookies: cookies).send(to: target, redis: redis, concurrency: concurrency) { print($0) }
+            let load = OTLPLoad(cookies: cookies)
+            let feed = FlowFeed()
+            try await feed.serve(on: flows) {
+                // Unbuffered: the benchmark waits for this line on a pipe.
+                FileHandle.standardOutput.write(Data("serving flow events on \(flows)\n".utf8))
+                // Sends once the collector follows the flow events and takes OTLP.
+                while !feed.followed || !SocketProbe.isListening(target) {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                try await load.send(to: target, redis: redis, flows: feed, concurrency: concurrency) { printError("  generator: \($0)") }
+                // Serves on until stopped, so the collector never sees its flow source go away.
+                try await Task.sleep(for: .seconds(24 * 3600))
+            }
         }
     }
 

@@ -14,9 +14,21 @@ public struct Cookie: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// nearly every record, and going through Characters and a generic integer parser cost
     /// several percent of its time.
     public init?(hex: some StringProtocol) {
+        self.init(hex: String(hex))
+    }
+
+    /// The same for a `String`, read as contiguous UTF-8: the collector parses one per span, and
+    /// the generic path iterates code units through protocol witnesses.
+    public init?(hex: String) {
+        var text = hex
+        guard let value = text.withUTF8({ Self.parse($0) }) else { return nil }
+        self.rawValue = value
+    }
+
+    private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
+        guard bytes.count == 16 else { return nil }
         var value: UInt64 = 0
-        var count = 0
-        for byte in hex.utf8 {
+        for byte in bytes {
             let digit: UInt8
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte &- UInt8(ascii: "0")
@@ -24,12 +36,9 @@ public struct Cookie: Hashable, Sendable, Comparable, CustomStringConvertible {
             case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte &- UInt8(ascii: "A") &+ 10
             default: return nil
             }
-            count += 1
-            guard count <= 16 else { return nil }
             value = value << 4 | UInt64(digit)
         }
-        guard count == 16 else { return nil }
-        self.rawValue = value
+        return value
     }
 
     /// The cookie as 16 lowercase hex digits, zero-padded.

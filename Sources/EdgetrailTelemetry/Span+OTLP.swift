@@ -84,35 +84,49 @@ public struct SpanConverter: Sendable {
         now: UInt64
     ) -> ConvertedSpans {
         let callCookie = baggage.flatMap(Self.cookie(fromBaggage:))
-        // First pass: learn each trace's cookie from the spans that carry one.
+        // First pass: read each span's own attribute once, and learn each trace's cookie from
+        // the spans that carry one.
+        var own: [CookieAttribute] = []
+        // SDKs export a trace's spans side by side: each run of them is remembered once.
+        var last: (trace: Data, cookie: UInt64)?
         for resourceSpans in request.resourceSpans {
             let resourceCookie = Self.cookie(in: resourceSpans.resource.attributes)
             for scopeSpans in resourceSpans.scopeSpans {
                 for span in scopeSpans.spans {
-                    if let cookie = Self.cookie(in: span.attributes) ?? resourceCookie ?? callCookie {
+                    let attribute = Self.cookieAttribute(in: span.attributes)
+                    own.append(attribute)
+                    if let cookie = attribute.cookie ?? resourceCookie ?? callCookie,
+                        last.map({ $0.cookie != cookie || $0.trace != span.traceID }) ?? true
+                    {
                         traces.remember(cookie, forTrace: span.traceID)
+                        last = (span.traceID, cookie)
                     }
                 }
             }
         }
         var result = ConvertedSpans()
+        result.records.reserveCapacity(own.count)
         func noteMalformed(_ attribute: CookieAttribute) {
             guard case .malformed(let reason, let value) = attribute else { return }
             result.malformedCookies[reason, default: 0] += 1
             if result.malformedExample == nil { result.malformedExample = value }
         }
+        var next = 0
         for resourceSpans in request.resourceSpans {
             let service = Self.string(named: "service.name", in: resourceSpans.resource.attributes) ?? ""
             // A span says which CNF it belongs to (its resource's `edgetrail.cnf`, as the μsrvs
             // and the SDK set it): a node's collector serves every CNF on the node.
             let spanCNF = Self.string(named: "edgetrail.cnf", in: resourceSpans.resource.attributes).flatMap { $0.isEmpty ? nil : $0 } ?? cnf
-            let resourceCookie = Self.cookie(in: resourceSpans.resource.attributes)
-            noteMalformed(Self.cookieAttribute(in: resourceSpans.resource.attributes))
+            let resourceAttribute = Self.cookieAttribute(in: resourceSpans.resource.attributes)
+            let resourceCookie = resourceAttribute.cookie
+            noteMalformed(resourceAttribute)
             for scopeSpans in resourceSpans.scopeSpans {
                 for span in scopeSpans.spans {
-                    noteMalformed(Self.cookieAttribute(in: span.attributes))
-                    let fromBaggage = Self.cookie(in: span.attributes) == nil && resourceCookie == nil && callCookie != nil
-                    var cookie = Self.cookie(in: span.attributes) ?? resourceCookie ?? callCookie
+                    let attribute = own[next]
+                    next += 1
+                    noteMalformed(attribute)
+                    let fromBaggage = attribute.cookie == nil && resourceCookie == nil && callCookie != nil
+                    var cookie = attribute.cookie ?? resourceCookie ?? callCookie
                         ?? traces.cookie(forTrace: span.traceID)
                     if cookie == nil, holdsTraces, !span.traceID.isEmpty {
                         result.heldWithoutCookie += 1
@@ -206,6 +220,11 @@ public struct SpanConverter: Sendable {
         case cookie(UInt64)
         /// There, but not 16 hex digits in a string; the reason names why.
         case malformed(reason: String, value: String)
+
+        var cookie: UInt64? {
+            if case .cookie(let value) = self { return value }
+            return nil
+        }
     }
 
     /// The cookie in `edgetrail.cookie`, which must be a string of 16 hex digits. An integer is
@@ -222,8 +241,7 @@ public struct SpanConverter: Sendable {
     }
 
     static func cookie(in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> UInt64? {
-        if case .cookie(let value) = cookieAttribute(in: attributes) { return value }
-        return nil
+        cookieAttribute(in: attributes).cookie
     }
 
     /// `edgetrail.cookie` in a W3C baggage header (`k=v;props,k2=v2`).
