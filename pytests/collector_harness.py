@@ -17,7 +17,9 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "sdk" / "python"))
 
+import grpc  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc  # noqa: E402
 
 from edgetrail.v1 import telemetry_pb2  # noqa: E402
 
@@ -103,7 +105,7 @@ class Collector:
 
     def __init__(self, services, topic, settle="300ms", idle="5s", flows=None, max_request="4MiB",
                  no_cookie="bucket", rules=None, hold="2s", name="collector", node="edge-test", partitions=None,
-                 flow_rate=None):
+                 flow_rate=None, published=None):
         self.services = services
         self.topic = topic
         self.otlp_port = free_port()
@@ -113,7 +115,13 @@ class Collector:
         rate = f"    rate: {flow_rate}\n" if flow_rate is not None else ""
         flow_source = f"  flows:\n    replay: {flows}\n{rate}" if flows else ""
         partition_setting = f"    partitions: {partitions}\n" if partitions else ""
-        filters = f"filters:\n  files: [{rules}]\n" if rules else ""
+        # published: (control topic, rule set name, status topic) of a rule set published centrally.
+        filters = "filters:\n" if rules or published else ""
+        if rules:
+            filters += f"  files: [{rules}]\n"
+        if published:
+            filters += (f"  kafka:\n    topic: {published[0]}\n    name: {published[1]}\n"
+                        f"    status_topic: {published[2]}\n")
         pathlib.Path(self.config).write_text(f"""
 collector:
   cnf: edgesecurity
@@ -269,3 +277,34 @@ class Central:
     def stop(self):
         terminate(self.process)
         self.log.close()
+
+
+def export_sessions(endpoint, cookies, spans_per_cookie):
+    """Exports spans_per_cookie spans (one root) per cookie straight over OTLP/gRPC."""
+    channel = grpc.insecure_channel(endpoint)
+    stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    scope = request.resource_spans.add().scope_spans.add()
+    sent = 0
+    for cookie in cookies:
+        trace_id = os.urandom(16)
+        root_id = os.urandom(8)
+        for index in range(spans_per_cookie):
+            span = scope.spans.add()
+            span.trace_id = trace_id
+            span.span_id = root_id if index == 0 else os.urandom(8)
+            if index:
+                span.parent_span_id = root_id
+            span.name = f"op{index}"
+            span.start_time_unix_nano = time.time_ns()
+            span.end_time_unix_nano = span.start_time_unix_nano + 1000
+            span.attributes.add(key="edgetrail.cookie").value.string_value = f"{cookie:016x}"
+        if len(scope.spans) >= 500:
+            stub.Export(request, timeout=30)
+            sent += len(scope.spans)
+            del scope.spans[:]
+    if len(scope.spans):
+        stub.Export(request, timeout=30)
+        sent += len(scope.spans)
+    channel.close()
+    return sent

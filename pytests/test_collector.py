@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from collector_harness import Collector, Services, consume
+from collector_harness import Collector, Services, consume, export_sessions
 from edgetrail.v1 import telemetry_pb2
 from helpers.send_spans import send
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
@@ -279,37 +279,6 @@ def test_child_spans_that_arrive_before_their_root_join_the_cookie_the_root_brin
         assert collector.metric("edgetrail_collector_held_spans") == 0
     finally:
         collector.stop()
-
-
-def export_sessions(endpoint, cookies, spans_per_cookie):
-    """Exports spans_per_cookie spans (one root) per cookie straight over OTLP/gRPC."""
-    channel = grpc.insecure_channel(endpoint)
-    stub = trace_service_pb2_grpc.TraceServiceStub(channel)
-    request = trace_service_pb2.ExportTraceServiceRequest()
-    scope = request.resource_spans.add().scope_spans.add()
-    sent = 0
-    for cookie in cookies:
-        trace_id = os.urandom(16)
-        root_id = os.urandom(8)
-        for index in range(spans_per_cookie):
-            span = scope.spans.add()
-            span.trace_id = trace_id
-            span.span_id = root_id if index == 0 else os.urandom(8)
-            if index:
-                span.parent_span_id = root_id
-            span.name = f"op{index}"
-            span.start_time_unix_nano = time.time_ns()
-            span.end_time_unix_nano = span.start_time_unix_nano + 1000
-            span.attributes.add(key="edgetrail.cookie").value.string_value = f"{cookie:016x}"
-        if len(scope.spans) >= 500:
-            stub.Export(request, timeout=30)
-            sent += len(scope.spans)
-            del scope.spans[:]
-    if len(scope.spans):
-        stub.Export(request, timeout=30)
-        sent += len(scope.spans)
-    channel.close()
-    return sent
 
 
 def test_every_record_arrives_once_after_the_broker_was_unreachable_for_30_seconds(services):

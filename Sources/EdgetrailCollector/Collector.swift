@@ -1,3 +1,4 @@
+import EdgetrailFilters
 import EdgetrailNet
 import EdgetrailProto
 import EdgetrailRuntime
@@ -75,6 +76,23 @@ public struct Collector: Sendable {
             services.append(.init(service: source, successTerminationBehavior: .ignore, serviceName: "flows"))
         case nil:
             break
+        }
+        if let published = configuration.publishedRules {
+            var sources = Set<RecordKind>()
+            if configuration.otlp != nil { sources.insert(.span) }
+            if configuration.flows != nil { sources.insert(.flow) }
+            if configuration.snapshots != nil { sources.insert(.snapshot) }
+            let pipeline = self.pipeline
+            let follower = RuleSetFollower(
+                settings: published, brokers: configuration.kafka.brokers, node: node, cnf: cnf, sources: sources,
+                dataDirectory: configuration.dataDirectory, logger: componentLogger("published-rules"),
+                apply: { files, version in pipeline.applyPublished(files, version: version) })
+            // The set applied last time is in force before the first record, broker or not.
+            follower.restoreKept()
+            services.append(
+                .init(
+                    service: ThreadService(name: "published-rules", run: { follower.run() }, stop: { follower.stop() }),
+                    successTerminationBehavior: .ignore, serviceName: "published-rules"))
         }
         if let host = configuration.metricsHost {
             let metrics = pipeline.metrics

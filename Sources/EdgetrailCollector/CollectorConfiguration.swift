@@ -55,6 +55,8 @@ public struct CollectorConfiguration: Sendable {
     public var metricsPort = 9464
     /// Filter rule files (applied once the rule language lands; listed files must exist).
     public var filterFiles: [String] = []
+    /// A rule set published centrally that this collector follows (`filters: {kafka: …}`).
+    public var publishedRules: PublishedRulesSettings?
     /// Also write every released batch (before cookie rules) to this capture file.
     public var captureFile: String?
 
@@ -294,7 +296,25 @@ extension CollectorConfiguration {
         }
 
         if let filters = fields["filters"], let mapping = context.mapping(filters, what: "'filters'") {
-            let filterFields = context.fields(of: mapping, allowed: ["files"], what: "'filters'")
+            let filterFields = context.fields(of: mapping, allowed: ["files", "kafka"], what: "'filters'")
+            if let kafka = filterFields["kafka"], let kafkaMapping = context.mapping(kafka, what: "'kafka'") {
+                let kafkaFields = context.fields(of: kafkaMapping, allowed: ["topic", "name", "status_topic"], what: "'kafka'")
+                var settings = PublishedRulesSettings(name: "")
+                if let value = kafkaFields["name"], let text = context.name(value, what: "'name'") {
+                    settings.name = text
+                } else if kafkaFields["name"] == nil {
+                    context.report("filters.kafka needs the 'name' of the rule set to follow", at: kafka)
+                }
+                for (field, keyPath) in [("topic", \PublishedRulesSettings.topic), ("status_topic", \PublishedRulesSettings.statusTopic)] {
+                    guard let value = kafkaFields[field], let text = context.string(value, what: "'\(field)'") else { continue }
+                    if let problem = KafkaTopicName.problem(text) {
+                        context.report("'\(text)' is not a Kafka topic name: \(problem)", at: value)
+                    } else {
+                        settings[keyPath: keyPath] = text
+                    }
+                }
+                configuration.publishedRules = settings
+            }
             if let files = filterFields["files"] {
                 for node in context.sequence(files, what: "files") {
                     guard let path = context.string(node, what: "a rule file") else { continue }
@@ -352,5 +372,16 @@ enum KafkaTopicName {
             return "'\(bad)' is not allowed; use letters, digits, '.', '_' and '-'"
         }
         return nil
+    }
+}
+
+/// `filters: {kafka: {topic, name, status_topic}}`: the published rule set a collector follows.
+public struct PublishedRulesSettings: Sendable, Equatable {
+    public var topic = "edgetrail.filters"
+    public var name: String
+    public var statusTopic = "edgetrail.filters.status"
+
+    public init(name: String) {
+        self.name = name
     }
 }

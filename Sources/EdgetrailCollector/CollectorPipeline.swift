@@ -36,7 +36,11 @@ public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
     private var remaining: [UInt64: Int] = [:]
     private let stopLock = NSLock()
     private var stopRequested = false
-    private var pendingRules: FilterRules?
+    /// A published rule set to apply on the pipeline thread (its files and its version).
+    private var pendingPublished: (files: [RuleFile], version: String)?
+    /// The rule files' rules and the published set's, compiled together (files first).
+    private var fileRules: (files: [RuleFile], version: String)
+    private var publishedRules: (files: [RuleFile], version: String)?
     private let ruleWatcher: RuleFileWatcher
     private let capture: CaptureFile.Writer?
     private let counterLock = NSLock()
@@ -71,7 +75,9 @@ public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
         hold = TraceHold(configuration: configuration.otlp?.hold ?? TraceHoldConfiguration())
         noCookie = configuration.otlp?.noCookie ?? .bucket
         // Rules are validated at start: a collector never runs with half its rules.
-        let rules = try RuleCompiler.load(paths: configuration.filterFiles)
+        let loaded = try RuleCompiler.loadFiles(paths: configuration.filterFiles)
+        fileRules = loaded
+        let rules = RuleCompiler.compile(loaded.files, version: loaded.version)
         filters = FilterStage(rules: rules)
         ruleWatcher = RuleFileWatcher(paths: configuration.filterFiles)
         capture = try configuration.captureFile.map { try CaptureFile.Writer(path: $0) }
@@ -213,9 +219,18 @@ public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
         counterLock.withLock { refusedBySource[source, default: 0] += amount }
     }
 
-    /// Installs new filter rules; they take effect between cookies, on the pipeline thread.
-    public func replaceRules(_ rules: FilterRules) {
-        stopLock.withLock { pendingRules = rules }
+    /// Installs a published rule set's files (compiled after the rule files' rules); they take
+    /// effect between cookies, on the pipeline thread.
+    public func applyPublished(_ files: [RuleFile], version: String) {
+        stopLock.withLock { pendingPublished = (files, version) }
+    }
+
+    /// The rules in force: the files', then the published set's.
+    private func recompose() {
+        let version = [fileRules.version, publishedRules?.version].compactMap { $0 }.joined(separator: "+")
+        let rules = RuleCompiler.compile(fileRules.files + (publishedRules?.files ?? []), version: version)
+        filters.replace(with: rules)
+        logger.notice("filter rules now active", metadata: ["version": "\(rules.version)"])
     }
 
     // MARK: Processing (the pipeline thread)
@@ -249,8 +264,9 @@ public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
     /// acknowledgements.
     func step(timeout: Double) {
         switch ruleWatcher.poll() {
-        case .applied(let rules):
-            replaceRules(rules)
+        case .applied(let files, let version):
+            fileRules = (files, version)
+            recompose()
             count(.rulesReloadApplied)
         case .refused(let diagnostics):
             count(.rulesReloadRefused)
@@ -261,12 +277,12 @@ public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
         case nil:
             break
         }
-        if let rules = stopLock.withLock({ () -> FilterRules? in
-            defer { pendingRules = nil }
-            return pendingRules
+        if let published = stopLock.withLock({ () -> (files: [RuleFile], version: String)? in
+            defer { pendingPublished = nil }
+            return pendingPublished
         }) {
-            filters.replace(with: rules)
-            logger.notice("filter rules now active", metadata: ["version": "\(rules.version)"])
+            publishedRules = published
+            recompose()
         }
         let items = queue.take(timeout: timeout)
         let now = clock()

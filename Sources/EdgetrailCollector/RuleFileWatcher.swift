@@ -7,7 +7,7 @@ import Foundation
 /// longer lints is refused with its errors; the rules in force stay.
 final class RuleFileWatcher: @unchecked Sendable {
     enum Change {
-        case applied(FilterRules)
+        case applied([RuleFile], version: String)
         case refused([Diagnostic])
     }
 
@@ -44,7 +44,8 @@ final class RuleFileWatcher: @unchecked Sendable {
         guard changed else { return nil }
         stamps = now
         do {
-            return .applied(try RuleCompiler.load(paths: paths))
+            let loaded = try RuleCompiler.loadFiles(paths: paths)
+            return .applied(loaded.files, version: loaded.version)
         } catch {
             return .refused(error.diagnostics)
         }

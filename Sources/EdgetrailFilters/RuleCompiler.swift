@@ -51,6 +51,13 @@ public enum RuleCompiler {
 
     /// Loads, checks and compiles rule files; the version names their content.
     public static func load(paths: [String]) throws(DiagnosticsError) -> FilterRules {
+        let loaded = try loadFiles(paths: paths)
+        return compile(loaded.files, version: loaded.version)
+    }
+
+    /// Loads and checks rule files without compiling them (to compile them with others), and a
+    /// version that names their content.
+    public static func loadFiles(paths: [String]) throws(DiagnosticsError) -> (files: [RuleFile], version: String) {
         var files: [RuleFile] = []
         var problems: [Diagnostic] = []
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -65,7 +72,7 @@ public enum RuleCompiler {
             }
         }
         guard problems.isEmpty else { throw DiagnosticsError(problems) }
-        return compile(files, version: String(hash, radix: 16))
+        return (files, String(hash, radix: 16))
     }
 
     // MARK: Expressions to closures

@@ -26,12 +26,21 @@ extension KafkaProducer {
     /// Creates `topic` with `partitions` partitions (the broker's default replication) unless it
     /// exists; either way says how many partitions it has. An existing topic is left as it is:
     /// Kafka can add partitions but never remove them, and adding moves keys to other partitions.
-    public func ensureTopic(_ topic: String, partitions: Int, timeoutMilliseconds: Int32 = 10_000) throws(KafkaError) -> TopicOutcome {
+    ///
+    /// - Parameters:
+    ///   - configs: topic settings for a new topic, e.g. `cleanup.policy=compact` (the broker
+    ///     checks them; one it does not know fails the creation).
+    public func ensureTopic(
+        _ topic: String, partitions: Int, configs: [String: String] = [:], timeoutMilliseconds: Int32 = 10_000
+    ) throws(KafkaError) -> TopicOutcome {
         var errorText = [CChar](repeating: 0, count: 512)
         guard let newTopic = rd_kafka_NewTopic_new(topic, Int32(partitions), -1, &errorText, errorText.count) else {
             throw KafkaError("cannot ask for topic \(topic) with \(partitions) partitions: \(cString(errorText))")
         }
         defer { rd_kafka_NewTopic_destroy(newTopic) }
+        for (name, value) in configs.sorted(by: { $0.key < $1.key }) {
+            _ = rd_kafka_NewTopic_set_config(newTopic, name, value)
+        }
         guard let queue = rd_kafka_queue_new(handle) else { throw KafkaError("cannot make a queue for the topic request") }
         defer { rd_kafka_queue_destroy(queue) }
         let options = rd_kafka_AdminOptions_new(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS)

@@ -83,6 +83,25 @@ struct CollectorConfigurationTests {
         ])
     }
 
+    @Test("filters.kafka: a published rule set to follow, by name, with its topics; partitions of the sink's topic")
+    func publishedRules() throws {
+        let parsed = try CollectorConfiguration.parse(
+            "sources:\n  otlp: {listen: 127.0.0.1:4317}\nfilters:\n  kafka: {name: edge-rules}\n"
+                + "sinks:\n  kafka:\n    brokers: 127.0.0.1:19092\n    partitions: 6\n",
+            fileName: "edge.yaml")
+        #expect(parsed.publishedRules == PublishedRulesSettings(name: "edge-rules"))
+        #expect(parsed.publishedRules?.topic == "edgetrail.filters" && parsed.publishedRules?.statusTopic == "edgetrail.filters.status")
+        #expect(parsed.kafka.partitions == 6)
+        #expect(problems("bad_published_rules.yaml") == [
+            "collectors/testdata/bad_published_rules.yaml:5:12: 'edgetrail filters' is not a Kafka topic name: ' ' is not allowed; use letters, digits, '.', '_' and '-'",
+            "collectors/testdata/bad_published_rules.yaml:6:11: 'Edge-Rules' is not a valid name for 'name': use 1-63 lowercase letters, digits, '-' or '_', starting with a letter",
+            "collectors/testdata/bad_published_rules.yaml:10:17: '0' is not a whole number from 1 to 10000",
+        ])
+        #expect(problems("bad_published_rules_no_name.yaml") == [
+            "collectors/testdata/bad_published_rules_no_name.yaml:5:5: filters.kafka needs the 'name' of the rule set to follow"
+        ])
+    }
+
     @Test("flows: the Datapath Manager's socket or a recording, one of them; rate only paces a recording")
     func flowSources() throws {
         let datapath = try CollectorConfiguration.parse(
