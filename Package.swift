@@ -275,7 +275,7 @@ let package = Package(
             name: "EdgetrailCentral",
             dependencies: [
                 "EdgetrailCore", "EdgetrailCentralAPI", "EdgetrailProto", "EdgetrailTelemetry", "EdgetrailKafka", "EdgetrailRuntime", "EdgetrailNet",
-                "CLibPQ",
+                "EdgetrailFilters", "CLibPQ",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

@@ -75,7 +75,8 @@ def test_a_publish_reaches_the_selected_collectors_and_what_it_drops_never_reach
     collectors = {node: Collector(services, data, settle="200ms", name=f"collector-{node}", node=node,
                                   published=rollout.collector_setting)
                   for node in ("edge-a1", "edge-a2", "edge-b")}
-    central = Central(services, data, f"sqlite:{services.run_dir}/central.sqlite")
+    central = Central(services, data, f"sqlite:{services.run_dir}/central.sqlite",
+                      extra=("--filters-topic", rollout.topic, "--filters-status-topic", rollout.status_topic))
     try:
         rules = rollout.rules("drop-op1.rules", 'drop span where span.operation == "op1"\n')
         published = rollout.publish(rules, selector="node=edge-a*")
@@ -83,11 +84,20 @@ def test_a_publish_reaches_the_selected_collectors_and_what_it_drops_never_reach
         assert f"published canary version 1 (1 file, selector node=edge-a*,cnf=*) to {rollout.topic}" in published.stdout
         status = rollout.wait_status("edge-a1: version 1 applied", "edge-a2: version 1 applied")
         assert "edge-b" not in status.stdout, "the selector leaves edge-b out"
+        # Central serves the same rollout, for the portal.
+        code, body = central.get("/v1/filters?name=canary")
+        assert code == 200, body
+        [rollout_view] = body["rollouts"]
+        assert (rollout_view["name"], rollout_view["version"], rollout_view["selector"]) == ("canary", 1, "node=edge-a*,cnf=*")
+        assert [(n["node"], n["version"], n["outcome"]) for n in rollout_view["nodes"]] == [
+            ("edge-a1", 1, "applied"), ("edge-a2", 1, "applied")]
 
         cookies = {node: [0x00A0000000000000 + index * 16 + position for index in range(50)]
                    for position, node in enumerate(collectors)}
         for node, collector in collectors.items():
             export_sessions(collector.endpoint, cookies[node], 4)
+        for collector in collectors.values():
+            assert collector.wait_metric("edgetrail_collector_batches_out_total", at_least=50, seconds=30) >= 50
         wanted = {cookie for values in cookies.values() for cookie in values}
         seen = operations(consume(services.brokers, data, lambda got: {b.cookie for b in got} >= wanted))
         for node in ("edge-a1", "edge-a2"):
@@ -130,6 +140,8 @@ def test_a_set_a_collector_cannot_apply_is_refused_there_with_the_reason_and_its
         status = rollout.wait_status("edge-r: version 2 REFUSED")
         assert status.returncode == 1
         assert "canary@v2/flows.rules:1:1: this collector has no flow source (sources.flows)" in status.stdout
+        assert collector.wait_metric("edgetrail_collector_source_events_total", 'source="filters",event="reload_refused"') == 1
+        assert collector.metric("edgetrail_collector_source_events_total", 'source="filters",event="reload_applied"') == 1
         export_sessions(collector.endpoint, [0x00B0000000000001], 4)
         # Shipped (the topic exists) before a reader subscribes to it.
         assert collector.wait_metric("edgetrail_collector_batches_out_total", at_least=1, seconds=30) >= 1

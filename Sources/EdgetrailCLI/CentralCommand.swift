@@ -14,6 +14,7 @@ struct CentralCommand: AsyncParsableCommand {
               GET /v1/graph?cnf=&limit=  a CNF's service graph from its recent sessions' spans
               GET /v1/live?cnf=          sessions as they are stored (server-sent events, batched)
               GET /v1/capture?cnf=&limit=   recent sessions as a capture (for filter dry runs)
+              GET /v1/filters?name=      published filter rule sets and each node's answer
               GET /metrics, GET /healthz
             'edgetrail trace COOKIE' prints a timeline from it.
             """)
@@ -39,6 +40,12 @@ struct CentralCommand: AsyncParsableCommand {
     @Option(help: .hidden)
     var retentionInterval: Double = 60
 
+    @Option(help: "Where filter rule sets are published ('edgetrail filters publish'), for /v1/filters.")
+    var filtersTopic = "edgetrail.filters"
+
+    @Option(help: "Where collectors report on them.")
+    var filtersStatusTopic = "edgetrail.filters.status"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
@@ -47,6 +54,8 @@ struct CentralCommand: AsyncParsableCommand {
         var configuration = CentralConfiguration(brokers: brokers, store: store)
         configuration.topic = topic
         configuration.groupID = group
+        configuration.filtersTopic = filtersTopic
+        configuration.filtersStatusTopic = filtersStatusTopic
         configuration.host = address.host
         configuration.port = address.port
         if let retain {

@@ -1,5 +1,6 @@
 import EdgetrailCentralAPI
 import EdgetrailCore
+import EdgetrailFilters
 import EdgetrailKafka
 import EdgetrailNet
 import EdgetrailProto
@@ -25,6 +26,9 @@ public struct CentralConfiguration: Sendable {
     public var retainNanoseconds: UInt64?
     /// How often the retention sweep runs.
     public var retentionInterval: Duration = .seconds(60)
+    /// Where filter rule sets are published and collectors report on them (`/v1/filters`).
+    public var filtersTopic = "edgetrail.filters"
+    public var filtersStatusTopic = "edgetrail.filters.status"
 
     public init(brokers: String, store: String) {
         self.brokers = brokers
@@ -308,6 +312,20 @@ public final class Central: @unchecked Sendable {
             }
             return Self.json(.ok, graph)
         }
+        let (brokers, filtersTopic, statusTopic) = (configuration.brokers, configuration.filtersTopic, configuration.filtersStatusTopic)
+        router.get("/v1/filters") { request, _ -> Response in
+            let name = request.uri.queryParameters["name"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
+            do {
+                let rollouts = try await Blocking.run {
+                    try Self.filterRollouts(
+                        published: KafkaTopicReader.readAll(brokers: brokers, topic: filtersTopic).map(\.value),
+                        reports: KafkaTopicReader.readAll(brokers: brokers, topic: statusTopic).map(\.value), name: name)
+                }
+                return Self.json(.ok, rollouts)
+            } catch {
+                return Self.json(.serviceUnavailable, ["error": "cannot read the filter topics at \(brokers): \(error)"])
+            }
+        }
         let live = self.live
         router.get("/v1/live") { request, _ -> Response in
             let cnf = request.uri.queryParameters["cnf"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
@@ -373,6 +391,25 @@ public final class Central: @unchecked Sendable {
             frames += try batch.captureFrame()
         }
         return frames
+    }
+
+    /// The newest version of each rule set (or of `name`) and each node's last answer on it.
+    static func filterRollouts(published: [[UInt8]], reports: [[UInt8]], name: String?) -> FilterRollouts {
+        let sets = PublishedRuleSet.newest(published).values.filter { name == nil || $0.name == name }
+        let answers = reports.compactMap { try? JSONDecoder().decode(RuleSetStatus.self, from: Data($0)) }
+        return FilterRollouts(
+            rollouts: sets.sorted { $0.name < $1.name }.map { set in
+                let last = RuleSetStatus.lastPerNode(answers.filter { $0.name == set.name })
+                return FilterRollouts.Rollout(
+                    name: set.name, version: set.version, selector: set.selector.description, author: set.author,
+                    publishedAtNs: set.publishedAtNs,
+                    nodes: last.keys.sorted().map { node in
+                        let answer = last[node]!
+                        return FilterRollouts.Answer(
+                            node: node, cnf: answer.cnf, version: answer.version, outcome: answer.outcome.rawValue, errors: answer.errors,
+                            atNs: answer.atNs)
+                    })
+            })
     }
 
     static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {

@@ -43,6 +43,18 @@ public struct CentralClient: Sendable {
         }
     }
 
+    /// The published filter rule sets and each node's answer (`name`: one set only).
+    public func filterRollouts(name: String? = nil) async throws(CentralClientError) -> FilterRollouts {
+        var path = "/v1/filters"
+        if let name, !name.isEmpty, let encoded = name.addingPercentEncoding(withAllowedCharacters: .alphanumerics) { path += "?name=\(encoded)" }
+        let data = try await get(path)
+        do {
+            return try JSONDecoder().decode(FilterRollouts.self, from: data)
+        } catch {
+            throw CentralClientError(.unreadable, "central answered something that is not a list of filter rollouts: \(error)")
+        }
+    }
+
     /// Recent sessions matching `query` as a capture (CookieBatch frames, as `collector --capture`
     /// writes), for a filter dry-run over real traffic.
     public func capture(_ query: CookieQuery) async throws(CentralClientError) -> Data {

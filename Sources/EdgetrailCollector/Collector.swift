@@ -86,7 +86,8 @@ public struct Collector: Sendable {
             let follower = RuleSetFollower(
                 settings: published, brokers: configuration.kafka.brokers, node: node, cnf: cnf, sources: sources,
                 dataDirectory: configuration.dataDirectory, logger: componentLogger("published-rules"),
-                apply: { files, version in pipeline.applyPublished(files, version: version) })
+                apply: { files, version in pipeline.applyPublished(files, version: version) },
+                counted: { applied in pipeline.count(applied ? .rulesReloadApplied : .rulesReloadRefused) })
             // The set applied last time is in force before the first record, broker or not.
             follower.restoreKept()
             services.append(

@@ -23,11 +23,13 @@ final class RuleSetFollower: Sendable {
     let storePath: String
     let logger: Logger
     private let apply: @Sendable ([RuleFile], String) -> Void
+    /// Counts each version applied (true) or refused, with the rule file reloads on /metrics.
+    private let counted: @Sendable (Bool) -> Void
     private let state = Mutex<(stopped: Bool, applied: Int)>((false, 0))
 
     init(
         settings: PublishedRulesSettings, brokers: String, node: String, cnf: String, sources: Set<RecordKind>, dataDirectory: String,
-        logger: Logger, apply: @escaping @Sendable ([RuleFile], String) -> Void
+        logger: Logger, apply: @escaping @Sendable ([RuleFile], String) -> Void, counted: @escaping @Sendable (Bool) -> Void = { _ in }
     ) {
         self.settings = settings
         self.brokers = brokers
@@ -37,6 +39,7 @@ final class RuleSetFollower: Sendable {
         self.storePath = "\(dataDirectory)/filters/\(settings.name).json"
         self.logger = logger
         self.apply = apply
+        self.counted = counted
     }
 
     /// The version in force (0: none yet).
@@ -114,11 +117,13 @@ final class RuleSetFollower: Sendable {
             apply(files, "\(set.name)@v\(set.version)")
             state.withLock { $0.applied = set.version }
             keep(set)
+            counted(true)
             logger.notice(
                 "applied a published rule set", metadata: ["name": "\(set.name)", "version": "\(set.version)", "author": "\(set.author)"])
             return RuleSetStatus(node: node, cnf: cnf, name: set.name, version: set.version, outcome: .applied, atNs: now)
         } catch {
             let errors = error.diagnostics.map(\.description)
+            counted(false)
             logger.warning(
                 "refused a published rule set; the rules in force stay",
                 metadata: ["name": "\(set.name)", "version": "\(set.version)", "errors": "\(errors.joined(separator: "; "))"])

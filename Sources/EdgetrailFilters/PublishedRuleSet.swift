@@ -162,6 +162,15 @@ public struct RuleSetStatus: Codable, Sendable, Equatable {
         return Array((try? encoder.encode(self)) ?? Data())
     }
 
+    /// Each node's last answer among `reports` (the highest version, then the latest).
+    public static func lastPerNode(_ reports: [RuleSetStatus]) -> [String: RuleSetStatus] {
+        var last: [String: RuleSetStatus] = [:]
+        for report in reports where (last[report.node].map { ($0.version, $0.atNs) < (report.version, report.atNs) } ?? true) {
+            last[report.node] = report
+        }
+        return last
+    }
+
     public init(node: String, cnf: String, name: String, version: Int, outcome: Outcome, errors: [String] = [], atNs: UInt64) {
         self.node = node
         self.cnf = cnf
@@ -226,10 +235,7 @@ public struct RolloutSummary: Sendable {
     public var refusedNewest = false
 
     public init(newest: Int, reports: [RuleSetStatus]) {
-        var last: [String: RuleSetStatus] = [:]
-        for report in reports where (last[report.node].map { ($0.version, $0.atNs) < (report.version, report.atNs) } ?? true) {
-            last[report.node] = report
-        }
+        let last = RuleSetStatus.lastPerNode(reports)
         if last.isEmpty { lines.append("no collector has answered yet") }
         for node in last.keys.sorted() {
             let report = last[node]!

@@ -1,3 +1,4 @@
+import EdgetrailCentralAPI
 import Foundation
 
 extension Pages {
@@ -121,7 +122,7 @@ extension Pages {
 extension Pages {
     static func filters(
         frame: Frame, node: String, nodes: [String], text: String, check: RuleCheck, files: [String], captures: [String],
-        report: DryRunReport?, note: String?, failure: String? = nil
+        report: DryRunReport?, note: String?, failure: String? = nil, rollouts: Result<FilterRollouts, CentralClientError>? = nil
     ) -> HTML {
         let problems = check.problems.map { problem -> HTML in
             "<li class=\"error\" data-line=\"\(problem.line)\">\(problem.description)</li>"
@@ -163,7 +164,38 @@ extension Pages {
             <button type="submit" name="action" value="dry-run" id="dry-run-button">Dry run</button> \(activate)</p>
             </form>
             \(result)
+            \(rolloutSection(rollouts))
             <script src="/static/portal.js"></script>
             """)
+    }
+
+    /// Rule sets published for every collector (`edgetrail filters publish`) and each node's answer.
+    static func rolloutSection(_ rollouts: Result<FilterRollouts, CentralClientError>?) -> HTML {
+        guard let rollouts else { return .empty }
+        let body: HTML
+        switch rollouts {
+        case .failure(let error):
+            body = "<p class=\"error\">\(error.description)</p>"
+        case .success(let found) where found.rollouts.isEmpty:
+            body = "<p>None published yet: <code>edgetrail filters publish FILE… --name NAME --selector node=GLOB</code>.</p>"
+        case .success(let found):
+            let sections = found.rollouts.map { rollout -> HTML in
+                    let rows = rollout.nodes.map { answer -> HTML in
+                        let state: HTML =
+                            answer.version != rollout.version
+                            ? "<td class=\"warn\">has not answered version \(rollout.version) (last: \(answer.version) \(answer.outcome))</td>"
+                            : answer.outcome == "applied" ? "<td>applied</td>"
+                            : "<td class=\"error\">refused: \(answer.errors.joined(separator: "; "))</td>"
+                        return "<tr><td>\(answer.node)</td><td>\(answer.cnf)</td><td>\(answer.version)</td>\(state)<td>\(clock(answer.atNs))</td></tr>"
+                    }
+                    return """
+                        <h3>\(rollout.name) — version \(rollout.version), selector <code>\(rollout.selector)</code>, by \(rollout.author) at \(clock(rollout.publishedAtNs))</h3>
+                        <table class="rollout" data-name="\(rollout.name)"><thead><tr><th>node</th><th>CNF</th><th>version</th><th>state</th><th>at</th></tr></thead>
+                        <tbody>\(rows.isEmpty ? "<tr><td colspan=\"5\">no collector has answered yet</td></tr>" : rows.joined())</tbody></table>
+                        """
+            }
+            body = sections.joined()
+        }
+        return "<section id=\"rollouts\"><h2>Published rule sets</h2>\(body)</section>"
     }
 }

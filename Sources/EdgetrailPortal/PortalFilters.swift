@@ -45,6 +45,13 @@ public struct DryRunReport: Codable, Sendable, Equatable {
 
 extension Portal {
     func addFilters(_ routes: PortalRoutes) {
+        routes.view("/api/v1/filters/rollouts", api: true, summary: "Published filter rule sets and each node's answer (central's /v1/filters).") {
+            [self] _, _, _ in
+            switch await rollouts() {
+            case .success(let found): return PortalRoutes.json(200, found)
+            case .failure(let error): return PortalRoutes.json(502, ["error": error.description])
+            }
+        }
         routes.view("/filters", api: false, summary: "Filters") { [self] request, context, _ in
             let parameters = Self.query(request)
             let node = parameters["node"] ?? configuration.nodes[0]
@@ -60,7 +67,8 @@ extension Portal {
                 context,
                 Pages.filters(
                     frame: frame(context, "filters"), node: node, nodes: configuration.nodes, text: rules, check: RuleCheck.check(rules).0,
-                    files: Self.ruleFiles(in: configuration.filtersDirectory), captures: captures(), report: nil, note: note))
+                    files: Self.ruleFiles(in: configuration.filtersDirectory), captures: captures(), report: nil, note: note,
+                    rollouts: await rollouts()))
         }
         routes.change(.post, "/filters", api: false, summary: "Dry-run or activate a rule file", need: .signedIn) { [self] _, context, user, form in
             let node = form.field("node") ?? configuration.nodes[0]
@@ -96,7 +104,7 @@ extension Portal {
                 Pages.filters(
                     frame: frame(context, "filters"), node: node, nodes: configuration.nodes, text: text, check: check,
                     files: Self.ruleFiles(in: configuration.filtersDirectory), captures: captures(), report: report, note: note,
-                    failure: failure),
+                    failure: failure, rollouts: await rollouts()),
                 status: status)
         }
 
@@ -225,5 +233,16 @@ extension Portal {
             samples.sum(name, where: ["source": "filters", "event": "reload_applied"]),
             samples.sum(name, where: ["source": "filters", "event": "reload_refused"])
         )
+    }
+}
+
+extension Portal {
+    /// Central's view of the published rule sets.
+    func rollouts() async -> Result<FilterRollouts, CentralClientError> {
+        do {
+            return .success(try await CentralClient(base: configuration.central).filterRollouts())
+        } catch {
+            return .failure(error)
+        }
     }
 }
