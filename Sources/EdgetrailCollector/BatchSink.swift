@@ -48,6 +48,11 @@ public final class MemoryBatchSink: BatchSink, @unchecked Sendable {
     public var batches: [Edgetrail_V1_CookieBatch] { lock.withLock { received } }
 
     public func ship(_ batch: Edgetrail_V1_CookieBatch, encodedRecords: [[UInt8]]?) throws {
+        // As a consumer of the topic would read it: with the records the bytes carry.
+        var batch = batch
+        if batch.records.isEmpty, let encodedRecords {
+            batch.records = encodedRecords.compactMap { try? Edgetrail_V1_Record(serializedBytes: $0) }
+        }
         lock.withLock {
             received.append(batch)
             counted.acknowledgedBatches += 1

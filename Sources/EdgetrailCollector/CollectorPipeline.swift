@@ -70,6 +70,9 @@ public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
         queue = IntakeQueue(capacity: configuration.intakeQueueRecords)
         var joinConfiguration = configuration.join
         joinConfiguration.maxBatchBytes = configuration.kafka.maxMessageBytes - KafkaSink.messageOverheadBytes
+        // Held records as bytes only: decoded again at release just when cookie rules or the
+        // capture need them.
+        joinConfiguration.keepsDecodedRecords = false
         join = CookieJoin(configuration: joinConfiguration)
         largestRecordBytes = join.largestRecordBytes
         hold = TraceHold(configuration: configuration.otlp?.hold ?? TraceHoldConfiguration())
@@ -351,10 +354,14 @@ public final class CollectorPipeline: RecordConsumer, @unchecked Sendable {
     private func ship(_ released: [JoinedBatch]) {
         for joined in released {
             counterLock.withLock { releasedByReason[joined.reason, default: 0] += 1 }
-            capture?.write(joined.batch)
-            if filters.keep(joined.batch) {
+            var batch = joined.batch
+            if batch.records.isEmpty, capture != nil || filters.hasCookieRules {
+                batch.records = joined.encodedRecords.compactMap { try? Edgetrail_V1_Record(serializedBytes: $0) }
+            }
+            capture?.write(batch)
+            if filters.keep(batch) {
                 do {
-                    try sink.ship(joined.batch, encodedRecords: joined.encodedRecords)
+                    try sink.ship(batch, encodedRecords: joined.encodedRecords)
                 } catch {
                     // Counted and logged by the sink (spool full).
                 }

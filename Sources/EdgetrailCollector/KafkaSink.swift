@@ -147,6 +147,8 @@ public final class KafkaSink {
     /// refused) when the spool has no room; nothing is lost silently. With `encodedRecords`
     /// (each record's bytes, in order) the records are framed as they are, not encoded again.
     public func ship(_ batch: Edgetrail_V1_CookieBatch, encodedRecords: [[UInt8]]? = nil) throws {
+        // The join may hand over the records as bytes only.
+        let recordCount = encodedRecords?.count ?? batch.records.count
         let key = Array(Cookie(batch.cookie).hex.utf8)
         let payload: [UInt8]
         if let encodedRecords {
@@ -159,16 +161,16 @@ public final class KafkaSink {
             id = try spool.append(payload)
         } catch {
             counters.refusedBatches += 1
-            counters.refusedRecords += batch.records.count
+            counters.refusedRecords += recordCount
             logger.warning(
                 "spool full: refused a batch",
                 metadata: [
-                    "cookie": "\(Cookie(batch.cookie))", "seq": "\(batch.seq)", "records": "\(batch.records.count)",
+                    "cookie": "\(Cookie(batch.cookie))", "seq": "\(batch.seq)", "records": "\(recordCount)",
                     "error": "\(error)",
                 ])
             throw error
         }
-        inFlight[id] = (batch.records.count, clock())
+        inFlight[id] = (recordCount, clock())
         if backlogBatches == 0, sentOutstanding <= configuration.maxInFlightBatches, topic.ready {
             try send(id: id, payload: payload)
         } else {

@@ -287,6 +287,9 @@ public struct FilterStage: Sendable {
     }
 
     /// Applies cookie-level rules to a released batch; false when the cookie is dropped.
+    /// Whether any rule decides whole cookies (and so needs a batch's records decoded).
+    public var hasCookieRules: Bool { !rules.cookieRules.isEmpty }
+
     public mutating func keep(_ batch: Edgetrail_V1_CookieBatch) -> Bool {
         for rule in rules.cookieRules {
             switch rule.decide(batch) {

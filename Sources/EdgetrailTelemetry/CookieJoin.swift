@@ -22,6 +22,11 @@ public struct CookieJoinConfiguration: Sendable, Hashable {
     /// batches (consecutive `seq`, only the last `final`), each under it. The collector sets it
     /// from the Kafka message limit, so no batch is ever too large for the broker.
     public var maxBatchBytes: Int = 1_000_000
+    /// Whether released batches carry the records decoded (`batch.records`) besides their bytes
+    /// (`encodedRecords`). A collector turns it off: a held record's bytes take a fifth of the
+    /// memory of the decoded message, and it decodes a batch again only when cookie rules or a
+    /// capture need it.
+    public var keepsDecodedRecords = true
 
     public init(cnf: String, node: String) {
         self.cnf = cnf
@@ -65,8 +70,11 @@ public struct CookieJoin: Sendable {
     public let configuration: CookieJoinConfiguration
 
     private struct Open {
+        /// The records decoded, when the join keeps them (`keepsDecodedRecords`).
         var records: [Edgetrail_V1_Record] = []
         var origins: [UInt64] = []
+        /// The CNF the first held span names, if any.
+        var spanCNF: String?
         /// Each record's bytes; empty when not handed in (encoded on release).
         var encoded: [[UInt8]] = []
         var seq: UInt32 = 0
@@ -134,11 +142,16 @@ public struct CookieJoin: Sendable {
         default:
             break
         }
-        state.records.append(record)
+        if state.spanCNF == nil, case .span = record.kind, !record.cnf.isEmpty { state.spanCNF = record.cnf }
+        if configuration.keepsDecodedRecords {
+            state.records.append(record)
+            state.encoded.append(encoded)
+        } else {
+            state.encoded.append(encoded.isEmpty ? RecordWire.encode(record) : encoded)
+        }
         state.origins.append(origin)
-        state.encoded.append(encoded)
         openRecords += 1
-        if state.records.count >= configuration.maxRecordsPerCookie {
+        if state.origins.count >= configuration.maxRecordsPerCookie {
             released += release(&state, cookie: cookie, final: false, reason: .cookieFull)
         }
         cookies[cookie] = state
@@ -167,7 +180,7 @@ public struct CookieJoin: Sendable {
             if state.closedAt != nil {
                 // Grace over: late records (if any) go out, then the cookie is forgotten.
                 var closing = state
-                if !closing.records.isEmpty {
+                if !closing.origins.isEmpty {
                     released += release(&closing, cookie: cookie, final: true, reason: .late)
                 }
                 cookies[cookie] = nil
@@ -182,7 +195,7 @@ public struct CookieJoin: Sendable {
     public mutating func drain() -> [JoinedBatch] {
         var released: [JoinedBatch] = []
         for cookie in cookies.keys.sorted() {
-            guard var state = cookies[cookie], !state.records.isEmpty else { continue }
+            guard var state = cookies[cookie], !state.origins.isEmpty else { continue }
             released += release(&state, cookie: cookie, final: true, reason: .shutdown)
         }
         cookies.removeAll()
@@ -226,11 +239,7 @@ public struct CookieJoin: Sendable {
         }
         pieces.append(start..<encoded.count)
         // The CNF the spans name wins over the collector's own setting: one node runs many CNFs.
-        let cnf =
-            state.records.first { record in
-                if case .span = record.kind { return !record.cnf.isEmpty }
-                return false
-            }?.cnf ?? configuration.cnf
+        let cnf = state.spanCNF ?? configuration.cnf
         var released: [JoinedBatch] = []
         for (number, piece) in pieces.enumerated() {
             var batch = Edgetrail_V1_CookieBatch()
@@ -240,14 +249,15 @@ public struct CookieJoin: Sendable {
             batch.cnf = cnf
             batch.node = configuration.node
             batch.createdAtNs = state.lastSeen
-            batch.records = Array(state.records[piece])
+            if configuration.keepsDecodedRecords { batch.records = Array(state.records[piece]) }
             state.seq += 1
             released.append(
                 JoinedBatch(
                     batch: batch, reason: reason, origins: Array(state.origins[piece]),
                     encodedRecords: Array(encoded[piece])))
         }
-        openRecords -= state.records.count
+        openRecords -= state.origins.count
+        state.spanCNF = nil
         state.records.removeAll(keepingCapacity: false)
         state.origins.removeAll(keepingCapacity: false)
         state.encoded.removeAll(keepingCapacity: false)
@@ -263,7 +273,7 @@ public struct CookieJoin: Sendable {
     /// The open (not closed) cookie seen least recently, other than `excluding`.
     private func oldestOpenCookie(excluding: UInt64) -> UInt64? {
         var best: (UInt64, UInt64)?
-        for (cookie, state) in cookies where cookie != excluding && state.closedAt == nil && !state.records.isEmpty {
+        for (cookie, state) in cookies where cookie != excluding && state.closedAt == nil && !state.origins.isEmpty {
             if best == nil || state.lastSeen < best!.1 { best = (cookie, state.lastSeen) }
         }
         return best?.0
