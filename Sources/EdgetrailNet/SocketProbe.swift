@@ -2,6 +2,8 @@
 import Glibc
 #endif
 import EdgetrailCore
+import Foundation
+import Synchronization
 
 /// Small blocking socket checks used to tell whether a service is listening.
 public enum SocketProbe {
@@ -71,19 +73,44 @@ public enum SocketProbe {
         return result == 0
     }
 
-    /// A port the kernel reports free on `host` at this moment (for tests that run side by side).
+    /// A port free on `host` at this moment (for tests and benchmarks that run side by side).
+    ///
+    /// Picked below the kernel's ephemeral range (ip_local_port_range): a port the kernel hands
+    /// out for `bind(0)` is one it also gives to outgoing connections, so with many connections
+    /// being opened nearby it could be taken again before the caller binds it. Successive calls
+    /// in one process walk the range from a random start, so they never hand out the same port.
     public static func freePort(host: String = "127.0.0.1") -> Int {
+        let lowestEphemeral = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+            .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+        let span = lowestEphemeral - 10_000
+        if span > 2_000 {
+            for _ in 0..<200 {
+                let port = 10_000 + nextPort.add(1, ordering: .relaxed).oldValue % span
+                if bindable(host: host, port: port) { return port }
+            }
+        }
+        return bound(host: host, port: 0)
+    }
+
+    private static let nextPort = Atomic<Int>(Int.random(in: 0..<20_000))
+
+    private static func bindable(host: String, port: Int) -> Bool { bound(host: host, port: port) == port }
+
+    /// Binds a TCP socket to `host:port` (0: any) and closes it; the port it got, or 0.
+    private static func bound(host: String, port: Int) -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return 0 }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         inet_pton(AF_INET, host, &address.sin_addr)
-        _ = withUnsafePointer(to: &address) {
+        let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
+        guard result == 0 else { return 0 }
         var bound = sockaddr_in()
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &bound) {
