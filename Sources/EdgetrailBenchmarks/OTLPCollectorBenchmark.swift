@@ -98,9 +98,8 @@ public enum OTLPCollectorBenchmark {
         let pid = collector.processIdentifier
         let metrics = "http://127.0.0.1:\(metricsPort)/metrics"
         func shipped() async -> Double {
-            guard let answer = try? await HTTPGet.fetch(metrics, timeout: .seconds(5)), answer.status == 200 else { return -1 }
-            let text = String(decoding: answer.body, as: UTF8.self)
-            return PrometheusText.parse(text).filter { $0.name == "edgetrail_collector_records_out_total" }.reduce(0) { $0 + $1.value }
+            guard let samples = await PortalBackend.scrape(metrics) else { return -1 }
+            return samples.filter { $0.name == "edgetrail_collector_records_out_total" }.reduce(0) { $0 + $1.value }
         }
         var lastReport = Date()
         while true {

@@ -7,6 +7,15 @@ public struct KafkaMessage: Sendable, Hashable {
     public var offset: Int64
     public var key: [UInt8]
     public var value: [UInt8]
+
+    /// A copy of librdkafka's message (its key and payload leave with it).
+    init(_ message: rd_kafka_message_t, topic: String) {
+        self.topic = topic
+        partition = message.partition
+        offset = message.offset
+        key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) } ?? []
+        value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
+    }
 }
 
 /// A librdkafka consumer in a consumer group, subscribed to the configured topics.
@@ -56,10 +65,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             }
             return nil
         }
-        let topic = value.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-        let key = value.key.map { Array(UnsafeRawBufferPointer(start: $0, count: value.key_len)) } ?? []
-        let payload = value.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: value.len)) } ?? []
-        return KafkaMessage(topic: topic, partition: value.partition, offset: value.offset, key: key, value: payload)
+        return KafkaMessage(value, topic: value.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "")
     }
 
     /// Commits the offsets of the messages handed out so far, synchronously.

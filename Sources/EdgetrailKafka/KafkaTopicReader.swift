@@ -73,9 +73,7 @@ public enum KafkaTopicReader {
                 continue
             }
             guard value.err == RD_KAFKA_RESP_ERR_NO_ERROR else { continue }
-            let key = value.key.map { Array(UnsafeRawBufferPointer(start: $0, count: value.key_len)) } ?? []
-            let payload = value.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: value.len)) } ?? []
-            messages.append(KafkaMessage(topic: topic, partition: value.partition, offset: value.offset, key: key, value: payload))
+            messages.append(KafkaMessage(value, topic: topic))
             if let end = remaining[value.partition], value.offset + 1 >= end { remaining[value.partition] = nil }
         }
         return messages.sorted { ($0.partition, $0.offset) < ($1.partition, $1.offset) }

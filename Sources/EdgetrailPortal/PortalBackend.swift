@@ -279,7 +279,7 @@ public struct PortalBackend: Sendable {
     }
 
     /// The samples a /metrics address serves, or nil when it does not answer 200.
-    static func scrape(_ address: String) async -> [MetricSample]? {
+    public static func scrape(_ address: String) async -> [MetricSample]? {
         guard let answer = try? await HTTPGet.fetch(address, timeout: .seconds(10)), answer.status == 200 else { return nil }
         return PrometheusText.parse(String(decoding: answer.body, as: UTF8.self))
     }
