@@ -1,6 +1,9 @@
 import EdgetrailCore
 import EdgetrailNet
+import EdgetrailOTLP
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import Synchronization
 
 #if canImport(Glibc)
@@ -29,7 +32,8 @@ public enum MicroserviceProxyBenchmark {
         public var rounds = 2
         public var responseBytes = 10_240
         public var redis = "127.0.0.1:16379"
-        public var otlp = "127.0.0.1:4317"
+        /// Where the proxy exports its spans; nil: an `OTLPSink` in this process.
+        public var otlp: String?
 
         public init(executable: String) {
             self.executable = executable
@@ -43,6 +47,9 @@ public enum MicroserviceProxyBenchmark {
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: runDirectory) }
         if pin { pinThisProcess(to: 1) }
+        let sink = settings.otlp == nil ? try OTLPSink.start() : nil
+        defer { sink?.stop() }
+        let otlp = settings.otlp ?? sink!.address
         let origin = try Child.start(
             settings.executable, ["origin", "--listen", "127.0.0.1:0", "--log-level", "warning"], core: pin ? 1 : nil)
         defer { origin.stop() }
@@ -50,7 +57,7 @@ public enum MicroserviceProxyBenchmark {
             settings.executable,
             [
                 "microservice", "run", "http-proxy", "--name", "bench-proxy", "--cnf", "bench", "--run-dir", runDirectory,
-                "--listen", "127.0.0.1:0", "--upstream", origin.listen, "--redis", settings.redis, "--otlp", settings.otlp,
+                "--listen", "127.0.0.1:0", "--upstream", origin.listen, "--redis", settings.redis, "--otlp", otlp,
                 "--log-level", "error",
             ], core: pin ? 0 : nil)
         defer { proxy.stop() }
@@ -62,7 +69,12 @@ public enum MicroserviceProxyBenchmark {
             pin
                 ? "  cores: proxy on core 0 (one event loop); origin and clients on core 1"
                 : "  cores: one core for everything (pinning needs two)")
-        say("  proxy telemetry: spans to \(settings.otlp) (collector \(SocketProbe.describe(settings.otlp))), state to Redis \(settings.redis) (\(SocketProbe.describe(settings.redis)))")
+        say(
+            "  proxy telemetry: spans over OTLP/gRPC to "
+                + (sink != nil
+                    ? "this benchmark's OTLP sink at \(otlp) (takes each export, counts its spans)"
+                    : "\(otlp) (\(SocketProbe.describe(otlp)))")
+                + ", state to Redis \(settings.redis) (\(SocketProbe.describe(settings.redis)))")
         let path = "/_origin/bytes/\(settings.responseBytes)"
         enum Mode: String, CaseIterable { case direct = "origin directly", proxy = "through the http-proxy μsrv" }
         // Throughput with `clients` busy connections; latency with one connection at a time, so
@@ -115,6 +127,12 @@ public enum MicroserviceProxyBenchmark {
                 format: "  CPU per request (8 clients): the proxy %.0f µs, the origin serving directly %.0f µs (%.1f×)",
                 cpuMean(.proxy), cpuMean(.direct), cpuMean(.direct) > 0 ? cpuMean(.proxy) / cpuMean(.direct) : 0))
         say(String(format: "  p99 added by the proxy (one client): %.2f ms   (target: ≤ 1 ms)", added))
+        if let sink {
+            // The proxy exports in batches every 100 ms: give the last one time to arrive.
+            Thread.sleep(forTimeInterval: 0.3)
+            let proxied = (throughput[.proxy] ?? []).reduce(0) { $0 + $1.requests } + (latency[.proxy] ?? []).reduce(0) { $0 + $1.requests }
+            say("  spans the sink received: \(sink.spans) (\(proxied) requests measured through the proxy, plus warm-ups)")
+        }
     }
 
     /// Pins every thread of this process to `core`.
@@ -127,6 +145,111 @@ public enum MicroserviceProxyBenchmark {
         try? taskset.run()
         taskset.waitUntilExit()
     }
+}
+
+/// An OTLP/gRPC receiver that takes each export and counts its spans: where the proxy's spans go
+/// when the benchmark measures the proxy alone. It walks the request's wire form to count them
+/// instead of decoding it (decoding would put a collector's cost on the clients' core).
+private final class OTLPSink: Sendable {
+    private final class Counter: RegistrableRPCService {
+        let spans = Atomic<Int>(0)
+
+        func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+            router.registerHandler(
+                forMethod: Opentelemetry_Proto_Collector_Trace_V1_TraceService.Method.Export.descriptor,
+                deserializer: SpanCount(), serializer: EmptyMessage()
+            ) { request, _ in
+                for try await count in request.messages { self.spans.add(count, ordering: .relaxed) }
+                return StreamingServerResponse(single: ServerResponse(message: ()))
+            }
+        }
+    }
+
+    /// The number of spans in an `ExportTraceServiceRequest`: its `resource_spans` (1), their
+    /// `scope_spans` (2), their `spans` (2).
+    private struct SpanCount: MessageDeserializer {
+        func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> Int {
+            try bytes.withUnsafeBytes { buffer in
+                var count = 0
+                try Self.fields(buffer, 1) { resource in
+                    try Self.fields(resource, 2) { scope in try Self.fields(scope, 2) { _ in count += 1 } }
+                }
+                return count
+            }
+        }
+
+        /// Calls `body` with each length-delimited field `number` of `message`, skipping the others.
+        static func fields(_ message: UnsafeRawBufferPointer, _ number: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+            var at = 0
+            func varint() throws -> UInt64 {
+                var value: UInt64 = 0
+                var shift: UInt64 = 0
+                while at < message.count {
+                    let byte = message[at]
+                    at += 1
+                    value |= UInt64(byte & 0x7f) << shift
+                    if byte < 0x80 { return value }
+                    shift += 7
+                }
+                throw RPCError(code: .invalidArgument, message: "truncated varint")
+            }
+            while at < message.count {
+                let tag = try varint()
+                switch tag & 7 {
+                case 0: _ = try varint()
+                case 1: at += 8
+                case 5: at += 4
+                case 2:
+                    let length = Int(try varint())
+                    guard at + length <= message.count else { throw RPCError(code: .invalidArgument, message: "truncated field") }
+                    if tag >> 3 == number { try body(UnsafeRawBufferPointer(rebasing: message[at..<(at + length)])) }
+                    at += length
+                default: throw RPCError(code: .invalidArgument, message: "unknown wire type")
+                }
+            }
+        }
+    }
+
+    /// An empty `ExportTraceServiceResponse`.
+    private struct EmptyMessage: MessageSerializer {
+        func serialize<Bytes: GRPCContiguousBytes>(_ message: Void) throws -> Bytes { Bytes(repeating: 0, count: 0) }
+    }
+
+    private let counter: Counter
+    private let server: GRPCServer<HTTP2ServerTransport.Posix>
+    let address: String
+
+    private init(counter: Counter, server: GRPCServer<HTTP2ServerTransport.Posix>, address: String) {
+        self.counter = counter
+        self.server = server
+        self.address = address
+    }
+
+    var spans: Int { counter.spans.load(ordering: .relaxed) }
+
+    /// Listens on a free port of 127.0.0.1 (serving on the cooperative pool).
+    static func start() throws -> OTLPSink {
+        let counter = Counter()
+        let server = GRPCServer(
+            transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+            services: [counter])
+        let listening = Mutex<Result<String, any Error>>(.failure(BenchmarkError("the OTLP sink did not start")))
+        let ready = DispatchSemaphore(value: 0)
+        Task { try? await server.serve() }
+        Task {
+            do {
+                let address = try await server.listeningAddress
+                listening.withLock { $0 = .success(address?.ipv4.map { "\($0.host):\($0.port)" } ?? "") }
+            } catch {
+                listening.withLock { $0 = .failure(error) }
+            }
+            ready.signal()
+        }
+        ready.wait()
+        return OTLPSink(counter: counter, server: server, address: try listening.withLock { $0 }.get())
+    }
+
+    func stop() { server.beginGracefulShutdown() }
 }
 
 /// An `edgetrail` child process that prints `ready … listen=HOST:PORT`.

@@ -119,8 +119,10 @@ struct BenchCommand: AsyncParsableCommand {
                 --mode microservice: keep-alive clients fetch --response-bytes from the origin \
                 directly and through the http-proxy μsrv in explicit mode (no handlers), alternately; \
                 prints requests/s and p50/p99 latency of each, the ratio, and the p99 the proxy adds. \
-                The proxy sends its spans and state where --otlp and --redis say; whether they are up \
-                is printed.
+                The proxy writes its state to --redis and exports its spans over OTLP/gRPC to an OTLP \
+                sink in the benchmark that takes each export and counts its spans (so the proxy pays \
+                for its telemetry while the collector's own work, measured by 'bench collector --otlp', \
+                stays off the two cores being compared), or to --otlp when given (e.g. a collector).
                 """)
 
         enum Mode: String, ExpressibleByArgument, CaseIterable { case steering, microservice }
@@ -146,8 +148,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Redis for the proxy's session state (microservice).")
         var redis = "127.0.0.1:16379"
 
-        @Option(help: "The collector's OTLP receiver for the proxy's spans (microservice).")
-        var otlp = "127.0.0.1:4317"
+        @Option(help: "Where the proxy exports its spans (microservice; default: the benchmark's own OTLP sink).")
+        var otlp: String?
 
         func validate() throws {
             guard seconds > 0, clients ?? 1 > 0, rounds > 0, responseBytes >= 0 else {

@@ -42,6 +42,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     let proxy: HTTPProxy
     private let target: (host: String, port: Int)?
+    private var peers: HTTPProxy.Peers
     private var context: ChannelHandlerContext?
     private var state = State.idle
     private var exchange: HTTPProxy.Exchange?
@@ -57,6 +58,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
     init(proxy: HTTPProxy, target: (host: String, port: Int)?) {
         self.proxy = proxy
         self.target = target
+        peers = HTTPProxy.Peers(client: nil, target: target, binds: false)
     }
 
     private var settings: ProxySettings { proxy.settings }
@@ -64,6 +66,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        peers = HTTPProxy.Peers(client: context.channel.remoteAddress, target: target, binds: proxy.binder != nil)
         registryID = proxy.connections.add(context.channel)
         proxy.connections.setIdle(registryID, true)
     }
@@ -105,7 +108,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
             exchange = proxy.begin(
-                head, body: ByteBuffer(), complete: false, client: context.channel.remoteAddress, target: target)
+                head, body: ByteBuffer(), complete: false, peers: peers)
             state = .reading
         case .reading:
             switch part {
@@ -145,7 +148,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
         // While the handler decides, what else the client sends waits in the socket.
         pauseReading(context)
         let exchange = self.exchange!
-        let attributes = HTTPProxy.requestAttributes(exchange, client: context.channel.remoteAddress, target: target)
+        let attributes = HTTPProxy.requestAttributes(exchange, peers: peers)
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
         let kit = self.kit
@@ -188,7 +191,9 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    // Headers are validated as they come in (the parser is strict); what the proxy
+                    // adds is its own, so checking them again on the way out is skipped.
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler(owner: bound.value.0))
                 }
             }

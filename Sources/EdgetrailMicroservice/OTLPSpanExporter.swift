@@ -1,6 +1,7 @@
 import EdgetrailCore
 import EdgetrailOTLP
 import GRPCCore
+import GRPCProtobuf
 import GRPCNIOTransportHTTP2
 import EdgetrailRuntime
 import Logging
@@ -71,22 +72,31 @@ public final class OTLPSpanExporter: Service, Sendable {
         }
         let stopping = Atomic<Bool>(false)
         try await withGRPCClient(transport: transport) { client in
-            let traces = Opentelemetry_Proto_Collector_Trace_V1_TraceService.Client(wrapping: client)
             await withGracefulShutdownHandler {
                 // A batch the collector did not take waits here, encoded once, and is sent again
                 // after a pause that grows while the collector stays away (up to 5 s).
-                var unsent: (request: Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest, count: Int)?
+                var unsent: (request: [UInt8], count: Int)?
                 var pause = interval
                 while true {
                     let last = stopping.load(ordering: .acquiring)
-                    while let pending = unsent ?? queue.takeBatch(batchSize).map({ (request($0), $0.count) }) {
+                    while true {
+                        if unsent == nil, let batch = queue.takeBatch(batchSize) { unsent = (await request(batch), batch.count) }
+                        guard let pending = unsent else { break }
                         do {
                             var options = CallOptions.defaults
                             options.timeout = .seconds(5)
-                            _ = try await traces.export(pending.request, options: options)
+                            try await client.unary(
+                                request: ClientRequest(message: pending.request),
+                                descriptor: Opentelemetry_Proto_Collector_Trace_V1_TraceService.Method.Export.descriptor,
+                                serializer: EncodedMessage(), deserializer: ProtobufDeserializer<ExportResponse>(),
+                                options: options
+                            ) { _ = try $0.message }
                             counts.withLock { $0.exported += pending.count }
                             unsent = nil
                             pause = interval
+                            // A short batch waits for the interval: sending each span as it ends
+                            // costs a call per span and keeps the event loop busy.
+                            if !last && queue.count < batchSize { break }
                         } catch {
                             counts.withLock { $0.failedExports += 1 }
                             unsent = pending
@@ -117,22 +127,20 @@ public final class OTLPSpanExporter: Service, Sendable {
         }
     }
 
-    private func request(_ spans: [FinishedSpan])
-        -> Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest
-    {
-        var resourceSpans = Opentelemetry_Proto_Trace_V1_ResourceSpans()
-        resourceSpans.resource.attributes = resource.map { key, value in
-            var pair = Opentelemetry_Proto_Common_V1_KeyValue()
-            pair.key = key
-            pair.value.stringValue = value
-            return pair
-        }
-        var scope = Opentelemetry_Proto_Trace_V1_ScopeSpans()
-        scope.scope.name = "edgetrail.microservice"
-        scope.spans = spans.map(\.otlp)
-        resourceSpans.scopeSpans = [scope]
-        var request = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest()
-        request.resourceSpans = [resourceSpans]
-        return request
+    /// Spans are encoded straight into the request's bytes (`FinishedSpan.exportRequest`): building
+    /// the generated messages first cost the proxy about a tenth of its CPU. The encoding runs on
+    /// NIO's thread pool: a μsrv's tasks run on its event loop, whose requests would otherwise
+    /// wait behind a whole batch (the proxy's p99).
+    private func request(_ spans: [FinishedSpan]) async -> [UInt8] {
+        let resource = self.resource
+        let encode = { @Sendable in FinishedSpan.exportRequest(resource: resource, scope: "edgetrail.microservice", spans: spans) }
+        return (try? await Blocking.run(encode)) ?? encode()
     }
+}
+
+private typealias ExportResponse = Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceResponse
+
+/// A message sent as the bytes it was already encoded to.
+private struct EncodedMessage: MessageSerializer {
+    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
 }

@@ -30,6 +30,7 @@ public final class SessionState: Service, Sendable {
     /// At most one warning per 10 s while the failure lasts.
     private let warnings = LogThrottle()
     private let queue = WorkQueue<Write>(capacity: 50_000)
+    static let batchSize = 64
     private let counts = Mutex(Counts())
     /// Used by the sender alone, on NIO's thread pool.
     private let connection = Mutex<RedisConnection?>(nil)
@@ -48,7 +49,7 @@ public final class SessionState: Service, Sendable {
     public func set(_ cookie: Cookie, _ what: String, _ fields: [(String, String)]) {
         let (dropped, count) = queue.add(Write(key: key(cookie, what), fields: fields))
         if dropped > 0 { counts.withLock { $0.dropped += dropped } }
-        if count >= 256 { queue.wake() }
+        if count >= Self.batchSize / 2 { queue.wake() }
     }
 
     public var writeCounts: Counts { counts.withLock { $0 } }
@@ -58,10 +59,13 @@ public final class SessionState: Service, Sendable {
         await withGracefulShutdownHandler {
             while true {
                 let last = stopping.load(ordering: .acquiring)
-                while let batch = queue.takeBatch(512) {
+                while let batch = queue.takeBatch(Self.batchSize) {
                     do {
                         try await Blocking.run { [self] in try write(batch) }
                         counts.withLock { $0.written += batch.count }
+                        // A short batch waits for the interval (a round trip per write would
+                        // cost a thread hop per request).
+                        if !last && queue.count < Self.batchSize / 2 { break }
                     } catch {
                         connection.withLock { $0 = nil }
                         counts.withLock { $0.failedBatches += 1 }

@@ -216,52 +216,77 @@ struct FinishedSpan: Sendable {
     var events: [SpanEvent]
     var status: SpanStatus?
 
-    var otlp: Opentelemetry_Proto_Trace_V1_Span {
-        var span = Opentelemetry_Proto_Trace_V1_Span()
-        span.traceID = Data(identity.traceID)
-        span.spanID = Data(identity.spanID)
-        if let parentSpanID { span.parentSpanID = Data(parentSpanID) }
-        span.name = name
-        span.kind =
-            switch kind {
-            case .server: .server
-            case .client: .client
-            case .producer: .producer
-            case .consumer: .consumer
-            default: .internal
+    /// Writes the span as an OTLP `Span` (opentelemetry/proto/trace/v1/trace.proto; the field
+    /// numbers are the proto's).
+    func encode(into span: inout ProtobufWriter) {
+        span.bytes(1, identity.traceID)
+        span.bytes(2, identity.spanID)
+        if let parentSpanID { span.bytes(4, parentSpanID) }
+        span.string(5, name)
+        let kind: UInt64 =
+            switch self.kind {
+            case .server: 2
+            case .client: 3
+            case .producer: 4
+            case .consumer: 5
+            default: 1  // internal
             }
-        span.startTimeUnixNano = startNanoseconds
-        span.endTimeUnixNano = endNanoseconds
-        span.attributes = Self.keyValues(attributes)
-        span.events = events.map { event in
-            var otlp = Opentelemetry_Proto_Trace_V1_Span.Event()
-            otlp.name = event.name
-            otlp.timeUnixNano = event.nanosecondsSinceEpoch
-            otlp.attributes = Self.keyValues(event.attributes)
-            return otlp
+        span.uint64(6, kind)
+        span.fixed64(7, startNanoseconds)
+        span.fixed64(8, endNanoseconds)
+        Self.encode(attributes, field: 9, into: &span)
+        for event in events {
+            span.message(11) { otlp in
+                otlp.fixed64(1, event.nanosecondsSinceEpoch)
+                otlp.string(2, event.name)
+                Self.encode(event.attributes, field: 3, into: &otlp)
+            }
         }
         if let status {
-            span.status.code = status.code == .error ? .error : .ok
-            span.status.message = status.message ?? ""
+            span.message(15) { otlp in
+                otlp.string(2, status.message ?? "")
+                otlp.uint64(3, status.code == .error ? 2 : 1)
+            }
         }
-        return span
     }
 
-    static func keyValues(_ attributes: SpanAttributes) -> [Opentelemetry_Proto_Common_V1_KeyValue] {
-        var result: [Opentelemetry_Proto_Common_V1_KeyValue] = []
+    /// Attributes as repeated `KeyValue` fields; a value is an `AnyValue` (a oneof, so a set
+    /// member is written even when it is empty or zero).
+    static func encode(_ attributes: SpanAttributes, field: Int, into message: inout ProtobufWriter) {
         attributes.forEach { key, attribute in
-            var pair = Opentelemetry_Proto_Common_V1_KeyValue()
-            pair.key = key
-            switch attribute {
-            case .int32(let value): pair.value.intValue = Int64(value)
-            case .int64(let value): pair.value.intValue = value
-            case .double(let value): pair.value.doubleValue = value
-            case .bool(let value): pair.value.boolValue = value
-            case .string(let value): pair.value.stringValue = value
-            default: pair.value.stringValue = "\(attribute)"
+            message.message(field) { pair in
+                pair.string(1, key)
+                pair.message(2) { value in
+                    switch attribute {
+                    case .int32(let number): value.int64(3, Int64(number), present: true)
+                    case .int64(let number): value.int64(3, number, present: true)
+                    case .double(let number): value.double(4, number, present: true)
+                    case .bool(let flag): value.bool(2, flag, present: true)
+                    case .string(let text): value.string(1, text, present: true)
+                    default: value.string(1, "\(attribute)", present: true)
+                    }
+                }
             }
-            result.append(pair)
         }
-        return result.sorted { $0.key < $1.key }
+    }
+
+    /// An `ExportTraceServiceRequest` of `spans` under one resource, ready to send.
+    static func exportRequest(resource: [(String, String)], scope: String, spans: [FinishedSpan]) -> [UInt8] {
+        var request = ProtobufWriter(capacity: 256 + spans.count * 512)
+        request.message(1) { resourceSpans in
+            resourceSpans.message(1) { otlp in
+                for (key, text) in resource {
+                    otlp.message(1) { pair in
+                        pair.string(1, key)
+                        pair.message(2) { $0.string(1, text, present: true) }
+                    }
+                }
+            }
+            resourceSpans.message(2) { scopeSpans in
+                scopeSpans.message(1) { $0.string(1, scope) }
+                for span in spans { scopeSpans.message(2) { span.encode(into: &$0) } }
+            }
+        }
+        return request.bytes
     }
 }

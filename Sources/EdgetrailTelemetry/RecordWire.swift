@@ -1,3 +1,4 @@
+import EdgetrailCore
 import EdgetrailProto
 import SwiftProtobuf
 
@@ -21,7 +22,7 @@ public enum RecordWire {
     public static func appendRecords(_ records: [[UInt8]], to buffer: inout [UInt8]) {
         for bytes in records {
             buffer.append(recordsTag)
-            appendVarint(UInt64(bytes.count), to: &buffer)
+            ProtobufWriter.appendVarint(UInt64(bytes.count), to: &buffer)
             buffer.append(contentsOf: bytes)
         }
     }
@@ -44,14 +45,5 @@ public enum RecordWire {
         buffer.append(contentsOf: (try? header.serializedBytes()) ?? [UInt8]())
         appendRecords(encoded, to: &buffer)
         return buffer
-    }
-
-    static func appendVarint(_ value: UInt64, to buffer: inout [UInt8]) {
-        var value = value
-        while value >= 0x80 {
-            buffer.append(UInt8(truncatingIfNeeded: value) | 0x80)
-            value >>= 7
-        }
-        buffer.append(UInt8(value))
     }
 }
