@@ -20,7 +20,8 @@ public enum HandlerBenchmark {
         public var seconds: Double = 5
         public var inFlight = 8
         public var redis = "127.0.0.1:16379"
-        public var otlp = "127.0.0.1:4317"
+        /// Where the μsrvs and the sidecar export their spans; nil: an `OTLPSink` in this process.
+        public var otlp: String?
 
         public init(executable: String, python: String) {
             self.executable = executable
@@ -44,6 +45,9 @@ public enum HandlerBenchmark {
         defer { try? FileManager.default.removeItem(atPath: runDirectory) }
         let pin = ProcessInfo.processInfo.activeProcessorCount >= 2
         if pin { MicroserviceProxyBenchmark.pinThisProcess(to: 1) }
+        let sink = settings.otlp == nil ? try await OTLPSink.start() : nil
+        defer { sink?.stop() }
+        let otlp = settings.otlp ?? sink!.address
 
         let handlers = [
             "allow.py": "from edgetrail.sdk import Verdict\n\n\ndef handle(event, ctx):\n    return Verdict.allow()\n",
@@ -80,7 +84,7 @@ public enum HandlerBenchmark {
             settings.executable,
             [
                 "microservice", "run", "policy-mgr", "--name", "policy-mgr", "--cnf", "bench", "--run-dir", runDirectory,
-                "--config", "\(runDirectory)/policy.yaml", "--redis", settings.redis, "--otlp", settings.otlp,
+                "--config", "\(runDirectory)/policy.yaml", "--redis", settings.redis, "--otlp", otlp,
                 "--log-level", "error",
             ], waitFor: "ready", core: pin ? 1 : nil)
         defer { policy.stop() }
@@ -93,7 +97,12 @@ public enum HandlerBenchmark {
             pin
                 ? "  cores: the Python sidecar on core 0; the hub, policy-mgr and everything else on core 1"
                 : "  cores: one core for everything (pinning needs two)")
-        say("  spans to \(settings.otlp) (collector \(SocketProbe.describe(settings.otlp))), state to Redis \(settings.redis) (\(SocketProbe.describe(settings.redis)))")
+        say(
+            "  spans over OTLP/gRPC to "
+                + (sink != nil
+                    ? "this benchmark's OTLP sink at \(otlp) (takes each export, counts its spans)"
+                    : "\(otlp) (\(SocketProbe.describe(otlp)))")
+                + ", state to Redis \(settings.redis) (\(SocketProbe.describe(settings.redis)))")
 
         // The floor: a handler in the hub's process answering at once (no sidecar, no gRPC).
         let attachment = try hub.attach(events: ["request_received"], handler: "in-process")
@@ -116,7 +125,7 @@ public enum HandlerBenchmark {
                 settings.python,
                 [
                     "-m", "edgetrail.sidecar", "--microservice", "bench", "--run-dir", runDirectory, "--cnf", "bench",
-                    "--peer", "policy-mgr=policy-mgr", "--redis", settings.redis, "--otlp", settings.otlp,
+                    "--peer", "policy-mgr=policy-mgr", "--redis", settings.redis, "--otlp", otlp,
                     "--handler", "request_received=\(runDirectory)/\(file)", "--log-level", "error",
                 ], waitFor: "attached", core: pin ? 0 : nil)
             defer { sidecar.stop() }
@@ -128,6 +137,7 @@ public enum HandlerBenchmark {
             String(
                 format: "  p99 handler round trip: %.2f ms returning allow (target ≤ 2 ms), %.2f ms with one SDK call (target ≤ 4 ms); floor %.2f ms",
                 (results["allow.py"]?.p99 ?? 0) / 1000, (results["call.py"]?.p99 ?? 0) / 1000, floor.p99 / 1000))
+        if let sink { say("  spans the sink received from policy-mgr and the sidecars: \(sink.spans)") }
     }
 
     private static func report(_ say: (String) -> Void, _ label: String, _ figures: Figures) {

@@ -1,9 +1,6 @@
 import EdgetrailCore
 import EdgetrailNet
-import EdgetrailOTLP
 import Foundation
-import GRPCCore
-import GRPCNIOTransportHTTP2
 import Synchronization
 
 #if canImport(Glibc)
@@ -47,7 +44,7 @@ public enum MicroserviceProxyBenchmark {
         try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: runDirectory) }
         if pin { pinThisProcess(to: 1) }
-        let sink = settings.otlp == nil ? try OTLPSink.start() : nil
+        let sink = settings.otlp == nil ? try OTLPSink.startBlocking() : nil
         defer { sink?.stop() }
         let otlp = settings.otlp ?? sink!.address
         let origin = try Child.start(
@@ -145,111 +142,6 @@ public enum MicroserviceProxyBenchmark {
         try? taskset.run()
         taskset.waitUntilExit()
     }
-}
-
-/// An OTLP/gRPC receiver that takes each export and counts its spans: where the proxy's spans go
-/// when the benchmark measures the proxy alone. It walks the request's wire form to count them
-/// instead of decoding it (decoding would put a collector's cost on the clients' core).
-private final class OTLPSink: Sendable {
-    private final class Counter: RegistrableRPCService {
-        let spans = Atomic<Int>(0)
-
-        func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
-            router.registerHandler(
-                forMethod: Opentelemetry_Proto_Collector_Trace_V1_TraceService.Method.Export.descriptor,
-                deserializer: SpanCount(), serializer: EmptyMessage()
-            ) { request, _ in
-                for try await count in request.messages { self.spans.add(count, ordering: .relaxed) }
-                return StreamingServerResponse(single: ServerResponse(message: ()))
-            }
-        }
-    }
-
-    /// The number of spans in an `ExportTraceServiceRequest`: its `resource_spans` (1), their
-    /// `scope_spans` (2), their `spans` (2).
-    private struct SpanCount: MessageDeserializer {
-        func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> Int {
-            try bytes.withUnsafeBytes { buffer in
-                var count = 0
-                try Self.fields(buffer, 1) { resource in
-                    try Self.fields(resource, 2) { scope in try Self.fields(scope, 2) { _ in count += 1 } }
-                }
-                return count
-            }
-        }
-
-        /// Calls `body` with each length-delimited field `number` of `message`, skipping the others.
-        static func fields(_ message: UnsafeRawBufferPointer, _ number: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-            var at = 0
-            func varint() throws -> UInt64 {
-                var value: UInt64 = 0
-                var shift: UInt64 = 0
-                while at < message.count {
-                    let byte = message[at]
-                    at += 1
-                    value |= UInt64(byte & 0x7f) << shift
-                    if byte < 0x80 { return value }
-                    shift += 7
-                }
-                throw RPCError(code: .invalidArgument, message: "truncated varint")
-            }
-            while at < message.count {
-                let tag = try varint()
-                switch tag & 7 {
-                case 0: _ = try varint()
-                case 1: at += 8
-                case 5: at += 4
-                case 2:
-                    let length = Int(try varint())
-                    guard at + length <= message.count else { throw RPCError(code: .invalidArgument, message: "truncated field") }
-                    if tag >> 3 == number { try body(UnsafeRawBufferPointer(rebasing: message[at..<(at + length)])) }
-                    at += length
-                default: throw RPCError(code: .invalidArgument, message: "unknown wire type")
-                }
-            }
-        }
-    }
-
-    /// An empty `ExportTraceServiceResponse`.
-    private struct EmptyMessage: MessageSerializer {
-        func serialize<Bytes: GRPCContiguousBytes>(_ message: Void) throws -> Bytes { Bytes(repeating: 0, count: 0) }
-    }
-
-    private let counter: Counter
-    private let server: GRPCServer<HTTP2ServerTransport.Posix>
-    let address: String
-
-    private init(counter: Counter, server: GRPCServer<HTTP2ServerTransport.Posix>, address: String) {
-        self.counter = counter
-        self.server = server
-        self.address = address
-    }
-
-    var spans: Int { counter.spans.load(ordering: .relaxed) }
-
-    /// Listens on a free port of 127.0.0.1 (serving on the cooperative pool).
-    static func start() throws -> OTLPSink {
-        let counter = Counter()
-        let server = GRPCServer(
-            transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
-            services: [counter])
-        let listening = Mutex<Result<String, any Error>>(.failure(BenchmarkError("the OTLP sink did not start")))
-        let ready = DispatchSemaphore(value: 0)
-        Task { try? await server.serve() }
-        Task {
-            do {
-                let address = try await server.listeningAddress
-                listening.withLock { $0 = .success(address?.ipv4.map { "\($0.host):\($0.port)" } ?? "") }
-            } catch {
-                listening.withLock { $0 = .failure(error) }
-            }
-            ready.signal()
-        }
-        ready.wait()
-        return OTLPSink(counter: counter, server: server, address: try listening.withLock { $0 }.get())
-    }
-
-    func stop() { server.beginGracefulShutdown() }
 }
 
 /// An `edgetrail` child process that prints `ready … listen=HOST:PORT`.
