@@ -1,6 +1,8 @@
 """The handler SDK in-process: what a handler author sees when calling it wrongly, the session
 metadata it sends (as the Swift side reads it), and ctx.state on a real Redis."""
 
+import time
+
 import pytest
 
 from collector_harness import Services
@@ -109,3 +111,109 @@ def test_sidecar_check_loads_each_handler_as_the_sidecar_would_and_says_where_on
     ok = subprocess.run([sys.executable, "-m", "edgetrail.sidecar", "--check", "--handler", f"a={good}"],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout.strip() == f"{good}: ok"
+
+
+def test_spans_are_encoded_as_opentelemetrys_own_otlp_encoder_encodes_them():
+    """The sidecar writes each span to OTLP's wire form itself as it ends (see edgetrail/sdk/otlp.py):
+    what a collector decodes from it must be what OpenTelemetry's encoder would have sent."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    from edgetrail.sdk.otlp import encode_span, export_request
+
+    ended = []
+
+    class Keep(SpanExporter):
+        def export(self, spans):
+            ended.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    resource = Resource.create({"service.name": "policy-mgr.handlers", "edgetrail.cnf": "edgesecurity"})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(Keep()))
+    tracer = provider.get_tracer("edgetrail.sdk")
+    with tracer.start_as_current_span("handler request_received", kind=SpanKind.CONSUMER, attributes={
+            "edgetrail.cookie": "0123456789abcdef", "count": 3, "negative": -7, "ratio": 0.25, "zero": 0,
+            "flag": False, "empty": "", "names": ("a", "b"), "numbers": [1, 2]}) as handler:
+        with tracer.start_as_current_span("PolicyManager/Check", kind=SpanKind.CLIENT) as call:
+            call.set_status(Status(StatusCode.ERROR, "UNAVAILABLE: policy-mgr is not reachable"))
+            call.add_event("exception", {"exception.type": "ServiceError", "exception.stacktrace": "x" * 300})
+        handler.add_event("log", {"message": "checked"})
+        handler.set_status(Status(StatusCode.OK))
+    with tracer.start_as_current_span("lonely", kind=SpanKind.INTERNAL):
+        pass
+    provider.shutdown()
+    assert len(ended) == 3
+
+    ours = ExportTraceServiceRequest.FromString(
+        export_request(resource.attributes, "edgetrail.sdk", [encode_span(span) for span in ended]))
+    theirs = encode_spans(ended)
+
+    def spans(request):
+        result = []
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    span.flags = 0  # context flags: not written by ours, not read by the collector
+                    if span.status.code == 0 and not span.status.message:
+                        span.ClearField("status")  # an unset status, written empty or not at all
+                    attributes = sorted(span.attributes, key=lambda pair: pair.key)
+                    del span.attributes[:]
+                    span.attributes.extend(attributes)
+                    result.append(span)
+        return sorted(result, key=lambda span: span.name)
+
+    assert [span.name for span in spans(ours)] == ["PolicyManager/Check", "handler request_received", "lonely"]
+    assert spans(ours) == spans(theirs)
+    assert {pair.key: pair.value.string_value for pair in ours.resource_spans[0].resource.attributes} == \
+        {key: str(value) for key, value in resource.attributes.items()}
+    assert ours.resource_spans[0].scope_spans[0].scope.name == "edgetrail.sdk"
+
+
+def test_spans_wait_while_the_collector_is_away_and_go_when_it_is_back_with_one_warning(caplog):
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from edgetrail.sdk.otlp import EXPORT_METHOD, OTLPSpanProcessor
+    from collector_harness import free_port
+
+    port = free_port()
+    processor = OTLPSpanProcessor(f"127.0.0.1:{port}", {"service.name": "t"}, interval=0.05, timeout=0.5)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    with caplog.at_level("WARNING", logger="edgetrail.sdk.otlp"):
+        for index in range(10):
+            tracer.start_span(f"span {index}").end()
+        time.sleep(1.0)  # several attempts fail meanwhile
+        assert processor.exported == 0
+        received = []
+
+        def export(request: bytes, context):
+            received.extend(span.name for resource in ExportTraceServiceRequest.FromString(request).resource_spans
+                            for scope in resource.scope_spans for span in scope.spans)
+            return b""
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        service, method = EXPORT_METHOD.strip("/").split("/")
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            service, {method: grpc.unary_unary_rpc_method_handler(export)}),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        try:
+            assert processor.force_flush(8000)
+        finally:
+            provider.shutdown()
+            server.stop(0)
+    assert sorted(received) == sorted(f"span {index}" for index in range(10))
+    assert processor.exported == 10 and processor.dropped == 0
+    warnings = [record.getMessage() for record in caplog.records if record.name == "edgetrail.sdk.otlp"]
+    assert len(warnings) == 1, warnings
+    assert f"cannot send spans to the collector at 127.0.0.1:{port} (UNAVAILABLE)" in warnings[0]

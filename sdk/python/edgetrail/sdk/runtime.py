@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import grpc
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from .otlp import OTLPSpanProcessor
 
 KINDS = ("http-proxy", "policy-mgr", "content-inspect", "anti-virus")
 DEFAULT_REDIS = "127.0.0.1:16379"
@@ -47,14 +48,10 @@ class Runtime:
             })
             self.provider = TracerProvider(resource=resource)
             if self.otlp:
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
                 endpoint = f"unix://{self.otlp}" if self.otlp.startswith("/") else self.otlp
                 # A short export deadline: the collector is on the same node, and a sidecar that
                 # stops must not wait long on one that is gone.
-                self.provider.add_span_processor(BatchSpanProcessor(
-                    OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=2), schedule_delay_millis=200,
-                    max_export_batch_size=512, export_timeout_millis=2000))
+                self.provider.add_span_processor(OTLPSpanProcessor(endpoint, resource.attributes, timeout=2.0))
         self.tracer = self.provider.get_tracer("edgetrail.sdk")
 
     # --- the CNF's μsrvs -------------------------------------------------------------------

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     # A parent may have started us with these blocked (a process spawned from a thread that
     # blocks them inherits its mask): then SIGTERM would never stop the sidecar.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1})
-    # The span exporter encodes a batch on a thread of its own, holding the GIL for most of it; a
-    # handler woken meanwhile would wait Python's default 5 ms for its turn (the p99 of a handler
-    # with an SDK call went from ~2.7 ms to ~9 ms once spans were really exported).
+    # A handler thread woken while another thread (the span sender, the event stream, another
+    # handler) holds the GIL waits until that one gives it up: by default after up to 5 ms, which is
+    # more than a handler's whole latency budget.
     sys.setswitchinterval(0.0005)
     parser = argparse.ArgumentParser(prog="python -m edgetrail.sidecar", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
