@@ -94,10 +94,13 @@ public final class SessionState: Service, Sendable {
             var batch = RESPBatch()
             let retention = "\(retentionSeconds)"
             for write in batch0 {
-                var arguments = ["HSET", write.key]
-                arguments.reserveCapacity(2 + write.fields.count * 2)
-                for (field, value) in write.fields { arguments += [field, value] }
-                batch.append(arguments)
+                batch.command(arguments: 2 + write.fields.count * 2)
+                batch.argument("HSET")
+                batch.argument(write.key)
+                for (field, value) in write.fields {
+                    batch.argument(field)
+                    batch.argument(value)
+                }
                 batch.append(["EXPIRE", write.key, retention])
             }
             for reply in try connection!.pipeline(batch) {

@@ -213,28 +213,51 @@ public struct RESPBatch: Sendable {
     public init() {}
 
     public mutating func append(_ arguments: [[UInt8]]) {
-        header(UInt8(ascii: "*"), arguments.count)
+        command(arguments: arguments.count)
         for argument in arguments {
             header(UInt8(ascii: "$"), argument.count)
             bytes += argument
-            bytes += [13, 10]
+            bytes.append(13)
+            bytes.append(10)
         }
-        count += 1
     }
 
     public mutating func append(_ arguments: [String]) {
-        header(UInt8(ascii: "*"), arguments.count)
-        for argument in arguments {
-            header(UInt8(ascii: "$"), argument.utf8.count)
-            bytes += argument.utf8
-            bytes += [13, 10]
-        }
+        command(arguments: arguments.count)
+        for argument in arguments { self.argument(argument) }
+    }
+
+    /// Starts a command of `arguments` arguments (its name first), each then given to `argument`:
+    /// for a caller that would otherwise build an array of them only to have it copied here.
+    public mutating func command(arguments: Int) {
+        header(UInt8(ascii: "*"), arguments)
         count += 1
+    }
+
+    public mutating func argument(_ text: String) {
+        var text = text
+        text.withUTF8 { utf8 in
+            header(UInt8(ascii: "$"), utf8.count)
+            bytes.append(contentsOf: utf8)
+        }
+        bytes.append(13)
+        bytes.append(10)
     }
 
     private mutating func header(_ kind: UInt8, _ number: Int) {
         bytes.append(kind)
-        bytes += String(number).utf8
-        bytes += [13, 10]
+        // The decimal digits, written without making a String of them.
+        var value = UInt(max(0, number))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var first = digits.count
+            repeat {
+                first -= 1
+                digits[first] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            } while value > 0
+            bytes.append(contentsOf: digits[first...])
+        }
+        bytes.append(13)
+        bytes.append(10)
     }
 }
