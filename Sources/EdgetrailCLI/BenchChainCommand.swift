@@ -90,7 +90,7 @@ extension BenchCommand {
             }
             for line in table(rows) { print("  \(line)") }
             let ratio = on.rate / max(off.rate, 1)
-            print(String(format: "  on / off: %.2f× requests/s (target ≥ 0.9×) %@", ratio, ratio >= 0.9 ? "met" : "NOT MET"))
+            print(String(format: "  on / off: %.3f× requests/s (target ≥ 0.9×) %@", ratio, ratio >= 0.9 ? "met" : "NOT MET"))
             if let correlation = on.correlation {
                 let share = Double(correlation.complete) / Double(max(correlation.sessions, 1)) * 100
                 print(
