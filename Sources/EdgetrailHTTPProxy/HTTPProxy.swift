@@ -254,8 +254,7 @@ public final class HTTPProxy: Service, Sendable {
         kit.state.set(
             exchange.cookie, "response",
             [("status", "\(status)"), ("bytes", "\(bytes)"), ("content_type", contentType), ("inspected", "\(inspected)")])
-        guard kit.isHandled("response_sent") else {
-            _ = kit.hub.unhandled("response_sent")
+        guard kit.hub.isHandledElseCounted("response_sent") else {
             span.end()
             return
         }

@@ -67,8 +67,17 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         peers = HTTPProxy.Peers(client: context.channel.remoteAddress, target: target, binds: proxy.binder != nil)
-        registryID = proxy.connections.add(context.channel)
-        proxy.connections.setIdle(registryID, true)
+        let (id, open) = proxy.connections.add(self, on: context.eventLoop)
+        registryID = id
+        if !open { context.close(promise: nil) }
+    }
+
+    /// The proxy is stopping: a connection waiting for its next request closes now (a busy one
+    /// closes when its request is done).
+    func closeIfIdle() {
+        guard case .idle = state, let context else { return }
+        state = .closed
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -102,7 +111,6 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
         switch state {
         case .idle:
             guard case .head(var head) = part else { return }
-            proxy.connections.setIdle(registryID, false)
             if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 head.headers.remove(name: "expect")
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
@@ -141,8 +149,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
         state = .deciding
         // The rest of a large body waits in the socket until the request is on its way.
         if !exchange!.complete { pauseReading(context) }
-        guard kit.isHandled("request_received") else {
-            _ = kit.hub.unhandled("request_received")
+        guard kit.hub.isHandledElseCounted("request_received") else {
             return allowRequest(context)
         }
         // While the handler decides, what else the client sends waits in the socket.
@@ -327,8 +334,7 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
 
     private func decideResponse(_ context: ChannelHandlerContext) {
         state = .decidingResponse
-        guard kit.isHandled("response_received") else {
-            _ = kit.hub.unhandled("response_received")
+        guard kit.hub.isHandledElseCounted("response_received") else {
             return deliverHeldResponse(context)
         }
         let exchange = self.exchange!
@@ -477,7 +483,6 @@ final class ProxyConnection: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         state = .idle
-        proxy.connections.setIdle(registryID, true)
         resumeReading(context)
     }
 

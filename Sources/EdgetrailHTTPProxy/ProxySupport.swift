@@ -62,46 +62,40 @@ final class SessionTable: Sendable {
 }
 
 /// The open client connections, so that stopping closes the idle ones at once and the busy ones
-/// after their current request.
+/// after their current request. Whether a connection is idle is its own business, on its event
+/// loop (no lock per request): stopping asks each one there.
 final class ConnectionRegistry: Sendable {
     private struct State {
-        var channels: [Int: (channel: any Channel, idle: Bool)] = [:]
+        var connections: [Int: NIOLoopBound<ProxyConnection>] = [:]
         var next = 0
-        var stopping = false
     }
 
     private let state = Mutex(State())
+    private let stoppingFlag = Atomic<Bool>(false)
 
-    func add(_ channel: any Channel) -> Int {
-        state.withLock { state in
+    /// Registers a connection (on its event loop); false when the proxy is stopping, and then
+    /// the connection should close.
+    func add(_ connection: ProxyConnection, on loop: any EventLoop) -> (id: Int, open: Bool) {
+        let id = state.withLock { state in
             state.next += 1
-            state.channels[state.next] = (channel, false)
+            state.connections[state.next] = NIOLoopBound(connection, eventLoop: loop)
             return state.next
         }
+        return (id, !stopping)
     }
 
-    func remove(_ id: Int) { state.withLock { _ = $0.channels.removeValue(forKey: id) } }
+    func remove(_ id: Int) { state.withLock { _ = $0.connections.removeValue(forKey: id) } }
 
-    /// Marks a connection idle (waiting for its next request) or busy; an idle connection of a
-    /// stopping proxy is closed.
-    func setIdle(_ id: Int, _ idle: Bool) {
-        let close = state.withLock { state -> (any Channel)? in
-            state.channels[id]?.idle = idle
-            return idle && state.stopping ? state.channels[id]?.channel : nil
-        }
-        close?.close(promise: nil)
-    }
+    var stopping: Bool { stoppingFlag.load(ordering: .acquiring) }
 
-    var stopping: Bool { state.withLock { $0.stopping } }
-
-    var count: Int { state.withLock { $0.channels.count } }
+    var count: Int { state.withLock { $0.connections.count } }
 
     func stop() {
-        let idle = state.withLock { state in
-            state.stopping = true
-            return state.channels.values.filter(\.idle).map(\.channel)
+        stoppingFlag.store(true, ordering: .releasing)
+        let connections = state.withLock { Array($0.connections.values) }
+        for connection in connections {
+            connection.eventLoop.execute { connection.value.closeIfIdle() }
         }
-        for channel in idle { channel.close(promise: nil) }
     }
 }
 

@@ -293,12 +293,30 @@ public final class EventHub: Sendable {
 
     /// Counts an event raised while no handler was attached, and returns its outcome.
     public func unhandled(_ name: String) -> EventOutcome {
-        state.withLock { state in
-            state.counts[name, default: Counts()].raised += 1
-            state.counts[name, default: Counts()].defaulted[.noHandler, default: 0] += 1
-        }
+        state.withLock { state in Self.countUnhandled(name, in: &state) }
         return syncEvents.contains(name) ? .defaulted(.noHandler, policy(for: name).defaultVerdict) : .notDelivered(.noHandler)
     }
+
+    /// Whether a handler is attached for `event`; when none is, the event is counted as raised
+    /// and defaulted for want of one (`unhandled`), under the same lock: what a μsrv's data path
+    /// asks for every event it could raise.
+    public func isHandledElseCounted(_ event: String) -> Bool {
+        state.withLock { state in
+            if state.routes[event].flatMap({ state.subscribers[$0] }) != nil { return true }
+            Self.countUnhandled(event, in: &state)
+            return false
+        }
+    }
+
+    private static func countUnhandled(_ name: String, in state: inout State) {
+        // One look-up of the event's counts, changed in place.
+        Self.modify(&state.counts[name, default: Counts()]) { counts in
+            counts.raised += 1
+            counts.defaulted[.noHandler, default: 0] += 1
+        }
+    }
+
+    private static func modify<Value>(_ value: inout Value, _ change: (inout Value) -> Void) { change(&value) }
 
     /// A verdict as the μsrv acts on it: allow or deny as answered; anything else means the
     /// handler failed, and the event's default applies (with the handler's account as reason).

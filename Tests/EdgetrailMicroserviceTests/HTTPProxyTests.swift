@@ -148,6 +148,39 @@ struct HTTPProxyTests {
         }
     }
 
+    @Test("stopping closes an idle keep-alive connection at once and lets a download in progress finish")
+    func stopping() async throws {
+        try await TestInfra.with([.redis]) { infra in
+            let origin = try await RunningOrigin.start()
+            let (service, _, port) = try await startProxy(
+                upstreamPort: origin.port, redisPort: infra.redisPort, directory: try makeRunDirectory())
+            let idle = try HTTPTestClient(port: port)
+            let busy = try HTTPTestClient(port: port)
+            let first = try await onThread("clients") { () throws -> Int in
+                let status = try idle.get("/").status
+                // Not read yet: the proxy is in the middle of this response when it is told to stop.
+                try busy.send(get: "/_origin/bytes/50000000")
+                return status
+            }
+            #expect(first == 200)
+            try await Task.sleep(for: .milliseconds(300))
+            let started = ContinuousClock.now
+            let stopping = Task { await service.stop() }
+            var closed = false
+            for _ in 0..<250 where !closed {
+                try await Task.sleep(for: .milliseconds(20))
+                closed = idle.closedByServer
+            }
+            #expect(closed, "the idle connection is closed at once")
+            let download = try await onThread("busy") { try busy.readResponse() }
+            #expect(download.status == 200)
+            #expect(download.body.count == 50_000_000, "the download in progress goes on to its last byte")
+            await stopping.value
+            #expect(ContinuousClock.now - started < .seconds(30), "stopping waited for the busy connection only")
+            await origin.stop()
+        }
+    }
+
     @Test("a request its handler denies gets a 403 naming the reason and the cookie, and never reaches the origin")
     func deniedRequest() async throws {
         try await TestInfra.with([.redis]) { infra in

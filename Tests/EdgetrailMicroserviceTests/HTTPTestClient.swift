@@ -6,8 +6,9 @@ import Glibc
 #endif
 
 /// A blocking HTTP/1.1 client over one TCP connection, reading responses exactly as sent
-/// (Content-Length or chunked), so a test sees what a browser's connection would.
-final class HTTPTestClient {
+/// (Content-Length or chunked), so a test sees what a browser's connection would. (Sendable so a
+/// test can hand it from one thread to the next; it is used by one at a time.)
+final class HTTPTestClient: @unchecked Sendable {
     struct Response {
         var status: Int
         var headers: [String: String]
@@ -27,11 +28,16 @@ final class HTTPTestClient {
     deinit { close(fd) }
 
     func get(_ path: String, headers: [String: String] = [:]) throws -> Response {
+        try send(get: path, headers: headers)
+        return try readResponse()
+    }
+
+    /// Sends a GET without reading its response (`readResponse` reads it later).
+    func send(get path: String, headers: [String: String] = [:]) throws {
         var request = "GET \(path) HTTP/1.1\r\nHost: origin.test\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
         guard SocketIO.writeAll(fd, Array(request.utf8)) else { throw HTTPTestError("send failed") }
-        return try readResponse()
     }
 
     /// POSTs `size` bytes, in pieces, with a Content-Length.
@@ -79,7 +85,7 @@ final class HTTPTestClient {
         return result
     }
 
-    private func readResponse() throws -> Response {
+    func readResponse() throws -> Response {
         let status = try line().split(separator: " ")
         guard status.count >= 2, let code = Int(status[1]) else { throw HTTPTestError("not an HTTP status line") }
         var headers: [String: String] = [:]
