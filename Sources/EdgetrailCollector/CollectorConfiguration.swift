@@ -243,8 +243,8 @@ extension CollectorConfiguration {
             {
                 let snapshotFields = context.fields(
                     of: snapshotMapping, allowed: ["redis", "pattern", "database", "max_value_bytes"], what: "'snapshots'")
-                if let value = snapshotFields["redis"], let parsed = context.hostPort(value, what: "'redis'") {
-                    var settings = RedisSnapshotSourceConfiguration(host: parsed.host, port: parsed.port)
+                if let value = snapshotFields["redis"], let parsed = context.endpoint(value, what: "'redis'", example: "127.0.0.1:16379") {
+                    var settings = RedisSnapshotSourceConfiguration(endpoint: parsed)
                     if let pattern = snapshotFields["pattern"] {
                         settings.keyPattern = context.string(pattern, what: "'pattern'") ?? settings.keyPattern
                     }
@@ -265,7 +265,7 @@ extension CollectorConfiguration {
                     }
                     configuration.snapshots = settings
                 } else if snapshotFields["redis"] == nil {
-                    context.report("the snapshots source needs 'redis: HOST:PORT'", at: snapshots)
+                    context.report("the snapshots source needs 'redis: HOST:PORT' or 'redis: SOCKET-PATH'", at: snapshots)
                 }
             }
         }

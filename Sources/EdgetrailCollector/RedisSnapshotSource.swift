@@ -8,8 +8,8 @@ import ServiceLifecycle
 
 /// Which Redis the snapshot source watches.
 public struct RedisSnapshotSourceConfiguration: Sendable, Hashable {
-    public var host: String
-    public var port: Int
+    /// `HOST:PORT`, or the Unix socket a node's Redis also listens on.
+    public var endpoint: Endpoint
     public var database: Int = 0
     /// Keys to capture; μsrvs keep session state under `cookie:<hex>:<μsrv>:…`.
     public var keyPattern: String = "cookie:*"
@@ -19,9 +19,12 @@ public struct RedisSnapshotSourceConfiguration: Sendable, Hashable {
     /// and marked with their full size, so one huge value cannot stall the batch of its cookie.
     public var maxValueBytes: Int = 64 << 10
 
+    public init(endpoint: Endpoint) {
+        self.endpoint = endpoint
+    }
+
     public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
+        self.init(endpoint: .tcp(host: host, port: port))
     }
 }
 
@@ -74,7 +77,12 @@ public final class RedisSnapshotReader: @unchecked Sendable {
 
     private var channelPrefix: String { "__keyspace@\(configuration.database)__:" }
 
-    private var source: String { "redis://\(configuration.host):\(configuration.port)/\(configuration.database)" }
+    private var source: String {
+        switch configuration.endpoint {
+        case .tcp(let host, let port): "redis://\(host):\(port)/\(configuration.database)"
+        case .unix(let path): "redis+unix://\(path)?db=\(configuration.database)"
+        }
+    }
 
     /// Waits up to `timeoutMilliseconds` for changes and returns their snapshots. Connection
     /// problems are handled here (logged, retried after the reconnect delay), never thrown.
@@ -117,10 +125,10 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         guard now >= nextAttempt else { return nil }
         nextAttempt = now + UInt64(configuration.reconnectDelayMilliseconds) * 1_000_000
         do {
-            let reader = try RedisConnection(host: configuration.host, port: configuration.port)
+            let reader = try RedisConnection(configuration.endpoint)
             try ensureNotifications(reader)
             if configuration.database != 0 { try reader.command("SELECT", String(configuration.database)) }
-            let subscriber = try RedisConnection(host: configuration.host, port: configuration.port)
+            let subscriber = try RedisConnection(configuration.endpoint)
             let reply = try subscriber.command("PSUBSCRIBE", channelPrefix + configuration.keyPattern)
             guard case .array = reply else { throw RedisError("PSUBSCRIBE answered \(reply)") }
             self.reader = reader

@@ -218,6 +218,20 @@ extension YAMLContext {
         return (host, port)
     }
 
+    /// `HOST:PORT`, or a Unix socket's path (anything with a `/` in it, e.g. `.run/redis.sock`).
+    public mutating func endpoint(_ node: Node, what: String, example: String) -> Endpoint? {
+        guard let text = string(node, what: what) else { return nil }
+        if text.contains("/") { return .unix(path: text) }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port), !parts[0].isEmpty else {
+            report(
+                "'\(text)' is not an address; write it as HOST:PORT, e.g. \(example), or as a Unix socket's path, "
+                    + "e.g. .run/redis.sock", at: node)
+            return nil
+        }
+        return .tcp(host: parts[0] == "localhost" ? "127.0.0.1" : String(parts[0]), port: port)
+    }
+
     /// One of `choices`.
     public mutating func choice(_ node: Node, what: String, from choices: [String]) -> String? {
         guard let text = string(node, what: what) else { return nil }

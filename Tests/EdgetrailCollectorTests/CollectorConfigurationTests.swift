@@ -23,7 +23,7 @@ struct CollectorConfigurationTests {
         #expect(configuration.kafka.brokers == "127.0.0.1:19092")
         #expect(configuration.kafka.topic == "edgetrail.telemetry")
         #expect(configuration.otlp?.port == 4317)
-        #expect(configuration.snapshots?.port == 16379)
+        #expect(configuration.snapshots?.endpoint == .tcp(host: "127.0.0.1", port: 16379))
         #expect(configuration.join.cnf == "edgesecurity")
         #expect(configuration.join.idleTimeoutNanoseconds == 30_000_000_000)
         #expect(configuration.kafka.spool.capacityBytes == 256 << 20)
@@ -119,6 +119,23 @@ struct CollectorConfigurationTests {
         ])
         #expect(problems("bad_flows_rate.yaml") == [
             "collectors/testdata/bad_flows_rate.yaml:4:11: 'rate' paces a replay; the datapath's events come as they happen"
+        ])
+    }
+
+    @Test("snapshots: Redis by HOST:PORT or by the Unix socket a node's Redis also listens on")
+    func snapshotSources() throws {
+        let socket = try CollectorConfiguration.parse(
+            "sources:\n  snapshots:\n    redis: .run/redis.sock\n    database: 2\nsinks:\n  kafka:\n    brokers: 127.0.0.1:19092\n",
+            fileName: "edge.yaml")
+        #expect(socket.snapshots?.endpoint == .unix(path: ".run/redis.sock"))
+        #expect(socket.snapshots?.database == 2)
+        let local = try CollectorConfiguration.parse(
+            "sources:\n  snapshots:\n    redis: localhost:6379\nsinks:\n  kafka:\n    brokers: 127.0.0.1:19092\n",
+            fileName: "edge.yaml")
+        #expect(local.snapshots?.endpoint == .tcp(host: "127.0.0.1", port: 6379))
+        #expect(problems("bad_snapshots.yaml") == [
+            "collectors/testdata/bad_snapshots.yaml:3:12: 'redis-host' is not an address; write it as HOST:PORT, e.g. 127.0.0.1:16379, "
+                + "or as a Unix socket's path, e.g. .run/redis.sock"
         ])
     }
 

@@ -57,6 +57,24 @@ struct RedisSnapshotSourceTests {
         }
     }
 
+    @Test("over the Unix socket a node's Redis also listens on, changes are captured the same and say which socket")
+    func unixSocket() async throws {
+        try await TestInfra.with([.redis]) { services in
+            let socket = services.redisSocket
+            let source = RedisSnapshotReader(
+                configuration: RedisSnapshotSourceConfiguration(endpoint: .unix(path: socket)), logger: quietLogger)
+            _ = source.step(timeoutMilliseconds: 10)
+            #expect(source.isConnected)
+            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            try redis.command("HSET", "cookie:00000000000000c2:http-proxy:request", "method", "GET")
+            let records = collect(source, count: 1)
+            #expect(records.count == 1)
+            #expect(records.first?.cookie == 0xC2)
+            #expect(records.first?.snapshot.hashFields.fields == ["method": Data("GET".utf8)])
+            #expect(records.first?.snapshot.source == "redis+unix://\(socket)?db=0")
+        }
+    }
+
     @Test("keys without a valid cookie and values of other types are counted, and capture goes on")
     func malformedKeysAndTypes() async throws {
         try await TestInfra.with([.redis]) { services in
