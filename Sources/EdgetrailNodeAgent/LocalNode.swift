@@ -112,14 +112,19 @@ public struct LocalNode: Sendable {
             if telemetry {
                 let configuration = "\(runDirectory)/collector.yaml"
                 try writeFilterFileIfMissing()
-                try collectorConfiguration(broker: broker, redis: redis).write(toFile: configuration, atomically: true, encoding: .utf8)
+                // Redis's Unix socket when it has one (what the pods use too): cheaper per read than
+                // loopback TCP, and the collector reads every key the pods change.
+                let snapshotRedis: Endpoint =
+                    FileManager.default.fileExists(atPath: infra.redisSocket) ? .unix(path: infra.redisSocket) : redis
+                try collectorConfiguration(broker: broker, redis: snapshotRedis).write(
+                    toFile: configuration, atomically: true, encoding: .utf8)
                 pids[Part.collector.rawValue] = try spawn(.collector, executable, ["collector", "--config", configuration])
                 try save(pids)
                 try wait(for: .collector, pid: pids[Part.collector.rawValue]!) {
                     SocketProbe.isListening(.unix(path: otlpSocket))
                 }
                 progress(
-                    "collector: OTLP \(otlpListen) and \(otlpSocket), flows from the datapath, Redis \(redis), to \(topic) on \(broker); metrics http://\(metricsListen)/metrics")
+                    "collector: OTLP \(otlpListen) and \(otlpSocket), flows from the datapath, Redis \(snapshotRedis), to \(topic) on \(broker); metrics http://\(metricsListen)/metrics")
             } else {
                 progress("collector: not started (no telemetry: the pods export no spans)")
             }
