@@ -9,6 +9,20 @@ import subprocess
 from collector_harness import ROOT, Services, edgetrail_binary
 
 
+def bench(*arguments: str) -> str:
+    """Runs `edgetrail bench ARGUMENTS --redis …` on a Redis of its own; its output, once it passed."""
+    services = Services()
+    try:
+        result = subprocess.run(
+            [edgetrail_binary(), "bench", *arguments, "--redis", f"127.0.0.1:{services.redis_port}"],
+            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    finally:
+        services.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ERROR" not in result.stderr, result.stderr
+    return result.stdout
+
+
 def spans_received(out: str) -> int:
     match = re.search(r"spans the sink received[^:]*: (\d+)", out)
     assert match, out
@@ -16,16 +30,7 @@ def spans_received(out: str) -> int:
 
 
 def test_the_proxy_benchmark_exports_every_requests_spans_and_prints_its_figures():
-    services = Services()
-    try:
-        result = subprocess.run(
-            [edgetrail_binary(), "bench", "proxy", "--mode", "microservice", "--seconds", "0.6", "--rounds", "1",
-             "--clients", "2", "--redis", f"127.0.0.1:{services.redis_port}"],
-            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    finally:
-        services.close()
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+    out = bench("proxy", "--mode", "microservice", "--seconds", "0.6", "--rounds", "1", "--clients", "2")
     assert "spans over OTLP/gRPC to this benchmark's OTLP sink" in out and "state to Redis" in out and "(up)" in out
     proxied = re.search(r"\((\d+) requests measured through the proxy", out)
     assert proxied, out
@@ -38,17 +43,7 @@ def test_the_proxy_benchmark_exports_every_requests_spans_and_prints_its_figures
 
 
 def test_the_handler_benchmark_exports_the_sidecars_and_policy_mgrs_spans():
-    services = Services()
-    try:
-        result = subprocess.run(
-            [edgetrail_binary(), "bench", "handler", "--seconds", "0.6", "--in-flight", "2",
-             "--redis", f"127.0.0.1:{services.redis_port}"],
-            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    finally:
-        services.close()
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
+    out = bench("handler", "--seconds", "0.6", "--in-flight", "2")
     assert "spans over OTLP/gRPC to this benchmark's OTLP sink" in out
     assert re.search(r"Python handler, one SDK call +\d+ events/s", out), out
     assert spans_received(out) > 0
-    assert "ERROR" not in result.stderr, result.stderr
