@@ -127,6 +127,17 @@ def test_a_rule_set_with_a_lint_error_is_refused_by_the_cli_and_nothing_is_publi
     assert status.returncode == 1 and "no rule set named 'canary' was published" in status.stderr
 
 
+@pytest.mark.parametrize("name", ["Bad Name", "", "9lives", "x" * 64])
+def test_a_name_that_is_not_a_rule_set_name_is_refused_before_the_broker_is_asked(name):
+    # Nothing listens on port 9: the name is refused first, with what a name may be.
+    result = subprocess.run(
+        [edgetrail_binary(), "filters", "publish", "filters/default.rules", "--name", name, "--brokers", "127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"error: --name '{name}' is not a rule set name: use 1-63 lowercase letters, "
+                                     "digits, '-' or '_', starting with a letter")
+
+
 def test_a_set_a_collector_cannot_apply_is_refused_there_with_the_reason_and_its_rules_stay(services):
     rollout = Rollout(services)
     data = f"refuse-{uuid.uuid4().hex[:8]}"
