@@ -94,13 +94,13 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         // The notifications that arrived together are read back together: one round trip for
         // their types and one for their values, however many there are.
         var records: [Edgetrail_V1_Record] = []
-        var unread: [Int] = []
+        var unread: [(index: Int, type: ValueType)] = []
         var wait = timeoutMilliseconds
         do {
             while let message = try subscriber.nextReply(timeoutMilliseconds: wait) {
                 wait = 0
-                guard let (record, needsValue) = capture(message) else { continue }
-                if needsValue { unread.append(records.count) }
+                guard let (record, value) = capture(message) else { continue }
+                if let value { unread.append((records.count, value)) }
                 records.append(record)
                 if records.count >= 1000 { break }
             }
@@ -112,7 +112,7 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         } catch {
             // Their values cannot be read: the changes are reported without them, as deletions
             // would be wrong and dropping them would lose that the key changed.
-            for index in unread { records[index].snapshot.unsupportedType = "unread: \(error)" }
+            for (index, _) in unread { records[index].snapshot.unsupportedType = "unread: \(error)" }
             disconnect(reason: "\(error)")
         }
         counters.captured += records.count
@@ -175,9 +175,27 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         nextAttempt = clock() + UInt64(configuration.reconnectDelayMilliseconds) * 1_000_000
     }
 
+    /// What a changed key holds, as far as its event tells.
+    enum ValueType: Equatable {
+        case string
+        case hash
+        /// The event does not say (`expire`, `rename_to`, `restore`, …): Redis is asked (TYPE).
+        case unknown
+
+        /// The commands that raise these events work on one type only, so the value can be read
+        /// without asking Redis for the key's type first (half the round trips and commands).
+        init(event: String) {
+            switch event {
+            case "set", "setrange", "append", "incrby", "decrby", "incrbyfloat": self = .string
+            case "hset", "hdel", "hincrby", "hincrbyfloat": self = .hash
+            default: self = .unknown
+            }
+        }
+    }
+
     /// A keyspace message `[pmessage, pattern, __keyspace@0__:KEY, EVENT]` to a snapshot, and
-    /// whether its value is still to be read.
-    private func capture(_ message: RedisValue) -> (Edgetrail_V1_Record, Bool)? {
+    /// the type of the value still to be read (nil: nothing to read).
+    private func capture(_ message: RedisValue) -> (Edgetrail_V1_Record, ValueType?)? {
         guard case .array(let parts) = message, parts.count == 4, parts[0].text == "pmessage",
             let channel = parts[2].text, let event = parts[3].text, channel.hasPrefix(channelPrefix)
         else { return nil }
@@ -200,38 +218,63 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         case "del", "expired", "evicted", "rename_from":
             record.snapshot.deleted = true
             captured.remove(key)
-            return (record, false)
+            return (record, nil)
         case "expire" where captured.contains(key):
             counters.repeatsSkipped += 1
             return nil
         default:
             if captured.count >= recentLimit { captured.removeAll(keepingCapacity: true) }
             captured.insert(key)
-            return (record, true)
+            return (record, ValueType(event: event))
         }
     }
 
-    /// Reads the values of `records[indexes]` (GET for strings, HGETALL for hashes), pipelined.
-    private func readValues(of indexes: [Int], in records: inout [Edgetrail_V1_Record]) throws {
-        guard let reader, !indexes.isEmpty else { return }
-        let keys = indexes.map { Array(records[$0].snapshot.key.utf8) }
-        let types = try reader.pipeline(keys.map { [Array("TYPE".utf8), $0] }).map { $0.text ?? "none" }
+    /// Reads the values of the `unread` records, pipelined: GET for strings, HGETALL for hashes.
+    /// Keys whose event does not tell their type are asked for it first (TYPE), and so is a key
+    /// whose type changed since its event (its read answered WRONGTYPE).
+    private func readValues(of unread: [(index: Int, type: ValueType)], in records: inout [Edgetrail_V1_Record]) throws {
+        guard let reader, !unread.isEmpty else { return }
+        let keys = unread.map { Array(records[$0.index].snapshot.key.utf8) }
+        var types = unread.map { $0.type == .string ? "string" : $0.type == .hash ? "hash" : "" }
+        func askTypes(_ positions: [Int]) throws {
+            guard !positions.isEmpty else { return }
+            let answers = try reader.pipeline(positions.map { [Self.typeCommand, keys[$0]] })
+            for (position, answer) in zip(positions, answers) { types[position] = answer.text ?? "none" }
+        }
+        try askTypes(types.indices.filter { types[$0].isEmpty })
+        var values = try read(keys, types: types, with: reader)
+        let changed = values.keys.filter { if case .error? = values[$0] { return true } else { return false } }
+        if !changed.isEmpty {
+            try askTypes(changed)
+            let again = try read(changed.map { keys[$0] }, types: changed.map { types[$0] }, with: reader)
+            for (offset, position) in changed.enumerated() { values[position] = again[offset] }
+        }
+        for (position, item) in unread.enumerated() {
+            apply(type: types[position], value: values[position], to: &records[item.index].snapshot)
+        }
+    }
+
+    private static let typeCommand = Array("TYPE".utf8)
+    private static let getCommand = Array("GET".utf8)
+    private static let hashCommand = Array("HGETALL".utf8)
+
+    /// One pipeline reading `keys` by their `types`; the answers by position (none for a type
+    /// that is not read).
+    private func read(_ keys: [[UInt8]], types: [String], with reader: RedisConnection) throws -> [Int: RedisValue] {
         var reads: [[[UInt8]]] = []
         var readers: [Int] = []
         for (position, type) in types.enumerated() {
             switch type {
-            case "string": reads.append([Array("GET".utf8), keys[position]])
-            case "hash": reads.append([Array("HGETALL".utf8), keys[position]])
+            case "string": reads.append([Self.getCommand, keys[position]])
+            case "hash": reads.append([Self.hashCommand, keys[position]])
             default: continue
             }
             readers.append(position)
         }
-        let values = try reader.pipeline(reads)
-        var valueOf: [Int: RedisValue] = [:]
-        for (position, value) in zip(readers, values) { valueOf[position] = value }
-        for (position, index) in indexes.enumerated() {
-            apply(type: types[position], value: valueOf[position], to: &records[index].snapshot)
-        }
+        guard !reads.isEmpty else { return [:] }
+        var values: [Int: RedisValue] = [:]
+        for (position, value) in zip(readers, try reader.pipeline(reads)) { values[position] = value }
+        return values
     }
 
     private func apply(type: String, value: RedisValue?, to snapshot: inout Edgetrail_V1_Snapshot) {
@@ -251,7 +294,9 @@ public final class RedisSnapshotReader: @unchecked Sendable {
                 snapshot.deleted = true
             }
         case "hash":
-            if case .array(let items)? = value {
+            // Redis keeps no empty hash: no fields means the key went (its last field deleted,
+            // or the key itself) before it could be read.
+            if case .array(let items)? = value, !items.isEmpty {
                 var all: [(String, [UInt8])] = []
                 var index = 0
                 while index + 1 < items.count {
