@@ -179,8 +179,8 @@ public enum OTLPCollectorBenchmark {
             batch.cnf = "edgesecurity"
             batch.node = "bench-node"
             batch.final = true
-            batch.records = records
-            bytes += (try batch.serializedBytes() as [UInt8]).count
+            // Written as the collector writes it: each record by RecordWire, framed once.
+            bytes += RecordWire.batchBytes(batch, encoded: records.map(RecordWire.encode)).count
         }
         let cpu = ProcessFigures.threadCPUSeconds() - started
         precondition(bytes > 0)

@@ -12,10 +12,9 @@ public enum RecordWire {
     /// `CookieBatch.records` is field 4, length-delimited.
     static let recordsTag: UInt8 = 4 << 3 | 2
 
-    /// One record's protobuf bytes.
+    /// One record's protobuf bytes (written by hand: `RecordEncoding.swift` says why).
     public static func encode(_ record: Edgetrail_V1_Record) -> [UInt8] {
-        // A message without required fields always serializes.
-        (try? record.serializedBytes()) ?? []
+        record.wireBytes()
     }
 
     /// Appends `records` as `CookieBatch.records` fields.

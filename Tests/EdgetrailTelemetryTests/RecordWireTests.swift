@@ -62,4 +62,89 @@ struct RecordWireTests {
         let decoded = try Edgetrail_V1_CookieBatch(serializedBytes: container)
         #expect(decoded.records == input)
     }
+
+    @Test("every field of every kind of record is written so that SwiftProtobuf reads back the same record")
+    func handWrittenEncodingReadsBack() throws {
+        var span = Edgetrail_V1_Record()
+        span.cookie = 0xfeed_0000_0000_0001
+        span.cnf = "edgesecurity"
+        span.node = "edge-1"
+        span.service = "http-proxy"
+        span.acceptedAtNs = 1_700_000_000_123_456_789
+        span.span.traceID = Data((0..<16).map { UInt8($0) })
+        span.span.spanID = Data([1, 2, 3, 4, 5, 6, 7, 8])
+        span.span.parentSpanID = Data([8, 7, 6, 5, 4, 3, 2, 1])
+        span.span.operation = "HTTP GET — ünïcode"
+        span.span.startNs = 1
+        span.span.endNs = .max
+        span.span.status = .error
+        span.span.statusMessage = "upstream refused"
+        span.span.kind = .server
+        span.span.tags = ["http.url": "/x?y", "empty": "", "long": String(repeating: "v", count: 200)]
+        var log = Edgetrail_V1_SpanLog()
+        log.atNs = 42
+        log.name = "exception"
+        log.fields = ["exception.type": "ValueError", "exception.message": ""]
+        span.span.logs = [log, Edgetrail_V1_SpanLog()]
+        span.span.baggage = ["edgetrail.cookie": "feed000000000001"]
+
+        var flow = Edgetrail_V1_Record()
+        flow.cookie = 7
+        flow.flow.phase = .end
+        flow.flow.tuple.srcIp = Data([10, 200, 0, 2])
+        flow.flow.tuple.dstIp = Data([10, 201, 0, 2])
+        flow.flow.tuple.srcPort = 40_000
+        flow.flow.tuple.dstPort = 80
+        flow.flow.tuple.protocol = 6
+        flow.flow.action = .redirect
+        flow.flow.ruleID = 3
+        flow.flow.packetsIn = 10
+        flow.flow.packetsOut = 11
+        flow.flow.bytesIn = 1_000_000
+        flow.flow.bytesOut = 12
+        flow.flow.drops = 1
+        flow.flow.startNs = 5
+        flow.flow.endNs = 6
+        flow.flow.endReason = .rst
+        flow.flow.lostEvents = 2
+        var flowWithoutTuple = Edgetrail_V1_Record()
+        flowWithoutTuple.flow.phase = .start
+
+        var hash = Edgetrail_V1_Record()
+        hash.cookie = 9
+        hash.snapshot.key = "cookie:0000000000000009:policy-mgr:check"
+        hash.snapshot.hashFields.fields = ["rule": Data("allow-all".utf8), "empty": Data(), "binary": Data([0, 0xFF])]
+        hash.snapshot.event = "hset"
+        hash.snapshot.atNs = 77
+        hash.snapshot.source = "redis+unix:///run/redis.sock?db=0"
+        hash.snapshot.fullSize = 99_999
+        var emptyString = Edgetrail_V1_Record()
+        emptyString.snapshot.stringValue = Data()  // set, though empty: not the same as no value
+        var emptyHash = Edgetrail_V1_Record()
+        emptyHash.snapshot.hashFields = Edgetrail_V1_HashFields()
+        var deleted = Edgetrail_V1_Record()
+        deleted.snapshot.deleted = true
+        deleted.snapshot.unsupportedType = "list"
+        let withoutKind = Edgetrail_V1_Record()
+
+        for record in [span, flow, flowWithoutTuple, hash, emptyString, emptyHash, deleted, withoutKind] {
+            let decoded = try Edgetrail_V1_Record(serializedBytes: RecordWire.encode(record))
+            #expect(decoded == record)
+            #expect(decoded.kind == record.kind, "which kind, even when its message is empty")
+        }
+        #expect(try Edgetrail_V1_Record(serializedBytes: RecordWire.encode(emptyString)).snapshot.value == .stringValue(Data()))
+    }
+
+    @Test("a record carrying fields this build does not know keeps them when encoded again")
+    func unknownFieldsKept() throws {
+        var record = Edgetrail_V1_Record()
+        record.cookie = 1
+        record.span.operation = "op"
+        // Field 99 (varint 5), as a newer build might write it.
+        let bytes = try record.serializedBytes() as [UInt8] + [0x98, 0x06, 0x05]
+        let newer = try Edgetrail_V1_Record(serializedBytes: bytes)
+        #expect(!newer.unknownFields.data.isEmpty)
+        let again = try Edgetrail_V1_Record(serializedBytes: RecordWire.encode(newer))
+        #expect(again == newer)
+    }
 }
