@@ -20,12 +20,15 @@ extension BenchCommand {
         static let configuration = CommandConfiguration(
             abstract: "Client sessions through the deployed demo CNF on a real node, tracing on vs off (needs root).",
             discussion: """
-                Builds a throwaway edge node twice and deploys examples/edgesecurity (the demo's step 3: \
-                the proxy's request_received handler asks policy-mgr, its response_sent handler has \
-                content-inspect classify the body). Each client session is a new connection from the \
-                client namespace to 10.201.0.2:80, steered into the proxy by the eBPF datapath. Off: no \
-                collector and the pods export no spans. On: the node's collector ships to the broker and \
-                central stores; then every session is looked up at central: complete when it has all \
+                Builds two throwaway edge nodes, one traced and one not, and deploys examples/edgesecurity \
+                on both (the demo's step 3: the proxy's request_received handler asks policy-mgr, its \
+                response_sent handler has content-inspect classify the body). Each client session is a new \
+                connection from the client namespace to 10.201.0.2:80, steered into the proxy by the eBPF \
+                datapath. Off: no collector, the pods export no spans and keep their state in a Redis of \
+                their own. On: the node's collector ships to the broker. The modes take turns (--rounds; \
+                off, on, on, off, …), each turn starting once the other node is quiet, so that a shared \
+                machine's drift in speed falls on both alike. Then central \
+                stores, and every traced session is looked up there: complete when it has all \
                 three layers (the flow bound to its cookie and ended, one span tree rooted at the \
                 proxy's request span with every step of the chain, the Redis snapshots), mixed when \
                 anything of another cookie is in it. Prints requests/s and p50/p99 for both, the node \
@@ -50,8 +53,12 @@ extension BenchCommand {
         @Option(help: "Run one mode only: on or off (for profiling one; no ratio is printed).")
         var only: String?
 
+        @Option(help: "Rounds the sessions are split into: the modes take turns (off, on, on, off, …), so that a machine whose speed drifts during the run slows both alike.")
+        var rounds = 4
+
         func run() async throws {
             guard getuid() == 0 else { throw commandFailure("the chain benchmark builds an edge node: run it as root") }
+            guard rounds >= 1, sessions >= rounds else { throw commandFailure("--rounds takes 1 to --sessions (\(sessions)), not \(rounds)") }
             let configuration = options.configuration
             let infra = LocalInfra(configuration: configuration)
             let alreadyUp = Set(infra.status().filter(\.isUp).map(\.kind))
@@ -64,7 +71,9 @@ extension BenchCommand {
             defer { infra.down(kinds.filter { !alreadyUp.contains($0) }) { print("    \($0)") } }
             let bundle = try CNFBundle(cnf)
             let python = try sdkPython(python)
-            print("chain benchmark: \(sessions) sessions per mode, \(clients) clients, \(cnf); \(ProcessInfo.processInfo.activeProcessorCount) cores")
+            print(
+                "chain benchmark: \(sessions) sessions per mode in \(rounds) rounds, \(clients) clients, \(cnf); "
+                    + "\(ProcessInfo.processInfo.activeProcessorCount) cores")
 
             var modes = [false, true]
             switch only {
@@ -73,12 +82,93 @@ extension BenchCommand {
             case "off": modes = [false]
             default: throw commandFailure("--only takes on or off, not '\(only!)'")
             }
-            var results: [Bool: ChainRun] = [:]
-            for telemetry in modes {
-                results[telemetry] = try await measure(
-                    telemetry: telemetry, bundle: bundle, python: python, configuration: configuration)
+            // Both nodes run side by side and take turns. The untraced one keeps its pods' state in
+            // a Redis of its own: the traced node's collector watches the infrastructure's Redis
+            // and must see nothing of the untraced sessions.
+            let work = "\(configuration.runDirectory)/bench-chain"
+            var ownRedis = configuration
+            ownRedis.runDirectory = "\(work)/redis-off"
+            ownRedis.redisPort = SocketProbe.freePort()
+            let offRedis = LocalInfra(configuration: ownRedis)
+            var nodes: [Bool: LocalNode] = [:]
+            var centralPid: Int32 = 0
+            defer {
+                for node in nodes.values { node.down { _ in } }
+                if modes.contains(false) { offRedis.down([.redis]) { _ in } }
+                if centralPid > 0 { _ = ProcessControl.stop(centralPid) }
             }
-            guard let off = results[false], let on = results[true] else { return }
+            if modes.contains(false) {
+                try? FileManager.default.createDirectory(atPath: ownRedis.runDirectory, withIntermediateDirectories: true)
+                do {
+                    try offRedis.up([.redis]) { print("    untraced node's \($0)") }
+                } catch {
+                    throw commandFailure("\(error)")
+                }
+            }
+            for telemetry in modes {
+                nodes[telemetry] = try await prepare(
+                    telemetry: telemetry, bundle: bundle, python: python, configuration: configuration,
+                    podRedis: telemetry ? nil : ownRedis.redisSocket)
+            }
+            // off, on, on, off, off, on, …: a drift in the machine's speed during the run falls on
+            // both modes alike.
+            var turns: [(round: Int, telemetry: Bool)] = []
+            for round in 0..<rounds {
+                let pair = round % 2 == 0 ? [false, true] : [true, false]
+                turns += pair.filter(modes.contains).map { (round, $0) }
+            }
+            var runs: [Bool: ChainRun] = [:]
+            var between: [String: Double] = [:]
+            print("")
+            for turn in turns {
+                let node = nodes[turn.telemetry]!
+                let share = sessions / rounds + (turn.round == rounds - 1 ? sessions % rounds : 0)
+                // What the other node still does (a collector releasing its last sessions) is done
+                // before this turn starts, and counted in neither.
+                for (part, seconds) in await Self.waitForQuiet(nodes: nodes.values.map(\.runDirectory)) {
+                    between[part, default: 0] += seconds
+                }
+                let cpuBefore = ProcessCPU.byPart(node: node.runDirectory)
+                let load = ChainLoad.run(namespace: "\(node.name)-client", sessions: share, clients: clients, progress: false)
+                let cpuAfter = ProcessCPU.byPart(node: node.runDirectory)
+                print(
+                    String(
+                        format: "  round %d, tracing %@: %d sessions in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, %d failed", turn.round + 1,
+                        turn.telemetry ? "on " : "off", load.latencies.count, load.seconds, Double(load.latencies.count) / load.seconds,
+                        load.percentile(0.5), load.percentile(0.99), load.failures))
+                var run = runs[turn.telemetry] ?? ChainRun()
+                run.add(load, cpu: ProcessCPU.spent(from: cpuBefore, to: cpuAfter))
+                runs[turn.telemetry] = run
+            }
+            for telemetry in modes {
+                let node = nodes[telemetry]!
+                let pids = node.pids()
+                runs[telemetry]!.agentRSS = Self.peakRSS(pids["node-agent"] ?? 0)
+                runs[telemetry]!.collectorRSS = telemetry ? Self.peakRSS(pids["collector"] ?? 0) : nil
+            }
+            print("")
+            for telemetry in modes {
+                let run = runs[telemetry]!
+                print(
+                    String(
+                        format: "  tracing %@: %d sessions in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, %d failed", telemetry ? "on " : "off",
+                        run.latencies.count, run.seconds, run.rate, run.p50, run.p99, run.failures))
+                let spent = run.cpu.filter { $0.value > 0.05 }.sorted { $0.value > $1.value }
+                print("    CPU seconds during its turns: " + spent.map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", "))
+            }
+            let trailing = between.filter { $0.value > 0.05 }.sorted { $0.value > $1.value }
+            if !trailing.isEmpty {
+                print("    CPU seconds between turns (counted in neither): " + trailing.map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", "))
+            }
+            if let onNode = nodes[true], let cookies = runs[true]?.cookies {
+                // Central is not part of the node: it starts after the load and reads the topic
+                // from its start, so its work is not counted against the node's.
+                let listen = "127.0.0.1:\(SocketProbe.freePort())"
+                centralPid = try startCentralProcess(
+                    brokers: configuration.brokers, work: "\(work)/central", listen: listen, topic: onNode.topic)
+                runs[true]!.correlation = await correlate(cookies, central: CentralClient(base: "http://\(listen)"))
+            }
+            guard let off = runs[false], let on = runs[true] else { return }
             print("")
             var rows = [["mode", "sessions/s", "p50 ms", "p99 ms", "failed", "agent RSS", "collector RSS"]]
             for (name, run) in [("off (no exporter, no collector)", off), ("on (traced and collected)", on)] {
@@ -104,14 +194,28 @@ extension BenchCommand {
             }
         }
 
+        /// One mode's turns added up.
         struct ChainRun {
-            var rate: Double
-            var p50: Double
-            var p99: Double
-            var failures: Int
-            var agentRSS: Int
+            var latencies: [Double] = []
+            var cookies: [Cookie] = []
+            var failures = 0
+            var seconds = 0.0
+            var cpu: [String: Double] = [:]
+            var agentRSS = 0
             var collectorRSS: Int?
             var correlation: Correlation?
+
+            var rate: Double { Double(latencies.count) / max(seconds, 1e-9) }
+            var p50: Double { ChainLoad.Outcome(latencies: latencies, cookies: [], failures: 0, seconds: 0).percentile(0.5) }
+            var p99: Double { ChainLoad.Outcome(latencies: latencies, cookies: [], failures: 0, seconds: 0).percentile(0.99) }
+
+            mutating func add(_ load: ChainLoad.Outcome, cpu spent: [String: Double]) {
+                latencies += load.latencies
+                cookies += load.cookies
+                failures += load.failures
+                seconds += load.seconds
+                for (part, value) in spent { cpu[part, default: 0] += value }
+            }
         }
 
         struct Correlation {
@@ -121,65 +225,56 @@ extension BenchCommand {
             var incomplete: [String: Int] = [:]
         }
 
-        private func measure(
-            telemetry: Bool, bundle: CNFBundle, python: String, configuration: InfraConfiguration
-        ) async throws -> ChainRun {
+        /// Builds a throwaway node, deploys the CNF and warms it up with 200 sessions.
+        private func prepare(
+            telemetry: Bool, bundle: CNFBundle, python: String, configuration: InfraConfiguration, podRedis: String?
+        ) async throws -> LocalNode {
             let name = "chain\(telemetry ? "on" : "off")"
             var node = LocalNode(
                 name: name, runDirectory: "\(configuration.runDirectory)/bench-chain/\(name)", executable: selfExecutable(),
                 infra: configuration)
             node.python = python
             node.telemetry = telemetry
+            node.podRedisSocket = podRedis
             node.otlpListen = "127.0.0.1:\(SocketProbe.freePort())"
             node.metricsListen = "127.0.0.1:\(SocketProbe.freePort())"
             node.topic = "edgetrail.bench-chain"
             print("")
             print("== tracing \(telemetry ? "on" : "off"): node \(name)")
             node.down { _ in }
-            var centralPid: Int32 = 0
-            defer {
-                node.down { _ in }
-                if centralPid > 0 { _ = ProcessControl.stop(centralPid) }
-            }
             do {
                 try node.up { print("  \($0)") }
             } catch {
+                node.down { _ in }
                 throw commandFailure("the node did not come up: \(error.message)")
             }
             let request = bundle.request
             let outcome = try await NodeAgentClient.with(socket: node.agentSocket) { client in
                 try await CNFCommand.deploy(request, update: false, client: client, indent: nil)
             }
-            guard outcome.ok else { throw commandFailure("the deploy failed: \(outcome.error)") }
-            print("  \(outcome.cnf) version \(outcome.version) deployed")
-            let client = "\(name)-client"
-            _ = ChainLoad.run(namespace: client, sessions: min(200, sessions), clients: clients, progress: false)
-            let cpuBefore = ProcessCPU.byPart(node: node.runDirectory)
-            let load = ChainLoad.run(namespace: client, sessions: sessions, clients: clients, progress: true)
-            let cpuAfter = ProcessCPU.byPart(node: node.runDirectory)
-            let pids = node.pids()
-            var run = ChainRun(
-                rate: Double(load.latencies.count) / load.seconds, p50: load.percentile(0.5), p99: load.percentile(0.99),
-                failures: load.failures, agentRSS: Self.peakRSS(pids["node-agent"] ?? 0),
-                collectorRSS: telemetry ? Self.peakRSS(pids["collector"] ?? 0) : nil)
-            print(
-                String(
-                    format: "  %d sessions in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, %d failed", load.latencies.count, load.seconds, run.rate,
-                    run.p50, run.p99, load.failures))
-            let spent = cpuAfter.map { ($0.key, $0.value - (cpuBefore[$0.key] ?? 0)) }.filter { $0.1 > 0.05 }.sorted { $0.1 > $1.1 }
-            print(
-                "  CPU seconds during the load: "
-                    + spent.map { String(format: "%@ %.1f", $0.0, $0.1) }.joined(separator: ", "))
-            if telemetry {
-                // Central is not part of the node: it starts after the load and reads the topic
-                // from its start, so its work is not counted against the node's.
-                let listen = "127.0.0.1:\(SocketProbe.freePort())"
-                centralPid = try startCentralProcess(
-                    brokers: configuration.brokers, work: "\(configuration.runDirectory)/bench-chain/central", listen: listen,
-                    topic: node.topic)
-                run.correlation = await correlate(load.cookies, central: CentralClient(base: "http://\(listen)"))
+            guard outcome.ok else {
+                node.down { _ in }
+                throw commandFailure("the deploy failed: \(outcome.error)")
             }
-            return run
+            print("  \(outcome.cnf) version \(outcome.version) deployed")
+            _ = ChainLoad.run(namespace: "\(name)-client", sessions: min(200, sessions), clients: clients, progress: false)
+            return node
+        }
+
+        /// Waits (up to 10 s) until the nodes' processes, Redis and the broker together use less
+        /// than a tenth of a core; returns the CPU seconds they used meanwhile, by part.
+        static func waitForQuiet(nodes: [String]) async -> [String: Double] {
+            let start = ProcessCPU.byPart(nodes: nodes)
+            var last = start
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline {
+                try? await Task.sleep(for: .milliseconds(300))
+                let now = ProcessCPU.byPart(nodes: nodes)
+                let used = ProcessCPU.spent(from: last, to: now).values.reduce(0, +)
+                last = now
+                if used < 0.03 { break }
+            }
+            return ProcessCPU.spent(from: start, to: last)
         }
 
         /// Looks every session up at central until each is complete (or 120 s pass without progress).
@@ -244,7 +339,7 @@ extension BenchCommand {
         static func check(_ cookie: Cookie, central: CentralClient, expected: Set<String>) async -> SessionCheck {
             guard let timeline = try? await central.timeline(cookie).timeline else { return SessionCheck(lacking: ["the session at central"]) }
             var check = SessionCheck()
-            if !timeline.flows.contains(where: { $0.endNs != nil }) { check.lacking.append("its flow") }
+            if !timeline.flows.contains(where: { $0.endNs > 0 }) { check.lacking.append("its flow") }
             let operations = Set(timeline.spans.map(\.operation))
             let missing = expected.subtracting(operations)
             if !missing.isEmpty { check.lacking.append("spans (\(missing.sorted().joined(separator: ", ")))") }
@@ -336,6 +431,18 @@ enum ChainLoad {
 /// origin, the Datapath Manager) and the broker's and Redis's.
 enum ProcessCPU {
     static func byPart(node: String) -> [String: Double] {
+        byPart(nodes: [node])
+    }
+
+    /// What each part used between two readings.
+    static func spent(from before: [String: Double], to after: [String: Double]) -> [String: Double] {
+        after.reduce(into: [:]) { spent, part in spent[part.key] = part.value - (before[part.key] ?? 0) }
+    }
+
+    /// The parts of several nodes together (a part of the same name on two nodes is summed; the
+    /// origins, whose command lines do not name their node, are counted whichever node is asked
+    /// for).
+    static func byPart(nodes: [String]) -> [String: Double] {
         var parts: [String: Double] = [:]
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
@@ -349,7 +456,7 @@ enum ProcessCPU {
                 part = "broker"
             } else if command.contains("redis-server") {
                 part = "redis"
-            } else if !command.contains(node) && !command.contains("origin --listen 10.201") {
+            } else if !nodes.contains(where: { command.contains($0) }) && !command.contains("origin --listen 10.201") {
                 continue
             } else if command.contains("edgetrail.sidecar"), let index = words.firstIndex(of: "--microservice"), index + 1 < words.count {
                 part = "\(words[index + 1]) sidecar"

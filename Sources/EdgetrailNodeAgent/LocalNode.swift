@@ -43,6 +43,10 @@ public struct LocalNode: Sendable {
     /// Without telemetry the node has no collector and its pods export no spans: what the
     /// chain benchmark compares tracing against.
     public var telemetry = true
+    /// The Redis socket the pods keep their state in; the local infrastructure's by default. The
+    /// chain benchmark gives its untraced node a Redis of its own, so that the traced node's
+    /// collector, running beside it, sees none of its writes.
+    public var podRedisSocket: String?
 
     public init(name: String, runDirectory: String, executable: String, infra: InfraConfiguration) {
         self.name = name
@@ -132,7 +136,7 @@ public struct LocalNode: Sendable {
             pids[Part.agent.rawValue] = try spawn(
                 .agent, executable,
                 [
-                    "node", "agent", "--name", name, "--run-dir", runDirectory, "--python", python, "--redis", infra.redisSocket,
+                    "node", "agent", "--name", name, "--run-dir", runDirectory, "--python", python, "--redis", podRedisSocket ?? infra.redisSocket,
                     "--clamd", infra.clamdSocket,
                 ]
                     + (telemetry ? [] : ["--no-telemetry"]))
