@@ -128,6 +128,11 @@ public final class KafkaSink {
         var producerConfiguration = KafkaProducerConfiguration(brokers: configuration.brokers)
         producerConfiguration.compression = configuration.compression
         producerConfiguration.idempotent = true
+        // A node ships one small batch per session spread over the topic's partitions: with
+        // librdkafka's few milliseconds nearly every batch was a produce request (and a compressed
+        // message set) of its own, which cost the collector and the broker more than the batches'
+        // bytes. Sessions already wait out the join's settle window; 50 ms more fills requests.
+        producerConfiguration.lingerMilliseconds = 50
         // Never give up on a message: the spool holds it until the broker takes it.
         producerConfiguration.messageTimeoutMilliseconds = 0
         producerConfiguration.properties["queue.buffering.max.messages"] = String(configuration.maxInFlightBatches + 1000)

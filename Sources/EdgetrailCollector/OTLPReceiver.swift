@@ -4,13 +4,17 @@ import EdgetrailOTLP
 import EdgetrailProto
 import EdgetrailTelemetry
 import GRPCCore
+import GRPCProtobuf
 import Logging
 import Synchronization
 
 /// The OTLP/gRPC trace receiver: any OpenTelemetry SDK can export spans to it. Spans become
 /// Edgetrail span records keyed by their cookie and go to the pipeline; when the pipeline is
 /// full the exporter is told to retry (UNAVAILABLE), so nothing it sent is lost.
-public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceService.ServiceProtocol, Sendable {
+///
+/// Requests are read from their wire form straight into Edgetrail spans (`SpanConverter.read`),
+/// on the connection's event loop, without SwiftProtobuf's OTLP messages in between.
+public final class OTLPReceiver: RegistrableRPCService, Sendable {
     private let consumer: any RecordConsumer
     private let converter: Mutex<SpanConverter>
     private let clock: @Sendable () -> UInt64
@@ -31,9 +35,31 @@ public final class OTLPReceiver: Opentelemetry_Proto_Collector_Trace_V1_TraceSer
                 noCookie: configuration.noCookie, holdsTraces: configuration.hold.holdNanoseconds > 0))
     }
 
+    public func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Opentelemetry_Proto_Collector_Trace_V1_TraceService.Method.Export.descriptor,
+            deserializer: ExportReader(),
+            serializer: ProtobufSerializer<Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceResponse>()
+        ) { request, context in
+            StreamingServerResponse(single: try await self.export(request: ServerRequest(stream: request), context: context))
+        }
+    }
+
+    /// An export request read into spans; one that cannot be read is refused as INVALID_ARGUMENT.
+    struct ExportReader: MessageDeserializer {
+        func deserialize<Bytes: GRPCContiguousBytes>(_ bytes: Bytes) throws -> ReadExport {
+            do {
+                return try bytes.withUnsafeBytes { buffer throws(ProtobufReader.Malformed) in
+                    try SpanConverter.read(exportRequest: buffer)
+                }
+            } catch {
+                throw RPCError(code: .invalidArgument, message: "not an ExportTraceServiceRequest: \(error)")
+            }
+        }
+    }
+
     public func export(
-        request: GRPCCore.ServerRequest<Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest>,
-        context: GRPCCore.ServerContext
+        request: GRPCCore.ServerRequest<ReadExport>, context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.ServerResponse<Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceResponse> {
         let baggage = request.metadata[stringValues: "baggage"].first { _ in true }
         let now = clock()

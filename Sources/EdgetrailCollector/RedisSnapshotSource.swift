@@ -43,8 +43,8 @@ public struct RedisSnapshotCounters: Sendable, Hashable {
 }
 
 /// Captures the value of every key under `cookie:*` at each change: it subscribes to Redis
-/// keyspace notifications and reads the key (GET for strings, HGETALL for hashes) right after
-/// the change. Survives Redis restarts by reconnecting and subscribing again.
+/// keyspace notifications and reads the key (GET for strings, HGETALL for hashes) within a couple
+/// of milliseconds of the change. Survives Redis restarts by reconnecting and subscribing again.
 ///
 /// Blocking: drive it from one thread with `step` (`RedisSnapshotSource` does, for the collector).
 public final class RedisSnapshotReader: @unchecked Sendable {
@@ -70,19 +70,24 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
+        channelPrefix = "__keyspace@\(configuration.database)__:"
+        channelPrefixBytes = Array(channelPrefix.utf8)
+        source =
+            switch configuration.endpoint {
+            case .tcp(let host, let port): "redis://\(host):\(port)/\(configuration.database)"
+            case .unix(let path): "redis+unix://\(path)?db=\(configuration.database)"
+            }
     }
 
     /// True while subscribed.
     public var isConnected: Bool { subscriber != nil }
 
-    private var channelPrefix: String { "__keyspace@\(configuration.database)__:" }
-
-    private var source: String {
-        switch configuration.endpoint {
-        case .tcp(let host, let port): "redis://\(host):\(port)/\(configuration.database)"
-        case .unix(let path): "redis+unix://\(path)?db=\(configuration.database)"
-        }
-    }
+    /// How long changes are gathered after the first one before they are read and handed in.
+    static let gatherNanoseconds: UInt64 = 2_000_000
+    private let channelPrefix: String
+    private let channelPrefixBytes: [UInt8]
+    /// Where snapshots say they come from: `redis://HOST:PORT/DB` or `redis+unix://PATH?db=DB`.
+    private let source: String
 
     /// Waits up to `timeoutMilliseconds` for changes and returns their snapshots. Connection
     /// problems are handled here (logged, retried after the reconnect delay), never thrown.
@@ -96,13 +101,26 @@ public final class RedisSnapshotReader: @unchecked Sendable {
         var records: [Edgetrail_V1_Record] = []
         var unread: [(index: Int, type: ValueType)] = []
         var wait = timeoutMilliseconds
+        var gatherUntil: UInt64?
         do {
-            while let message = try subscriber.nextReply(timeoutMilliseconds: wait) {
-                wait = 0
+            while true {
+                guard let message = try subscriber.nextReply(timeoutMilliseconds: wait) else {
+                    // Nothing within the wait: done, unless the gathering window is still open.
+                    guard let until = gatherUntil, clock() < until else { break }
+                    continue
+                }
+                if gatherUntil == nil {
+                    // Changes come in bursts (each μsrv writes its state in pipelines): the
+                    // bursts of a couple of milliseconds are read in one round trip and handed in
+                    // as one intake (one journal write). A key changed twice within that window
+                    // shows its later value in both snapshots.
+                    gatherUntil = clock() + Self.gatherNanoseconds
+                    wait = 1
+                }
                 guard let (record, value) = capture(message) else { continue }
                 if let value { unread.append((records.count, value)) }
                 records.append(record)
-                if records.count >= 1000 { break }
+                if records.count >= 1000 || gatherUntil.map({ clock() >= $0 }) == true { break }
             }
         } catch {
             disconnect(reason: "\(error)")
@@ -194,39 +212,56 @@ public final class RedisSnapshotReader: @unchecked Sendable {
     }
 
     /// A keyspace message `[pmessage, pattern, __keyspace@0__:KEY, EVENT]` to a snapshot, and
-    /// the type of the value still to be read (nil: nothing to read).
+    /// the type of the value still to be read (nil: nothing to read). Read from the message's
+    /// bytes: the source sees two messages per key the μsrvs write (the change, then its expiry).
     private func capture(_ message: RedisValue) -> (Edgetrail_V1_Record, ValueType?)? {
-        guard case .array(let parts) = message, parts.count == 4, parts[0].text == "pmessage",
-            let channel = parts[2].text, let event = parts[3].text, channel.hasPrefix(channelPrefix)
+        guard case .array(let parts) = message, parts.count == 4, case .string(let kind) = parts[0],
+            kind.elementsEqual("pmessage".utf8), case .string(let channel) = parts[2], let event = parts[3].text,
+            channel.starts(with: channelPrefixBytes)
         else { return nil }
-        let key = String(channel.dropFirst(channelPrefix.count))
-        let pieces = key.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
-        guard pieces.count >= 2, pieces[0] == "cookie", let cookie = Cookie(hex: pieces[1]) else {
+        let key = channel[channelPrefixBytes.count...]
+        // cookie:<16 hex digits>[:<μsrv>[:…]]
+        let colon = UInt8(ascii: ":")
+        let prefix = "cookie:".utf8
+        let hexStart = key.startIndex + prefix.count
+        guard key.count >= prefix.count + 16, key.starts(with: prefix),
+            key.count == prefix.count + 16 || key[hexStart + 16] == colon,
+            let cookie = Cookie(hexBytes: key[hexStart..<hexStart + 16])
+        else {
             counters.malformedKeys += 1
-            logger.trace("key under the pattern without a cookie", metadata: ["key": "\(key)"])
+            logger.trace("key under the pattern without a cookie", metadata: ["key": "\(String(decoding: key, as: UTF8.self))"])
+            return nil
+        }
+        let keyText = String(decoding: key, as: UTF8.self)
+        let deletes = event == "del" || event == "expired" || event == "evicted" || event == "rename_from"
+        if !deletes, event == "expire", captured.contains(keyText) {
+            counters.repeatsSkipped += 1
             return nil
         }
         var record = Edgetrail_V1_Record()
         record.cookie = cookie.rawValue
-        record.service = pieces.count >= 3 ? String(pieces[2]) : ""
-        record.acceptedAtNs = clock()
-        record.snapshot.key = key
-        record.snapshot.event = event
-        record.snapshot.atNs = record.acceptedAtNs
-        record.snapshot.source = source
-        switch event {
-        case "del", "expired", "evicted", "rename_from":
-            record.snapshot.deleted = true
-            captured.remove(key)
-            return (record, nil)
-        case "expire" where captured.contains(key):
-            counters.repeatsSkipped += 1
-            return nil
-        default:
-            if captured.count >= recentLimit { captured.removeAll(keepingCapacity: true) }
-            captured.insert(key)
-            return (record, ValueType(event: event))
+        let serviceStart = hexStart + 17
+        if serviceStart <= key.endIndex {
+            let rest = key[serviceStart...]
+            record.service = String(decoding: rest.prefix { $0 != colon }, as: UTF8.self)
         }
+        let now = clock()
+        record.acceptedAtNs = now
+        var snapshot = Edgetrail_V1_Snapshot()
+        snapshot.key = keyText
+        snapshot.event = event
+        snapshot.atNs = now
+        snapshot.source = source
+        if deletes {
+            snapshot.deleted = true
+            captured.remove(keyText)
+            record.snapshot = snapshot
+            return (record, nil)
+        }
+        if captured.count >= recentLimit { captured.removeAll(keepingCapacity: true) }
+        captured.insert(keyText)
+        record.snapshot = snapshot
+        return (record, ValueType(event: event))
     }
 
     /// Reads the values of the `unread` records, pipelined: GET for strings, HGETALL for hashes.

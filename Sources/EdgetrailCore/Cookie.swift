@@ -25,6 +25,12 @@ public struct Cookie: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.rawValue = value
     }
 
+    /// The same for UTF-8 bytes (a Redis key as it comes off the wire).
+    public init?(hexBytes bytes: ArraySlice<UInt8>) {
+        guard let value = bytes.withUnsafeBufferPointer({ Self.parse($0) }) else { return nil }
+        self.rawValue = value
+    }
+
     private static func parse(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
         guard bytes.count == 16 else { return nil }
         var value: UInt64 = 0

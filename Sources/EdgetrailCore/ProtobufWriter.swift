@@ -116,3 +116,90 @@ public struct ProtobufWriter: Sendable {
         bytes.replaceSubrange(lengthAt..<(lengthAt + 1), with: prefix.bytes)
     }
 }
+
+/// Reads protobuf's binary wire format field by field: the counterpart of `ProtobufWriter`, for
+/// messages the collector takes in by the thousand (OTLP export requests), where building the
+/// generated message first costs more than what is done with it.
+public struct ProtobufReader {
+    public struct Malformed: Error, CustomStringConvertible {
+        public var description: String
+
+        public init(description: String) {
+            self.description = description
+        }
+    }
+
+    public enum WireType: UInt64 {
+        case varint = 0
+        case fixed64 = 1
+        case lengthDelimited = 2
+        case fixed32 = 5
+    }
+
+    private let buffer: UnsafeRawBufferPointer
+    private var at = 0
+
+    public init(_ buffer: UnsafeRawBufferPointer) {
+        self.buffer = buffer
+    }
+
+    /// The next field's number and wire type; nil at the end of the message.
+    public mutating func next() throws(Malformed) -> (field: UInt64, type: WireType)? {
+        guard at < buffer.count else { return nil }
+        let tag = try varint()
+        guard let type = WireType(rawValue: tag & 7) else {
+            throw Malformed(description: "wire type \(tag & 7) (groups or worse) at byte \(at)")
+        }
+        guard tag >> 3 != 0 else { throw Malformed(description: "field number 0 at byte \(at)") }
+        return (tag >> 3, type)
+    }
+
+    public mutating func varint() throws(Malformed) -> UInt64 {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while at < buffer.count, shift < 64 {
+            let byte = buffer[at]
+            at += 1
+            value |= UInt64(byte & 0x7f) << shift
+            if byte < 0x80 { return value }
+            shift += 7
+        }
+        throw Malformed(description: "varint cut short or too long at byte \(at)")
+    }
+
+    public mutating func fixed64() throws(Malformed) -> UInt64 {
+        guard at + 8 <= buffer.count else { throw Malformed(description: "fixed64 cut short at byte \(at)") }
+        defer { at += 8 }
+        return UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+    }
+
+    /// A length-delimited field's bytes (a string, bytes, or a message to read with a reader of
+    /// its own).
+    public mutating func bytes() throws(Malformed) -> UnsafeRawBufferPointer {
+        let length = try varint()
+        guard length <= UInt64(buffer.count - at) else { throw Malformed(description: "field longer than its message at byte \(at)") }
+        defer { at += Int(length) }
+        return UnsafeRawBufferPointer(rebasing: buffer[at..<(at + Int(length))])
+    }
+
+    /// A `string` field, which protobuf requires to be valid UTF-8.
+    public mutating func string() throws(Malformed) -> String {
+        let raw = try bytes()
+        guard let text = String(validating: raw.bindMemory(to: UInt8.self), as: UTF8.self) else {
+            throw Malformed(description: "a string field that is not UTF-8 before byte \(at)")
+        }
+        return text
+    }
+
+    /// Steps over a field this reader does not want.
+    public mutating func skip(_ type: WireType) throws(Malformed) {
+        switch type {
+        case .varint: _ = try varint()
+        case .fixed64: _ = try fixed64()
+        case .lengthDelimited: _ = try bytes()
+        case .fixed32:
+            guard at + 4 <= buffer.count else { throw Malformed(description: "fixed32 cut short at byte \(at)") }
+            at += 4
+        }
+    }
+}

@@ -83,77 +83,90 @@ public struct SpanConverter: Sendable {
         _ request: Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest, baggage: String? = nil,
         now: UInt64
     ) -> ConvertedSpans {
+        convert(Self.read(request), baggage: baggage, now: now)
+    }
+
+    /// Converts an export request already read (`read(exportRequest:)` reads one from its bytes).
+    public mutating func convert(_ export: ReadExport, baggage: String? = nil, now: UInt64) -> ConvertedSpans {
         let callCookie = baggage.flatMap(Self.cookie(fromBaggage:))
-        // First pass: read each span's own attribute once, and learn each trace's cookie from
-        // the spans that carry one.
-        var own: [CookieAttribute] = []
+        // First pass: learn each trace's cookie from the spans that carry one.
         // SDKs export a trace's spans side by side: each run of them is remembered once.
         var last: (trace: Data, cookie: UInt64)?
-        for resourceSpans in request.resourceSpans {
-            let resourceCookie = Self.cookie(in: resourceSpans.resource.attributes)
-            for scopeSpans in resourceSpans.scopeSpans {
-                for span in scopeSpans.spans {
-                    let attribute = Self.cookieAttribute(in: span.attributes)
-                    own.append(attribute)
-                    if let cookie = attribute.cookie ?? resourceCookie ?? callCookie,
-                        last.map({ $0.cookie != cookie || $0.trace != span.traceID }) ?? true
-                    {
-                        traces.remember(cookie, forTrace: span.traceID)
-                        last = (span.traceID, cookie)
-                    }
+        for resource in export.resources {
+            let resourceCookie = resource.cookie.cookie
+            for read in resource.spans {
+                if let cookie = read.cookie.cookie ?? resourceCookie ?? callCookie,
+                    last.map({ $0.cookie != cookie || $0.trace != read.span.traceID }) ?? true
+                {
+                    traces.remember(cookie, forTrace: read.span.traceID)
+                    last = (read.span.traceID, cookie)
                 }
             }
         }
         var result = ConvertedSpans()
-        result.records.reserveCapacity(own.count)
+        result.records.reserveCapacity(export.spanCount)
         func noteMalformed(_ attribute: CookieAttribute) {
             guard case .malformed(let reason, let value) = attribute else { return }
             result.malformedCookies[reason, default: 0] += 1
             if result.malformedExample == nil { result.malformedExample = value }
         }
-        var next = 0
-        for resourceSpans in request.resourceSpans {
-            let service = Self.string(named: "service.name", in: resourceSpans.resource.attributes) ?? ""
+        for resource in export.resources {
             // A span says which CNF it belongs to (its resource's `edgetrail.cnf`, as the μsrvs
             // and the SDK set it): a node's collector serves every CNF on the node.
-            let spanCNF = Self.string(named: "edgetrail.cnf", in: resourceSpans.resource.attributes).flatMap { $0.isEmpty ? nil : $0 } ?? cnf
-            let resourceAttribute = Self.cookieAttribute(in: resourceSpans.resource.attributes)
-            let resourceCookie = resourceAttribute.cookie
-            noteMalformed(resourceAttribute)
-            for scopeSpans in resourceSpans.scopeSpans {
-                for span in scopeSpans.spans {
-                    let attribute = own[next]
-                    next += 1
-                    noteMalformed(attribute)
-                    let fromBaggage = attribute.cookie == nil && resourceCookie == nil && callCookie != nil
-                    var cookie = attribute.cookie ?? resourceCookie ?? callCookie
-                        ?? traces.cookie(forTrace: span.traceID)
-                    if cookie == nil, holdsTraces, !span.traceID.isEmpty {
-                        result.heldWithoutCookie += 1
+            let spanCNF = resource.cnf.flatMap { $0.isEmpty ? nil : $0 } ?? cnf
+            let service = resource.service ?? ""
+            let resourceCookie = resource.cookie.cookie
+            noteMalformed(resource.cookie)
+            for read in resource.spans {
+                let attribute = read.cookie
+                noteMalformed(attribute)
+                let fromBaggage = attribute.cookie == nil && resourceCookie == nil && callCookie != nil
+                var cookie = attribute.cookie ?? resourceCookie ?? callCookie
+                    ?? traces.cookie(forTrace: read.span.traceID)
+                if cookie == nil, holdsTraces, !read.span.traceID.isEmpty {
+                    result.heldWithoutCookie += 1
+                    cookie = 0
+                } else if cookie == nil {
+                    switch noCookie {
+                    case .drop:
+                        result.droppedWithoutCookie += 1
+                        continue
+                    case .bucket:
+                        result.bucketedWithoutCookie += 1
                         cookie = 0
-                    } else if cookie == nil {
-                        switch noCookie {
-                        case .drop:
-                            result.droppedWithoutCookie += 1
-                            continue
-                        case .bucket:
-                            result.bucketedWithoutCookie += 1
-                            cookie = 0
-                        }
                     }
-                    var record = Edgetrail_V1_Record()
-                    record.cookie = cookie!
-                    record.cnf = spanCNF
-                    record.node = node
-                    record.service = service
-                    record.acceptedAtNs = now
-                    record.span = Self.span(from: span)
-                    if fromBaggage { record.span.baggage[cookieAttributeKey] = Cookie(cookie!).hex }
-                    result.records.append(record)
                 }
+                var record = Edgetrail_V1_Record()
+                record.cookie = cookie!
+                record.cnf = spanCNF
+                record.node = node
+                record.service = service
+                record.acceptedAtNs = now
+                record.span = read.span
+                if fromBaggage { record.span.baggage[cookieAttributeKey] = Cookie(cookie!).hex }
+                result.records.append(record)
             }
         }
         return result
+    }
+
+    /// A decoded request in the form `convert` takes.
+    static func read(_ request: Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest) -> ReadExport {
+        var export = ReadExport()
+        for resourceSpans in request.resourceSpans {
+            let attributes = resourceSpans.resource.attributes
+            var resource = ReadResource(
+                service: string(named: "service.name", in: attributes), cnf: string(named: "edgetrail.cnf", in: attributes),
+                cookie: cookieAttribute(in: attributes))
+            for scopeSpans in resourceSpans.scopeSpans {
+                for span in scopeSpans.spans {
+                    resource.spans.append(ReadSpan(span: Self.span(from: span), cookie: cookieAttribute(in: span.attributes)))
+                }
+            }
+            export.spanCount += resource.spans.count
+            export.resources.append(resource)
+        }
+        return export
     }
 
     static func span(from otlp: Opentelemetry_Proto_Trace_V1_Span) -> Edgetrail_V1_Span {
@@ -215,7 +228,7 @@ public struct SpanConverter: Sendable {
     }
 
     /// What an `edgetrail.cookie` attribute holds.
-    enum CookieAttribute: Equatable {
+    enum CookieAttribute: Equatable, Sendable {
         case missing
         case cookie(UInt64)
         /// There, but not 16 hex digits in a string; the reason names why.
@@ -248,4 +261,25 @@ public struct SpanConverter: Sendable {
     public static func cookie(fromBaggage header: String) -> UInt64? {
         Baggage.cookie(in: header)?.rawValue
     }
+}
+
+/// An export request read: per resource what `convert` needs of it, and its spans already as
+/// Edgetrail spans, each with its own cookie attribute.
+public struct ReadExport: Sendable {
+    var resources: [ReadResource] = []
+    public internal(set) var spanCount = 0
+}
+
+struct ReadResource: Sendable {
+    /// The first string-valued `service.name` and `edgetrail.cnf`.
+    var service: String?
+    var cnf: String?
+    /// The first `edgetrail.cookie`, whatever its type.
+    var cookie: SpanConverter.CookieAttribute
+    var spans: [ReadSpan] = []
+}
+
+struct ReadSpan: Sendable {
+    var span: Edgetrail_V1_Span
+    var cookie: SpanConverter.CookieAttribute
 }
