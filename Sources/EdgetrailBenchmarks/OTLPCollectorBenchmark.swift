@@ -149,7 +149,8 @@ public enum OTLPCollectorBenchmark {
         var byCookie: [UInt64: [Edgetrail_V1_Record]] = [:]
         byCookie.reserveCapacity(load.cookies)
         for bytes in encoded {
-            let request = try Opentelemetry_Proto_Collector_Trace_V1_ExportTraceServiceRequest(serializedBytes: bytes)
+            // Read as the collector reads them: from the wire form straight into spans.
+            let request = try bytes.withUnsafeBytes { try SpanConverter.read(exportRequest: $0) }
             for record in converter.convert(request, now: 0).records { byCookie[record.cookie, default: []].append(record) }
         }
         for message in flows {

@@ -1,3 +1,4 @@
+import EdgetrailCore
 import EdgetrailOTLP
 import Foundation
 import GRPCCore
@@ -37,32 +38,13 @@ final class OTLPSink: Sendable {
 
         /// Calls `body` with each length-delimited field `number` of `message`, skipping the others.
         static func fields(_ message: UnsafeRawBufferPointer, _ number: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-            var at = 0
-            func varint() throws -> UInt64 {
-                var value: UInt64 = 0
-                var shift: UInt64 = 0
-                while at < message.count {
-                    let byte = message[at]
-                    at += 1
-                    value |= UInt64(byte & 0x7f) << shift
-                    if byte < 0x80 { return value }
-                    shift += 7
+            var reader = ProtobufReader(message)
+            do {
+                while let (field, type) = try reader.next() {
+                    if field == number, type == .lengthDelimited { try body(try reader.bytes()) } else { try reader.skip(type) }
                 }
-                throw RPCError(code: .invalidArgument, message: "truncated varint")
-            }
-            while at < message.count {
-                let tag = try varint()
-                switch tag & 7 {
-                case 0: _ = try varint()
-                case 1: at += 8
-                case 5: at += 4
-                case 2:
-                    let length = Int(try varint())
-                    guard at + length <= message.count else { throw RPCError(code: .invalidArgument, message: "truncated field") }
-                    if tag >> 3 == number { try body(UnsafeRawBufferPointer(rebasing: message[at..<(at + length)])) }
-                    at += length
-                default: throw RPCError(code: .invalidArgument, message: "unknown wire type")
-                }
+            } catch let error as ProtobufReader.Malformed {
+                throw RPCError(code: .invalidArgument, message: "\(error)")
             }
         }
     }

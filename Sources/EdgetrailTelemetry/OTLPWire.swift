@@ -29,7 +29,7 @@ extension SpanConverter {
 
     /// `ResourceSpans`: resource (1), scope_spans (2).
     private static func readResourceSpans(_ bytes: UnsafeRawBufferPointer) throws(ProtobufReader.Malformed) -> ReadResource {
-        var resource = ReadResource(service: nil, cnf: nil, cookie: .missing)
+        var resource = ReadResource(service: nil, cnf: nil)
         var reader = ProtobufReader(bytes)
         while let (field, type) = try reader.next() {
             switch field {
@@ -44,7 +44,7 @@ extension SpanConverter {
                     switch key {
                     case "service.name" where resource.service == nil: if case .string(let text) = value { resource.service = text }
                     case "edgetrail.cnf" where resource.cnf == nil: if case .string(let text) = value { resource.cnf = text }
-                    case cookieAttributeKey where resource.cookie == .missing: resource.cookie = cookieAttribute(value)
+                    case cookieAttributeKey where !resource.sawCookieAttribute: resource.set(cookieAttribute(value))
                     default: break
                     }
                 }
@@ -119,7 +119,7 @@ extension SpanConverter {
             default: try reader.skip(type)
             }
         }
-        return ReadSpan(span: span, cookie: cookie)
+        return ReadSpan(span: span, attribute: cookie)
     }
 
     /// An attribute value as `convert` uses it: a string as itself, anything else as text.

@@ -56,6 +56,12 @@ public struct ConvertedSpans: Sendable {
     public var malformedCookies: [String: Int] = [:]
     /// One malformed value, for the log line.
     public var malformedExample: String?
+
+    mutating func noteMalformed(_ malformed: MalformedCookie?) {
+        guard let malformed else { return }
+        malformedCookies[malformed.reason, default: 0] += 1
+        if malformedExample == nil { malformedExample = malformed.value }
+    }
 }
 
 /// Converts OTLP spans into Edgetrail span records, finding each span's cookie in its
@@ -93,35 +99,27 @@ public struct SpanConverter: Sendable {
         // SDKs export a trace's spans side by side: each run of them is remembered once.
         var last: (trace: Data, cookie: UInt64)?
         for resource in export.resources {
-            let resourceCookie = resource.cookie.cookie
+            let resourceCookie = resource.cookie
             for read in resource.spans {
-                if let cookie = read.cookie.cookie ?? resourceCookie ?? callCookie,
-                    last.map({ $0.cookie != cookie || $0.trace != read.span.traceID }) ?? true
-                {
-                    traces.remember(cookie, forTrace: read.span.traceID)
-                    last = (read.span.traceID, cookie)
-                }
+                guard let cookie = read.cookie ?? resourceCookie ?? callCookie else { continue }
+                if let last, last.cookie == cookie, last.trace == read.span.traceID { continue }
+                traces.remember(cookie, forTrace: read.span.traceID)
+                last = (read.span.traceID, cookie)
             }
         }
         var result = ConvertedSpans()
         result.records.reserveCapacity(export.spanCount)
-        func noteMalformed(_ attribute: CookieAttribute) {
-            guard case .malformed(let reason, let value) = attribute else { return }
-            result.malformedCookies[reason, default: 0] += 1
-            if result.malformedExample == nil { result.malformedExample = value }
-        }
         for resource in export.resources {
             // A span says which CNF it belongs to (its resource's `edgetrail.cnf`, as the μsrvs
             // and the SDK set it): a node's collector serves every CNF on the node.
             let spanCNF = resource.cnf.flatMap { $0.isEmpty ? nil : $0 } ?? cnf
             let service = resource.service ?? ""
-            let resourceCookie = resource.cookie.cookie
-            noteMalformed(resource.cookie)
+            let resourceCookie = resource.cookie
+            result.noteMalformed(resource.malformed)
             for read in resource.spans {
-                let attribute = read.cookie
-                noteMalformed(attribute)
-                let fromBaggage = attribute.cookie == nil && resourceCookie == nil && callCookie != nil
-                var cookie = attribute.cookie ?? resourceCookie ?? callCookie
+                result.noteMalformed(read.malformed)
+                let fromBaggage = read.cookie == nil && resourceCookie == nil && callCookie != nil
+                var cookie = read.cookie ?? resourceCookie ?? callCookie
                     ?? traces.cookie(forTrace: read.span.traceID)
                 if cookie == nil, holdsTraces, !read.span.traceID.isEmpty {
                     result.heldWithoutCookie += 1
@@ -156,11 +154,11 @@ public struct SpanConverter: Sendable {
         for resourceSpans in request.resourceSpans {
             let attributes = resourceSpans.resource.attributes
             var resource = ReadResource(
-                service: string(named: "service.name", in: attributes), cnf: string(named: "edgetrail.cnf", in: attributes),
-                cookie: cookieAttribute(in: attributes))
+                service: string(named: "service.name", in: attributes), cnf: string(named: "edgetrail.cnf", in: attributes))
+            resource.set(cookieAttribute(in: attributes))
             for scopeSpans in resourceSpans.scopeSpans {
                 for span in scopeSpans.spans {
-                    resource.spans.append(ReadSpan(span: Self.span(from: span), cookie: cookieAttribute(in: span.attributes)))
+                    resource.spans.append(ReadSpan(span: Self.span(from: span), attribute: cookieAttribute(in: span.attributes)))
                 }
             }
             export.spanCount += resource.spans.count
@@ -274,12 +272,47 @@ struct ReadResource: Sendable {
     /// The first string-valued `service.name` and `edgetrail.cnf`.
     var service: String?
     var cnf: String?
-    /// The first `edgetrail.cookie`, whatever its type.
-    var cookie: SpanConverter.CookieAttribute
+    /// The first `edgetrail.cookie`, whatever its type: a cookie, or why it is not one.
+    var cookie: UInt64?
+    var malformed: MalformedCookie?
+    var sawCookieAttribute = false
     var spans: [ReadSpan] = []
+
+    init(service: String?, cnf: String?) {
+        self.service = service
+        self.cnf = cnf
+    }
+
+    mutating func set(_ attribute: SpanConverter.CookieAttribute) {
+        (cookie, malformed) = attribute.parts
+        sawCookieAttribute = attribute != .missing
+    }
 }
 
 struct ReadSpan: Sendable {
     var span: Edgetrail_V1_Span
-    var cookie: SpanConverter.CookieAttribute
+    var cookie: UInt64?
+    var malformed: MalformedCookie?
+
+    init(span: Edgetrail_V1_Span, attribute: SpanConverter.CookieAttribute) {
+        self.span = span
+        (cookie, malformed) = attribute.parts
+    }
+}
+
+/// An `edgetrail.cookie` that is there but is not a cookie: why (`not_16_hex_digits`,
+/// `not_a_string`) and the value's first 64 characters.
+struct MalformedCookie: Sendable {
+    var reason: String
+    var value: String
+}
+
+extension SpanConverter.CookieAttribute {
+    var parts: (UInt64?, MalformedCookie?) {
+        switch self {
+        case .missing: (nil, nil)
+        case .cookie(let cookie): (cookie, nil)
+        case .malformed(let reason, let value): (nil, MalformedCookie(reason: reason, value: value))
+        }
+    }
 }
