@@ -153,12 +153,12 @@ extension BenchCommand {
                     String(
                         format: "  tracing %@: %d sessions in %.1f s: %.0f/s, p50 %.2f ms, p99 %.2f ms, %d failed", telemetry ? "on " : "off",
                         run.latencies.count, run.seconds, run.rate, run.p50, run.p99, run.failures))
-                let spent = run.cpu.filter { $0.value > 0.05 }.sorted { $0.value > $1.value }
-                print("    CPU seconds during its turns: " + spent.map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", "))
+                let spent = run.cpu.filter { $0.value >= 0.01 }.sorted { $0.value > $1.value }
+                print("    CPU seconds during its turns: " + spent.map { String(format: "%@ %.2f", $0.key, $0.value) }.joined(separator: ", "))
             }
-            let trailing = between.filter { $0.value > 0.05 }.sorted { $0.value > $1.value }
+            let trailing = between.filter { $0.value >= 0.01 }.sorted { $0.value > $1.value }
             if !trailing.isEmpty {
-                print("    CPU seconds between turns (counted in neither): " + trailing.map { String(format: "%@ %.1f", $0.key, $0.value) }.joined(separator: ", "))
+                print("    CPU seconds between turns (counted in neither): " + trailing.map { String(format: "%@ %.2f", $0.key, $0.value) }.joined(separator: ", "))
             }
             if let onNode = nodes[true], let cookies = runs[true]?.cookies {
                 // Central is not part of the node: it starts after the load and reads the topic
