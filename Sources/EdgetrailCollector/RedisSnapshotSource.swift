@@ -56,6 +56,7 @@ public final class RedisSnapshotReader: @unchecked Sendable {
     private var reader: RedisConnection?
     private var nextAttempt: UInt64 = 0
     private var connectedOnce = false
+    private let connectionLog = LogThrottle()
     /// Keys whose value was captured since they were last deleted. An `expire` never changes a
     /// value, and every change of one raises its own notification before it: for these keys
     /// (`SET … EX`, or HSET then EXPIRE as the μsrvs write their state) it shows nothing new and
@@ -158,10 +159,13 @@ public final class RedisSnapshotReader: @unchecked Sendable {
             connectedOnce = true
             return subscriber
         } catch {
-            logger.warning(
-                "cannot subscribe to Redis; retrying",
-                metadata: ["redis": "\(source)", "error": "\(error)",
-                           "retry_ms": "\(configuration.reconnectDelayMilliseconds)"])
+            // Retried every reconnect delay; said once per 10 s (reconnects are counted on /metrics).
+            if connectionLog.due(now: now) {
+                logger.warning(
+                    "cannot subscribe to Redis; retrying",
+                    metadata: ["redis": "\(source)", "error": "\(error)",
+                               "retry_ms": "\(configuration.reconnectDelayMilliseconds)"])
+            }
             return nil
         }
     }

@@ -23,6 +23,14 @@ private func collect(_ source: RedisSnapshotReader, count: Int, seconds: Double 
     return records
 }
 
+/// A reader subscribed to the test's Redis, and a connection to change keys with.
+private func subscribed(to services: InfraConfiguration) throws -> (RedisSnapshotReader, RedisConnection) {
+    let source = RedisSnapshotReader(
+        configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort), logger: quietLogger)
+    _ = source.step(timeoutMilliseconds: 10)
+    return (source, try RedisConnection(host: services.host, port: services.redisPort))
+}
+
 @Suite("Redis snapshot source, against a real redis-server", .serialized)
 struct RedisSnapshotSourceTests {
     @Test("each change under cookie:* is captured with the key's value at that moment, strings and hashes")
@@ -78,11 +86,7 @@ struct RedisSnapshotSourceTests {
     @Test("keys without a valid cookie and values of other types are counted, and capture goes on")
     func malformedKeysAndTypes() async throws {
         try await TestInfra.with([.redis]) { services in
-            let source = RedisSnapshotReader(
-                configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
-                logger: quietLogger)
-            _ = source.step(timeoutMilliseconds: 10)
-            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            let (source, redis) = try subscribed(to: services)
             try redis.command("SET", "cookie:not-a-cookie:x", "1")
             try redis.command("RPUSH", "cookie:00000000000000c2:queue", "a", "b")
             try redis.command([Array("SET".utf8), Array("cookie:00000000000000c2:blob".utf8), [0xFF, 0x00, 0xFE]])
@@ -131,11 +135,7 @@ struct RedisSnapshotSourceTests {
     @Test("a key read after it changed type or went away shows what it holds then; a key whose event names no type is asked for it")
     func valuesReadAfterLaterChanges() async throws {
         try await TestInfra.with([.redis]) { services in
-            let source = RedisSnapshotReader(
-                configuration: RedisSnapshotSourceConfiguration(host: services.host, port: services.redisPort),
-                logger: quietLogger)
-            _ = source.step(timeoutMilliseconds: 10)
-            let redis = try RedisConnection(host: services.host, port: services.redisPort)
+            let (source, redis) = try subscribed(to: services)
             // All of it happens before the source reads: its values are read afterwards, together.
             try redis.command("SET", "cookie:00000000000000c5:proxy:a", "text")
             try redis.command("DEL", "cookie:00000000000000c5:proxy:a")
