@@ -98,6 +98,28 @@ public struct ProtobufWriter: Sendable {
         bytes.append(contentsOf: message)
     }
 
+    /// An entry of a `map<string, string>` or `map<string, bytes>` field (key 1, value 2), its
+    /// length worked out beforehand: maps are most of a span's fields.
+    public mutating func mapEntry(_ field: Int, key: String, value: some Collection<UInt8>) {
+        let keyCount = key.utf8.count
+        let valueCount = value.count
+        let length = 2 + Self.varintSize(UInt64(keyCount)) + keyCount + Self.varintSize(UInt64(valueCount)) + valueCount
+        tag(field, .lengthDelimited)
+        varint(UInt64(length))
+        string(1, key, present: true)
+        bytes(2, value, present: true)
+    }
+
+    static func varintSize(_ value: UInt64) -> Int {
+        var value = value
+        var size = 1
+        while value >= 0x80 {
+            value >>= 7
+            size += 1
+        }
+        return size
+    }
+
     /// A message field (written even when empty, as a set message field is), its body written by
     /// `body` on this writer.
     public mutating func message(_ field: Int, _ body: (inout ProtobufWriter) -> Void) {
@@ -184,8 +206,11 @@ public struct ProtobufReader {
 
     /// A `string` field, which protobuf requires to be valid UTF-8.
     public mutating func string() throws(Malformed) -> String {
-        let raw = try bytes()
-        guard let text = String(validating: raw.bindMemory(to: UInt8.self), as: UTF8.self) else {
+        let raw = try bytes().assumingMemoryBound(to: UInt8.self)
+        // Nearly every string on this path is ASCII, which is valid as it is; the general
+        // validating initializer costs several times the check.
+        if raw.allSatisfy({ $0 < 0x80 }) { return String(decoding: raw, as: UTF8.self) }
+        guard let text = String(validating: raw, as: UTF8.self) else {
             throw Malformed(description: "a string field that is not UTF-8 before byte \(at)")
         }
         return text

@@ -110,12 +110,7 @@ extension Edgetrail_V1_Snapshot {
         case .stringValue(let bytes): writer.bytes(2, bytes, present: true)
         case .hashFields(let hash):
             writer.message(3) { body in
-                for (name, bytes) in hash.fields {
-                    body.message(1) { entry in
-                        entry.string(1, name)
-                        entry.bytes(2, bytes)
-                    }
-                }
+                for (name, bytes) in hash.fields { body.mapEntry(1, key: name, value: bytes) }
             }
         case nil: break
         }
@@ -130,10 +125,5 @@ extension Edgetrail_V1_Snapshot {
 
 /// A `map<string, string>` field: one entry message (key 1, value 2) per pair.
 private func writeMap(_ field: Int, _ map: [String: String], to writer: inout ProtobufWriter) {
-    for (key, value) in map {
-        writer.message(field) { entry in
-            entry.string(1, key)
-            entry.string(2, value)
-        }
-    }
+    for (key, value) in map { writer.mapEntry(field, key: key, value: value.utf8) }
 }
