@@ -206,8 +206,8 @@ extension BenchCommand {
             var correlation: Correlation?
 
             var rate: Double { Double(latencies.count) / max(seconds, 1e-9) }
-            var p50: Double { ChainLoad.Outcome(latencies: latencies, cookies: [], failures: 0, seconds: 0).percentile(0.5) }
-            var p99: Double { ChainLoad.Outcome(latencies: latencies, cookies: [], failures: 0, seconds: 0).percentile(0.99) }
+            var p50: Double { ChainLoad.percentile(0.5, of: latencies) }
+            var p99: Double { ChainLoad.percentile(0.99, of: latencies) }
 
             mutating func add(_ load: ChainLoad.Outcome, cpu spent: [String: Double]) {
                 latencies += load.latencies
@@ -369,10 +369,12 @@ enum ChainLoad {
         var failures: Int
         var seconds: Double
 
-        func percentile(_ p: Double) -> Double {
-            let sorted = latencies.sorted()
-            return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-        }
+        func percentile(_ p: Double) -> Double { ChainLoad.percentile(p, of: latencies) }
+    }
+
+    static func percentile(_ p: Double, of latencies: [Double]) -> Double {
+        let sorted = latencies.sorted()
+        return sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
     }
 
     static func run(namespace: String, sessions: Int, clients: Int, progress: Bool) -> Outcome {

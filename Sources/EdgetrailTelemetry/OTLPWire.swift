@@ -186,8 +186,8 @@ extension SpanConverter {
         return value
     }
 
-    /// What an `edgetrail.cookie` value holds (as `cookieAttribute(in:)` says for decoded ones).
-    private static func cookieAttribute(_ value: WireValue) -> CookieAttribute {
+    /// What an `edgetrail.cookie` value holds, read from the wire or decoded.
+    static func cookieAttribute(_ value: WireValue) -> CookieAttribute {
         switch value {
         case .string(let text):
             if let cookie = Cookie(hex: text) { return .cookie(cookie.rawValue) }

@@ -242,17 +242,10 @@ public struct SpanConverter: Sendable {
     /// refused too: SDKs carry 64-bit integers as signed, and a cookie is no number to compute on.
     static func cookieAttribute(in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> CookieAttribute {
         for attribute in attributes where attribute.key == cookieAttributeKey {
-            if case .stringValue(let text) = attribute.value.value {
-                if let cookie = Cookie(hex: text) { return .cookie(cookie.rawValue) }
-                return .malformed(reason: "not_16_hex_digits", value: String(text.prefix(64)))
-            }
-            return .malformed(reason: "not_a_string", value: String(text(attribute.value).prefix(64)))
+            if case .stringValue(let text) = attribute.value.value { return cookieAttribute(.string(text)) }
+            return cookieAttribute(.other(text(attribute.value)))
         }
         return .missing
-    }
-
-    static func cookie(in attributes: [Opentelemetry_Proto_Common_V1_KeyValue]) -> UInt64? {
-        cookieAttribute(in: attributes).cookie
     }
 
     /// `edgetrail.cookie` in a W3C baggage header (`k=v;props,k2=v2`).
